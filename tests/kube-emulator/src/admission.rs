@@ -1,0 +1,1 @@
+//! Calling admission webhooks the way kube-apiserver does.

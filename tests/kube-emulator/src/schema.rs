@@ -1,0 +1,1 @@
+//! Structural-schema handling of CRD objects (defaulting, pruning, validation).

@@ -1,0 +1,1 @@
+//! A HashiCorp Vault HTTP API emulator for tests.
