@@ -1,1 +1,11 @@
+//! vaultgate: HashiCorp Vault secrets into Kubernetes, checked at the door.
+//!
+//! An ESO-compatible admission webhook (defaults and validation, with live checks against
+//! Vault) and a reconciler that keeps each ExternalSecret's target Secret in sync.
 
+pub mod api;
+pub mod certs;
+pub mod check;
+pub mod cli;
+pub mod crd;
+pub mod run;

@@ -1,0 +1,122 @@
+//! The CustomResourceDefinitions vaultgate serves, generated from the API types.
+//!
+//! Each kind is served as `v1` (stored) and `v1beta1` with the same schema and conversion
+//! strategy None, so manifests written for ESO's v1beta1 and for current ESO v1 both apply.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+
+/// The CRDs, in the order of their file names in `deploy/crds/`.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![
+        with_v1beta1(ClusterSecretStore::crd()),
+        with_v1beta1(ExternalSecret::crd()),
+        with_v1beta1(SecretStore::crd()),
+    ]
+}
+
+/// File name of a CRD in `deploy/crds/` (as ESO names them: `<group>_<plural>.yaml`).
+pub fn file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural)
+}
+
+/// Renders one CRD as a YAML document, starting with `---`.
+pub fn to_yaml(crd: &CustomResourceDefinition) -> anyhow::Result<String> {
+    Ok(format!("---\n{}", serde_yaml_ng::to_string(crd)?))
+}
+
+/// What `vaultgate crds` prints: every CRD, concatenated in file-name order, so that the output
+/// equals `cat deploy/crds/*.yaml`.
+pub fn render_all() -> anyhow::Result<String> {
+    let mut out = String::new();
+    for crd in all() {
+        out.push_str(&to_yaml(&crd)?);
+    }
+    Ok(out)
+}
+
+/// Adds a `v1beta1` version identical to `v1` but not stored.
+fn with_v1beta1(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let mut beta = crd.spec.versions[0].clone();
+    beta.name = "v1beta1".into();
+    beta.storage = false;
+    beta.served = true;
+    crd.spec.versions.push(beta);
+    crd.spec.conversion = Some(
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceConversion {
+            strategy: "None".into(),
+            webhook: None,
+        },
+    );
+    crd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_serves_v1_stored_and_v1beta1() {
+        for crd in all() {
+            let versions: Vec<_> = crd
+                .spec
+                .versions
+                .iter()
+                .map(|v| (v.name.as_str(), v.served, v.storage))
+                .collect();
+            assert_eq!(
+                versions,
+                vec![("v1", true, true), ("v1beta1", true, false)],
+                "{}",
+                crd.spec.names.kind
+            );
+            assert_eq!(crd.spec.versions[0].schema, crd.spec.versions[1].schema);
+            assert_eq!(crd.spec.conversion.as_ref().unwrap().strategy, "None");
+            assert!(
+                crd.spec.versions[0]
+                    .subresources
+                    .as_ref()
+                    .unwrap()
+                    .status
+                    .is_some()
+            );
+            assert_eq!(
+                crd.spec.names.categories.as_ref().unwrap()[0],
+                "external-secrets"
+            );
+        }
+    }
+
+    #[test]
+    fn names_and_columns_are_esos() {
+        let crds = all();
+        let short: Vec<_> = crds
+            .iter()
+            .map(|c| c.spec.names.short_names.clone().unwrap())
+            .collect();
+        assert_eq!(
+            short,
+            vec![
+                vec!["css".to_string()],
+                vec!["es".to_string()],
+                vec!["ss".to_string()]
+            ]
+        );
+        let cols = |i: usize| -> Vec<String> {
+            crds[i].spec.versions[0]
+                .additional_printer_columns
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        assert_eq!(cols(1), ["Store", "Refresh Interval", "Status", "Ready"]);
+        assert_eq!(cols(0), ["Age", "Status", "Capabilities", "Ready"]);
+        assert_eq!(cols(2), ["Age", "Status", "Capabilities", "Ready"]);
+        assert_eq!(crds[0].spec.scope, "Cluster");
+        assert_eq!(crds[1].spec.scope, "Namespaced");
+    }
+}
