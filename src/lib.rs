@@ -8,4 +8,5 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod crd;
+pub mod metrics;
 pub mod run;

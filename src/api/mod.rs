@@ -5,6 +5,7 @@ pub mod conditions;
 pub mod duration;
 pub mod external_secret;
 pub mod refs;
+pub mod selector;
 pub mod store;
 
 pub use conditions::Condition;
