@@ -11,8 +11,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/*
 RUN rustup target add x86_64-unknown-linux-musl
-ENV CC_x86_64_unknown_linux_musl=musl-gcc \
-    CARGO_TERM_COLOR=never
+ENV CC_x86_64_unknown_linux_musl=musl-gcc
 WORKDIR /src
 # The whole workspace is needed: cargo resolves every member's manifest even for one binary.
 COPY . .
