@@ -37,8 +37,34 @@ pub fn render_all() -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// Adds a `v1beta1` version identical to `v1` but not stored.
+/// Adds the standard `apiVersion`/`kind`/`metadata` properties (as ESO's CRDs declare them) and
+/// a `v1beta1` version identical to `v1` but not stored.
 fn with_v1beta1(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+    if let Some(schema) = crd.spec.versions[0]
+        .schema
+        .as_mut()
+        .and_then(|s| s.open_api_v3_schema.as_mut())
+    {
+        let props = schema.properties.get_or_insert_with(Default::default);
+        let string = |description: &str| JSONSchemaProps {
+            type_: Some("string".into()),
+            description: Some(description.into()),
+            ..Default::default()
+        };
+        props.entry("apiVersion".into()).or_insert_with(|| {
+            string("APIVersion defines the versioned schema of this representation of an object.")
+        });
+        props.entry("kind".into()).or_insert_with(|| {
+            string("Kind is a string value representing the REST resource this object represents.")
+        });
+        props
+            .entry("metadata".into())
+            .or_insert_with(|| JSONSchemaProps {
+                type_: Some("object".into()),
+                ..Default::default()
+            });
+    }
     let mut beta = crd.spec.versions[0].clone();
     beta.name = "v1beta1".into();
     beta.storage = false;

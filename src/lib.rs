@@ -9,4 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod crd;
 pub mod metrics;
+pub mod reconcile;
 pub mod run;
+pub mod telemetry;
+pub mod vault;

@@ -1,0 +1,42 @@
+# vaultgate — the commands a developer needs. See README.md.
+CARGO ?= cargo
+SANDBOX_DIR ?= .sandbox
+export SANDBOX_DIR
+
+.PHONY: run test bench soak deploy crds certs lint fmt
+
+## run: the whole thing on one machine (Kubernetes API emulator + Vault dev server + vaultgate), no cluster needed
+run:
+	$(CARGO) run -p vaultgate-sandbox --bin vaultgate-sandbox
+
+## test: every test of the workspace (unit, emulator conformance, end to end)
+test:
+	$(CARGO) test --workspace --all-targets
+
+## bench: release build, benchmarks, figures in target/bench/results.json
+bench:
+	$(CARGO) build --release -p vaultgate -p vaultgate-sandbox
+	$(CARGO) run --release -p vaultgate-sandbox --bin vaultgate-bench
+
+## soak: 1,000 ExternalSecrets under random faults, a few minutes
+soak:
+	$(CARGO) test --release -p vaultgate --test soak -- --ignored --nocapture
+
+## deploy: apply CRDs, RBAC, Deployment, Service and webhooks to the current kubectl context
+deploy:
+	kubectl apply -k deploy/
+
+## crds: regenerate deploy/crds/ from the API types
+crds:
+	$(CARGO) run -q --bin vaultgate -- crds --out-dir deploy/crds
+
+## certs: a development CA and serving certificate in certs/ (never committed)
+certs:
+	$(CARGO) run -q --bin vaultgate -- certs --out-dir certs
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
