@@ -1,0 +1,894 @@
+//! Logged-in clients per store identity, their tokens (renewed, re-obtained, revoked) and
+//! deduplicated reads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::{OnceCell, RwLock};
+use zeroize::Zeroizing;
+
+use super::auth::{self, AuthKind, LoginToken, Resolver};
+use super::http::{Reply, Req, RetryPolicy, Transport, vault_errors_suffix};
+use super::paths;
+use super::{StoreHandle, VaultError};
+use crate::api::{StoreKind, VaultKvVersion};
+use crate::metrics::Metrics;
+
+/// How long a finished read answers identical reads of the same store, path and version.
+const READ_SHARE_WINDOW: Duration = Duration::from_secs(1);
+/// A renewal that leaves less than this fraction of the login TTL means the token is near its
+/// max TTL: log in again instead of renewing ever more often.
+const MIN_RENEW_FRACTION: u32 = 3;
+/// Upper bound of secrets a `find` may list, so a huge mount cannot exhaust memory.
+const MAX_LISTED: usize = 10_000;
+
+struct Env {
+    kube: kube::Client,
+    metrics: Metrics,
+    logins: AtomicU64,
+}
+
+/// Everything that changes the login identity of a store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct CacheKey {
+    kind: &'static str,
+    namespace: Option<String>,
+    name: String,
+    uid: String,
+    resource_version: String,
+    /// Only for ClusterSecretStores that resolve references in the ExternalSecret's namespace.
+    referent_namespace: Option<String>,
+}
+
+impl CacheKey {
+    fn same_store(&self, other: &CacheKey) -> bool {
+        self.kind == other.kind && self.namespace == other.namespace && self.name == other.name
+    }
+}
+
+type Slot = Arc<OnceCell<Arc<StoreClient>>>;
+
+/// The process's Vault clients, shared by the webhook and the reconciler.
+#[derive(Clone)]
+pub struct VaultClients {
+    env: Arc<Env>,
+    cache: Arc<Mutex<HashMap<CacheKey, Slot>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl VaultClients {
+    pub fn new(kube: kube::Client, metrics: Metrics) -> Self {
+        VaultClients {
+            env: Arc::new(Env {
+                kube,
+                metrics,
+                logins: AtomicU64::new(0),
+            }),
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A logged-in client for `store` as used by an ExternalSecret in `es_namespace`.
+    ///
+    /// One login per store identity: concurrent callers wait for the same login; a store's
+    /// older resourceVersions (or a recreated store's old uid) are evicted and their tokens
+    /// revoked.
+    pub async fn client(
+        &self,
+        store: &StoreHandle,
+        es_namespace: &str,
+    ) -> Result<Arc<StoreClient>, VaultError> {
+        let provider = store.spec.provider.vault.as_ref().ok_or_else(|| {
+            VaultError::config(format!(
+                "{} has no spec.provider.vault: vaultgate only serves the Vault provider",
+                store.display()
+            ))
+        })?;
+        let referent =
+            store.kind == StoreKind::ClusterSecretStore && auth::has_referent_refs(provider);
+        let key = CacheKey {
+            kind: store.kind.as_str(),
+            namespace: store.namespace.clone(),
+            name: store.name.clone(),
+            uid: store.uid.clone(),
+            resource_version: store.resource_version.clone(),
+            referent_namespace: referent.then(|| es_namespace.to_string()),
+        };
+        let (slot, evicted) = {
+            let mut cache = lock(&self.cache);
+            let stale: Vec<CacheKey> = cache
+                .keys()
+                .filter(|k| {
+                    k.same_store(&key)
+                        && (k.uid != key.uid || k.resource_version != key.resource_version)
+                })
+                .cloned()
+                .collect();
+            let evicted: Vec<Slot> = stale.iter().filter_map(|k| cache.remove(k)).collect();
+            let slot = cache.entry(key).or_default().clone();
+            (slot, evicted)
+        };
+        for old in evicted {
+            if let Some(c) = old.get().cloned() {
+                tokio::spawn(async move { c.retire().await });
+            }
+        }
+        let client = slot
+            .get_or_try_init(|| StoreClient::connect(self.env.clone(), store.clone(), es_namespace))
+            .await?;
+        Ok(client.clone())
+    }
+
+    /// Revokes every token obtained by a login (never a static token) and empties the cache;
+    /// for shutdown.
+    pub async fn revoke_all(&self) {
+        let slots: Vec<Slot> = lock(&self.cache).drain().map(|(_, s)| s).collect();
+        let clients: Vec<Arc<StoreClient>> =
+            slots.iter().filter_map(|s| s.get().cloned()).collect();
+        futures::future::join_all(clients.iter().map(|c| c.retire())).await;
+    }
+
+    /// Vault logins performed so far (token auth reads a Secret and does not count).
+    pub fn login_count(&self) -> u64 {
+        self.env.logins.load(Ordering::Relaxed)
+    }
+}
+
+/// The current token of a client. Never printed.
+struct TokenState {
+    token: Zeroizing<String>,
+    generation: u64,
+    obtained: Instant,
+    ttl: Option<Duration>,
+    login_ttl: Option<Duration>,
+    renewable: bool,
+    from_login: bool,
+}
+
+impl TokenState {
+    fn from_login(t: LoginToken, generation: u64) -> Self {
+        TokenState {
+            token: t.token,
+            generation,
+            obtained: Instant::now(),
+            ttl: t.ttl,
+            login_ttl: t.ttl,
+            renewable: t.renewable,
+            from_login: t.from_login,
+        }
+    }
+
+    /// Still usable without renewal: static tokens and tokens without TTL always; others
+    /// until two thirds of their TTL.
+    fn fresh(&self, now: Instant) -> bool {
+        match self.ttl {
+            Some(ttl) if self.from_login && !ttl.is_zero() => {
+                now.duration_since(self.obtained) < ttl * 2 / 3
+            }
+            _ => true,
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        match self.ttl {
+            Some(ttl) if self.from_login && !ttl.is_zero() => {
+                now.duration_since(self.obtained) >= ttl
+            }
+            _ => false,
+        }
+    }
+}
+
+type ReadResult = Result<Option<Arc<Value>>, VaultError>;
+
+struct ReadSlot {
+    cell: OnceCell<ReadResult>,
+    done: OnceLock<Instant>,
+}
+
+impl ReadSlot {
+    /// Joinable: still running, or finished well within the share window.
+    fn shareable(&self, now: Instant) -> bool {
+        match (self.done.get(), self.cell.get()) {
+            (None, _) => true,
+            (Some(t), Some(Ok(_))) => now.duration_since(*t) < READ_SHARE_WINDOW,
+            _ => false,
+        }
+    }
+}
+
+/// A logged-in Vault client for one store identity.
+pub struct StoreClient {
+    env: Arc<Env>,
+    store: StoreHandle,
+    es_namespace: String,
+    kind: AuthKind,
+    transport: Transport,
+    login_namespace: Option<String>,
+    kv_version: VaultKvVersion,
+    mount: Option<String>,
+    state: RwLock<TokenState>,
+    refresh: tokio::sync::Mutex<()>,
+    retired: AtomicBool,
+    reads: Mutex<HashMap<String, Arc<ReadSlot>>>,
+}
+
+impl StoreClient {
+    async fn connect(
+        env: Arc<Env>,
+        store: StoreHandle,
+        es_namespace: &str,
+    ) -> Result<Arc<StoreClient>, VaultError> {
+        let p = store
+            .spec
+            .provider
+            .vault
+            .as_ref()
+            .ok_or_else(|| VaultError::config("spec.provider.vault is not set"))?;
+        let kind = auth::auth_kind(p.auth.as_ref())?;
+        let resolver = Resolver {
+            kube: &env.kube,
+            store: &store,
+            es_namespace,
+        };
+        let tls = resolver.tls_material(p).await?;
+        let retry = RetryPolicy::from_settings(store.spec.retry_settings.as_ref())?;
+        let transport = Transport::new(
+            &p.server,
+            p.namespace.clone(),
+            p.headers.as_ref(),
+            p.read_your_writes == Some(true) && p.forward_inconsistent == Some(true),
+            tls,
+            retry,
+            env.metrics.clone(),
+        )?;
+        let login_namespace = p
+            .auth
+            .as_ref()
+            .and_then(|a| a.namespace.clone())
+            .filter(|n| !n.is_empty())
+            .or_else(|| p.namespace.clone());
+        let token = Self::do_login(
+            &env,
+            &store,
+            es_namespace,
+            kind,
+            &transport,
+            login_namespace.as_deref(),
+        )
+        .await?;
+        Ok(Arc::new(StoreClient {
+            kv_version: p.version.unwrap_or_default(),
+            mount: paths::mount_of(p.path.as_deref()),
+            env,
+            es_namespace: es_namespace.to_string(),
+            kind,
+            transport,
+            login_namespace,
+            state: RwLock::new(TokenState::from_login(token, 0)),
+            refresh: tokio::sync::Mutex::new(()),
+            retired: AtomicBool::new(false),
+            reads: Mutex::new(HashMap::new()),
+            store,
+        }))
+    }
+
+    async fn do_login(
+        env: &Env,
+        store: &StoreHandle,
+        es_namespace: &str,
+        kind: AuthKind,
+        transport: &Transport,
+        login_namespace: Option<&str>,
+    ) -> Result<LoginToken, VaultError> {
+        let resolver = Resolver {
+            kube: &env.kube,
+            store,
+            es_namespace,
+        };
+        if kind != AuthKind::Token {
+            env.logins.fetch_add(1, Ordering::Relaxed);
+        }
+        let t = auth::login(&resolver, kind, transport, login_namespace, &env.metrics).await;
+        match &t {
+            Ok(_) => tracing::debug!(store = %store.display(), method = kind.name(), "Vault login"),
+            Err(e) => {
+                tracing::warn!(store = %store.display(), method = kind.name(), error = %e, "Vault login failed")
+            }
+        }
+        t
+    }
+
+    pub fn kv_version(&self) -> VaultKvVersion {
+        self.kv_version
+    }
+
+    pub fn mount(&self) -> Option<&str> {
+        self.mount.as_deref()
+    }
+
+    /// The store this client logged in for.
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    /// A usable token, renewing (`auth/token/renew-self`) from two thirds of its TTL or
+    /// logging in again when it cannot be renewed.
+    async fn token(&self) -> Result<(Zeroizing<String>, u64), VaultError> {
+        {
+            let st = self.state.read().await;
+            if st.fresh(Instant::now()) {
+                return Ok((st.token.clone(), st.generation));
+            }
+        }
+        let _guard = self.refresh.lock().await;
+        let (token, generation, renewable, expired, login_ttl) = {
+            let st = self.state.read().await;
+            let now = Instant::now();
+            if st.fresh(now) {
+                return Ok((st.token.clone(), st.generation));
+            }
+            (
+                st.token.clone(),
+                st.generation,
+                st.renewable,
+                st.expired(now),
+                st.login_ttl,
+            )
+        };
+        if renewable && !expired {
+            match self.renew(&token).await {
+                Ok((ttl, renewable)) if login_ttl.is_none_or(|l| ttl * MIN_RENEW_FRACTION >= l) => {
+                    let mut st = self.state.write().await;
+                    st.obtained = Instant::now();
+                    st.ttl = Some(ttl);
+                    st.renewable = renewable;
+                    return Ok((st.token.clone(), st.generation));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(store = %self.store.display(), error = %e, "token renewal failed; logging in again");
+                }
+            }
+        }
+        match self.replace_token(generation).await {
+            Ok(r) => Ok(r),
+            // The old token still has a third of its TTL: keep working with it.
+            Err(e) if !expired && !e.is_transient() => Err(e),
+            Err(e) if !expired => {
+                tracing::warn!(store = %self.store.display(), error = %e, "re-login failed; using the current token until it expires");
+                Ok((token, generation))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Logs in again (caller holds `refresh`); revokes the replaced token if it was ours.
+    async fn replace_token(&self, generation: u64) -> Result<(Zeroizing<String>, u64), VaultError> {
+        if self.retired.load(Ordering::Acquire) {
+            return Err(VaultError::Unavailable {
+                message: format!(
+                    "the client of {} was replaced by a newer version of the store; retry",
+                    self.store.display()
+                ),
+            });
+        }
+        let t = Self::do_login(
+            &self.env,
+            &self.store,
+            &self.es_namespace,
+            self.kind,
+            &self.transport,
+            self.login_namespace.as_deref(),
+        )
+        .await?;
+        let mut st = self.state.write().await;
+        let old = std::mem::replace(&mut *st, TokenState::from_login(t, generation + 1));
+        let out = (st.token.clone(), st.generation);
+        drop(st);
+        if old.from_login && !old.expired(Instant::now()) && old.token != out.0 {
+            let _ = self.revoke_token(&old.token).await;
+        }
+        Ok(out)
+    }
+
+    /// After a 403: whether the token itself is dead (revoked or expired), checked with
+    /// lookup-self, so that a genuine permission denial does not cause a login.
+    async fn token_dead(&self, token: &str) -> Result<bool, VaultError> {
+        let reply = self
+            .transport
+            .send(&Req {
+                call: "lookup_self",
+                method: Method::GET,
+                path: "auth/token/lookup-self",
+                query: None,
+                token: Some(token),
+                namespace: Some(self.login_namespace.as_deref()),
+                body: None,
+            })
+            .await?;
+        Ok(matches!(reply.status, 401 | 403))
+    }
+
+    async fn relogin_after(&self, generation: u64) -> Result<(), VaultError> {
+        let _guard = self.refresh.lock().await;
+        if self.state.read().await.generation != generation {
+            return Ok(());
+        }
+        self.replace_token(generation).await.map(|_| ())
+    }
+
+    /// One authenticated call; on 403 with a dead token, logs in again once and retries.
+    async fn call(&self, req: Req<'_>) -> Result<Reply, VaultError> {
+        let (token, generation) = self.token().await?;
+        let reply = self
+            .transport
+            .send(&Req {
+                token: Some(&token),
+                ..clone_req(&req)
+            })
+            .await?;
+        if !matches!(reply.status, 401 | 403) || !self.token_dead(&token).await? {
+            return Ok(reply);
+        }
+        tracing::info!(store = %self.store.display(), "Vault token no longer valid; logging in again");
+        self.relogin_after(generation).await?;
+        let (token, _) = self.token().await?;
+        self.transport
+            .send(&Req {
+                token: Some(&token),
+                ..req
+            })
+            .await
+    }
+
+    fn status_error(&self, call: &str, method: &Method, path: &str, reply: &Reply) -> VaultError {
+        match reply.status {
+            404 => VaultError::NotFound {
+                path: path.to_string(),
+            },
+            401 | 403 => VaultError::PermissionDenied {
+                path: path.to_string(),
+                call: call.to_string(),
+            },
+            s => VaultError::invalid(format!(
+                "{method} {path}: Vault answered HTTP {s}{}",
+                vault_errors_suffix(&reply.body)
+            )),
+        }
+    }
+
+    /// `auth/token/lookup-self` data (how ESO validates a store).
+    pub async fn lookup_self(&self) -> Result<Value, VaultError> {
+        let path = "auth/token/lookup-self";
+        let reply = self
+            .call(Req {
+                call: "lookup_self",
+                method: Method::GET,
+                path,
+                query: None,
+                token: None,
+                namespace: Some(self.login_namespace.as_deref()),
+                body: None,
+            })
+            .await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(self.status_error("lookup-self", &Method::GET, path, &reply));
+        }
+        Ok(reply.body.get("data").cloned().unwrap_or(Value::Null))
+    }
+
+    /// The store's mount exists and is a KV engine of the declared version.
+    pub async fn check_mount(&self) -> Result<(), VaultError> {
+        let Some(mount) = self.mount.as_deref() else {
+            // Without `path` each key carries its own mount; nothing single to check.
+            return Ok(());
+        };
+        let mut denied = None;
+        let mut info = None;
+        for path in [
+            format!("sys/internal/ui/mounts/{mount}"),
+            format!("sys/mounts/{mount}"),
+        ] {
+            let reply = self
+                .call(Req {
+                    call: "mount",
+                    method: Method::GET,
+                    path: &path,
+                    query: None,
+                    token: None,
+                    namespace: None,
+                    body: None,
+                })
+                .await?;
+            match reply.status {
+                200..=299 => {
+                    info = Some(reply.body);
+                    break;
+                }
+                401 | 403 => denied = Some(path),
+                404 | 400 => {}
+                _ => return Err(self.status_error("mount", &Method::GET, &path, &reply)),
+            }
+        }
+        let Some(body) = info else {
+            return Err(match denied {
+                Some(path) => VaultError::PermissionDenied {
+                    path,
+                    call: "read mount".into(),
+                },
+                None => VaultError::config(format!(
+                    "no secrets engine is mounted at {mount:?} (spec.provider.vault.path)"
+                )),
+            });
+        };
+        let data = body.get("data").filter(|d| d.is_object()).unwrap_or(&body);
+        let engine = data.get("type").and_then(Value::as_str).unwrap_or("");
+        let version = data
+            .get("options")
+            .and_then(|o| o.get("version"))
+            .and_then(Value::as_str)
+            .unwrap_or("1");
+        check_mount_info(mount, engine, version, self.kv_version)
+    }
+
+    /// Deduplicated GET: identical concurrent reads, and reads within a second of a
+    /// successful one, share one Vault request.
+    async fn shared_get(
+        &self,
+        call: &'static str,
+        path: String,
+        query: Option<String>,
+    ) -> ReadResult {
+        let key = format!("{call} {path}?{}", query.as_deref().unwrap_or(""));
+        let slot = {
+            let now = Instant::now();
+            let mut reads = lock(&self.reads);
+            reads.retain(|_, s| s.shareable(now));
+            reads
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(ReadSlot {
+                        cell: OnceCell::new(),
+                        done: OnceLock::new(),
+                    })
+                })
+                .clone()
+        };
+        slot.cell
+            .get_or_init(|| async {
+                let r = self.get_json(call, &path, query.as_deref()).await;
+                let _ = slot.done.set(Instant::now());
+                r
+            })
+            .await
+            .clone()
+    }
+
+    /// GET returning the body, `None` on 404.
+    async fn get_json(&self, call: &str, path: &str, query: Option<&str>) -> ReadResult {
+        let reply = self
+            .call(Req {
+                call,
+                method: Method::GET,
+                path,
+                query,
+                token: None,
+                namespace: None,
+                body: None,
+            })
+            .await?;
+        match reply.status {
+            200..=299 => Ok(Some(Arc::new(reply.body))),
+            404 => Ok(None),
+            _ => Err(self.status_error(call, &Method::GET, path, &reply)),
+        }
+    }
+
+    /// The secret's data map (KV v2: the inner `data`), `None` when it does not exist or the
+    /// version is deleted. Deduplicated.
+    pub async fn read_secret(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<Arc<Value>>, VaultError> {
+        paths::check_key(key).map_err(VaultError::invalid)?;
+        let version = version.filter(|v| !v.is_empty());
+        if let Some(v) = version {
+            paths::check_version(v).map_err(VaultError::invalid)?;
+            if self.kv_version == VaultKvVersion::V1 {
+                return Err(VaultError::Unsupported {
+                    what: format!("reading version {v} of {key:?}: KV v1 has no versions"),
+                });
+            }
+        }
+        let path = paths::data_path(self.mount.as_deref(), self.kv_version, key);
+        let query = version.map(|v| format!("version={v}"));
+        let Some(body) = self.shared_get("read", path.clone(), query).await? else {
+            return Ok(None);
+        };
+        let data = match self.kv_version {
+            VaultKvVersion::V2 => body.get("data").and_then(|d| d.get("data")),
+            VaultKvVersion::V1 => body.get("data"),
+        };
+        match data {
+            None | Some(Value::Null) => Ok(None),
+            Some(d) => Ok(Some(Arc::new(d.clone()))),
+        }
+    }
+
+    /// KV v2 metadata (`created_time`, `current_version`, `custom_metadata`, `versions`, …),
+    /// `None` when the secret does not exist. Deduplicated.
+    pub async fn read_metadata(&self, key: &str) -> Result<Option<Arc<Value>>, VaultError> {
+        paths::check_key(key).map_err(VaultError::invalid)?;
+        if self.kv_version == VaultKvVersion::V1 {
+            return Err(VaultError::Unsupported {
+                what: format!("metadata of {key:?}: KV v1 keeps no metadata (use version v2)"),
+            });
+        }
+        let path = paths::metadata_path(self.mount.as_deref(), key);
+        let Some(body) = self.shared_get("read_metadata", path, None).await? else {
+            return Ok(None);
+        };
+        match body.get("data") {
+            None | Some(Value::Null) => Ok(None),
+            Some(d) => Ok(Some(Arc::new(d.clone()))),
+        }
+    }
+
+    /// Every secret under `path` (recursive LIST), relative to the mount, sorted.
+    pub async fn list_recursive(&self, path: &str) -> Result<Vec<String>, VaultError> {
+        let mount = self.mount.as_deref().ok_or_else(|| {
+            VaultError::config("listing secrets needs spec.provider.vault.path (the KV mount)")
+        })?;
+        let folder = path.trim_matches('/');
+        if !folder.is_empty() {
+            paths::check_key(folder).map_err(VaultError::invalid)?;
+        }
+        let mut out = Vec::new();
+        let mut pending = vec![if folder.is_empty() {
+            String::new()
+        } else {
+            format!("{folder}/")
+        }];
+        while let Some(prefix) = pending.pop() {
+            let list_path = match self.kv_version {
+                VaultKvVersion::V2 => paths::list_path(mount, &prefix),
+                VaultKvVersion::V1 => format!("{mount}/{prefix}"),
+            };
+            let reply = self
+                .call(Req {
+                    call: "list",
+                    method: Method::GET,
+                    path: &list_path,
+                    query: Some("list=true"),
+                    token: None,
+                    namespace: None,
+                    body: None,
+                })
+                .await?;
+            match reply.status {
+                200..=299 => {}
+                404 => continue,
+                _ => return Err(self.status_error("list", &Method::GET, &list_path, &reply)),
+            }
+            let keys = reply
+                .body
+                .get("data")
+                .and_then(|d| d.get("keys"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for k in keys.iter().filter_map(Value::as_str) {
+                let full = format!("{prefix}{k}");
+                if k.ends_with('/') {
+                    pending.push(full);
+                } else {
+                    out.push(full);
+                }
+                if out.len() + pending.len() > MAX_LISTED {
+                    return Err(VaultError::invalid(format!(
+                        "more than {MAX_LISTED} secrets under {mount}/{folder}: narrow find.path"
+                    )));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// `sys/capabilities-self` for each path (full Vault paths, e.g. `secret/data/app`).
+    pub async fn capabilities(
+        &self,
+        paths: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, VaultError> {
+        let path = "sys/capabilities-self";
+        let body = json!({ "paths": paths });
+        let reply = self
+            .call(Req {
+                call: "capabilities",
+                method: Method::POST,
+                path,
+                query: None,
+                token: None,
+                namespace: None,
+                body: Some(&body),
+            })
+            .await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(self.status_error("capabilities", &Method::POST, path, &reply));
+        }
+        let mut out = BTreeMap::new();
+        for p in paths {
+            let caps = reply
+                .body
+                .get(p)
+                .or_else(|| reply.body.get("data").and_then(|d| d.get(p)))
+                .or_else(|| {
+                    (paths.len() == 1)
+                        .then(|| reply.body.get("capabilities"))
+                        .flatten()
+                })
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.insert(p.clone(), caps);
+        }
+        Ok(out)
+    }
+
+    async fn renew(&self, token: &str) -> Result<(Duration, bool), VaultError> {
+        let body = json!({});
+        let reply = self
+            .transport
+            .send(&Req {
+                call: "renew_self",
+                method: Method::POST,
+                path: "auth/token/renew-self",
+                query: None,
+                token: Some(token),
+                namespace: Some(self.login_namespace.as_deref()),
+                body: Some(&body),
+            })
+            .await?;
+        let t = auth::login_reply(self.kind, "auth/token/renew-self", reply)?;
+        Ok((t.ttl.unwrap_or_default(), t.renewable))
+    }
+
+    async fn revoke_token(&self, token: &str) -> Result<(), VaultError> {
+        let reply = self
+            .transport
+            .send(&Req {
+                call: "revoke_self",
+                method: Method::POST,
+                path: "auth/token/revoke-self",
+                query: None,
+                token: Some(token),
+                namespace: Some(self.login_namespace.as_deref()),
+                body: None,
+            })
+            .await?;
+        if (200..300).contains(&reply.status) {
+            Ok(())
+        } else {
+            Err(self.status_error(
+                "revoke-self",
+                &Method::POST,
+                "auth/token/revoke-self",
+                &reply,
+            ))
+        }
+    }
+
+    /// Revokes the client's token if it came from a login, and refuses further logins.
+    async fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let _guard = self.refresh.lock().await;
+        let st = self.state.read().await;
+        if st.from_login && !st.expired(Instant::now()) {
+            if let Err(e) = self.revoke_token(&st.token).await {
+                tracing::info!(store = %self.store.display(), error = %e, "revoking the Vault token failed");
+            }
+        }
+    }
+}
+
+fn clone_req<'a>(r: &Req<'a>) -> Req<'a> {
+    Req {
+        call: r.call,
+        method: r.method.clone(),
+        path: r.path,
+        query: r.query,
+        token: r.token,
+        namespace: r.namespace,
+        body: r.body,
+    }
+}
+
+/// A mount's engine type and options version against the store's declared KV version.
+pub(crate) fn check_mount_info(
+    mount: &str,
+    engine: &str,
+    options_version: &str,
+    declared: VaultKvVersion,
+) -> Result<(), VaultError> {
+    if engine != "kv" && engine != "generic" {
+        return Err(VaultError::config(format!(
+            "the secrets engine at {mount:?} is {engine:?}, not a KV engine"
+        )));
+    }
+    let actual = if engine == "kv" && options_version == "2" {
+        VaultKvVersion::V2
+    } else {
+        VaultKvVersion::V1
+    };
+    if actual != declared {
+        return Err(VaultError::config(format!(
+            "the KV engine at {mount:?} is version {}, but the store declares version {}: set \
+             spec.provider.vault.version to {}",
+            actual.as_str(),
+            declared.as_str(),
+            actual.as_str()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_checks() {
+        use VaultKvVersion::{V1, V2};
+        let cases = [
+            ("kv", "2", V2, true),
+            ("kv", "1", V1, true),
+            ("kv", "", V1, true),
+            ("generic", "", V1, true),
+            ("kv", "2", V1, false),
+            ("kv", "1", V2, false),
+            ("transit", "", V2, false),
+        ];
+        for (engine, v, declared, ok) in cases {
+            assert_eq!(
+                check_mount_info("secret", engine, v, declared).is_ok(),
+                ok,
+                "{engine} {v} {declared:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_freshness() {
+        let now = Instant::now();
+        let st = |ttl: Option<u64>, from_login: bool, age: u64| TokenState {
+            token: Zeroizing::new("t".into()),
+            generation: 0,
+            obtained: now - Duration::from_secs(age),
+            ttl: ttl.map(Duration::from_secs),
+            login_ttl: ttl.map(Duration::from_secs),
+            renewable: true,
+            from_login,
+        };
+        assert!(st(Some(300), true, 100).fresh(now));
+        assert!(!st(Some(300), true, 200).fresh(now));
+        assert!(!st(Some(300), true, 200).expired(now));
+        assert!(st(Some(300), true, 300).expired(now));
+        assert!(st(Some(0), true, 10_000).fresh(now));
+        assert!(st(None, false, 10_000).fresh(now));
+        assert!(st(Some(300), false, 10_000).fresh(now));
+    }
+}

@@ -1,0 +1,259 @@
+//! Everything one ExternalSecret asks for, computed as ESO does: `dataFrom` entries first (in
+//! order), then `data` entries, which win on equal keys.
+
+use std::collections::BTreeMap;
+
+use futures::{StreamExt, TryStreamExt};
+use regex::Regex;
+use serde_json::Value;
+
+use super::client::StoreClient;
+use super::values;
+use super::{VaultError, paths};
+use crate::api::{
+    DecodingStrategy, ExternalSecretDataRemoteRef, ExternalSecretFind, ExternalSecretSpec,
+    MetadataPolicy, NullBytePolicy, VaultKvVersion,
+};
+
+/// Reads of `find` matches in flight at once.
+const FIND_CONCURRENCY: usize = 8;
+
+/// The Secret data computed for one ExternalSecret. No `Debug`: it holds secret values.
+pub struct Fetched {
+    pub data: BTreeMap<String, Vec<u8>>,
+    /// Remote keys that do not exist and were skipped (deletionPolicy Delete/Merge).
+    pub missing: Vec<String>,
+}
+
+/// A failure with the spec entry it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct FetchError {
+    /// e.g. `spec.data[2] (key "app/db", property "password")`.
+    pub context: String,
+    #[source]
+    pub source: VaultError,
+}
+
+fn ref_context(field: &str, r: &ExternalSecretDataRemoteRef) -> String {
+    let mut s = format!("{field} (key {:?}", r.key);
+    if let Some(p) = r.property.as_deref().filter(|p| !p.is_empty()) {
+        s.push_str(&format!(", property {p:?}"));
+    }
+    if let Some(v) = r.version.as_deref().filter(|v| !v.is_empty()) {
+        s.push_str(&format!(", version {v:?}"));
+    }
+    s.push(')');
+    s
+}
+
+/// `skip_missing`: deletionPolicy Delete/Merge: a missing secret is skipped and listed in
+/// `missing`; otherwise it is a `NotFound` error.
+pub async fn fetch_external_secret(
+    client: &StoreClient,
+    spec: &ExternalSecretSpec,
+    skip_missing: bool,
+) -> Result<Fetched, FetchError> {
+    let mut out = Fetched {
+        data: BTreeMap::new(),
+        missing: Vec::new(),
+    };
+    for (i, df) in spec.data_from.iter().flatten().enumerate() {
+        let field = format!("spec.dataFrom[{i}]");
+        let fail = |context: String| move |source: VaultError| FetchError { context, source };
+        if df.source_ref.is_some() {
+            return Err(FetchError {
+                context: field,
+                source: VaultError::Unsupported {
+                    what: "dataFrom[].sourceRef (generators and other stores)".into(),
+                },
+            });
+        }
+        let (map, conversion, decoding, null_policy, context) = match (&df.extract, &df.find) {
+            (Some(r), None) => {
+                let context = ref_context(&format!("{field}.extract"), r);
+                let Some(value) = read_ref(client, r).await.map_err(fail(context.clone()))? else {
+                    missing_or_error(&mut out, client, r, skip_missing)
+                        .map_err(fail(context.clone()))?;
+                    continue;
+                };
+                let map = values::extract(&value, r.property.as_deref().unwrap_or(""))
+                    .map_err(|e| fail(context.clone())(VaultError::invalid(e)))?;
+                (
+                    map,
+                    r.conversion_strategy,
+                    r.decoding_strategy,
+                    r.null_byte_policy,
+                    context,
+                )
+            }
+            (None, Some(f)) => {
+                let context = format!("{field}.find (path {:?})", f.path.as_deref().unwrap_or(""));
+                let map = find(client, f).await.map_err(fail(context.clone()))?;
+                (
+                    map,
+                    f.conversion_strategy,
+                    f.decoding_strategy,
+                    f.null_byte_policy,
+                    context,
+                )
+            }
+            _ => {
+                return Err(FetchError {
+                    context: field,
+                    source: VaultError::invalid("set exactly one of extract and find"),
+                });
+            }
+        };
+        let rewrites = df.rewrite.as_deref().unwrap_or_default();
+        let map = if rewrites.is_empty() {
+            let conv = conversion.unwrap_or_default();
+            map.into_iter()
+                .map(|(k, v)| (values::convert_key(conv, &k), v))
+                .collect()
+        } else {
+            values::rewrite_keys(map, rewrites)
+                .map_err(|e| fail(format!("{field}.rewrite"))(VaultError::invalid(e)))?
+        };
+        for (k, v) in map {
+            if !values::is_valid_secret_key(&k) {
+                return Err(FetchError {
+                    context: context.clone(),
+                    source: VaultError::invalid(format!(
+                        "key {k:?} is not a valid Secret key (allowed: letters, digits, '-', \
+                         '.', '_'): add a rewrite or use conversionStrategy"
+                    )),
+                });
+            }
+            let v = finish_value(&v, decoding.unwrap_or_default(), null_policy)
+                .map_err(|e| fail(format!("{context} key {k:?}"))(e))?;
+            out.data.insert(k, v);
+        }
+    }
+    for (i, d) in spec.data.iter().flatten().enumerate() {
+        let r = &d.remote_ref;
+        let context = ref_context(&format!("spec.data[{i}]"), r);
+        let fail = |source: VaultError| FetchError {
+            context: context.clone(),
+            source,
+        };
+        if d.source_ref.is_some() {
+            return Err(fail(VaultError::Unsupported {
+                what: "data[].sourceRef (generators and other stores)".into(),
+            }));
+        }
+        let Some(value) = read_ref(client, r).await.map_err(fail)? else {
+            missing_or_error(&mut out, client, r, skip_missing).map_err(fail)?;
+            continue;
+        };
+        let bytes = values::select_property(&value, r.property.as_deref().unwrap_or(""))
+            .map_err(|e| fail(VaultError::invalid(e)))?;
+        let bytes = finish_value(
+            &bytes,
+            r.decoding_strategy.unwrap_or_default(),
+            r.null_byte_policy,
+        )
+        .map_err(fail)?;
+        out.data.insert(d.secret_key.clone(), bytes);
+    }
+    Ok(out)
+}
+
+/// The JSON a remote ref reads: the secret's data, or with `metadataPolicy: Fetch` its
+/// metadata. `None` when it does not exist.
+async fn read_ref(
+    client: &StoreClient,
+    r: &ExternalSecretDataRemoteRef,
+) -> Result<Option<std::sync::Arc<Value>>, VaultError> {
+    if r.metadata_policy == Some(MetadataPolicy::Fetch) {
+        if client.kv_version() == VaultKvVersion::V1 {
+            return Err(VaultError::Unsupported {
+                what: "metadataPolicy Fetch on a KV v1 store (v1 keeps no metadata)".into(),
+            });
+        }
+        return Ok(client
+            .read_metadata(&r.key)
+            .await?
+            .map(|m| std::sync::Arc::new(values::metadata_value(&m))));
+    }
+    client.read_secret(&r.key, r.version.as_deref()).await
+}
+
+fn missing_or_error(
+    out: &mut Fetched,
+    client: &StoreClient,
+    r: &ExternalSecretDataRemoteRef,
+    skip_missing: bool,
+) -> Result<(), VaultError> {
+    if skip_missing {
+        out.missing.push(r.key.clone());
+        return Ok(());
+    }
+    let path = if r.metadata_policy == Some(MetadataPolicy::Fetch) {
+        paths::metadata_path(client.mount(), &r.key)
+    } else {
+        paths::data_path(client.mount(), client.kv_version(), &r.key)
+    };
+    Err(VaultError::NotFound { path })
+}
+
+fn finish_value(
+    v: &[u8],
+    decoding: DecodingStrategy,
+    null_policy: Option<NullBytePolicy>,
+) -> Result<Vec<u8>, VaultError> {
+    let v = values::decode(decoding, v).map_err(VaultError::invalid)?;
+    if null_policy == Some(NullBytePolicy::Fail) && v.contains(&0) {
+        return Err(VaultError::invalid(
+            "the value contains a NUL byte and nullBytePolicy is Fail",
+        ));
+    }
+    Ok(v)
+}
+
+/// `dataFrom.find`: matching secrets (by name regexp and tags) under the mount, each as its
+/// whole JSON, keyed by the path relative to the mount.
+async fn find(
+    client: &StoreClient,
+    f: &ExternalSecretFind,
+) -> Result<BTreeMap<String, Vec<u8>>, VaultError> {
+    if client.kv_version() == VaultKvVersion::V1 {
+        return Err(VaultError::Unsupported {
+            what: "dataFrom.find on a KV v1 store (it needs KV v2 metadata)".into(),
+        });
+    }
+    let re = match f.name.as_ref().and_then(|n| n.regexp.as_deref()) {
+        Some(src) => Some(Regex::new(src).map_err(|e| {
+            VaultError::invalid(format!("find.name.regexp {src:?} does not compile: {e}"))
+        })?),
+        None => None,
+    };
+    let tags = f.tags.clone().unwrap_or_default();
+    let candidates: Vec<String> = client
+        .list_recursive(f.path.as_deref().unwrap_or(""))
+        .await?
+        .into_iter()
+        .filter(|p| values::name_matches(re.as_ref(), p))
+        .collect();
+    let found: Vec<Option<(String, Vec<u8>)>> = futures::stream::iter(candidates)
+        .map(|rel| {
+            let tags = &tags;
+            async move {
+                if !tags.is_empty() {
+                    let md = client.read_metadata(&rel).await?;
+                    let custom = md.as_deref().and_then(|m| m.get("custom_metadata"));
+                    if !values::tags_match(custom, tags) {
+                        return Ok::<_, VaultError>(None);
+                    }
+                }
+                Ok(client
+                    .read_secret(&rel, None)
+                    .await?
+                    .map(|v| (rel, values::compact_sorted(&v).into_bytes())))
+            }
+        })
+        .buffered(FIND_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}

@@ -1,0 +1,174 @@
+//! The Vault client: one login per store identity (renewed, re-done on expiry, revoked on
+//! shutdown), deduplicated KV reads with retries, and ESO's rules for turning Vault secrets into
+//! Secret data.
+//!
+//! HTTP goes through reqwest directly rather than vaultrs: vaultrs 0.8 reads CA bundles from
+//! files only, cannot send arbitrary headers (`headers`, `X-Vault-Inconsistent`), has no
+//! metadata LIST or `sys/capabilities-self`, and picks up `VAULT_*` environment variables as
+//! defaults, which must not leak into per-store clients.
+
+mod auth;
+mod client;
+mod fetch;
+mod http;
+pub mod paths;
+pub mod values;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{ClusterSecretStore, SecretStore, SecretStoreSpec, StoreKind};
+
+pub use client::{StoreClient, VaultClients};
+pub use fetch::{FetchError, Fetched, fetch_external_secret};
+
+/// A store as the Vault client sees it: identity (for the token cache) and spec.
+#[derive(Clone, Debug)]
+pub struct StoreHandle {
+    pub kind: StoreKind,
+    pub name: String,
+    /// `Some` for a SecretStore, `None` for a ClusterSecretStore.
+    pub namespace: Option<String>,
+    pub uid: String,
+    pub resource_version: String,
+    pub spec: Arc<SecretStoreSpec>,
+}
+
+impl StoreHandle {
+    pub fn from_secret_store(s: &SecretStore) -> Self {
+        StoreHandle {
+            kind: StoreKind::SecretStore,
+            name: s.metadata.name.clone().unwrap_or_default(),
+            namespace: Some(s.metadata.namespace.clone().unwrap_or_default()),
+            uid: s.metadata.uid.clone().unwrap_or_default(),
+            resource_version: s.metadata.resource_version.clone().unwrap_or_default(),
+            spec: Arc::new(s.spec.clone()),
+        }
+    }
+
+    pub fn from_cluster_store(s: &ClusterSecretStore) -> Self {
+        StoreHandle {
+            kind: StoreKind::ClusterSecretStore,
+            name: s.metadata.name.clone().unwrap_or_default(),
+            namespace: None,
+            uid: s.metadata.uid.clone().unwrap_or_default(),
+            resource_version: s.metadata.resource_version.clone().unwrap_or_default(),
+            spec: Arc::new(s.spec.store.clone()),
+        }
+    }
+
+    /// `SecretStore ns/name` or `ClusterSecretStore name`, for messages.
+    pub fn display(&self) -> String {
+        match &self.namespace {
+            Some(ns) if self.kind == StoreKind::SecretStore => {
+                format!("{} {}/{}", self.kind.as_str(), ns, self.name)
+            }
+            _ => format!("{} {}", self.kind.as_str(), self.name),
+        }
+    }
+}
+
+/// Errors of Vault calls. Messages name the Vault path and status and never carry a secret
+/// value, token, password or JWT.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VaultError {
+    #[error("secret {path:?} does not exist in Vault (HTTP 404 or deleted version)")]
+    NotFound { path: String },
+    #[error(
+        "Vault denied {call} on {path:?} (HTTP 403 permission denied): grant the store's Vault \
+         role a policy allowing it"
+    )]
+    PermissionDenied { path: String, call: String },
+    #[error("Vault login with auth method {method} failed: {message}")]
+    Auth { method: String, message: String },
+    #[error("invalid store configuration: {message}")]
+    Config { message: String },
+    #[error("Vault unavailable: {message}")]
+    Unavailable { message: String },
+    #[error("Vault rate limit reached (HTTP 429){}", retry_hint(.retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("not supported: {what}")]
+    Unsupported { what: String },
+    #[error("{message}")]
+    Invalid { message: String },
+}
+
+fn retry_hint(d: &Option<Duration>) -> String {
+    match d {
+        Some(d) => format!(", retry after {}s", d.as_secs().max(1)),
+        None => String::new(),
+    }
+}
+
+impl VaultError {
+    /// Worth retrying later without any change: network trouble, 5xx, rate limits.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            VaultError::Unavailable { .. } | VaultError::RateLimited { .. }
+        )
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        VaultError::Config {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        VaultError::Invalid {
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_kind_and_namespace() {
+        let mut ss = SecretStore::new("vault", SecretStoreSpec::default());
+        ss.metadata.namespace = Some("team-a".into());
+        assert_eq!(
+            StoreHandle::from_secret_store(&ss).display(),
+            "SecretStore team-a/vault"
+        );
+        let css = ClusterSecretStore::new("shared", Default::default());
+        let h = StoreHandle::from_cluster_store(&css);
+        assert_eq!(h.display(), "ClusterSecretStore shared");
+        assert_eq!(h.namespace, None);
+    }
+
+    #[test]
+    fn transient_errors() {
+        let cases = [
+            (
+                VaultError::Unavailable {
+                    message: "x".into(),
+                },
+                true,
+            ),
+            (VaultError::RateLimited { retry_after: None }, true),
+            (VaultError::NotFound { path: "p".into() }, false),
+            (VaultError::config("x"), false),
+            (
+                VaultError::PermissionDenied {
+                    path: "p".into(),
+                    call: "read".into(),
+                },
+                false,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.is_transient(), want, "{e}");
+        }
+        assert_eq!(
+            VaultError::RateLimited {
+                retry_after: Some(Duration::from_secs(3))
+            }
+            .to_string(),
+            "Vault rate limit reached (HTTP 429), retry after 3s"
+        );
+    }
+}
