@@ -1,0 +1,164 @@
+//! The sandbox: a Kubernetes API emulator, a Vault dev server and the real `vaultgate run`
+//! wiring in one process, for `make run`, the end-to-end tests and the benchmarks.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use kube_emulator::{KubeEmulator, KubeEmulatorConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
+use vaultgate::cli::{Cli, Command, RunArgs};
+
+/// The repository root (deploy/ lives there).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct SandboxOptions {
+    /// Where the Kubernetes emulator listens (`None`: an ephemeral port).
+    pub kube_addr: Option<SocketAddr>,
+    /// Where the Vault dev server listens.
+    pub vault_addr: Option<SocketAddr>,
+    /// `vaultgate run` arguments; the webhook and metrics addresses are replaced by free local
+    /// ports unless `keep_addrs`.
+    pub run_args: RunArgs,
+    pub keep_addrs: bool,
+}
+
+impl SandboxOptions {
+    /// `vaultgate run` as configured by the `VAULTGATE_*` environment, as the binary would be.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let cli = Cli::try_parse_from(["vaultgate", "run"]).context("VAULTGATE_* environment")?;
+        let Command::Run(args) = cli.command else { unreachable!("parsed `run`") };
+        let keep_addrs = std::env::var_os("VAULTGATE_WEBHOOK_ADDR").is_some();
+        Ok(SandboxOptions { kube_addr: None, vault_addr: None, run_args: *args, keep_addrs })
+    }
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    pub kube: KubeEmulator,
+    pub vault: VaultEmulator,
+    pub args: RunArgs,
+    pub shutdown: CancellationToken,
+    pub vaultgate: JoinHandle<anyhow::Result<()>>,
+}
+
+/// A free port on 127.0.0.1 (bound and released: good enough for a local sandbox).
+pub fn free_local_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
+    l.local_addr().expect("local address")
+}
+
+/// Binds `want` if it is free, otherwise an ephemeral port (a second sandbox must still start).
+pub fn addr_or_free(want: SocketAddr) -> SocketAddr {
+    match TcpListener::bind(want) {
+        Ok(l) => l.local_addr().expect("local address"),
+        Err(_) => free_local_addr(),
+    }
+}
+
+impl Sandbox {
+    /// Starts both emulators, applies the CRDs, namespace and webhook configurations of deploy/,
+    /// and runs vaultgate against them; returns once `/readyz` answers 200.
+    pub async fn start(mut opts: SandboxOptions) -> anyhow::Result<Sandbox> {
+        vaultgate::run::install_crypto();
+        let kube = KubeEmulator::start(KubeEmulatorConfig { bind: opts.kube_addr, ..Default::default() }).await?;
+        let vault = VaultEmulator::start(VaultEmulatorConfig { bind: opts.vault_addr, ..Default::default() }).await?;
+        let root = repo_root();
+        for f in ["deploy/crds/external-secrets.io_clustersecretstores.yaml",
+            "deploy/crds/external-secrets.io_externalsecrets.yaml",
+            "deploy/crds/external-secrets.io_secretstores.yaml",
+            "deploy/namespace.yaml",
+            "deploy/webhooks.yaml"]
+        {
+            kube.apply_yaml_file(root.join(f)).await.with_context(|| format!("applying {f}"))?;
+        }
+        if !opts.keep_addrs {
+            opts.run_args.webhook_addr = free_local_addr();
+            opts.run_args.metrics_addr = free_local_addr();
+        }
+        let args = opts.run_args.clone();
+        // The webhook configurations name the in-cluster Service; route it to the local webhook.
+        kube.map_service(&args.pod_namespace, &args.service_name, 443, local(args.webhook_addr));
+        let client = kube.client().await;
+        let shutdown = CancellationToken::new();
+        let vaultgate = tokio::spawn(vaultgate::run::run(args.clone(), client, shutdown.clone()));
+        let sandbox = Sandbox { kube, vault, args, shutdown, vaultgate };
+        sandbox.wait_ready(Duration::from_secs(30)).await?;
+        Ok(sandbox)
+    }
+
+    /// `http://<metrics addr>`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}", local(self.args.metrics_addr))
+    }
+
+    async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let url = format!("{}/readyz", self.metrics_url());
+        let start = Instant::now();
+        loop {
+            if self.vaultgate.is_finished() {
+                anyhow::bail!("vaultgate stopped before becoming ready");
+            }
+            if let Ok(r) = http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                let body = match http.get(&url).send().await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                anyhow::bail!("vaultgate not ready after {limit:?}: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Writes `kubeconfig` and a shell-sourceable `env` into `dir`.
+    pub fn write_files(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let kubeconfig = dir.join("kubeconfig");
+        self.kube.write_kubeconfig(&kubeconfig, &self.kube.admin_token())?;
+        let kubeconfig = kubeconfig.canonicalize()?;
+        let mut env = format!(
+            "export KUBECONFIG={}\nexport VAULT_ADDR={}\nexport VAULT_TOKEN={}\n",
+            kubeconfig.display(),
+            self.vault.addr(),
+            self.vault.root_token()
+        );
+        if let Some(ca) = self.vault.ca_pem() {
+            let path = dir.join("vault-ca.pem");
+            std::fs::write(&path, ca)?;
+            env.push_str(&format!("export VAULT_CACERT={}\n", path.canonicalize()?.display()));
+        }
+        std::fs::write(dir.join("env"), env)?;
+        Ok(())
+    }
+
+    /// Stops vaultgate (gracefully) and both emulators.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(30), self.vaultgate)
+            .await
+            .context("vaultgate did not stop within 30 s")?
+            .context("vaultgate task")?;
+        self.kube.shutdown().await;
+        self.vault.shutdown().await;
+        result
+    }
+}
+
+/// 0.0.0.0 is where one listens, not where one connects.
+fn local(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
+}
