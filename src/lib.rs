@@ -3,6 +3,7 @@
 //! An ESO-compatible admission webhook (defaults and validation, with live checks against
 //! Vault) and a reconciler that keeps each ExternalSecret's target Secret in sync.
 
+pub mod admission;
 pub mod api;
 pub mod certs;
 pub mod check;

@@ -1,0 +1,280 @@
+//! AdmissionReview in, AdmissionReview out: parsing, dispatch by kind, and the mapping of
+//! rules and live findings to allowed / denied / warnings.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::live::Findings;
+use super::{AdmissionState, Kind, defaults, rules};
+use crate::api::{
+    ClusterSecretStore, ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec, SecretStore,
+    SecretStoreSpec,
+};
+use crate::cli::LiveMode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Mutate,
+    Validate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Mutate => "mutate",
+            Endpoint::Validate => "validate",
+        }
+    }
+}
+
+pub(crate) async fn mutate(State(state): State<AdmissionState>, body: Bytes) -> Response {
+    respond(&state, Endpoint::Mutate, &body).await
+}
+
+pub(crate) async fn validate(State(state): State<AdmissionState>, body: Bytes) -> Response {
+    respond(&state, Endpoint::Validate, &body).await
+}
+
+async fn respond(state: &AdmissionState, endpoint: Endpoint, body: &[u8]) -> Response {
+    let start = Instant::now();
+    let (status, kind, result, body) = match review(state, endpoint, body).await {
+        Ok((kind, resp)) => {
+            let result = match (resp.allowed, resp.patch.is_some()) {
+                (false, _) => "denied",
+                (true, true) => "patched",
+                (true, false) => "allowed",
+            };
+            match serde_json::to_vec(&resp.into_review()) {
+                Ok(json) => (StatusCode::OK, kind, result, json),
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    kind,
+                    "error",
+                    format!("encoding the AdmissionReview: {e}").into_bytes(),
+                ),
+            }
+        }
+        Err(reason) => (StatusCode::BAD_REQUEST, "", "invalid", reason.into_bytes()),
+    };
+    state
+        .metrics
+        .admission_requests
+        .with_label_values(&[endpoint.as_str(), kind, result])
+        .inc();
+    state
+        .metrics
+        .admission_duration
+        .with_label_values(&[endpoint.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    let content_type = if status == StatusCode::OK {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// Decides one AdmissionReview body. `Err` is a malformed body (HTTP 400, with the reason);
+/// otherwise the kind (for metrics, empty when unknown) and the response.
+pub async fn review(
+    state: &AdmissionState,
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<(&'static str, AdmissionResponse), String> {
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|e| format!("malformed AdmissionReview: {e}"))?;
+    let req: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|_| "malformed AdmissionReview: it carries no request".to_string())?;
+    let resp = AdmissionResponse::from(&req);
+    let Some(kind) = Kind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind) else {
+        let mut resp = resp;
+        resp.warnings = Some(vec![format!(
+            "vaultgate does not check {}/{} {}",
+            req.kind.group, req.kind.version, req.kind.kind
+        )]);
+        return Ok(("", resp));
+    };
+    let resp = match endpoint {
+        Endpoint::Mutate => mutate_request(kind, &req, resp),
+        Endpoint::Validate => validate_request(state, kind, req, resp).await,
+    };
+    Ok((kind.as_str(), resp))
+}
+
+fn mutate_request(
+    kind: Kind,
+    req: &AdmissionRequest<DynamicObject>,
+    resp: AdmissionResponse,
+) -> AdmissionResponse {
+    if !matches!(req.operation, Operation::Create | Operation::Update) || req.sub_resource.is_some()
+    {
+        return resp;
+    }
+    let Some(obj) = &req.object else {
+        return resp;
+    };
+    let value = match serde_json::to_value(obj) {
+        Ok(v) => v,
+        Err(e) => return resp.deny(format!("reading the object: {e}")),
+    };
+    match defaults::patch(kind, &value) {
+        None => resp,
+        Some(patch) => match resp.clone().with_patch(patch) {
+            Ok(r) => r,
+            Err(e) => resp.deny(format!("encoding the defaults: {e}")),
+        },
+    }
+}
+
+/// A typed object with the raw data the typed form loses.
+pub(crate) enum Typed {
+    ExternalSecret(ExternalSecret),
+    SecretStore(SecretStore, Value),
+    ClusterSecretStore(ClusterSecretStore, Value),
+}
+
+impl Typed {
+    /// Reads the object of a request (the namespace falls back to the request's).
+    pub(crate) fn from_dynamic(
+        kind: Kind,
+        mut obj: DynamicObject,
+        namespace: Option<&str>,
+    ) -> Result<Typed, String> {
+        if obj.metadata.namespace.is_none() && kind != Kind::ClusterSecretStore {
+            obj.metadata.namespace = namespace.map(str::to_owned);
+        }
+        let spec = match obj.data.get("spec") {
+            None | Some(Value::Null) => return Err("spec: required".into()),
+            Some(s) => s,
+        };
+        let bad = |e: serde_json::Error| format!("spec: {e}");
+        Ok(match kind {
+            Kind::ExternalSecret => Typed::ExternalSecret(ExternalSecret {
+                spec: ExternalSecretSpec::deserialize(spec).map_err(bad)?,
+                metadata: obj.metadata,
+                status: None,
+            }),
+            Kind::SecretStore => {
+                let spec = SecretStoreSpec::deserialize(spec).map_err(bad)?;
+                Typed::SecretStore(
+                    SecretStore {
+                        metadata: obj.metadata,
+                        spec,
+                        status: None,
+                    },
+                    obj.data,
+                )
+            }
+            Kind::ClusterSecretStore => {
+                let spec = ClusterSecretStoreSpec::deserialize(spec).map_err(bad)?;
+                Typed::ClusterSecretStore(
+                    ClusterSecretStore {
+                        metadata: obj.metadata,
+                        spec,
+                        status: None,
+                    },
+                    obj.data,
+                )
+            }
+        })
+    }
+
+    /// The static rules.
+    pub(crate) fn rules(&self) -> Vec<rules::Problem> {
+        match self {
+            Typed::ExternalSecret(es) => rules::external_secret(es),
+            Typed::SecretStore(s, raw) => rules::secret_store(s, Some(raw)),
+            Typed::ClusterSecretStore(s, raw) => rules::cluster_secret_store(s, Some(raw)),
+        }
+    }
+
+    /// The live checks.
+    pub(crate) async fn live(&self, checker: &super::LiveChecker, dry_run: bool) -> Findings {
+        match self {
+            Typed::ExternalSecret(es) => checker.external_secret(es, dry_run).await,
+            Typed::SecretStore(s, _) => {
+                checker
+                    .store(crate::vault::StoreHandle::from_secret_store(s), dry_run)
+                    .await
+            }
+            Typed::ClusterSecretStore(s, _) => {
+                checker
+                    .store(crate::vault::StoreHandle::from_cluster_store(s), dry_run)
+                    .await
+            }
+        }
+    }
+}
+
+async fn validate_request(
+    state: &AdmissionState,
+    kind: Kind,
+    mut req: AdmissionRequest<DynamicObject>,
+    resp: AdmissionResponse,
+) -> AdmissionResponse {
+    // Deleting and status writes never depend on the spec's validity.
+    if !matches!(req.operation, Operation::Create | Operation::Update) || req.sub_resource.is_some()
+    {
+        return resp;
+    }
+    let Some(obj) = req.object.take() else {
+        return resp.deny("the request carries no object");
+    };
+    // An update that leaves the spec alone (metadata, finalizers, status through the main
+    // resource) is not judged again: removing a finalizer must never be blocked.
+    if req.operation == Operation::Update
+        && let Some(old) = &req.old_object
+        && old.data.get("spec") == obj.data.get("spec")
+    {
+        return resp;
+    }
+    let typed = match Typed::from_dynamic(kind, obj, req.namespace.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return resp.deny(e),
+    };
+    let problems = typed.rules();
+    if !problems.is_empty() {
+        return resp.deny(rules::join(&problems));
+    }
+    let Some(checker) = &state.live else {
+        return resp;
+    };
+    let findings = typed.live(checker, req.dry_run).await;
+    apply_findings(resp, state.mode, findings)
+}
+
+/// Refusals always deny; problems deny in `enforce` and warn in `warn`; notes only warn.
+pub(crate) fn apply_findings(
+    mut resp: AdmissionResponse,
+    mode: LiveMode,
+    findings: Findings,
+) -> AdmissionResponse {
+    let mut warnings = findings.notes;
+    if !findings.refusals.is_empty() {
+        let mut all = findings.refusals;
+        if mode == LiveMode::Enforce {
+            all.extend(findings.problems);
+        } else {
+            warnings.extend(findings.problems);
+        }
+        resp = resp.deny(all.join("; "));
+    } else if !findings.problems.is_empty() {
+        match mode {
+            LiveMode::Enforce => resp = resp.deny(findings.problems.join("; ")),
+            _ => warnings.extend(findings.problems),
+        }
+    }
+    if !warnings.is_empty() {
+        resp.warnings = Some(warnings);
+    }
+    resp
+}

@@ -1,0 +1,528 @@
+//! Live admission checks against the cluster and Vault, bounded by a time budget and cached
+//! briefly so that a burst of applies costs few API and Vault calls.
+//!
+//! The checker only reports; [`super::handler`] turns findings into denials or warnings
+//! according to the live mode.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{Api, ResourceExt};
+
+use crate::api::{
+    ClusterSecretStore, ExternalSecret, ExternalSecretDataRemoteRef, MetadataPolicy, SecretStore,
+    StoreKind, VaultKvVersion, VaultProvider,
+};
+use crate::vault::{StoreClient, StoreHandle, VaultClients, paths, values};
+
+/// How long a check result answers identical requests.
+pub const RESULT_TTL: Duration = Duration::from_secs(30);
+/// How long a store (and its namespace's labels) read from the API server is reused.
+pub const STORE_TTL: Duration = Duration::from_secs(5);
+/// Cache sizes beyond which expired entries are swept.
+const SWEEP_AT: usize = 4096;
+
+/// What the live checks found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Always deny, whatever the mode (the object can never work as written).
+    pub refusals: Vec<String>,
+    /// Deny in `enforce`, warn in `warn` (includes "could not check" reasons: never a silent
+    /// allow).
+    pub problems: Vec<String>,
+    /// Only ever warnings (e.g. checks skipped on a dry run).
+    pub notes: Vec<String>,
+}
+
+impl Findings {
+    pub fn is_clean(&self) -> bool {
+        self.refusals.is_empty() && self.problems.is_empty()
+    }
+}
+
+/// A result worth remembering: transient failures (timeouts, Vault down) are never cached.
+#[derive(Clone)]
+struct Cached {
+    at: Instant,
+    findings: Findings,
+}
+
+#[derive(Clone)]
+struct StoreEntry {
+    at: Instant,
+    store: Option<Arc<StoreHandle>>,
+    /// For ClusterSecretStores with conditions: whether the namespace may use it.
+    allowed: Option<Result<bool, String>>,
+}
+
+pub struct LiveChecker {
+    kube: kube::Client,
+    vault: VaultClients,
+    budget: Duration,
+    results: Mutex<HashMap<u64, Cached>>,
+    stores: Mutex<HashMap<(&'static str, String, String), StoreEntry>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl LiveChecker {
+    pub fn new(kube: kube::Client, vault: VaultClients, budget: Duration) -> Self {
+        LiveChecker {
+            kube,
+            vault,
+            budget,
+            results: Mutex::new(HashMap::new()),
+            stores: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    fn cached(&self, key: u64) -> Option<Findings> {
+        let results = lock(&self.results);
+        let c = results.get(&key)?;
+        (c.at.elapsed() < RESULT_TTL).then(|| c.findings.clone())
+    }
+
+    fn remember(&self, key: u64, findings: &Findings) {
+        let mut results = lock(&self.results);
+        if results.len() >= SWEEP_AT {
+            results.retain(|_, c| c.at.elapsed() < RESULT_TTL);
+        }
+        results.insert(
+            key,
+            Cached {
+                at: Instant::now(),
+                findings: findings.clone(),
+            },
+        );
+    }
+
+    /// An ExternalSecret: its store exists and admits its namespace; each remote reference
+    /// exists in Vault and may be read (or listed, for `find`) by the store's identity.
+    pub async fn external_secret(&self, es: &ExternalSecret, dry_run: bool) -> Findings {
+        let deadline = Instant::now() + self.budget;
+        let mut f = Findings::default();
+        let ns = es.namespace().unwrap_or_default();
+        let Some(store_ref) = es.spec.secret_store_ref.as_ref() else {
+            return f;
+        };
+        let kind = store_ref.kind.unwrap_or_default();
+        let name = store_ref.name.clone().unwrap_or_default();
+        let shown = match kind {
+            StoreKind::SecretStore => format!("SecretStore {ns}/{name}"),
+            StoreKind::ClusterSecretStore => format!("ClusterSecretStore {name}"),
+        };
+        let entry = match tokio::time::timeout_at(
+            deadline.into(),
+            self.store_entry(kind, &ns, &name),
+        )
+        .await
+        {
+            Err(_) => {
+                f.problems.push(format!(
+                    "{shown} could not be read from the API server within {:?}; the ExternalSecret was not checked against it",
+                    self.budget
+                ));
+                return f;
+            }
+            Ok(Err(e)) => {
+                f.problems
+                    .push(format!("reading {shown} from the API server: {e}"));
+                return f;
+            }
+            Ok(Ok(e)) => e,
+        };
+        let Some(store) = entry.store else {
+            f.problems.push(format!(
+                "{shown} does not exist (yet): spec.secretStoreRef cannot be checked"
+            ));
+            return f;
+        };
+        match entry.allowed {
+            Some(Ok(false)) => {
+                f.refusals
+                    .push(crate::api::selector::denied_message(&name, &ns));
+                return f;
+            }
+            Some(Err(e)) => {
+                f.problems.push(format!(
+                    "spec.secretStoreRef: the conditions of {shown} cannot be evaluated: {e}"
+                ));
+                return f;
+            }
+            _ => {}
+        }
+
+        let key = {
+            let mut h = DefaultHasher::new();
+            "es".hash(&mut h);
+            (store.kind.as_str(), &store.namespace, &store.name).hash(&mut h);
+            (&store.uid, &store.resource_version, &ns).hash(&mut h);
+            serde_json::to_vec(&es.spec.data)
+                .unwrap_or_default()
+                .hash(&mut h);
+            serde_json::to_vec(&es.spec.data_from)
+                .unwrap_or_default()
+                .hash(&mut h);
+            h.finish()
+        };
+        if let Some(cached) = self.cached(key) {
+            return cached;
+        }
+        if dry_run {
+            f.notes.push(format!(
+                "dry run: the remote references were not checked in Vault (that would log in to Vault for {shown})"
+            ));
+            return f;
+        }
+        let checked =
+            tokio::time::timeout_at(deadline.into(), self.vault_refs(&store, &ns, es)).await;
+        match checked {
+            Err(_) => f.problems.push(format!(
+                "Vault did not answer within {:?} for {shown}: the remote references were not checked",
+                self.budget
+            )),
+            Ok((problems, cacheable)) => {
+                f.problems = problems;
+                if cacheable {
+                    self.remember(key, &f);
+                }
+            }
+        }
+        f
+    }
+
+    /// A store: its auth references resolve, the login works, the token is usable
+    /// (lookup-self) and the mount exists with the declared KV version.
+    pub async fn store(&self, mut handle: StoreHandle, dry_run: bool) -> Findings {
+        let mut f = Findings::default();
+        let shown = handle.display();
+        let Some(provider) = handle.spec.provider.vault.as_ref() else {
+            return f;
+        };
+        if dry_run {
+            f.notes.push(format!(
+                "dry run: the Vault login of {shown} was not checked (it would log in to Vault)"
+            ));
+            return f;
+        }
+        if handle.kind == StoreKind::ClusterSecretStore && referent(provider) {
+            f.notes.push(format!(
+                "{shown} resolves its credentials in each ExternalSecret's namespace: its Vault login is checked when an ExternalSecret uses it"
+            ));
+            return f;
+        }
+        let spec_hash = {
+            let mut h = DefaultHasher::new();
+            serde_json::to_vec(&*handle.spec)
+                .unwrap_or_default()
+                .hash(&mut h);
+            h.finish()
+        };
+        let key = {
+            let mut h = DefaultHasher::new();
+            "store".hash(&mut h);
+            (
+                handle.kind.as_str(),
+                &handle.namespace,
+                &handle.name,
+                spec_hash,
+            )
+                .hash(&mut h);
+            h.finish()
+        };
+        if let Some(cached) = self.cached(key) {
+            return cached;
+        }
+        // The object under admission is not stored yet: its resourceVersion may still be the
+        // previous one, whose cached client logged in with the previous spec. Key the login by
+        // the spec being admitted instead.
+        handle.resource_version = format!("admission-{spec_hash:016x}");
+        let es_ns = handle.namespace.clone().unwrap_or_default();
+        let budget = self.budget;
+        let checked = tokio::time::timeout(budget, async {
+            let client = self.vault.client(&handle, &es_ns).await?;
+            client.lookup_self().await?;
+            client.check_mount().await
+        })
+        .await;
+        match checked {
+            Err(_) => f.problems.push(format!(
+                "Vault did not answer within {budget:?}: the login of {shown} was not checked"
+            )),
+            Ok(Ok(())) => self.remember(key, &f),
+            Ok(Err(e)) => {
+                f.problems.push(format!("{shown}: {e}"));
+                if !e.is_transient() {
+                    self.remember(key, &f);
+                }
+            }
+        }
+        f
+    }
+
+    async fn store_entry(
+        &self,
+        kind: StoreKind,
+        ns: &str,
+        name: &str,
+    ) -> Result<StoreEntry, kube::Error> {
+        // Keyed by the ExternalSecret's namespace for both kinds: a SecretStore lives there,
+        // and a ClusterSecretStore's condition verdict depends on it.
+        let cache_key = (kind.as_str(), ns.to_string(), name.to_string());
+        if let Some(e) = lock(&self.stores).get(&cache_key)
+            && e.at.elapsed() < STORE_TTL
+        {
+            return Ok(e.clone());
+        }
+        let (store, allowed) = match kind {
+            StoreKind::SecretStore => {
+                let api: Api<SecretStore> = Api::namespaced(self.kube.clone(), ns);
+                let s = api.get_opt(name).await?;
+                (
+                    s.map(|s| Arc::new(StoreHandle::from_secret_store(&s))),
+                    None,
+                )
+            }
+            StoreKind::ClusterSecretStore => {
+                let api: Api<ClusterSecretStore> = Api::all(self.kube.clone());
+                match api.get_opt(name).await? {
+                    None => (None, None),
+                    Some(s) => {
+                        let conditions = s.spec.store.conditions.as_deref();
+                        let allowed = match conditions {
+                            Some(c) if !c.is_empty() => {
+                                let nsapi: Api<Namespace> = Api::all(self.kube.clone());
+                                let labels = nsapi
+                                    .get_opt(ns)
+                                    .await?
+                                    .and_then(|n| n.metadata.labels)
+                                    .unwrap_or_default();
+                                Some(crate::api::selector::namespace_allowed(
+                                    Some(c),
+                                    ns,
+                                    &labels,
+                                ))
+                            }
+                            _ => None,
+                        };
+                        (Some(Arc::new(StoreHandle::from_cluster_store(&s))), allowed)
+                    }
+                }
+            }
+        };
+        let entry = StoreEntry {
+            at: Instant::now(),
+            store,
+            allowed,
+        };
+        // A missing store is not remembered: it may be applied a moment later in the same
+        // `kubectl apply -f`.
+        if entry.store.is_some() {
+            let mut stores = lock(&self.stores);
+            if stores.len() >= SWEEP_AT {
+                stores.retain(|_, e| e.at.elapsed() < STORE_TTL);
+            }
+            stores.insert(cache_key, entry.clone());
+        }
+        Ok(entry)
+    }
+
+    /// Checks every remote reference concurrently; returns the problems and whether the
+    /// result may be cached (no transient failure among them).
+    async fn vault_refs(
+        &self,
+        store: &StoreHandle,
+        ns: &str,
+        es: &ExternalSecret,
+    ) -> (Vec<String>, bool) {
+        let client = match self.vault.client(store, ns).await {
+            Ok(c) => c,
+            Err(e) => {
+                return (vec![format!("{}: {e}", store.display())], !e.is_transient());
+            }
+        };
+        let mut reads: Vec<(String, &ExternalSecretDataRemoteRef, bool)> = Vec::new();
+        let mut finds: Vec<(String, String)> = Vec::new();
+        for (i, d) in es.spec.data.iter().flatten().enumerate() {
+            reads.push((format!("spec.data[{i}].remoteRef"), &d.remote_ref, false));
+        }
+        for (i, d) in es.spec.data_from.iter().flatten().enumerate() {
+            if let Some(e) = &d.extract {
+                reads.push((format!("spec.dataFrom[{i}].extract"), e, true));
+            }
+            if let Some(fd) = &d.find {
+                finds.push((
+                    format!("spec.dataFrom[{i}].find.path"),
+                    fd.path.clone().unwrap_or_default(),
+                ));
+            }
+        }
+        let read_checks = reads
+            .iter()
+            .map(|(at, r, extract)| check_read(&client, at, r, *extract));
+        let find_checks = finds.iter().map(|(at, path)| check_list(&client, at, path));
+        let (a, b) = futures::future::join(
+            futures::future::join_all(read_checks),
+            futures::future::join_all(find_checks),
+        )
+        .await;
+        let mut problems = Vec::new();
+        let mut cacheable = true;
+        for r in a.into_iter().chain(b).flatten() {
+            cacheable &= !r.1;
+            problems.push(r.0);
+        }
+        (problems, cacheable)
+    }
+}
+
+/// `Some((problem, transient))` when the reference cannot be read as written.
+async fn check_read(
+    client: &StoreClient,
+    at: &str,
+    r: &ExternalSecretDataRemoteRef,
+    extract: bool,
+) -> Option<(String, bool)> {
+    let fetch = r.metadata_policy == Some(MetadataPolicy::Fetch);
+    let path = if fetch {
+        paths::metadata_path(client.mount(), &r.key)
+    } else {
+        paths::data_path(client.mount(), client.kv_version(), &r.key)
+    };
+    let read = if fetch {
+        client
+            .read_metadata(&r.key)
+            .await
+            .map(|m| m.map(|m| Arc::new(values::metadata_value(&m))))
+    } else {
+        client.read_secret(&r.key, r.version.as_deref()).await
+    };
+    let secret = match read {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            let version = r
+                .version
+                .as_deref()
+                .map(|v| format!(" (version {v})"))
+                .unwrap_or_default();
+            return Some((
+                format!(
+                    "{at}.key: secret {:?}{version} does not exist in Vault (path {path:?})",
+                    r.key
+                ),
+                false,
+            ));
+        }
+        Err(e) => return Some((format!("{at}.key: {e}"), e.is_transient())),
+    };
+    let property = r.property.as_deref().unwrap_or("");
+    let selected = match values::select_value(&secret, property) {
+        Ok(v) => v,
+        Err(e) => return Some((format!("{at}.property: {e} ({path:?})"), false)),
+    };
+    if extract && !selected.is_object() {
+        return Some((
+            format!(
+                "{at}: {} in {path:?} is not a JSON object, so it cannot be extracted into keys",
+                if property.is_empty() {
+                    "the secret".to_string()
+                } else {
+                    format!("property {property:?}")
+                }
+            ),
+            false,
+        ));
+    }
+    None
+}
+
+/// `find` lists the folder: the identity needs `list` on its metadata path.
+async fn check_list(client: &StoreClient, at: &str, folder: &str) -> Option<(String, bool)> {
+    let Some(mount) = client.mount() else {
+        return Some((
+            format!("{at}: find needs spec.provider.vault.path (the KV mount) on the store"),
+            false,
+        ));
+    };
+    let path = match client.kv_version() {
+        VaultKvVersion::V2 => paths::list_path(mount, folder),
+        VaultKvVersion::V1 => {
+            let f = folder.trim_matches('/');
+            if f.is_empty() {
+                format!("{mount}/")
+            } else {
+                format!("{mount}/{f}/")
+            }
+        }
+    };
+    match client.capabilities(std::slice::from_ref(&path)).await {
+        Ok(caps) => {
+            let granted = caps
+                .get(&path)
+                .is_some_and(|c| c.iter().any(|c| c == "list" || c == "root"));
+            (!granted).then(|| {
+                (
+                    format!(
+                        "{at}: the store's Vault identity may not list {path:?} (capabilities: {})",
+                        caps.get(&path)
+                            .map(|c| c.join(", "))
+                            .unwrap_or_else(|| "none".into())
+                    ),
+                    false,
+                )
+            })
+        }
+        Err(e) => Some((format!("{at}: {e}"), e.is_transient())),
+    }
+}
+
+/// Whether a ClusterSecretStore resolves some credential in the ExternalSecret's namespace
+/// (a reference without `namespace`).
+pub fn referent(p: &VaultProvider) -> bool {
+    let Some(a) = &p.auth else {
+        return false;
+    };
+    let missing = |ns: &Option<String>| ns.as_deref().is_none_or(str::is_empty);
+    let secret_refs = [
+        a.token_secret_ref.as_ref(),
+        a.app_role.as_ref().and_then(|r| r.role_ref.as_ref()),
+        a.app_role.as_ref().map(|r| &r.secret_ref),
+        a.kubernetes.as_ref().and_then(|k| k.secret_ref.as_ref()),
+        a.ldap.as_ref().and_then(|l| l.secret_ref.as_ref()),
+        a.user_pass.as_ref().and_then(|u| u.secret_ref.as_ref()),
+        a.jwt.as_ref().and_then(|j| j.secret_ref.as_ref()),
+        a.cert.as_ref().and_then(|c| c.client_cert.as_ref()),
+        a.cert.as_ref().and_then(|c| c.secret_ref.as_ref()),
+    ];
+    let sa_refs = [
+        a.kubernetes
+            .as_ref()
+            .and_then(|k| k.service_account_ref.as_ref()),
+        a.jwt
+            .as_ref()
+            .and_then(|j| j.kubernetes_service_account_token.as_ref())
+            .map(|t| &t.service_account_ref),
+    ];
+    secret_refs
+        .into_iter()
+        .flatten()
+        .any(|r| missing(&r.namespace))
+        || sa_refs.into_iter().flatten().any(|r| missing(&r.namespace))
+}
+
+impl std::fmt::Debug for LiveChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveChecker")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}

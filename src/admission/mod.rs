@@ -1,0 +1,230 @@
+//! The admission webhook: defaults (`POST /mutate`) and validation (`POST /validate`) of
+//! ExternalSecrets, SecretStores and ClusterSecretStores in `v1` and `v1beta1`, served over
+//! rustls with hot-reloaded or self-managed certificates.
+//!
+//! The decisions are pure ([`defaults`], [`rules`]); the live checks against the cluster and
+//! Vault ([`live`]) and the HTTPS plumbing ([`tls`], [`selfcert`]) are shells around them.
+
+pub mod defaults;
+mod handler;
+pub mod live;
+pub mod rules;
+pub mod selfcert;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::cli::LiveMode;
+use crate::metrics::Metrics;
+
+pub use handler::{Endpoint, review};
+pub use live::{Findings, LiveChecker};
+
+/// Largest AdmissionReview accepted: the API server's own request limit (3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// Requests handled at once; more wait for a slot (backpressure rather than errors).
+pub const MAX_CONCURRENT: usize = 512;
+
+/// The kinds this webhook handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    ExternalSecret,
+    SecretStore,
+    ClusterSecretStore,
+}
+
+impl Kind {
+    /// The kind of a `group/version/kind`, when vaultgate serves it.
+    pub fn from_gvk(group: &str, version: &str, kind: &str) -> Option<Kind> {
+        if group != crate::api::GROUP || !crate::api::VERSIONS.contains(&version) {
+            return None;
+        }
+        Kind::from_name(kind)
+    }
+
+    pub fn from_name(kind: &str) -> Option<Kind> {
+        match kind {
+            "ExternalSecret" => Some(Kind::ExternalSecret),
+            "SecretStore" => Some(Kind::SecretStore),
+            "ClusterSecretStore" => Some(Kind::ClusterSecretStore),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ExternalSecret => "ExternalSecret",
+            Kind::SecretStore => "SecretStore",
+            Kind::ClusterSecretStore => "ClusterSecretStore",
+        }
+    }
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// PEM files, reloaded when they change.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A CA and serving certificate kept in a Secret, rotated before expiry, with the CA
+    /// injected into the webhook configurations.
+    SelfManaged {
+        namespace: String,
+        secret_name: String,
+        service_name: String,
+        webhook_config_name: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub addr: SocketAddr,
+    pub tls: TlsSource,
+    pub live: LiveMode,
+    pub live_budget: Duration,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdmissionState {
+    pub(crate) metrics: Metrics,
+    pub(crate) mode: LiveMode,
+    pub(crate) live: Option<Arc<LiveChecker>>,
+    pub(crate) timeout: Duration,
+}
+
+impl AdmissionState {
+    /// Live checks run only with a mode other than `off` and both clients present.
+    pub fn new(
+        metrics: Metrics,
+        mode: LiveMode,
+        live_budget: Duration,
+        kube: Option<kube::Client>,
+        vault: Option<crate::vault::VaultClients>,
+    ) -> Self {
+        let live = match (mode, kube, vault) {
+            (LiveMode::Off, _, _) => None,
+            (_, Some(k), Some(v)) => Some(Arc::new(LiveChecker::new(k, v, live_budget))),
+            _ => None,
+        };
+        AdmissionState {
+            metrics,
+            mode: if live.is_some() { mode } else { LiveMode::Off },
+            live,
+            // The live budget plus room for the rest; still under the webhook's 5 s timeout
+            // for the default budget.
+            timeout: live_budget + Duration::from_secs(2),
+        }
+    }
+
+    /// The live mode in effect (`off` when live checks are unavailable).
+    pub fn mode(&self) -> LiveMode {
+        self.mode
+    }
+}
+
+/// The two endpoints with their limits: body size (413), per-request timeout (503) and a
+/// concurrency limit shared by both.
+pub fn router(state: AdmissionState) -> Router {
+    let timeout = state.timeout;
+    Router::new()
+        .route("/mutate", post(handler::mutate))
+        .route("/validate", post(handler::validate))
+        .with_state(state)
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            MAX_CONCURRENT,
+        ))
+}
+
+/// Serves until `shutdown` is cancelled (graceful: in-flight requests finish). Sets `ready`
+/// once TLS serves a valid certificate.
+pub async fn serve(
+    cfg: WebhookConfig,
+    kube: Option<kube::Client>,
+    vault: Option<crate::vault::VaultClients>,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the webhook address {}: {e}", cfg.addr))?;
+    serve_listener(listener, cfg, kube, vault, metrics, ready, shutdown).await
+}
+
+/// [`serve`] on a listener bound by the caller (tests bind port 0 and read the address).
+pub async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    cfg: WebhookConfig,
+    kube: Option<kube::Client>,
+    vault: Option<crate::vault::VaultClients>,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let resolver = Arc::new(tls::CertResolver::default());
+    let background = shutdown.child_token();
+    match &cfg.tls {
+        TlsSource::Files { cert, key } => {
+            let loaded = tls::load_files(cert, key)?;
+            resolver.set(loaded.key);
+            tokio::spawn(tls::watch_files(
+                cert.clone(),
+                key.clone(),
+                loaded.stamp,
+                resolver.clone(),
+                tls::RELOAD_INTERVAL,
+                background.clone(),
+            ));
+        }
+        TlsSource::SelfManaged {
+            namespace,
+            secret_name,
+            service_name,
+            webhook_config_name,
+        } => {
+            let Some(client) = kube.clone() else {
+                anyhow::bail!("self-managed webhook certificates need a Kubernetes client");
+            };
+            let manager = selfcert::CertManager::new(
+                client,
+                namespace.clone(),
+                secret_name.clone(),
+                service_name.clone(),
+                webhook_config_name.clone(),
+            );
+            let bundle = manager.ensure().await?;
+            resolver.set(tls::certified_key(
+                bundle.cert_pem.as_bytes(),
+                bundle.key_pem.as_bytes(),
+            )?);
+            manager.inject_ca(&bundle.ca_cert_pem).await;
+            tokio::spawn(manager.run(
+                resolver.clone(),
+                selfcert::CHECK_INTERVAL,
+                background.clone(),
+            ));
+        }
+    }
+    let state = AdmissionState::new(metrics, cfg.live, cfg.live_budget, kube, vault);
+    let result = tls::serve_https(listener, resolver, router(state), ready, shutdown).await;
+    background.cancel();
+    result
+}
