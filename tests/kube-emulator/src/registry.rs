@@ -498,3 +498,90 @@ pub fn def_from_crd(crd: &Value) -> Result<ResourceDef, (String, String, String)
         extra_subresources: vec![],
     })
 }
+
+impl Registry {
+    /// `/openapi/v3`: one entry per served group-version.
+    pub fn openapi_v3_root(&self) -> Value {
+        let mut paths = serde_json::Map::new();
+        let mut gvs: Vec<(String, String)> = vec![];
+        for d in self.by_id.values() {
+            for v in &d.versions {
+                if !gvs.contains(&(d.group.clone(), v.clone())) {
+                    gvs.push((d.group.clone(), v.clone()));
+                }
+            }
+        }
+        for (g, v) in gvs {
+            let p = if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+            let doc = self.openapi_v3_gv(&g, &v).unwrap_or_default();
+            let hash = storage_hash(&doc.to_string());
+            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash.replace(['+', '/', '='], ""))}));
+        }
+        json!({"paths": paths})
+    }
+
+    /// The OpenAPI v3 document of one group-version: the operations with their
+    /// group-version-kind and the query parameters kubectl checks for support.
+    pub fn openapi_v3_gv(&self, group: &str, version: &str) -> Option<Value> {
+        if !self.has_group_version(group, version) {
+            return None;
+        }
+        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let mut paths = serde_json::Map::new();
+        let mut schemas = serde_json::Map::new();
+        let param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+        for d in self.by_id.values().filter(|d| d.group == group && d.serves(version)) {
+            let gvk = json!({"group": group, "version": version, "kind": d.kind});
+            let ok = json!({"200": {"description": "OK"}});
+            let item = if d.namespaced {
+                format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", d.plural)
+            } else {
+                format!("{prefix}/{}/{{name}}", d.plural)
+            };
+            let coll = if d.namespaced {
+                format!("{prefix}/namespaces/{{namespace}}/{}", d.plural)
+            } else {
+                format!("{prefix}/{}", d.plural)
+            };
+            let op = |verb: &str| {
+                json!({
+                    "operationId": format!("{verb}{}", d.kind),
+                    "x-kubernetes-action": verb,
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [param("dryRun"), param("fieldManager"), param("fieldValidation")],
+                    "responses": ok,
+                })
+            };
+            if d.virtual_create_only {
+                paths.insert(coll, json!({"post": op("post")}));
+                continue;
+            }
+            let mut patch = op("patch");
+            patch["parameters"].as_array_mut().expect("array").push(param("force"));
+            paths.insert(item, json!({"get": op("get"), "put": op("put"), "patch": patch, "delete": op("delete")}));
+            paths.insert(coll, json!({"get": op("list"), "post": op("post"), "delete": op("deletecollection")}));
+            if d.custom {
+                let mut s = d
+                    .schemas
+                    .get(version)
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+                s["x-kubernetes-group-version-kind"] = json!([gvk]);
+                let name = format!("{}.{version}.{}", reverse_domain(group), d.kind);
+                schemas.insert(name, s);
+            }
+        }
+        Some(json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.34.0"},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }))
+    }
+}
+
+fn reverse_domain(group: &str) -> String {
+    let mut parts: Vec<&str> = group.split('.').collect();
+    parts.reverse();
+    parts.join(".")
+}

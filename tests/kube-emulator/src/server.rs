@@ -318,6 +318,10 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
         ["api", "v1"] => Some(reg.resource_list("", "v1")),
         ["apis", g] => Some(reg.api_group(g)),
         ["apis", g, v] => Some(reg.resource_list(g, v)),
+        ["openapi", "v3"] => Some(Some(reg.openapi_v3_root())),
+        ["openapi", "v3", "api", v] => Some(reg.openapi_v3_gv("", v)),
+        ["openapi", "v3", "apis", g, v] => Some(reg.openapi_v3_gv(g, v)),
+        // Without a v2 document kubectl falls back to its compiled-in patch metadata.
         ["openapi", ..] => Some(None),
         [] => Some(Some(json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openid/v1/jwks", "/.well-known/openid-configuration"]}))),
         _ => None,
