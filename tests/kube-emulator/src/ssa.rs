@@ -617,9 +617,17 @@ pub fn apply(
             }
         })
         .collect();
-    gone.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    // Whole items first (their key fields are needed to find them), then deepest fields first.
+    gone.sort_by_key(|p| (p.last() != Some(&PE::Dot), std::cmp::Reverse(p.len())));
     for p in gone {
-        remove_at(&mut out, p);
+        let is_key_field = match (p.last(), p.len().checked_sub(2).map(|i| &p[i])) {
+            (Some(PE::Field(f)), Some(PE::Key(k))) => serde_json::from_str::<Map<String, Value>>(k)
+                .is_ok_and(|m| m.contains_key(f)),
+            _ => false,
+        };
+        if !is_key_field {
+            remove_at(&mut out, p);
+        }
     }
     let mut cfg_scoped = cfg.clone();
     if let Some(m) = cfg_scoped.as_object_mut() {
