@@ -498,7 +498,8 @@ impl HookResponse {
         let code = status
             .and_then(|s| s.get("code"))
             .and_then(Value::as_u64)
-            .filter(|c| *c >= 400 && *c <= 599)
+            // kube never lets a rejection carry a non-error code.
+            .filter(|c| *c >= 400 && *c <= u16::MAX as u64)
             .unwrap_or(403) as u16;
         let (message, reason) = (field("message"), field("reason"));
         let denied_by = format!("admission webhook {webhook:?} denied the request");

@@ -122,9 +122,9 @@ async fn handle(State(st): State<ServerState>, uri: Uri, body: Bytes) -> axum::J
     axum::Json(reply)
 }
 
-async fn start_webhook(sans: &[&str], responder: Responder) -> Webhook {
+/// Serves `app` over TLS on an ephemeral port; counts accepted TLS connections.
+async fn serve_tls(pki: &Pki, app: Router) -> (SocketAddr, Arc<AtomicUsize>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let pki = pki(sans);
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -139,20 +139,26 @@ async fn start_webhook(sans: &[&str], responder: Responder) -> Webhook {
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
-    let requests = Arc::new(Mutex::new(Vec::new()));
     let connections = Arc::new(AtomicUsize::new(0));
     let listener = TlsListener {
         tcp,
         acceptor: TlsAcceptor::from(Arc::new(cfg)),
         connections: connections.clone(),
     };
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, connections)
+}
+
+async fn start_webhook(sans: &[&str], responder: Responder) -> Webhook {
+    let pki = pki(sans);
+    let requests = Arc::new(Mutex::new(Vec::new()));
     let app = Router::new().fallback(handle).with_state(ServerState {
         responder,
         requests: requests.clone(),
     });
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (addr, connections) = serve_tls(&pki, app).await;
     Webhook {
         addr,
         ca_pem: pki.ca_pem,
@@ -1094,5 +1100,71 @@ async fn bursts_reuse_connections() {
         w.connections.load(Ordering::SeqCst) <= 2,
         "{} TLS connections for 40 sequential calls",
         w.connections.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test]
+async fn validating_webhooks_run_concurrently_and_the_first_in_order_decides() {
+    let slow_deny = start_webhook(
+        &["a.webhooks.svc"],
+        Arc::new(|r| {
+            (
+                Duration::from_millis(800),
+                deny(r, json!({"message": "a says no"})),
+            )
+        }),
+    )
+    .await;
+    let slow_deny_too = start_webhook(
+        &["b.webhooks.svc"],
+        Arc::new(|r| {
+            (
+                Duration::from_millis(800),
+                deny(r, json!({"message": "b says no"})),
+            )
+        }),
+    )
+    .await;
+    let env = Env::default()
+        .with_service("a", &slow_deny)
+        .with_service("b", &slow_deny_too);
+    let cfg = vec![validating(
+        "both",
+        vec![
+            hook("a.example.io", "a", "/", &slow_deny.ca_pem, json!({})),
+            hook("b.example.io", "b", "/", &slow_deny_too.ca_pem, json!({})),
+        ],
+    )];
+    let started = Instant::now();
+    let r = run(&[], &cfg, secret_create(), &env).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        r.message,
+        r#"admission webhook "a.example.io" denied the request: a says no"#
+    );
+    assert_eq!(slow_deny_too.requests.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn error_statuses_from_the_webhook_are_call_failures() {
+    let pki = pki(&["err.webhooks.svc"]);
+    let app = Router::new()
+        .fallback(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") });
+    let (addr, _) = serve_tls(&pki, app).await;
+    let mut env = Env::default();
+    env.services.insert((NS.into(), "err".into(), 443), addr);
+    let cfg = vec![validating(
+        "err",
+        vec![hook("err.example.io", "err", "/", &pki.ca_pem, json!({}))],
+    )];
+    let r = run(&[], &cfg, secret_create(), &env).await.unwrap_err();
+    assert_eq!(r.code, 500);
+    assert_eq!(
+        r.message,
+        r#"Internal error occurred: failed calling webhook "err.example.io": failed to call webhook: an error on the server ("boom") has prevented the request from succeeding"#
     );
 }
