@@ -129,7 +129,7 @@ pub fn default_prune_validate(schema: &Value, obj: &mut Value) -> Result<(), Vec
         lists: &mut lists,
         schema: &mut schema_errs,
     };
-    v.validate(schema, obj, "");
+    v.validate_value(schema, obj, "");
     errs.extend(embedded);
     errs.extend(lists);
     errs.extend(schema_errs);
@@ -343,10 +343,6 @@ fn type_matches(want: &str, v: &Value) -> bool {
     }
 }
 
-fn as_f64(v: &Value) -> Option<f64> {
-    v.as_f64()
-}
-
 struct Validator<'e> {
     embedded: &'e mut Vec<FieldError>,
     lists: &'e mut Vec<FieldError>,
@@ -371,13 +367,7 @@ impl Validator<'_> {
     }
 
     /// Walks the schema and the object together.
-    fn validate(&mut self, s: &Value, v: &Value, path: &str) {
-        self.validate_value(s, v, path);
-    }
-
     fn validate_value(&mut self, s: &Value, v: &Value, path: &str) {
-        let name = if path.is_empty() { "" } else { path };
-
         if v.is_null() {
             if flag(s, "nullable") {
                 return;
@@ -387,7 +377,7 @@ impl Validator<'_> {
                     path,
                     FieldErrorKind::TypeInvalid,
                     Some(&Value::String("null".into())),
-                    &format!("{name} in body must be of type {t}: \"null\""),
+                    &format!("{path} in body must be of type {t}: \"null\""),
                 );
                 return;
             }
@@ -403,7 +393,7 @@ impl Validator<'_> {
                     path,
                     FieldErrorKind::TypeInvalid,
                     Some(&Value::String(actual.into())),
-                    &format!("{name} in body must be of type {t}: {}", go_quote(actual)),
+                    &format!("{path} in body must be of type {t}: {}", go_quote(actual)),
                 );
             }
         } else if flag(s, "x-kubernetes-int-or-string")
@@ -417,7 +407,7 @@ impl Validator<'_> {
                 FieldErrorKind::TypeInvalid,
                 Some(&Value::String(actual.into())),
                 &format!(
-                    "{name} in body must be of type integer,string: {}",
+                    "{path} in body must be of type integer,string: {}",
                     go_quote(actual)
                 ),
             );
@@ -432,7 +422,7 @@ impl Validator<'_> {
                     self.format_check(s, st, v, path);
                 }
                 Value::Number(_) => self.number_checks(s, v, path),
-                Value::Array(items) => self.array_checks(s, items, v, path),
+                Value::Array(items) => self.array_checks(s, items, path),
                 _ => {}
             }
         }
@@ -456,7 +446,7 @@ impl Validator<'_> {
         }
 
         if type_ok && let Value::Object(m) = v {
-            self.object_checks(s, m, v, path);
+            self.object_checks(s, m, path);
         }
     }
 
@@ -589,8 +579,8 @@ impl Validator<'_> {
     }
 
     fn number_checks(&mut self, s: &Value, v: &Value, path: &str) {
-        let Some(x) = as_f64(v) else { return };
-        if let Some(max) = s.get("maximum").and_then(as_f64) {
+        let Some(x) = v.as_f64() else { return };
+        if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
             let exclusive = flag(s, "exclusiveMaximum");
             if (exclusive && x >= max) || (!exclusive && x > max) {
                 let rel = if exclusive {
@@ -606,7 +596,7 @@ impl Validator<'_> {
                 );
             }
         }
-        if let Some(min) = s.get("minimum").and_then(as_f64) {
+        if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
             let exclusive = flag(s, "exclusiveMinimum");
             if (exclusive && x <= min) || (!exclusive && x < min) {
                 let rel = if exclusive {
@@ -622,7 +612,7 @@ impl Validator<'_> {
                 );
             }
         }
-        if let Some(m) = s.get("multipleOf").and_then(as_f64)
+        if let Some(m) = s.get("multipleOf").and_then(Value::as_f64)
             && m > 0.0
             && ((x / m) - (x / m).round()).abs() > 1e-9
         {
@@ -635,7 +625,7 @@ impl Validator<'_> {
         }
     }
 
-    fn array_checks(&mut self, s: &Value, items: &[Value], _v: &Value, path: &str) {
+    fn array_checks(&mut self, s: &Value, items: &[Value], path: &str) {
         let n = items.len() as u64;
         if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
             && n > max
@@ -719,8 +709,7 @@ impl Validator<'_> {
         }
     }
 
-    fn object_checks(&mut self, s: &Value, m: &Map<String, Value>, v: &Value, path: &str) {
-        let _ = v;
+    fn object_checks(&mut self, s: &Value, m: &Map<String, Value>, path: &str) {
         let n = m.len() as u64;
         if let Some(max) = s.get("maxProperties").and_then(Value::as_u64)
             && n > max
@@ -933,10 +922,15 @@ fn go_float(f: f64) -> String {
     let exp = f.abs().log10().floor() as i32;
     if !(-4..21).contains(&exp) {
         let s = format!("{f:e}");
-        // Rust prints `1e21`, Go `1e+21`.
-        match s.split_once('e') {
-            Some((m, e)) if e.starts_with('-') => format!("{m}e-{:02}", &e[1..]),
-            Some((m, e)) => format!("{m}e+{e:0>2}"),
+        // Rust prints `1e21` and `1e-5`, Go `1e+21` and `1e-05`.
+        match s
+            .split_once('e')
+            .and_then(|(m, e)| Some((m, e.parse::<i32>().ok()?)))
+        {
+            Some((m, e)) => {
+                let sign = if e < 0 { '-' } else { '+' };
+                format!("{m}e{sign}{:02}", e.abs())
+            }
             None => s,
         }
     } else {
