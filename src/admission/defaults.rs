@@ -109,3 +109,170 @@ fn set_absent(obj: &mut Value, key: &str, value: impl Into<String>) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+
+    fn es(version: &str, spec: Value) -> Value {
+        json!({
+            "apiVersion": format!("external-secrets.io/{version}"),
+            "kind": "ExternalSecret",
+            "metadata": {"name": "app", "namespace": "team-a"},
+            "spec": spec,
+        })
+    }
+
+    fn store(version: &str, kind: &str, vault: Value) -> Value {
+        json!({
+            "apiVersion": format!("external-secrets.io/{version}"),
+            "kind": kind,
+            "metadata": {"name": "vault"},
+            "spec": {"provider": {"vault": vault}},
+        })
+    }
+
+    /// The object after applying the returned patch (unchanged when there is none).
+    fn patched(kind: Kind, obj: &Value) -> Value {
+        let mut out = obj.clone();
+        if let Some(p) = patch(kind, obj) {
+            assert!(!p.0.is_empty());
+            json_patch::patch(&mut out, &p).expect("the patch applies");
+        }
+        out
+    }
+
+    #[test]
+    fn external_secret_defaults() {
+        let full_spec = json!({
+            "secretStoreRef": {"name": "vault", "kind": "SecretStore"},
+            "refreshInterval": "1h0m0s",
+            "refreshPolicy": "Periodic",
+            "target": {"name": "app", "creationPolicy": "Owner", "deletionPolicy": "Retain"},
+            "data": [{"secretKey": "a", "remoteRef": {"key": "x"}}],
+        });
+        // (case, spec given, spec expected)
+        let cases = [
+            (
+                "everything absent",
+                json!({"secretStoreRef": {"name": "vault"}, "data": []}),
+                json!({
+                    "secretStoreRef": {"name": "vault", "kind": "SecretStore"},
+                    "refreshInterval": "1h0m0s",
+                    "refreshPolicy": "Periodic",
+                    "target": {"name": "app", "creationPolicy": "Owner", "deletionPolicy": "Retain"},
+                    "data": [],
+                }),
+            ),
+            (
+                "set values are kept",
+                json!({
+                    "secretStoreRef": {"name": "css", "kind": "ClusterSecretStore"},
+                    "refreshInterval": "0",
+                    "refreshPolicy": "CreatedOnce",
+                    "target": {"name": "other", "creationPolicy": "Merge", "deletionPolicy": "Delete"},
+                }),
+                json!({
+                    "secretStoreRef": {"name": "css", "kind": "ClusterSecretStore"},
+                    "refreshInterval": "0",
+                    "refreshPolicy": "CreatedOnce",
+                    "target": {"name": "other", "creationPolicy": "Merge", "deletionPolicy": "Delete"},
+                }),
+            ),
+            (
+                "partial target",
+                json!({"secretStoreRef": {"name": "v", "kind": "SecretStore"}, "refreshInterval": "5m",
+                       "refreshPolicy": "OnChange", "target": {"creationPolicy": "Orphan"}}),
+                json!({"secretStoreRef": {"name": "v", "kind": "SecretStore"}, "refreshInterval": "5m",
+                       "refreshPolicy": "OnChange",
+                       "target": {"name": "app", "creationPolicy": "Orphan", "deletionPolicy": "Retain"}}),
+            ),
+            (
+                "nulls count as absent",
+                json!({"secretStoreRef": null, "refreshInterval": null, "target": {"name": null}}),
+                json!({"secretStoreRef": {"kind": "SecretStore"}, "refreshInterval": "1h0m0s",
+                       "refreshPolicy": "Periodic",
+                       "target": {"name": "app", "creationPolicy": "Owner", "deletionPolicy": "Retain"}}),
+            ),
+            ("complete", full_spec.clone(), full_spec.clone()),
+        ];
+        for v in VERSIONS {
+            for (name, given, want) in &cases {
+                let obj = es(v, given.clone());
+                let out = patched(Kind::ExternalSecret, &obj);
+                assert_eq!(out["spec"], *want, "{v} {name}");
+                assert_eq!(out["metadata"], obj["metadata"], "{v} {name}");
+            }
+            // A complete object gets no patch at all (not an empty one).
+            assert!(patch(Kind::ExternalSecret, &es(v, full_spec.clone())).is_none());
+            // No spec at all: created with its defaults.
+            let mut bare = es(v, Value::Null);
+            bare.as_object_mut().unwrap().remove("spec");
+            let out = patched(Kind::ExternalSecret, &bare);
+            assert_eq!(out["spec"]["refreshInterval"], "1h0m0s", "{v}");
+            assert_eq!(out["spec"]["target"]["name"], "app", "{v}");
+        }
+    }
+
+    #[test]
+    fn external_secret_without_a_name_gets_no_target_name() {
+        let mut obj = es("v1", json!({"secretStoreRef": {"name": "v"}}));
+        obj["metadata"] = json!({"generateName": "app-"});
+        let out = patched(Kind::ExternalSecret, &obj);
+        assert!(out["spec"]["target"].get("name").is_none(), "{out}");
+        assert_eq!(out["spec"]["target"]["creationPolicy"], "Owner");
+    }
+
+    #[test]
+    fn store_defaults() {
+        let server = json!("https://vault:8200");
+        for v in VERSIONS {
+            for kind in [Kind::SecretStore, Kind::ClusterSecretStore] {
+                for (method, field, default) in AUTH_MOUNT_DEFAULTS {
+                    let obj = store(
+                        v,
+                        kind.as_str(),
+                        json!({"server": server, "auth": {method: {"role": "r"}}}),
+                    );
+                    let out = patched(kind, &obj);
+                    let vault = &out["spec"]["provider"]["vault"];
+                    assert_eq!(vault["version"], "v2", "{v} {kind:?} {method}");
+                    assert_eq!(
+                        vault["auth"][method][field], default,
+                        "{v} {kind:?} {method}"
+                    );
+                    assert_eq!(vault["auth"][method]["role"], "r");
+                    // Applying the defaults again changes nothing.
+                    assert!(patch(kind, &out).is_none(), "{v} {kind:?} {method}");
+                }
+                // Set values are kept; a complete store gets no patch.
+                let obj = store(
+                    v,
+                    kind.as_str(),
+                    json!({"server": server, "version": "v1",
+                           "auth": {"kubernetes": {"mountPath": "k8s-prod", "role": "r"}}}),
+                );
+                assert!(patch(kind, &obj).is_none(), "{v} {kind:?}");
+                // Token auth has no mount: only the version.
+                let obj = store(
+                    v,
+                    kind.as_str(),
+                    json!({"server": server, "auth": {"tokenSecretRef": {"name": "t", "key": "k"}}}),
+                );
+                let p = patch(kind, &obj).expect("version default");
+                assert_eq!(
+                    serde_json::to_value(&p).unwrap(),
+                    json!([{"op": "add", "path": "/spec/provider/vault/version", "value": "v2"}])
+                );
+                // Without a Vault provider there is nothing to default.
+                let mut other = store(v, kind.as_str(), Value::Null);
+                other["spec"]["provider"] = json!({"aws": {}});
+                assert!(patch(kind, &other).is_none());
+            }
+        }
+    }
+}

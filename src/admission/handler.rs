@@ -188,6 +188,12 @@ impl Typed {
         })
     }
 
+    /// Reads a manifest given as JSON.
+    pub(crate) fn from_value(kind: Kind, obj: &Value) -> Result<Typed, String> {
+        let obj = DynamicObject::deserialize(obj).map_err(|e| format!("metadata: {e}"))?;
+        Typed::from_dynamic(kind, obj, None)
+    }
+
     /// The static rules.
     pub(crate) fn rules(&self) -> Vec<rules::Problem> {
         match self {

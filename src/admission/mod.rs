@@ -71,6 +71,26 @@ impl Kind {
     }
 }
 
+/// The served kind of a manifest (`apiVersion` + `kind`), if vaultgate handles it.
+pub fn kind_of(obj: &serde_json::Value) -> Option<Kind> {
+    let api_version = obj.get("apiVersion")?.as_str()?;
+    let (group, version) = api_version.split_once('/')?;
+    Kind::from_gvk(group, version, obj.get("kind")?.as_str()?)
+}
+
+/// The static rules for a manifest of `kind` (as JSON); an unreadable spec is one problem.
+pub fn static_problems(kind: Kind, obj: &serde_json::Value) -> Vec<rules::Problem> {
+    match handler::Typed::from_value(kind, obj) {
+        Ok(t) => t.rules(),
+        Err(e) => vec![rules::Problem::new("spec", e)],
+    }
+}
+
+/// A manifest as the typed object the rules and live checks take.
+pub(crate) fn handler_typed(kind: Kind, obj: &serde_json::Value) -> Result<handler::Typed, String> {
+    handler::Typed::from_value(kind, obj)
+}
+
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
 pub enum TlsSource {
