@@ -28,7 +28,9 @@ fn now() -> i64 {
 
 fn pem_der(pem: &str) -> Vec<u8> {
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
 }
 
 fn jws(header: Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
@@ -46,7 +48,12 @@ struct EcKey {
 
 fn ec_key() -> EcKey {
     let key = rcgen::KeyPair::generate().unwrap();
-    let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der(), &SystemRandom::new()).unwrap();
+    let kp = EcdsaKeyPair::from_pkcs8(
+        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &key.serialize_der(),
+        &SystemRandom::new(),
+    )
+    .unwrap();
     EcKey {
         kp,
         public_pem: key.public_key_pem(),
@@ -58,7 +65,13 @@ fn es256(key: &EcKey, kid: Option<&str>, claims: &Value) -> String {
     if let Some(k) = kid {
         header["kid"] = json!(k);
     }
-    jws(header, claims, |m| key.kp.sign(&SystemRandom::new(), m).unwrap().as_ref().to_vec())
+    jws(header, claims, |m| {
+        key.kp
+            .sign(&SystemRandom::new(), m)
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    })
 }
 
 fn rsa_key() -> RsaKeyPair {
@@ -72,7 +85,13 @@ fn rs256(kp: &RsaKeyPair, kid: Option<&str>, claims: &Value) -> String {
     }
     jws(header, claims, |m| {
         let mut sig = vec![0; kp.public().modulus_len()];
-        kp.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), m, &mut sig).unwrap();
+        kp.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            m,
+            &mut sig,
+        )
+        .unwrap();
         sig
     })
 }
@@ -81,19 +100,55 @@ fn rs256(kp: &RsaKeyPair, kid: Option<&str>, claims: &Value) -> String {
 async fn approle_login_flow() {
     let vault = start().await;
     let root = client(&vault, &vault.root_token());
-    within(sys::auth::enable(&root, "approle", "approle", None)).await.unwrap();
-    vault.put_policy("app", r#"path "secret/data/app/*" { capabilities = ["read"] }"#).unwrap();
-    vault.kv2_put("secret", "app/cfg", json!({"k": "v"})).unwrap();
-    within(approle::role::set(&root, "approle", "svc", Some(SetAppRoleRequest::builder().token_policies(vec!["app".to_string()]).token_ttl("10m")))).await.unwrap();
-    let role_id = within(approle::role::read_id(&root, "approle", "svc")).await.unwrap().role_id;
-    let secret = within(approle::role::secret::generate(&root, "approle", "svc", None)).await.unwrap();
+    within(sys::auth::enable(&root, "approle", "approle", None))
+        .await
+        .unwrap();
+    vault
+        .put_policy(
+            "app",
+            r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+        )
+        .unwrap();
+    vault
+        .kv2_put("secret", "app/cfg", json!({"k": "v"}))
+        .unwrap();
+    within(approle::role::set(
+        &root,
+        "approle",
+        "svc",
+        Some(
+            SetAppRoleRequest::builder()
+                .token_policies(vec!["app".to_string()])
+                .token_ttl("10m"),
+        ),
+    ))
+    .await
+    .unwrap();
+    let role_id = within(approle::role::read_id(&root, "approle", "svc"))
+        .await
+        .unwrap()
+        .role_id;
+    let secret = within(approle::role::secret::generate(
+        &root, "approle", "svc", None,
+    ))
+    .await
+    .unwrap();
     assert!(!secret.secret_id.is_empty() && !secret.secret_id_accessor.is_empty());
-    let role = within(approle::role::read(&root, "approle", "svc")).await.unwrap();
+    let role = within(approle::role::read(&root, "approle", "svc"))
+        .await
+        .unwrap();
     assert_eq!(role.token_policies, vec!["app"]);
     assert_eq!(role.token_ttl, 600);
 
     vault.reset_counters();
-    let auth = within(approle::login(&root, "approle", &role_id, &secret.secret_id)).await.unwrap();
+    let auth = within(approle::login(
+        &root,
+        "approle",
+        &role_id,
+        &secret.secret_id,
+    ))
+    .await
+    .unwrap();
     assert_eq!(auth.policies, vec!["app", "default"]);
     assert_eq!(auth.lease_duration, 600);
     assert!(auth.renewable);
@@ -108,11 +163,30 @@ async fn approle_login_flow() {
 
     // Wrong secret id: 400 with Vault's message; login needs no token.
     let http = raw(&vault);
-    let (s, body) = call(&http, &vault, "POST", "auth/approle/login", None, Some(json!({"role_id": role_id, "secret_id": "nope"}))).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/approle/login",
+        None,
+        Some(json!({"role_id": role_id, "secret_id": "nope"})),
+    )
+    .await;
     assert_eq!(s, 400);
     assert_eq!(errors(&body), vec!["invalid role or secret ID"]);
-    let (s, body) = call(&http, &vault, "POST", "auth/approle/login", None, Some(json!({"secret_id": "x"}))).await;
-    assert_eq!((s, errors(&body)), (400, vec!["missing role_id".to_string()]));
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/approle/login",
+        None,
+        Some(json!({"secret_id": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (s, errors(&body)),
+        (400, vec!["missing role_id".to_string()])
+    );
     assert_eq!(vault.count_logins(), 3);
 
     // Login is POST only.
@@ -124,12 +198,26 @@ async fn approle_login_flow() {
 async fn userpass_login_flow() {
     let vault = start().await;
     let root = client(&vault, &vault.root_token());
-    within(sys::auth::enable(&root, "userpass", "userpass", None)).await.unwrap();
-    within(userpass::user::set(&root, "userpass", "alice", "s3cret", Some(CreateUserRequest::builder().token_policies(vec!["dev".to_string()])))).await.unwrap();
-    let auth = within(userpass::login(&root, "userpass", "alice", "s3cret")).await.unwrap();
+    within(sys::auth::enable(&root, "userpass", "userpass", None))
+        .await
+        .unwrap();
+    within(userpass::user::set(
+        &root,
+        "userpass",
+        "alice",
+        "s3cret",
+        Some(CreateUserRequest::builder().token_policies(vec!["dev".to_string()])),
+    ))
+    .await
+    .unwrap();
+    let auth = within(userpass::login(&root, "userpass", "alice", "s3cret"))
+        .await
+        .unwrap();
     assert_eq!(auth.policies, vec!["default", "dev"]);
     assert_eq!(auth.metadata.unwrap()["username"], "alice");
-    let err = within(userpass::login(&root, "userpass", "alice", "wrong")).await.unwrap_err();
+    let err = within(userpass::login(&root, "userpass", "alice", "wrong"))
+        .await
+        .unwrap_err();
     match err {
         vaultrs::error::ClientError::APIError { code, errors } => {
             assert_eq!(code, 400);
@@ -137,9 +225,17 @@ async fn userpass_login_flow() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    within(userpass::user::update_password(&root, "userpass", "alice", "n3w")).await.unwrap();
-    within(userpass::login(&root, "userpass", "alice", "n3w")).await.unwrap();
-    let users = within(userpass::user::list(&root, "userpass")).await.unwrap();
+    within(userpass::user::update_password(
+        &root, "userpass", "alice", "n3w",
+    ))
+    .await
+    .unwrap();
+    within(userpass::login(&root, "userpass", "alice", "n3w"))
+        .await
+        .unwrap();
+    let users = within(userpass::user::list(&root, "userpass"))
+        .await
+        .unwrap();
     assert_eq!(users.keys, vec!["alice"]);
 }
 
@@ -148,29 +244,100 @@ async fn ldap_login_against_emulated_directory() {
     let vault = start().await;
     let http = raw(&vault);
     let root = vault.root_token();
-    let (s, _) = call(&http, &vault, "POST", "sys/auth/ldap", Some(&root), Some(json!({"type": "ldap"}))).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "sys/auth/ldap",
+        Some(&root),
+        Some(json!({"type": "ldap"})),
+    )
+    .await;
     assert_eq!(s, 204);
-    let (s, _) = call(&http, &vault, "POST", "auth/ldap/config", Some(&root), Some(json!({"url": "ldap://directory", "userdn": "ou=Users,dc=example", "token_ttl": "5m"}))).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/ldap/config",
+        Some(&root),
+        Some(
+            json!({"url": "ldap://directory", "userdn": "ou=Users,dc=example", "token_ttl": "5m"}),
+        ),
+    )
+    .await;
     assert_eq!(s, 204);
-    let (s, _) = call(&http, &vault, "POST", "auth/ldap/users/bob", Some(&root), Some(json!({"policies": "ops"}))).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/ldap/users/bob",
+        Some(&root),
+        Some(json!({"policies": "ops"})),
+    )
+    .await;
     assert_eq!(s, 204);
-    let (s, _) = call(&http, &vault, "POST", "auth/ldap/groups/admins", Some(&root), Some(json!({"policies": ["admin"]}))).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/ldap/groups/admins",
+        Some(&root),
+        Some(json!({"policies": ["admin"]})),
+    )
+    .await;
     assert_eq!(s, 204);
-    vault.ldap_set_user("ldap", "bob", "pw", &["admins"]).unwrap();
+    vault
+        .ldap_set_user("ldap", "bob", "pw", &["admins"])
+        .unwrap();
 
-    let (s, body) = call(&http, &vault, "POST", "auth/ldap/login/bob", None, Some(json!({"password": "pw"}))).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/ldap/login/bob",
+        None,
+        Some(json!({"password": "pw"})),
+    )
+    .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["auth"]["policies"], json!(["admin", "default", "ops"]));
     assert_eq!(body["auth"]["metadata"]["username"], "bob");
     assert_eq!(body["auth"]["lease_duration"], 300);
     assert!(body["data"].is_null());
 
-    let (s, body) = call(&http, &vault, "POST", "auth/ldap/login/bob", None, Some(json!({"password": "bad"}))).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/ldap/login/bob",
+        None,
+        Some(json!({"password": "bad"})),
+    )
+    .await;
     assert_eq!(s, 400);
-    assert_eq!(errors(&body), vec!["ldap operation failed: failed to bind as user"]);
-    let (s, _) = call(&http, &vault, "POST", "auth/ldap/login/nobody", None, Some(json!({"password": "pw"}))).await;
+    assert_eq!(
+        errors(&body),
+        vec!["ldap operation failed: failed to bind as user"]
+    );
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/ldap/login/nobody",
+        None,
+        Some(json!({"password": "pw"})),
+    )
+    .await;
     assert_eq!(s, 400);
-    let (s, body) = call(&http, &vault, "GET", "auth/ldap/users/bob", Some(&root), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/ldap/users/bob",
+        Some(&root),
+        None,
+    )
+    .await;
     assert_eq!((s, body["data"]["policies"].clone()), (200, json!(["ops"])));
 }
 
@@ -178,9 +345,21 @@ async fn ldap_login_against_emulated_directory() {
 async fn jwt_login_with_static_keys() {
     let vault = start().await;
     let root = client(&vault, &vault.root_token());
-    within(sys::auth::enable(&root, "jwt", "jwt", None)).await.unwrap();
+    within(sys::auth::enable(&root, "jwt", "jwt", None))
+        .await
+        .unwrap();
     let ec = ec_key();
-    within(oidc::config::set(&root, "jwt", Some(SetConfigurationRequest::builder().jwt_validation_pubkeys(vec![ec.public_pem.clone(), RSA_PUB.to_string()]).bound_issuer("https://issuer.test")))).await.unwrap();
+    within(oidc::config::set(
+        &root,
+        "jwt",
+        Some(
+            SetConfigurationRequest::builder()
+                .jwt_validation_pubkeys(vec![ec.public_pem.clone(), RSA_PUB.to_string()])
+                .bound_issuer("https://issuer.test"),
+        ),
+    ))
+    .await
+    .unwrap();
     within(oidc::role::set(
         &root,
         "jwt",
@@ -200,18 +379,42 @@ async fn jwt_login_with_static_keys() {
     .unwrap();
 
     let claims = json!({"iss": "https://issuer.test", "sub": "repo:org/app", "aud": "vault", "exp": now() + 300, "nbf": now() - 10});
-    let auth = within(oidc::login(&root, "jwt", &es256(&ec, None, &claims), Some("ci".into()))).await.unwrap();
+    let auth = within(oidc::login(
+        &root,
+        "jwt",
+        &es256(&ec, None, &claims),
+        Some("ci".into()),
+    ))
+    .await
+    .unwrap();
     assert_eq!(auth.policies, vec!["ci", "default"]);
     assert_eq!(auth.lease_duration, 900);
     assert_eq!(auth.metadata.unwrap()["role"], "ci");
     let rsa = rsa_key();
-    within(oidc::login(&root, "jwt", &rs256(&rsa, None, &claims), Some("ci".into()))).await.unwrap();
+    within(oidc::login(
+        &root,
+        "jwt",
+        &rs256(&rsa, None, &claims),
+        Some("ci".into()),
+    ))
+    .await
+    .unwrap();
 
     let http = raw(&vault);
     let login = |jwt: String| {
         let http = http.clone();
         let vault = vault.clone();
-        async move { call(&http, &vault, "POST", "auth/jwt/login", None, Some(json!({"role": "ci", "jwt": jwt}))).await }
+        async move {
+            call(
+                &http,
+                &vault,
+                "POST",
+                "auth/jwt/login",
+                None,
+                Some(json!({"role": "ci", "jwt": jwt})),
+            )
+            .await
+        }
     };
     // Expired beyond the leeways.
     let mut bad = claims.clone();
@@ -223,12 +426,26 @@ async fn jwt_login_with_static_keys() {
     let mut bad = claims.clone();
     bad["aud"] = json!(["other"]);
     let (s, body) = login(es256(&ec, None, &bad)).await;
-    assert_eq!((s, errors(&body)), (400, vec!["error validating claims: aud claim does not match any bound audience".to_string()]));
+    assert_eq!(
+        (s, errors(&body)),
+        (
+            400,
+            vec![
+                "error validating claims: aud claim does not match any bound audience".to_string()
+            ]
+        )
+    );
     // Wrong subject.
     let mut bad = claims.clone();
     bad["sub"] = json!("repo:org/other");
     let (s, body) = login(es256(&ec, None, &bad)).await;
-    assert_eq!((s, errors(&body)), (400, vec!["error validating claims: sub claim does not match bound subject".to_string()]));
+    assert_eq!(
+        (s, errors(&body)),
+        (
+            400,
+            vec!["error validating claims: sub claim does not match bound subject".to_string()]
+        )
+    );
     // Wrong issuer.
     let mut bad = claims.clone();
     bad["iss"] = json!("https://evil");
@@ -245,10 +462,29 @@ async fn jwt_login_with_static_keys() {
     let (s, _) = login(format!("{}.{}.{}", parts[0], forged, parts[2])).await;
     assert_eq!(s, 400);
     // Unknown role.
-    let (s, body) = call(&http, &vault, "POST", "auth/jwt/login", None, Some(json!({"role": "nope", "jwt": good}))).await;
-    assert_eq!((s, errors(&body)), (400, vec!["role \"nope\" could not be found".to_string()]));
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/jwt/login",
+        None,
+        Some(json!({"role": "nope", "jwt": good})),
+    )
+    .await;
+    assert_eq!(
+        (s, errors(&body)),
+        (400, vec!["role \"nope\" could not be found".to_string()])
+    );
     // Roles of type jwt need a bound constraint and a user claim.
-    let (s, _) = call(&http, &vault, "POST", "auth/jwt/role/loose", Some(&vault.root_token()), Some(json!({"role_type": "jwt", "user_claim": "sub"}))).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/jwt/role/loose",
+        Some(&vault.root_token()),
+        Some(json!({"role_type": "jwt", "user_claim": "sub"})),
+    )
+    .await;
     assert_eq!(s, 400);
 }
 
@@ -277,26 +513,72 @@ async fn jwt_login_with_jwks_over_https() {
     vault.enable_auth("jwt", "jwt").unwrap();
     let http = raw(&vault);
     let root = vault.root_token();
-    let (s, body) = call(&http, &vault, "POST", "auth/jwt/config", Some(&root), Some(json!({"jwks_url": format!("{url}/jwks"), "jwks_ca_pem": ca}))).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/jwt/config",
+        Some(&root),
+        Some(json!({"jwks_url": format!("{url}/jwks"), "jwks_ca_pem": ca})),
+    )
+    .await;
     assert_eq!(s, 204, "{body}");
     let (s, body) = call(&http, &vault, "POST", "auth/jwt/role/k", Some(&root), Some(json!({"role_type": "jwt", "user_claim": "sub", "bound_audiences": "vault", "token_policies": "kp"}))).await;
     assert_eq!(s, 204, "{body}");
     let claims = json!({"sub": "svc", "aud": ["vault", "x"], "exp": now() + 60});
-    for jwt in [rs256(&rsa, Some("rsa1"), &claims), es256(&ec, Some("ec1"), &claims)] {
-        let (s, body) = call(&http, &vault, "POST", "auth/jwt/login", None, Some(json!({"role": "k", "jwt": jwt}))).await;
+    for jwt in [
+        rs256(&rsa, Some("rsa1"), &claims),
+        es256(&ec, Some("ec1"), &claims),
+    ] {
+        let (s, body) = call(
+            &http,
+            &vault,
+            "POST",
+            "auth/jwt/login",
+            None,
+            Some(json!({"role": "k", "jwt": jwt})),
+        )
+        .await;
         assert_eq!(s, 200, "{body}");
         assert_eq!(body["auth"]["policies"], json!(["default", "kp"]));
     }
     // Keys are cached between logins.
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     // A kid that matches no published key fails.
-    let (s, _) = call(&http, &vault, "POST", "auth/jwt/login", None, Some(json!({"role": "k", "jwt": es256(&ec_key(), Some("ec1"), &claims)}))).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/jwt/login",
+        None,
+        Some(json!({"role": "k", "jwt": es256(&ec_key(), Some("ec1"), &claims)})),
+    )
+    .await;
     assert_eq!(s, 400);
     // A JWKS server not signed by jwks_ca_pem is not trusted.
-    let (other_url, _) = https_server(axum::Router::new().route("/jwks", get(|| async { Json(json!({"keys": []})) }))).await;
-    let (s, _) = call(&http, &vault, "POST", "auth/jwt/config", Some(&root), Some(json!({"jwks_url": format!("{other_url}/jwks"), "jwks_ca_pem": ca}))).await;
+    let (other_url, _) = https_server(
+        axum::Router::new().route("/jwks", get(|| async { Json(json!({"keys": []})) })),
+    )
+    .await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/jwt/config",
+        Some(&root),
+        Some(json!({"jwks_url": format!("{other_url}/jwks"), "jwks_ca_pem": ca})),
+    )
+    .await;
     assert_eq!(s, 204);
-    let (s, body) = call(&http, &vault, "POST", "auth/jwt/login", None, Some(json!({"role": "k", "jwt": rs256(&rsa, Some("rsa1"), &claims)}))).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/jwt/login",
+        None,
+        Some(json!({"role": "k", "jwt": rs256(&rsa, Some("rsa1"), &claims)})),
+    )
+    .await;
     assert_eq!(s, 400);
     assert!(errors(&body)[0].contains("JWKS"), "{body}");
 }
@@ -306,13 +588,20 @@ struct ClientCert {
     key_pem: String,
 }
 
-fn client_cert(cn: &str, issuer: Option<&(rcgen::CertificateParams, rcgen::KeyPair)>) -> ClientCert {
+fn client_cert(
+    cn: &str,
+    issuer: Option<&(rcgen::CertificateParams, rcgen::KeyPair)>,
+) -> ClientCert {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let cert = match issuer {
-        Some((ip, ik)) => params.signed_by(&key, &rcgen::Issuer::from_params(ip, ik)).unwrap(),
+        Some((ip, ik)) => params
+            .signed_by(&key, &rcgen::Issuer::from_params(ip, ik))
+            .unwrap(),
         None => params.self_signed(&key).unwrap(),
     };
     ClientCert {
@@ -321,13 +610,19 @@ fn client_cert(cn: &str, issuer: Option<&(rcgen::CertificateParams, rcgen::KeyPa
     }
 }
 
-fn cert_client(vault: &vault_emulator::VaultEmulator, cc: &ClientCert) -> vaultrs::client::VaultClient {
+fn cert_client(
+    vault: &vault_emulator::VaultEmulator,
+    cc: &ClientCert,
+) -> vaultrs::client::VaultClient {
     let mut b = vaultrs::client::VaultClientSettingsBuilder::default();
     b.address(vault.addr())
         .token("")
         .timeout(Some(std::time::Duration::from_secs(10)))
         .ca_certs(vec![write_temp("ca.pem", &vault.ca_pem().unwrap())])
-        .identity(Some(reqwest::Identity::from_pem(format!("{}{}", cc.cert_pem, cc.key_pem).as_bytes()).unwrap()));
+        .identity(Some(
+            reqwest::Identity::from_pem(format!("{}{}", cc.cert_pem, cc.key_pem).as_bytes())
+                .unwrap(),
+        ));
     vaultrs::client::VaultClient::new(b.build().unwrap()).unwrap()
 }
 
@@ -336,39 +631,73 @@ async fn cert_login_over_tls() {
     let vault = start_tls().await;
     assert!(vault.addr().starts_with("https://127.0.0.1:"));
     let root = client(&vault, &vault.root_token());
-    within(sys::auth::enable(&root, "cert", "cert", None)).await.unwrap();
+    within(sys::auth::enable(&root, "cert", "cert", None))
+        .await
+        .unwrap();
 
     // A CA-issued client certificate trusted through its CA.
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "client CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "client CA");
     let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
     let ca = (ca_params, ca_key);
-    within(cert::ca_cert_role::set(&root, "cert", "web", &ca_pem, Some(CreateCaCertificateRoleRequest::builder().token_policies(vec!["web".to_string()])))).await.unwrap();
+    within(cert::ca_cert_role::set(
+        &root,
+        "cert",
+        "web",
+        &ca_pem,
+        Some(CreateCaCertificateRoleRequest::builder().token_policies(vec!["web".to_string()])),
+    ))
+    .await
+    .unwrap();
     // A self-signed leaf trusted as itself.
     let leaf = client_cert("standalone", None);
-    within(cert::ca_cert_role::set(&root, "cert", "leaf", &leaf.cert_pem, Some(CreateCaCertificateRoleRequest::builder().token_policies(vec!["leaf".to_string()])))).await.unwrap();
+    within(cert::ca_cert_role::set(
+        &root,
+        "cert",
+        "leaf",
+        &leaf.cert_pem,
+        Some(CreateCaCertificateRoleRequest::builder().token_policies(vec!["leaf".to_string()])),
+    ))
+    .await
+    .unwrap();
 
     let issued = client_cert("web.example", Some(&ca));
-    let auth = within(cert::login(&cert_client(&vault, &issued), "cert", "web")).await.unwrap();
+    let auth = within(cert::login(&cert_client(&vault, &issued), "cert", "web"))
+        .await
+        .unwrap();
     assert_eq!(auth.policies, vec!["default", "web"]);
     let meta = auth.metadata.unwrap();
     assert_eq!(meta["cert_name"], "web");
     assert_eq!(meta["common_name"], "web.example");
 
-    let auth = within(cert::login(&cert_client(&vault, &leaf), "cert", "leaf")).await.unwrap();
+    let auth = within(cert::login(&cert_client(&vault, &leaf), "cert", "leaf"))
+        .await
+        .unwrap();
     assert_eq!(auth.policies, vec!["default", "leaf"]);
 
     // An untrusted certificate is refused.
     let stranger = client_cert("stranger", None);
-    let err = within(cert::login(&cert_client(&vault, &stranger), "cert", "web")).await.unwrap_err();
+    let err = within(cert::login(&cert_client(&vault, &stranger), "cert", "web"))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(400));
 
     // No client certificate at all: the TLS handshake still succeeds and
     // the login is refused by the auth method.
     let http = raw(&vault);
-    let (s, body) = call(&http, &vault, "POST", "auth/cert/login", None, Some(json!({"name": "web"}))).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/cert/login",
+        None,
+        Some(json!({"name": "web"})),
+    )
+    .await;
     assert_eq!(s, 400);
     assert_eq!(errors(&body), vec!["client certificate must be supplied"]);
     // And normal API calls work over TLS without one.

@@ -14,16 +14,32 @@ async fn kv2_versions_metadata_and_lifecycle() {
     let vault = start().await;
     let c = client(&vault, &vault.root_token());
 
-    let m1 = within(kv2::set(&c, "secret", "app/db", &json!({"user": "a", "pass": "1"}))).await.unwrap();
+    let m1 = within(kv2::set(
+        &c,
+        "secret",
+        "app/db",
+        &json!({"user": "a", "pass": "1"}),
+    ))
+    .await
+    .unwrap();
     assert_eq!(m1.version, 1);
     assert!(!m1.destroyed);
     assert_eq!(m1.deletion_time, "");
-    let m2 = within(kv2::set(&c, "secret", "app/db", &json!({"user": "a", "pass": "2"}))).await.unwrap();
+    let m2 = within(kv2::set(
+        &c,
+        "secret",
+        "app/db",
+        &json!({"user": "a", "pass": "2"}),
+    ))
+    .await
+    .unwrap();
     assert_eq!(m2.version, 2);
 
     let latest: HashMap<String, String> = within(kv2::read(&c, "secret", "app/db")).await.unwrap();
     assert_eq!(latest["pass"], "2");
-    let v1: HashMap<String, String> = within(kv2::read_version(&c, "secret", "app/db", 1)).await.unwrap();
+    let v1: HashMap<String, String> = within(kv2::read_version(&c, "secret", "app/db", 1))
+        .await
+        .unwrap();
     assert_eq!(v1["pass"], "1");
 
     // Custom metadata, max_versions and cas_required through the metadata endpoint.
@@ -33,11 +49,17 @@ async fn kv2_versions_metadata_and_lifecycle() {
         &c,
         "secret",
         "app/db",
-        Some(SetSecretMetadataRequest::builder().custom_metadata(custom).max_versions(5u64)),
+        Some(
+            SetSecretMetadataRequest::builder()
+                .custom_metadata(custom)
+                .max_versions(5u64),
+        ),
     ))
     .await
     .unwrap();
-    let meta = within(kv2::read_metadata(&c, "secret", "app/db")).await.unwrap();
+    let meta = within(kv2::read_metadata(&c, "secret", "app/db"))
+        .await
+        .unwrap();
     assert_eq!(meta.current_version, 2);
     assert_eq!(meta.max_versions, 5);
     assert_eq!(meta.custom_metadata.unwrap()["owner"], "team-a");
@@ -46,44 +68,108 @@ async fn kv2_versions_metadata_and_lifecycle() {
     assert!(!meta.created_time.is_empty() && !meta.updated_time.is_empty());
 
     // Soft delete of the latest version: reads 404, vaultrs sees an error.
-    within(kv2::delete_latest(&c, "secret", "app/db")).await.unwrap();
+    within(kv2::delete_latest(&c, "secret", "app/db"))
+        .await
+        .unwrap();
     // The 404 body has no `errors` (it carries the metadata), so vaultrs
     // reports it as an unparsable response, as it does against Vault.
-    let err = within(kv2::read::<Value>(&c, "secret", "app/db")).await.unwrap_err();
+    let err = within(kv2::read::<Value>(&c, "secret", "app/db"))
+        .await
+        .unwrap_err();
     assert!(format!("{err:?}").contains("404"), "{err:?}");
     // Raw shape: 404 carrying the version metadata with null data.
     let http = raw(&vault);
-    let (status, body) = call(&http, &vault, "GET", "secret/data/app/db", Some(&vault.root_token()), None).await;
+    let (status, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/data/app/db",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
     assert!(body["data"]["data"].is_null());
     assert_eq!(body["data"]["metadata"]["version"], 2);
     assert_eq!(body["data"]["metadata"]["destroyed"], false);
-    assert!(!body["data"]["metadata"]["deletion_time"].as_str().unwrap().is_empty());
-    assert_eq!(body["data"]["metadata"]["custom_metadata"]["owner"], "team-a");
-    for k in ["request_id", "lease_id", "renewable", "lease_duration", "wrap_info", "warnings", "auth"] {
+    assert!(
+        !body["data"]["metadata"]["deletion_time"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        body["data"]["metadata"]["custom_metadata"]["owner"],
+        "team-a"
+    );
+    for k in [
+        "request_id",
+        "lease_id",
+        "renewable",
+        "lease_duration",
+        "wrap_info",
+        "warnings",
+        "auth",
+    ] {
         assert!(body.get(k).is_some(), "missing {k}");
     }
 
-    within(kv2::undelete_versions(&c, "secret", "app/db", vec![2])).await.unwrap();
+    within(kv2::undelete_versions(&c, "secret", "app/db", vec![2]))
+        .await
+        .unwrap();
     let back: HashMap<String, String> = within(kv2::read(&c, "secret", "app/db")).await.unwrap();
     assert_eq!(back["pass"], "2");
 
-    within(kv2::delete_versions(&c, "secret", "app/db", vec![1])).await.unwrap();
-    within(kv2::destroy_versions(&c, "secret", "app/db", vec![1])).await.unwrap();
-    let (status, body) = call(&http, &vault, "GET", "secret/data/app/db?version=1", Some(&vault.root_token()), None).await;
+    within(kv2::delete_versions(&c, "secret", "app/db", vec![1]))
+        .await
+        .unwrap();
+    within(kv2::destroy_versions(&c, "secret", "app/db", vec![1]))
+        .await
+        .unwrap();
+    let (status, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/data/app/db?version=1",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
     assert_eq!(body["data"]["metadata"]["destroyed"], true);
     assert!(body["data"]["data"].is_null());
     // Destroyed versions cannot be undeleted.
-    within(kv2::undelete_versions(&c, "secret", "app/db", vec![1])).await.unwrap();
-    let (status, _) = call(&http, &vault, "GET", "secret/data/app/db?version=1", Some(&vault.root_token()), None).await;
+    within(kv2::undelete_versions(&c, "secret", "app/db", vec![1]))
+        .await
+        .unwrap();
+    let (status, _) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/data/app/db?version=1",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
     // A version that never existed: plain 404.
-    let (status, body) = call(&http, &vault, "GET", "secret/data/app/db?version=9", Some(&vault.root_token()), None).await;
+    let (status, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/data/app/db?version=9",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
     assert_eq!((status, body), (404, json!({"errors": []})));
 
-    within(kv2::delete_metadata(&c, "secret", "app/db")).await.unwrap();
-    let err = within(kv2::read_metadata(&c, "secret", "app/db")).await.unwrap_err();
+    within(kv2::delete_metadata(&c, "secret", "app/db"))
+        .await
+        .unwrap();
+    let err = within(kv2::read_metadata(&c, "secret", "app/db"))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(404));
 }
 
@@ -93,28 +179,89 @@ async fn kv2_check_and_set() {
     let c = client(&vault, &vault.root_token());
     let opts = |cas| SetSecretRequestOptions { cas };
     // cas=0 writes only when the secret does not exist yet.
-    within(kv2::set_with_options(&c, "secret", "cas", &json!({"a": 1}), opts(0))).await.unwrap();
-    let err = within(kv2::set_with_options(&c, "secret", "cas", &json!({"a": 2}), opts(0))).await.unwrap_err();
+    within(kv2::set_with_options(
+        &c,
+        "secret",
+        "cas",
+        &json!({"a": 1}),
+        opts(0),
+    ))
+    .await
+    .unwrap();
+    let err = within(kv2::set_with_options(
+        &c,
+        "secret",
+        "cas",
+        &json!({"a": 2}),
+        opts(0),
+    ))
+    .await
+    .unwrap_err();
     match err {
         vaultrs::error::ClientError::APIError { code, errors } => {
             assert_eq!(code, 400);
-            assert_eq!(errors, vec!["check-and-set parameter did not match the current version"]);
+            assert_eq!(
+                errors,
+                vec!["check-and-set parameter did not match the current version"]
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
-    within(kv2::set_with_options(&c, "secret", "cas", &json!({"a": 2}), opts(1))).await.unwrap();
+    within(kv2::set_with_options(
+        &c,
+        "secret",
+        "cas",
+        &json!({"a": 2}),
+        opts(1),
+    ))
+    .await
+    .unwrap();
 
     // cas_required on the secret makes the option mandatory.
-    within(kv2::set_metadata(&c, "secret", "cas", Some(SetSecretMetadataRequest::builder().cas_required(true)))).await.unwrap();
+    within(kv2::set_metadata(
+        &c,
+        "secret",
+        "cas",
+        Some(SetSecretMetadataRequest::builder().cas_required(true)),
+    ))
+    .await
+    .unwrap();
     let http = raw(&vault);
-    let (status, body) = call(&http, &vault, "POST", "secret/data/cas", Some(&vault.root_token()), Some(json!({"data": {"a": 3}}))).await;
+    let (status, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "secret/data/cas",
+        Some(&vault.root_token()),
+        Some(json!({"data": {"a": 3}})),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert_eq!(errors(&body), vec!["check-and-set parameter required for this call"]);
-    let (status, body) = call(&http, &vault, "PUT", "secret/data/cas", Some(&vault.root_token()), Some(json!({"data": {"a": 3}, "options": {"cas": 2}}))).await;
+    assert_eq!(
+        errors(&body),
+        vec!["check-and-set parameter required for this call"]
+    );
+    let (status, body) = call(
+        &http,
+        &vault,
+        "PUT",
+        "secret/data/cas",
+        Some(&vault.root_token()),
+        Some(json!({"data": {"a": 3}, "options": {"cas": 2}})),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["version"], 3);
     // Missing data is a 400.
-    let (status, body) = call(&http, &vault, "POST", "secret/data/cas", Some(&vault.root_token()), Some(json!({"options": {"cas": 3}}))).await;
+    let (status, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "secret/data/cas",
+        Some(&vault.root_token()),
+        Some(json!({"options": {"cas": 3}})),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(errors(&body), vec!["no data provided"]);
 }
@@ -124,7 +271,15 @@ async fn kv2_max_versions_prunes_oldest() {
     let vault = start().await;
     let http = raw(&vault);
     let root = vault.root_token();
-    let (s, _) = call(&http, &vault, "POST", "secret/metadata/p", Some(&root), Some(json!({"max_versions": 2}))).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "secret/metadata/p",
+        Some(&root),
+        Some(json!({"max_versions": 2})),
+    )
+    .await;
     assert_eq!(s, 204);
     for i in 0..4 {
         vault.kv2_put("secret", "p", json!({"i": i})).unwrap();
@@ -134,7 +289,15 @@ async fn kv2_max_versions_prunes_oldest() {
     assert_eq!(body["data"]["oldest_version"], 3);
     let versions = body["data"]["versions"].as_object().unwrap();
     assert_eq!(versions.keys().cloned().collect::<Vec<_>>(), vec!["3", "4"]);
-    let (s, _) = call(&http, &vault, "GET", "secret/data/p?version=1", Some(&root), None).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/data/p?version=1",
+        Some(&root),
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
 }
 
@@ -149,16 +312,36 @@ async fn kv2_list_and_config() {
     assert_eq!(keys, vec!["a", "b/"]);
     let keys = within(kv2::list(&c, "secret", "")).await.unwrap();
     assert_eq!(keys, vec!["other", "team/"]);
-    let err = within(kv2::list(&c, "secret", "nothing")).await.unwrap_err();
+    let err = within(kv2::list(&c, "secret", "nothing"))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(404));
 
     // LIST also works as GET ?list=true.
     let http = raw(&vault);
-    let (s, body) = call(&http, &vault, "GET", "secret/metadata/team/b?list=true", Some(&vault.root_token()), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/metadata/team/b?list=true",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(body["data"]["keys"], json!(["c", "d"]));
 
-    within(kv2::config::set(&c, "secret", Some(vaultrs::api::kv2::requests::SetConfigurationRequest::builder().max_versions(7u64).cas_required(false)))).await.unwrap();
+    within(kv2::config::set(
+        &c,
+        "secret",
+        Some(
+            vaultrs::api::kv2::requests::SetConfigurationRequest::builder()
+                .max_versions(7u64)
+                .cas_required(false),
+        ),
+    ))
+    .await
+    .unwrap();
     let cfg = within(kv2::config::read(&c, "secret")).await.unwrap();
     assert_eq!(cfg.max_versions, 7);
     assert!(!cfg.cas_required);
@@ -169,26 +352,69 @@ async fn kv2_list_and_config() {
 async fn kv1_read_write_list_delete() {
     let vault = start().await;
     let c = client(&vault, &vault.root_token());
-    within(vaultrs::sys::mount::enable(&c, "kv1", "kv", Some(vaultrs::api::sys::requests::EnableEngineRequest::builder().options(HashMap::from([("version".to_string(), "1".to_string())]))))).await.unwrap();
-    within(kv1::set(&c, "kv1", "app/cfg", &HashMap::from([("k", "v")]))).await.unwrap();
-    vault.kv1_put("kv1", "app/other", json!({"x": "y"})).unwrap();
+    within(vaultrs::sys::mount::enable(
+        &c,
+        "kv1",
+        "kv",
+        Some(
+            vaultrs::api::sys::requests::EnableEngineRequest::builder()
+                .options(HashMap::from([("version".to_string(), "1".to_string())])),
+        ),
+    ))
+    .await
+    .unwrap();
+    within(kv1::set(&c, "kv1", "app/cfg", &HashMap::from([("k", "v")])))
+        .await
+        .unwrap();
+    vault
+        .kv1_put("kv1", "app/other", json!({"x": "y"}))
+        .unwrap();
     let got: HashMap<String, String> = within(kv1::get(&c, "kv1", "app/cfg")).await.unwrap();
     assert_eq!(got["k"], "v");
     let list = within(kv1::list(&c, "kv1", "app")).await.unwrap();
     assert_eq!(list.data.keys, vec!["cfg", "other"]);
 
     let http = raw(&vault);
-    let (s, body) = call(&http, &vault, "GET", "kv1/app/cfg", Some(&vault.root_token()), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "kv1/app/cfg",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(body["data"], json!({"k": "v"}));
     assert_eq!(body["lease_duration"], 2764800);
-    let (s, body) = call(&http, &vault, "GET", "kv1/app?list=true", Some(&vault.root_token()), None).await;
-    assert_eq!((s, body["data"]["keys"].clone()), (200, json!(["cfg", "other"])));
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "kv1/app?list=true",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, body["data"]["keys"].clone()),
+        (200, json!(["cfg", "other"]))
+    );
 
     within(kv1::delete(&c, "kv1", "app/cfg")).await.unwrap();
-    let err = within(kv1::get::<Value>(&c, "kv1", "app/cfg")).await.unwrap_err();
+    let err = within(kv1::get::<Value>(&c, "kv1", "app/cfg"))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(404));
-    let (s, body) = call(&http, &vault, "GET", "kv1/app/cfg", Some(&vault.root_token()), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "kv1/app/cfg",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
     assert_eq!((s, body), (404, json!({"errors": []})));
 }
 
@@ -201,12 +427,23 @@ async fn raw_error_shapes() {
     let (s, body) = call(&http, &vault, "GET", "secret/data/x", None, None).await;
     assert_eq!((s, body), (403, json!({"errors": ["permission denied"]})));
     // Unknown token.
-    let (s, body) = call(&http, &vault, "GET", "secret/data/x", Some("hvs.bogus"), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/data/x",
+        Some("hvs.bogus"),
+        None,
+    )
+    .await;
     assert_eq!((s, body), (403, json!({"errors": ["permission denied"]})));
     // Unknown mount.
     let (s, body) = call(&http, &vault, "GET", "nomount/x", Some(&root), None).await;
     assert_eq!(s, 404);
-    assert_eq!(errors(&body), vec!["no handler for route \"nomount/x\". route entry not found."]);
+    assert_eq!(
+        errors(&body),
+        vec!["no handler for route \"nomount/x\". route entry not found."]
+    );
     // Malformed JSON body.
     let resp = within(
         http.post(format!("{}/v1/secret/data/x", vault.addr()))
@@ -227,6 +464,14 @@ async fn raw_error_shapes() {
     assert_eq!(s, 404);
     // Bad version parameter.
     vault.kv2_put("secret", "x", json!({"a": "b"})).unwrap();
-    let (s, _) = call(&http, &vault, "GET", "secret/data/x?version=abc", Some(&root), None).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/data/x?version=abc",
+        Some(&root),
+        None,
+    )
+    .await;
     assert_eq!(s, 400);
 }

@@ -20,17 +20,38 @@ async fn health_and_seal() {
     assert!(!h.version.is_empty());
 
     let http = raw(&vault);
-    let resp = within(http.head(format!("{}/v1/sys/health", vault.addr())).send()).await.unwrap();
+    let resp = within(http.head(format!("{}/v1/sys/health", vault.addr())).send())
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 
     vault.set_sealed(true);
     let (s, body) = call(&http, &vault, "GET", "sys/health", None, None).await;
     assert_eq!(s, 503);
     assert_eq!(body["sealed"], true);
-    let (s, body) = call(&http, &vault, "GET", "sys/health?sealedcode=200", None, None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "sys/health?sealedcode=200",
+        None,
+        None,
+    )
+    .await;
     assert_eq!((s, body["sealed"].clone()), (200, json!(true)));
-    let (s, body) = call(&http, &vault, "GET", "secret/data/x", Some(&vault.root_token()), None).await;
-    assert_eq!((s, errors(&body)), (503, vec!["Vault is sealed".to_string()]));
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/data/x",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, errors(&body)),
+        (503, vec!["Vault is sealed".to_string()])
+    );
     vault.set_sealed(false);
     let (s, _) = call(&http, &vault, "GET", "sys/health", None, None).await;
     assert_eq!(s, 200);
@@ -42,45 +63,96 @@ async fn health_and_seal() {
 async fn mounts_and_auth_methods() {
     let vault = start().await;
     let c = client(&vault, &vault.root_token());
-    within(sys::mount::enable(&c, "kv-two", "kv-v2", None)).await.unwrap();
-    within(sys::mount::enable(&c, "kvopt", "kv", Some(EnableEngineRequest::builder().options(HashMap::from([("version".to_string(), "2".to_string())]))))).await.unwrap();
+    within(sys::mount::enable(&c, "kv-two", "kv-v2", None))
+        .await
+        .unwrap();
+    within(sys::mount::enable(
+        &c,
+        "kvopt",
+        "kv",
+        Some(
+            EnableEngineRequest::builder()
+                .options(HashMap::from([("version".to_string(), "2".to_string())])),
+        ),
+    ))
+    .await
+    .unwrap();
     let mounts = within(sys::mount::list(&c)).await.unwrap();
     for m in ["kv-two/", "kvopt/", "secret/", "sys/", "cubbyhole/"] {
         assert!(mounts.contains_key(m), "missing {m}");
     }
     assert_eq!(mounts["kv-two/"].mount_type, "kv");
     assert_eq!(mounts["kv-two/"].options.as_ref().unwrap()["version"], "2");
-    let cfg = within(sys::mount::get_configuration_of_a_secret_engine(&c, "kvopt")).await.unwrap();
+    let cfg = within(sys::mount::get_configuration_of_a_secret_engine(
+        &c, "kvopt",
+    ))
+    .await
+    .unwrap();
     assert_eq!(cfg.options.unwrap()["version"], "2");
-    within(kv2::set(&c, "kvopt", "a", &json!({"x": 1}))).await.unwrap();
+    within(kv2::set(&c, "kvopt", "a", &json!({"x": 1})))
+        .await
+        .unwrap();
 
-    let err = within(sys::mount::enable(&c, "kvopt", "kv", None)).await.unwrap_err();
+    let err = within(sys::mount::enable(&c, "kvopt", "kv", None))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(400));
-    let err = within(sys::mount::enable(&c, "weird", "nosuch", None)).await.unwrap_err();
+    let err = within(sys::mount::enable(&c, "weird", "nosuch", None))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(400));
     within(sys::mount::disable(&c, "kvopt")).await.unwrap();
-    let err = within(kv2::read::<Value>(&c, "kvopt", "a")).await.unwrap_err();
+    let err = within(kv2::read::<Value>(&c, "kvopt", "a"))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(404));
 
-    within(sys::auth::enable(&c, "apps/approle", "approle", None)).await.unwrap();
+    within(sys::auth::enable(&c, "apps/approle", "approle", None))
+        .await
+        .unwrap();
     let auths = within(sys::auth::list(&c)).await.unwrap();
     assert_eq!(auths["apps/approle/"].mount_type, "approle");
     assert_eq!(auths["token/"].mount_type, "token");
-    let err = within(sys::auth::enable(&c, "x", "nosuch", None)).await.unwrap_err();
+    let err = within(sys::auth::enable(&c, "x", "nosuch", None))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(400));
-    within(sys::auth::disable(&c, "apps/approle")).await.unwrap();
+    within(sys::auth::disable(&c, "apps/approle"))
+        .await
+        .unwrap();
     let auths = within(sys::auth::list(&c)).await.unwrap();
     assert!(!auths.contains_key("apps/approle/"));
 
     // Raw shape: the listing is both top-level and under data.
     let http = raw(&vault);
-    let (s, body) = call(&http, &vault, "GET", "sys/mounts", Some(&vault.root_token()), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "sys/mounts",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert!(body["secret/"].is_object() && body["data"]["secret/"].is_object());
     // Enabling auth needs sudo.
-    vault.put_policy("mounter", r#"path "sys/auth/*" { capabilities = ["create", "update"] }"#).unwrap();
+    vault
+        .put_policy(
+            "mounter",
+            r#"path "sys/auth/*" { capabilities = ["create", "update"] }"#,
+        )
+        .unwrap();
     let t = vault.create_token(&["mounter"], None);
-    let (s, _) = call(&http, &vault, "POST", "sys/auth/up", Some(&t), Some(json!({"type": "userpass"}))).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "sys/auth/up",
+        Some(&t),
+        Some(json!({"type": "userpass"})),
+    )
+    .await;
     assert_eq!(s, 403);
 }
 
@@ -89,39 +161,114 @@ async fn namespaces_isolate_state() {
     let vault = start().await;
     let http = raw(&vault);
     let root = vault.root_token();
-    let (s, body) = call(&http, &vault, "POST", "sys/namespaces/team-a", Some(&root), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "sys/namespaces/team-a",
+        Some(&root),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(body["data"]["path"], "team-a/");
     vault.create_namespace("team-b").unwrap();
     let (s, body) = call(&http, &vault, "LIST", "sys/namespaces", Some(&root), None).await;
-    assert_eq!((s, body["data"]["keys"].clone()), (200, json!(["team-a/", "team-b/"])));
+    assert_eq!(
+        (s, body["data"]["keys"].clone()),
+        (200, json!(["team-a/", "team-b/"]))
+    );
 
     vault.enable_kv_in("team-a", "kv", 2).unwrap();
-    vault.kv2_put_in("team-a", "kv", "app", json!({"ns": "a"})).unwrap();
+    vault
+        .kv2_put_in("team-a", "kv", "app", json!({"ns": "a"}))
+        .unwrap();
     // The root token reaches into child namespaces.
     let ca = client_ns(&vault, &root, Some("team-a"));
     let v: Value = within(kv2::read(&ca, "kv", "app")).await.unwrap();
     assert_eq!(v, json!({"ns": "a"}));
     // The same mount path in another namespace does not exist.
-    let (s, _) = call_ns(&http, &vault, "GET", "kv/data/app", Some(&root), Some("team-b"), None).await;
+    let (s, _) = call_ns(
+        &http,
+        &vault,
+        "GET",
+        "kv/data/app",
+        Some(&root),
+        Some("team-b"),
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
     let (s, _) = call(&http, &vault, "GET", "kv/data/app", Some(&root), None).await;
     assert_eq!(s, 404);
 
     // Policies and tokens are per namespace.
-    vault.put_policy_in("team-a", "reader", r#"path "kv/data/*" { capabilities = ["read"] }"#).unwrap();
+    vault
+        .put_policy_in(
+            "team-a",
+            "reader",
+            r#"path "kv/data/*" { capabilities = ["read"] }"#,
+        )
+        .unwrap();
     let ta = vault.create_token_in("team-a", &["reader"], None).unwrap();
-    let (s, _) = call_ns(&http, &vault, "GET", "kv/data/app", Some(&ta), Some("team-a"), None).await;
+    let (s, _) = call_ns(
+        &http,
+        &vault,
+        "GET",
+        "kv/data/app",
+        Some(&ta),
+        Some("team-a"),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, _) = call(&http, &vault, "GET", "auth/token/lookup-self", Some(&ta), None).await;
-    assert_eq!(s, 403, "a namespace token is not valid in the root namespace");
-    let (s, _) = call_ns(&http, &vault, "GET", "auth/token/lookup-self", Some(&ta), Some("team-b"), None).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&ta),
+        None,
+    )
+    .await;
+    assert_eq!(
+        s, 403,
+        "a namespace token is not valid in the root namespace"
+    );
+    let (s, _) = call_ns(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&ta),
+        Some("team-b"),
+        None,
+    )
+    .await;
     assert_eq!(s, 403);
-    let (s, body) = call_ns(&http, &vault, "GET", "sys/policies/acl/reader", Some(&root), Some("team-b"), None).await;
+    let (s, body) = call_ns(
+        &http,
+        &vault,
+        "GET",
+        "sys/policies/acl/reader",
+        Some(&root),
+        Some("team-b"),
+        None,
+    )
+    .await;
     assert_eq!((s, body), (404, json!({"errors": []})));
 
     // Unknown namespace.
-    let (s, body) = call_ns(&http, &vault, "GET", "kv/data/app", Some(&root), Some("nope"), None).await;
+    let (s, body) = call_ns(
+        &http,
+        &vault,
+        "GET",
+        "kv/data/app",
+        Some(&root),
+        Some("nope"),
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
     assert!(!errors(&body).is_empty());
 }
@@ -132,8 +279,16 @@ async fn headers_are_recorded() {
     vault.kv2_put("secret", "h", json!({"a": "b"})).unwrap();
     let c = client_ns(&vault, &vault.root_token(), None);
     let _: Value = within(kv2::read(&c, "secret", "h")).await.unwrap();
-    assert_eq!(vault.last_header("secret/data/h", "X-Vault-Request").as_deref(), Some("true"));
-    assert_eq!(vault.last_header("secret/data/h", "x-vault-token"), Some(vault.root_token()));
+    assert_eq!(
+        vault
+            .last_header("secret/data/h", "X-Vault-Request")
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        vault.last_header("secret/data/h", "x-vault-token"),
+        Some(vault.root_token())
+    );
 
     let http = raw(&vault);
     let resp = within(
@@ -146,8 +301,16 @@ async fn headers_are_recorded() {
     .await
     .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(vault.last_header("secret/data/h", "x-vault-inconsistent").as_deref(), Some("forward-active-node"));
-    assert_eq!(vault.last_header("secret/data/h", "x-custom").as_deref(), Some("42"));
+    assert_eq!(
+        vault
+            .last_header("secret/data/h", "x-vault-inconsistent")
+            .as_deref(),
+        Some("forward-active-node")
+    );
+    assert_eq!(
+        vault.last_header("secret/data/h", "x-custom").as_deref(),
+        Some("42")
+    );
     assert_eq!(vault.last_header("secret/data/h", "x-vault-request"), None);
 }
 
@@ -160,7 +323,13 @@ async fn fault_injection() {
 
     vault.fail_next(2, 503, Some(3));
     for _ in 0..2 {
-        let resp = within(http.get(format!("{}/v1/secret/data/f", vault.addr())).header("X-Vault-Token", &root).send()).await.unwrap();
+        let resp = within(
+            http.get(format!("{}/v1/secret/data/f", vault.addr()))
+                .header("X-Vault-Token", &root)
+                .send(),
+        )
+        .await
+        .unwrap();
         assert_eq!(resp.status().as_u16(), 503);
         assert_eq!(resp.headers()["retry-after"], "3");
         let body: Value = resp.json().await.unwrap();
@@ -173,16 +342,34 @@ async fn fault_injection() {
     vault.fail_next_matching("auth/", 1, 429, None);
     let (s, _) = call(&http, &vault, "GET", "secret/data/f", Some(&root), None).await;
     assert_eq!(s, 200);
-    let (s, body) = call(&http, &vault, "GET", "auth/token/lookup-self", Some(&root), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&root),
+        None,
+    )
+    .await;
     assert_eq!(s, 429);
     assert!(errors(&body)[0].contains("rate limit quota exceeded"));
-    let (s, _) = call(&http, &vault, "GET", "auth/token/lookup-self", Some(&root), None).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&root),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
 
     // vaultrs sees the injected status.
     vault.fail_next(1, 500, None);
     let c = client(&vault, &root);
-    let err = within(kv2::read::<Value>(&c, "secret", "f")).await.unwrap_err();
+    let err = within(kv2::read::<Value>(&c, "secret", "f"))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(500));
 
     // Latency.
@@ -222,14 +409,42 @@ async fn counters_and_request_log() {
     let root = vault.root_token();
     vault.reset_counters();
     call(&http, &vault, "GET", "secret/data/c/one", Some(&root), None).await;
-    call(&http, &vault, "GET", "secret/metadata/c/one", Some(&root), None).await;
-    call(&http, &vault, "LIST", "secret/metadata/c", Some(&root), None).await;
+    call(
+        &http,
+        &vault,
+        "GET",
+        "secret/metadata/c/one",
+        Some(&root),
+        None,
+    )
+    .await;
+    call(
+        &http,
+        &vault,
+        "LIST",
+        "secret/metadata/c",
+        Some(&root),
+        None,
+    )
+    .await;
     call(&http, &vault, "GET", "old/x", Some(&root), None).await;
     call(&http, &vault, "GET", "secret/data/c/one", None, None).await;
     vault.enable_auth("userpass", "userpass").unwrap();
-    call(&http, &vault, "POST", "auth/userpass/login/u", None, Some(json!({"password": "x"}))).await;
+    call(
+        &http,
+        &vault,
+        "POST",
+        "auth/userpass/login/u",
+        None,
+        Some(json!({"password": "x"})),
+    )
+    .await;
 
-    assert_eq!(vault.count_kv_reads(), 3, "LIST and denied reads are not KV reads");
+    assert_eq!(
+        vault.count_kv_reads(),
+        3,
+        "LIST and denied reads are not KV reads"
+    );
     assert_eq!(vault.count_logins(), 1);
     assert_eq!(vault.count_requests(), 6);
     let log = vault.requests();
@@ -241,7 +456,12 @@ async fn counters_and_request_log() {
     assert_eq!(log[4].status, 403);
     assert_eq!(log[5].status, 400);
 
-    let resp = within(http.get(format!("{}/_emulator/counters", vault.addr())).send()).await.unwrap();
+    let resp = within(
+        http.get(format!("{}/_emulator/counters", vault.addr()))
+            .send(),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let counters: Value = resp.json().await.unwrap();
     assert_eq!(counters["kv_reads"], 3);
@@ -261,8 +481,24 @@ async fn sustains_many_concurrent_reads_and_logins() {
     vault.enable_auth("approle", "approle").unwrap();
     let http = raw(&vault);
     let root = vault.root_token();
-    let (_, _) = call(&http, &vault, "POST", "auth/approle/role/r", Some(&root), Some(json!({"bind_secret_id": false, "token_ttl": "1m"}))).await;
-    let (_, body) = call(&http, &vault, "GET", "auth/approle/role/r/role-id", Some(&root), None).await;
+    let (_, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/approle/role/r",
+        Some(&root),
+        Some(json!({"bind_secret_id": false, "token_ttl": "1m"})),
+    )
+    .await;
+    let (_, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/approle/role/r/role-id",
+        Some(&root),
+        None,
+    )
+    .await;
     let role_id = body["data"]["role_id"].as_str().unwrap().to_string();
     vault.reset_counters();
     let t0 = Instant::now();
@@ -290,7 +526,10 @@ async fn sustains_many_concurrent_reads_and_logins() {
         }));
     }
     for t in tasks {
-        tokio::time::timeout(Duration::from_secs(15), t).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(15), t)
+            .await
+            .unwrap()
+            .unwrap();
     }
     assert_eq!(vault.count_requests(), 4000);
     assert_eq!(vault.count_logins(), 800);
@@ -308,5 +547,9 @@ async fn shutdown_stops_serving() {
     assert_eq!(s, 200);
     within(vault.clone().shutdown()).await;
     let fresh = raw(&vault);
-    assert!(within(fresh.get(format!("{addr}/v1/sys/health")).send()).await.is_err());
+    assert!(
+        within(fresh.get(format!("{addr}/v1/sys/health")).send())
+            .await
+            .is_err()
+    );
 }

@@ -30,7 +30,9 @@ path "secret/data/+/shared" {
 async fn token_create_lookup_renew_revoke() {
     let vault = start().await;
     let root = client(&vault, &vault.root_token());
-    within(sys::policy::set(&root, "app", APP_POLICY)).await.unwrap();
+    within(sys::policy::set(&root, "app", APP_POLICY))
+        .await
+        .unwrap();
 
     let mut meta = HashMap::new();
     meta.insert("team".to_string(), "a".to_string());
@@ -70,17 +72,29 @@ async fn token_create_lookup_renew_revoke() {
     assert_eq!(renewed.lease_duration, 7200);
 
     // Root looks it up by value.
-    let other = within(token::lookup(&root, &auth.client_token)).await.unwrap();
+    let other = within(token::lookup(&root, &auth.client_token))
+        .await
+        .unwrap();
     assert_eq!(other.id, auth.client_token);
     assert!(other.ttl > 3600);
 
     // A token without the right capability cannot look up others.
-    let err = within(token::lookup(&c, &vault.root_token())).await.unwrap_err();
+    let err = within(token::lookup(&c, &vault.root_token()))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(403));
 
     // Revoking the parent revokes its child.
-    let child = within(token::new(&c, Some(CreateTokenRequest::builder().policies(vec!["app".to_string()])))).await;
-    assert_eq!(api_status(&child.unwrap_err()), Some(403), "creating tokens needs auth/token/create");
+    let child = within(token::new(
+        &c,
+        Some(CreateTokenRequest::builder().policies(vec!["app".to_string()])),
+    ))
+    .await;
+    assert_eq!(
+        api_status(&child.unwrap_err()),
+        Some(403),
+        "creating tokens needs auth/token/create"
+    );
     within(token::revoke_self(&c)).await.unwrap();
     let err = within(token::lookup_self(&c)).await.unwrap_err();
     assert_eq!(api_status(&err), Some(403));
@@ -91,22 +105,63 @@ async fn token_revoke_tree_and_orphans() {
     let vault = start().await;
     let root = client(&vault, &vault.root_token());
     vault
-        .put_policy("creator", r#"path "auth/token/create" { capabilities = ["update"] }"#)
+        .put_policy(
+            "creator",
+            r#"path "auth/token/create" { capabilities = ["update"] }"#,
+        )
         .unwrap();
-    let parent = within(token::new(&root, Some(CreateTokenRequest::builder().policies(vec!["creator".to_string()])))).await.unwrap();
+    let parent = within(token::new(
+        &root,
+        Some(CreateTokenRequest::builder().policies(vec!["creator".to_string()])),
+    ))
+    .await
+    .unwrap();
     let pc = client(&vault, &parent.client_token);
-    let child = within(token::new(&pc, Some(CreateTokenRequest::builder().policies(vec!["creator".to_string()])))).await.unwrap();
+    let child = within(token::new(
+        &pc,
+        Some(CreateTokenRequest::builder().policies(vec!["creator".to_string()])),
+    ))
+    .await
+    .unwrap();
     // A child may not get policies its parent lacks.
-    let err = within(token::new(&pc, Some(CreateTokenRequest::builder().policies(vec!["root".to_string()])))).await.unwrap_err();
+    let err = within(token::new(
+        &pc,
+        Some(CreateTokenRequest::builder().policies(vec!["root".to_string()])),
+    ))
+    .await
+    .unwrap_err();
     assert_eq!(api_status(&err), Some(400));
-    let orphan = within(token::new(&root, Some(CreateTokenRequest::builder().no_parent(true)))).await.unwrap();
+    let orphan = within(token::new(
+        &root,
+        Some(CreateTokenRequest::builder().no_parent(true)),
+    ))
+    .await
+    .unwrap();
     assert!(orphan.orphan);
 
-    within(token::revoke(&root, &parent.client_token)).await.unwrap();
+    within(token::revoke(&root, &parent.client_token))
+        .await
+        .unwrap();
     let http = raw(&vault);
-    let (s, _) = call(&http, &vault, "GET", "auth/token/lookup-self", Some(&child.client_token), None).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&child.client_token),
+        None,
+    )
+    .await;
     assert_eq!(s, 403, "children are revoked with their parent");
-    let (s, body) = call(&http, &vault, "GET", "auth/token/lookup-self", Some(&orphan.client_token), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&orphan.client_token),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(body["data"]["orphan"], true);
     // Without explicit policies a token inherits its creator's.
@@ -119,11 +174,27 @@ async fn token_expiry_is_wall_clock() {
     let vault = start().await;
     let short = vault.create_token(&["default"], Some(Duration::from_secs(1)));
     let http = raw(&vault);
-    let (s, body) = call(&http, &vault, "GET", "auth/token/lookup-self", Some(&short), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&short),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(body["data"]["creation_ttl"], 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let (s, body) = call(&http, &vault, "GET", "auth/token/lookup-self", Some(&short), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&short),
+        None,
+    )
+    .await;
     assert_eq!((s, body), (403, json!({"errors": ["permission denied"]})));
 }
 
@@ -131,25 +202,39 @@ async fn token_expiry_is_wall_clock() {
 async fn acl_enforces_policy_paths() {
     let vault = start().await;
     vault.put_policy("app", APP_POLICY).unwrap();
-    vault.kv2_put("secret", "app/one", json!({"k": "1"})).unwrap();
-    vault.kv2_put("secret", "app/private", json!({"k": "p"})).unwrap();
-    vault.kv2_put("secret", "other/x", json!({"k": "x"})).unwrap();
+    vault
+        .kv2_put("secret", "app/one", json!({"k": "1"}))
+        .unwrap();
+    vault
+        .kv2_put("secret", "app/private", json!({"k": "p"}))
+        .unwrap();
+    vault
+        .kv2_put("secret", "other/x", json!({"k": "x"}))
+        .unwrap();
     let t = vault.create_token(&["app"], None);
     let c = client(&vault, &t);
 
     let v: HashMap<String, String> = within(kv2::read(&c, "secret", "app/one")).await.unwrap();
     assert_eq!(v["k"], "1");
     // Glob does not reach other paths.
-    let err = within(kv2::read::<Value>(&c, "secret", "other/x")).await.unwrap_err();
+    let err = within(kv2::read::<Value>(&c, "secret", "other/x"))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(403));
     // The exact deny rule wins over the glob.
-    let err = within(kv2::read::<Value>(&c, "secret", "app/private")).await.unwrap_err();
+    let err = within(kv2::read::<Value>(&c, "secret", "app/private"))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(403));
     // read does not imply create.
-    let err = within(kv2::set(&c, "secret", "app/one", &json!({"k": "2"}))).await.unwrap_err();
+    let err = within(kv2::set(&c, "secret", "app/one", &json!({"k": "2"})))
+        .await
+        .unwrap_err();
     assert_eq!(api_status(&err), Some(403));
     // `+` matches one segment; create is enough for a new secret.
-    within(kv2::set(&c, "secret", "team/shared", &json!({"k": "s"}))).await.unwrap();
+    within(kv2::set(&c, "secret", "team/shared", &json!({"k": "s"})))
+        .await
+        .unwrap();
     // LIST needs list on the metadata path with its trailing slash.
     let keys = within(kv2::list(&c, "secret", "app/")).await.unwrap();
     assert_eq!(keys, vec!["one", "private"]);
@@ -158,7 +243,10 @@ async fn acl_enforces_policy_paths() {
     let http = raw(&vault);
     let (s, body) = call(&http, &vault, "GET", "secret/data/other/x", Some(&t), None).await;
     assert_eq!(s, 403);
-    assert_eq!(errors(&body), vec!["1 error occurred:\n\t* permission denied\n\n"]);
+    assert_eq!(
+        errors(&body),
+        vec!["1 error occurred:\n\t* permission denied\n\n"]
+    );
     // sys paths are ACL-checked too.
     let (s, _) = call(&http, &vault, "GET", "sys/mounts", Some(&t), None).await;
     assert_eq!(s, 403);
@@ -167,7 +255,10 @@ async fn acl_enforces_policy_paths() {
     assert_eq!(s, 200);
     assert_eq!(body["data"]["secret/data/app/one"], json!(["read"]));
     assert_eq!(body["data"]["secret/data/app/private"], json!(["deny"]));
-    assert_eq!(body["data"]["secret/data/a/shared"], json!(["create", "read", "update"]));
+    assert_eq!(
+        body["data"]["secret/data/a/shared"],
+        json!(["create", "read", "update"])
+    );
 
     // Revocation from the test side takes effect at once.
     assert!(vault.revoke_token(&t));
@@ -179,7 +270,13 @@ async fn acl_enforces_policy_paths() {
 async fn policies_through_sys_endpoints() {
     let vault = start().await;
     let c = client(&vault, &vault.root_token());
-    within(sys::policy::set(&c, "reader", r#"path "secret/*" { capabilities = ["read", "list"] }"#)).await.unwrap();
+    within(sys::policy::set(
+        &c,
+        "reader",
+        r#"path "secret/*" { capabilities = ["read", "list"] }"#,
+    ))
+    .await
+    .unwrap();
     let list = within(sys::policy::list(&c)).await.unwrap();
     assert_eq!(list.policies, vec!["default", "reader", "root"]);
     let p = within(sys::policy::read(&c, "reader")).await.unwrap();
@@ -188,18 +285,58 @@ async fn policies_through_sys_endpoints() {
 
     let http = raw(&vault);
     let root = vault.root_token();
-    let (s, body) = call(&http, &vault, "GET", "sys/policies/acl/reader", Some(&root), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "sys/policies/acl/reader",
+        Some(&root),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(body["data"]["name"], "reader");
-    assert!(body["data"]["policy"].as_str().unwrap().contains("capabilities"));
+    assert!(
+        body["data"]["policy"]
+            .as_str()
+            .unwrap()
+            .contains("capabilities")
+    );
     let (s, body) = call(&http, &vault, "LIST", "sys/policies/acl", Some(&root), None).await;
-    assert_eq!((s, body["data"]["keys"].clone()), (200, json!(["default", "reader"])));
-    let (s, body) = call(&http, &vault, "PUT", "sys/policies/acl/broken", Some(&root), Some(json!({"policy": "path \"a\" { capabilities = [\"fly\"] }"}))).await;
+    assert_eq!(
+        (s, body["data"]["keys"].clone()),
+        (200, json!(["default", "reader"]))
+    );
+    let (s, body) = call(
+        &http,
+        &vault,
+        "PUT",
+        "sys/policies/acl/broken",
+        Some(&root),
+        Some(json!({"policy": "path \"a\" { capabilities = [\"fly\"] }"})),
+    )
+    .await;
     assert_eq!(s, 400);
     assert!(errors(&body)[0].starts_with("failed to parse policy"));
-    let (s, _) = call(&http, &vault, "DELETE", "sys/policies/acl/default", Some(&root), None).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "DELETE",
+        "sys/policies/acl/default",
+        Some(&root),
+        None,
+    )
+    .await;
     assert_eq!(s, 400);
-    let (s, _) = call(&http, &vault, "PUT", "sys/policies/acl/root", Some(&root), Some(json!({"policy": "path \"a\" { capabilities = [\"read\"] }"}))).await;
+    let (s, _) = call(
+        &http,
+        &vault,
+        "PUT",
+        "sys/policies/acl/root",
+        Some(&root),
+        Some(json!({"policy": "path \"a\" { capabilities = [\"read\"] }"})),
+    )
+    .await;
     assert_eq!(s, 400);
 
     within(sys::policy::delete(&c, "reader")).await.unwrap();
