@@ -963,6 +963,23 @@ async fn malformed_answers_are_failures_and_bad_patches_are_internal_errors() {
         );
     }
 
+    // Only AdmissionReview v1 is spoken.
+    let old_only = vec![validating(
+        "odd",
+        vec![hook(
+            "odd.example.io",
+            "odd",
+            "/",
+            &w.ca_pem,
+            json!({"admissionReviewVersions": ["v1beta1"]}),
+        )],
+    )];
+    let r = run(&[], &old_only, named("any"), &env).await.unwrap_err();
+    assert_eq!(
+        r.message,
+        r#"Internal error occurred: failed calling webhook "odd.example.io": could not create admission objects: webhook does not accept known AdmissionReview versions"#
+    );
+
     // Validating webhooks may not patch.
     let r = run(&[], &v, named("patcher"), &env).await.unwrap_err();
     assert_eq!(
