@@ -176,10 +176,6 @@ impl Transport {
         })
     }
 
-    pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
-    }
-
     /// Sends one request, retrying 429 (after `Retry-After`), 5xx other than 501 and
     /// connection errors. Any other status is returned for the caller to interpret.
     pub async fn send(&self, req: &Req<'_>) -> Result<Reply, VaultError> {
@@ -218,6 +214,15 @@ impl Transport {
                 Ok(r) => r,
                 Err(e) => {
                     self.metrics.vault_call(req.call, 0);
+                    let chain = error_chain(&e);
+                    // A certificate Vault's server does not pass will not pass on retry.
+                    if chain.to_ascii_lowercase().contains("certificate") {
+                        return Err(VaultError::config(format!(
+                            "TLS with {} failed: {chain}: check caBundle / caProvider (and the \
+                             client certificate)",
+                            self.base
+                        )));
+                    }
                     let what = if e.is_timeout() {
                         "timed out"
                     } else if e.is_connect() {
@@ -232,11 +237,10 @@ impl Transport {
                     }
                     return Err(VaultError::Unavailable {
                         message: format!(
-                            "{} {} {what} after {} attempt(s): {}",
+                            "{} {} {what} after {} attempt(s): {chain}",
                             req.method,
                             req.path,
                             attempt + 1,
-                            error_chain(&e)
                         ),
                     });
                 }
