@@ -272,6 +272,9 @@ impl Store {
     pub fn compact(&self) {
         let mut g = self.lock();
         g.history.clear();
+        // Moving the counter on makes every version handed out so far too old,
+        // while lists taken afterwards carry a version that can be watched from.
+        g.rv += 1;
         g.compacted_rv = g.rv;
         self.snapshots
             .lock()
