@@ -1,7 +1,204 @@
-//! `vaultgate run`: wiring of the webhook, the reconciler and the metrics server.
+//! `vaultgate run`: wiring of the webhook, the reconciler and the metrics/health server.
+//!
+//! `run` is what both the binary and the sandbox call, so the sandbox exercises the same code
+//! path as a deployment.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::{TlsSource, WebhookConfig};
 use crate::cli::RunArgs;
+use crate::metrics::Metrics;
+use crate::reconcile::ControllerConfig;
+use crate::vault::VaultClients;
 
-pub fn main(_args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`vaultgate run` is not available in this build yet")
+/// Entry point of `vaultgate run` from the command line.
+pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(args.log_format, &args.log_level)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        install_crypto();
+        let kube = kube::Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        run(args, kube, shutdown).await
+    })
+}
+
+/// Makes ring the process's rustls provider (both ring and the default features are linked,
+/// so rustls cannot pick one by itself).
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}
+
+/// Readiness of the parts that run in this process.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    pub webhook: Arc<AtomicBool>,
+    pub controller: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+struct HealthState {
+    metrics: Metrics,
+    ready: Readiness,
+    need_webhook: bool,
+    need_controller: bool,
+}
+
+/// Runs the configured parts until `shutdown` is cancelled or one of them fails; then stops the
+/// others gracefully and revokes the Vault tokens vaultgate logged in for.
+pub async fn run(args: RunArgs, kube: kube::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+    install_crypto();
+    let metrics = Metrics::new();
+    let vault = VaultClients::new(kube.clone(), metrics.clone());
+    let ready = Readiness::default();
+    let need_webhook = !args.controller_only;
+    let need_controller = !args.webhook_only;
+
+    let health = HealthState { metrics: metrics.clone(), ready: ready.clone(), need_webhook, need_controller };
+    let health_listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding --metrics-addr {}", args.metrics_addr))?;
+    tracing::info!(addr = %health_listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(health_listener, health_router(health))
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+                .context("metrics server")
+        });
+    }
+
+    if need_webhook {
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert: cert.clone(), key: key.clone() },
+            _ => TlsSource::SelfManaged {
+                namespace: args.pod_namespace.clone(),
+                secret_name: args.cert_secret.clone(),
+                service_name: args.service_name.clone(),
+                webhook_config_name: args.webhook_config_name.clone(),
+            },
+        };
+        let cfg = WebhookConfig {
+            addr: args.webhook_addr,
+            tls,
+            live: args.admission_live,
+            live_budget: args.admission_live_budget,
+        };
+        let (kube, vault, metrics, ready, shutdown) =
+            (kube.clone(), vault.clone(), metrics.clone(), ready.webhook.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            crate::admission::serve(cfg, Some(kube), Some(vault), metrics, ready, shutdown)
+                .await
+                .context("admission webhook")
+        });
+    }
+
+    if need_controller {
+        let cfg = ControllerConfig {
+            namespace: args.namespace.clone(),
+            controller_class: args.controller_class.clone(),
+            leader_elect: args.leader_elect,
+            lease_name: args.lease_name.clone(),
+            lease_namespace: args.pod_namespace.clone(),
+            identity: identity(),
+            concurrency: args.concurrency,
+        };
+        let (kube, vault, metrics, ready, shutdown) =
+            (kube.clone(), vault.clone(), metrics.clone(), ready.controller.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            // The controller is ready to be asked about health as soon as it runs; leadership is
+            // not readiness (a standby replica still serves the webhook).
+            ready.store(true, Ordering::SeqCst);
+            crate::reconcile::run(kube, vault, metrics, cfg, shutdown).await.context("reconciler")
+        });
+    }
+
+    // The first part to stop (error or shutdown) stops the rest.
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let r = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = r {
+            tracing::error!(error = %format!("{e:#}"), "a part of vaultgate failed; shutting down");
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+        shutdown.cancel();
+    }
+    vault.revoke_all().await;
+    tracing::info!("stopped");
+    result
+}
+
+/// The identity in leader election: the pod name where there is one.
+fn identity() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("vaultgate-{}", std::process::id()))
+}
+
+fn health_router(state: HealthState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics_handler(State(s): State<HealthState>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+}
+
+async fn readyz(State(s): State<HealthState>) -> impl IntoResponse {
+    let webhook = !s.need_webhook || s.ready.webhook.load(Ordering::SeqCst);
+    let controller = !s.need_controller || s.ready.controller.load(Ordering::SeqCst);
+    if webhook && controller {
+        (StatusCode::OK, "ok".to_string())
+    } else {
+        let mut waiting = vec![];
+        if !webhook {
+            waiting.push("webhook TLS not serving yet");
+        }
+        if !controller {
+            waiting.push("reconciler not started");
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, waiting.join("; "))
+    }
+}
+
+/// Binds nothing; for callers that want to know where the health server would listen.
+pub fn metrics_addr(args: &RunArgs) -> SocketAddr {
+    args.metrics_addr
 }

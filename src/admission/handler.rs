@@ -52,7 +52,7 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: &[u8]) -> Res
                 (true, true) => "patched",
                 (true, false) => "allowed",
             };
-            match serde_json::to_vec(&resp.into_review()) {
+            match review_json(resp) {
                 Ok(json) => (StatusCode::OK, kind, result, json),
                 Err(e) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -283,4 +283,23 @@ pub(crate) fn apply_findings(
         resp.warnings = Some(warnings);
     }
     resp
+}
+
+/// Encodes the AdmissionReview the way kube-apiserver decodes it: `response.patch` is a Go
+/// `[]byte`, i.e. a base64 string in JSON. kube-core's `AdmissionResponse` serializes its
+/// `Vec<u8>` as an array of numbers, which the API server rejects ("cannot unmarshal array"),
+/// and with `failurePolicy: Ignore` the defaults would be silently lost.
+fn review_json(resp: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    use base64::Engine as _;
+    let patch = resp.patch.clone();
+    let mut review = serde_json::to_value(resp.into_review())?;
+    if let Some(patch) = patch
+        && let Some(response) = review.get_mut("response").and_then(|r| r.as_object_mut())
+    {
+        response.insert(
+            "patch".into(),
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch)),
+        );
+    }
+    serde_json::to_vec(&review)
 }
