@@ -230,6 +230,52 @@ fn prune(s: &Value, v: &mut Value, root: bool) {
     }
 }
 
+/// Paths of the fields that pruning would drop from `obj` (`spec.bogus`,
+/// `spec.data[0].extra`), sorted: what kube-apiserver reports as
+/// `unknown field "<path>"` under `fieldValidation=Warn` (a warning each) or
+/// `Strict` (a BadRequest). Call it before [`default_prune_validate`].
+pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    collect_unknown(schema, obj, true, "", &mut out);
+    out.sort();
+    out
+}
+
+/// The read-only twin of [`prune`], recording instead of removing.
+fn collect_unknown(s: &Value, v: &Value, root: bool, path: &str, out: &mut Vec<String>) {
+    if flag(s, "x-kubernetes-int-or-string") {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            let keep_meta = root || flag(s, "x-kubernetes-embedded-resource");
+            let preserve = flag(s, "x-kubernetes-preserve-unknown-fields");
+            let properties = props(s);
+            let add = additional(s);
+            for (k, x) in m {
+                if keep_meta && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                if let Some(ps) = properties.and_then(|p| p.get(k)) {
+                    collect_unknown(ps, x, false, &child(path, k), out);
+                } else if let Additional::Schema(ps) = add {
+                    collect_unknown(ps, x, false, &child(path, k), out);
+                } else if matches!(add, Additional::None) && !preserve {
+                    out.push(child(path, k));
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = s.get("items").filter(|i| i.is_object()) {
+                for (i, item) in items.iter().enumerate() {
+                    collect_unknown(is, item, false, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Defaulting
 

@@ -1,6 +1,8 @@
 //! Pruning, defaulting and validation of custom resources against structural schemas.
 
-use kube_emulator::schema::{FieldErrorKind, default_prune_validate, invalid_message};
+use kube_emulator::schema::{
+    FieldErrorKind, default_prune_validate, invalid_message, unknown_fields,
+};
 use serde_json::{Value, json};
 
 fn root(spec: Value) -> Value {
@@ -427,4 +429,40 @@ fn invalid_message_formats_like_the_apiserver() {
         invalid_message("ExternalSecret", "external-secrets.io", "es", &errs[..1]),
         r#"ExternalSecret.external-secrets.io "es" is invalid: spec.x: Invalid value: "string": spec.x in body must be of type integer: "string""#
     );
+}
+
+#[test]
+fn unknown_fields_lists_what_pruning_drops() {
+    let schema = root(json!({"type": "object", "properties": {
+        "known": {"type": "string"},
+        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        "list": {"type": "array", "items": {"type": "object", "properties": {"k": {"type": "string"}}}},
+        "map": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "v": {"type": "string"}}}}
+    }}));
+    let mut o = obj(json!({
+        "known": "k",
+        "zzz": 1,
+        "free": {"anything": true},
+        "list": [{"k": "1"}, {"k": "2", "extra": true}],
+        "map": {"a": {"v": "x", "w": "y"}}
+    }));
+    o["status"] = json!({});
+    assert_eq!(
+        unknown_fields(&root(json!({"type": "object"})), &o),
+        vec![
+            "spec.free",
+            "spec.known",
+            "spec.list",
+            "spec.map",
+            "spec.zzz",
+            "status"
+        ]
+    );
+    assert_eq!(
+        unknown_fields(&schema, &o),
+        vec!["spec.list[1].extra", "spec.map.a.w", "spec.zzz", "status"]
+    );
+    default_prune_validate(&schema, &mut o).unwrap();
+    assert!(unknown_fields(&schema, &o).is_empty());
 }
