@@ -1,0 +1,1091 @@
+//! What the target Secret should be, as a function of data: the ExternalSecret, the values read
+//! from Vault and the Secret as it is now. No I/O here; the reconciler carries out the [`Plan`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use super::hash::data_hash;
+use crate::api::{
+    ANNOTATION_DATA_HASH, CreationPolicy, DeletionPolicy, ExternalSecret, LABEL_MANAGED,
+};
+
+/// kubectl's client-side-apply annotation: never copied onto the Secret (it describes the
+/// ExternalSecret, and it can be large).
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The finalizer ESO uses to clean up the target Secret (deletionPolicy Delete / Merge).
+pub const FINALIZER: &str = "externalsecrets.external-secrets.io/externalsecret-cleanup";
+/// Kubernetes refuses field manager names longer than this.
+const MAX_FIELD_MANAGER: usize = 128;
+
+/// Why a sync cannot produce a Secret. Messages are for `kubectl describe`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DesiredError {
+    #[error(
+        "templates are not supported yet: spec.target.template.{field} is set (type, metadata.labels, metadata.annotations and mergePolicy are supported)"
+    )]
+    TemplateUnsupported { field: &'static str },
+    #[error("spec.target.manifest is not supported: vaultgate writes Secrets only")]
+    ManifestUnsupported,
+    #[error("target Secret {secret:?} is controlled by {owner}; refusing to write it")]
+    ControlledByOther { secret: String, owner: String },
+    #[error(
+        "target Secret {secret:?} has type {existing:?} but {wanted:?} is asked for; Kubernetes cannot change a Secret's type, delete the Secret to have it recreated"
+    )]
+    TypeChange {
+        secret: String,
+        existing: String,
+        wanted: String,
+    },
+    #[error(
+        "target Secret {secret:?} is immutable and its data differs from the provider's; delete the Secret to have it recreated"
+    )]
+    ImmutableDiffers { secret: String },
+}
+
+/// What to do with the target Secret after a successful read from Vault.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Server-side apply `Write::secret` with the ExternalSecret's field manager.
+    Apply(Box<Write>),
+    /// Write nothing.
+    Skip(Skip),
+    /// Delete the Secret: deletionPolicy Delete and the provider returned no data.
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    /// The apply body: everything this ExternalSecret wants to own on the Secret.
+    pub secret: Secret,
+    /// Hash of the Secret's data once written (also in the annotation).
+    pub hash: String,
+    /// No Secret exists yet.
+    pub creates: bool,
+    /// Keys of the existing Secret that must go although another manager wrote them: the
+    /// ExternalSecret owns the whole Secret (Owner/Orphan), so it holds exactly the provider data.
+    pub remove_foreign_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// creationPolicy None.
+    CreationPolicyNone,
+    /// creationPolicy Merge and no Secret to merge into (Ready True / SecretMissing).
+    MergeTargetMissing,
+    /// The target is immutable and already written.
+    Immutable,
+    /// The Secret already is what it should be.
+    UpToDate,
+    /// deletionPolicy Delete, the provider has no data, and there is no Secret of ours to delete.
+    NothingToDelete,
+}
+
+/// What to do with the Secret when its ExternalSecret is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    Nothing,
+    DeleteSecret,
+    /// Apply an empty intent with the ExternalSecret's field manager: the API server removes the
+    /// keys, labels and annotations only this ExternalSecret wrote.
+    RemoveOurFields,
+}
+
+pub fn creation_policy(es: &ExternalSecret) -> CreationPolicy {
+    es.spec
+        .target
+        .as_ref()
+        .and_then(|t| t.creation_policy)
+        .unwrap_or_default()
+}
+
+pub fn deletion_policy(es: &ExternalSecret) -> DeletionPolicy {
+    es.spec
+        .target
+        .as_ref()
+        .and_then(|t| t.deletion_policy)
+        .unwrap_or_default()
+}
+
+/// The Secret's name: `spec.target.name`, or the ExternalSecret's own name.
+pub fn target_name(es: &ExternalSecret) -> String {
+    es.spec
+        .target
+        .as_ref()
+        .and_then(|t| t.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| es.name_any())
+}
+
+fn immutable(es: &ExternalSecret) -> bool {
+    es.spec
+        .target
+        .as_ref()
+        .and_then(|t| t.immutable)
+        .unwrap_or(false)
+}
+
+/// Whether deleting the ExternalSecret has something to clean up, so that a finalizer is needed.
+pub fn needs_finalizer(es: &ExternalSecret) -> bool {
+    deletion_policy(es) != DeletionPolicy::Retain && creation_policy(es) != CreationPolicy::None
+}
+
+/// The server-side-apply field manager of one ExternalSecret. Distinct per ExternalSecret so that
+/// two of them merging into one Secret each own (and remove) only their own keys.
+pub fn field_manager(namespace: &str, name: &str) -> String {
+    let full = format!("vaultgate/{namespace}/{name}");
+    if full.len() <= MAX_FIELD_MANAGER {
+        return full;
+    }
+    // Keep it readable and unique: a prefix plus a hash of the whole name.
+    let digest = data_hash([(&full, b"".as_slice())]);
+    let mut cut = MAX_FIELD_MANAGER - 17;
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{}", &full[..cut], &digest[..16])
+}
+
+/// Refuses what this reconciler does not do yet, before anything is read from Vault.
+pub fn check_supported(es: &ExternalSecret) -> Result<(), DesiredError> {
+    let Some(target) = es.spec.target.as_ref() else {
+        return Ok(());
+    };
+    if target.manifest.is_some() {
+        return Err(DesiredError::ManifestUnsupported);
+    }
+    let Some(t) = target.template.as_ref() else {
+        return Ok(());
+    };
+    if t.data.as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(DesiredError::TemplateUnsupported { field: "data" });
+    }
+    if t.template_from.as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(DesiredError::TemplateUnsupported {
+            field: "templateFrom",
+        });
+    }
+    if t.metadata
+        .as_ref()
+        .and_then(|m| m.finalizers.as_ref())
+        .is_some_and(|f| !f.is_empty())
+    {
+        return Err(DesiredError::TemplateUnsupported {
+            field: "metadata.finalizers",
+        });
+    }
+    Ok(())
+}
+
+/// The inputs of one sync decision.
+pub struct Inputs<'a> {
+    pub es: &'a ExternalSecret,
+    /// The values read from Vault, by Secret key.
+    pub data: &'a BTreeMap<String, Vec<u8>>,
+    /// The target Secret as read from the API server, if it exists.
+    pub existing: Option<&'a Secret>,
+}
+
+/// Decides what the target Secret should become.
+pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
+    check_supported(inp.es)?;
+    let es = inp.es;
+    let creation = creation_policy(es);
+    let name = target_name(es);
+    if creation == CreationPolicy::None {
+        return Ok(Plan::Skip(Skip::CreationPolicyNone));
+    }
+    if let Some(existing) = inp.existing {
+        check_controller(es, existing, creation)?;
+    }
+    if inp.data.is_empty() && deletion_policy(es) == DeletionPolicy::Delete {
+        // ESO: with deletionPolicy Delete, a provider that has nothing any more means no Secret.
+        return Ok(match inp.existing {
+            Some(s) if is_ours(es, s) => Plan::Delete,
+            _ => Plan::Skip(Skip::NothingToDelete),
+        });
+    }
+    let merge = match (creation, inp.existing) {
+        (CreationPolicy::Merge, None) => return Ok(Plan::Skip(Skip::MergeTargetMissing)),
+        (CreationPolicy::Merge | CreationPolicy::CreateOrMerge, Some(_)) => true,
+        _ => false,
+    };
+    let manager = field_manager(&es.namespace().unwrap_or_default(), &es.name_any());
+    let owned = inp
+        .existing
+        .map(|s| OwnedFields::of(s, &manager))
+        .unwrap_or_default();
+
+    // The data the Secret will hold once written.
+    let final_data: BTreeMap<String, Vec<u8>> = match (merge, inp.existing) {
+        (true, Some(existing)) => {
+            let mut d = secret_data(existing);
+            // Keys only this ExternalSecret wrote and no longer produces are removed by the apply.
+            d.retain(|k, _| !owned.data.contains(k) || inp.data.contains_key(k));
+            d.extend(inp.data.iter().map(|(k, v)| (k.clone(), v.clone())));
+            d
+        }
+        _ => inp.data.clone(),
+    };
+    let hash = data_hash(&final_data);
+
+    if let Some(existing) = inp.existing
+        && existing.immutable == Some(true)
+    {
+        if immutable(es) {
+            return Ok(Plan::Skip(Skip::Immutable));
+        }
+        if data_hash(&secret_data(existing)) != hash {
+            return Err(DesiredError::ImmutableDiffers { secret: name });
+        }
+    }
+
+    let template = es.spec.target.as_ref().and_then(|t| t.template.as_ref());
+    let wanted_type = template
+        .and_then(|t| t.type_.clone())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "Opaque".into());
+    if !merge && let Some(existing) = inp.existing {
+        let have = existing.type_.clone().unwrap_or_else(|| "Opaque".into());
+        if have != wanted_type {
+            return Err(DesiredError::TypeChange {
+                secret: name,
+                existing: have,
+                wanted: wanted_type,
+            });
+        }
+    }
+
+    let mut labels: BTreeMap<String, String> = es.labels().clone();
+    let mut annotations: BTreeMap<String, String> = es.annotations().clone();
+    annotations.remove(LAST_APPLIED);
+    if let Some(meta) = template.and_then(|t| t.metadata.as_ref()) {
+        labels.extend(meta.labels.clone().unwrap_or_default());
+        annotations.extend(meta.annotations.clone().unwrap_or_default());
+    }
+    labels.insert(LABEL_MANAGED.into(), "true".into());
+    annotations.insert(ANNOTATION_DATA_HASH.into(), hash.clone());
+
+    let owner_references = (creation == CreationPolicy::Owner).then(|| vec![owner_ref(es)]);
+    let body = Secret {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: es.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references,
+            ..Default::default()
+        },
+        data: Some(
+            inp.data
+                .iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone())))
+                .collect(),
+        ),
+        // A merge leaves the type to whoever created the Secret.
+        type_: (!merge).then_some(wanted_type),
+        immutable: immutable(es).then_some(true),
+        ..Default::default()
+    };
+
+    let remove_foreign_keys = match (merge, inp.existing) {
+        (false, Some(existing)) => secret_data(existing)
+            .into_keys()
+            .filter(|k| !inp.data.contains_key(k))
+            .collect(),
+        _ => vec![],
+    };
+
+    if let Some(existing) = inp.existing
+        && remove_foreign_keys.is_empty()
+        && up_to_date(&body, existing, &owned, &final_data)
+    {
+        return Ok(Plan::Skip(Skip::UpToDate));
+    }
+    Ok(Plan::Apply(Box::new(Write {
+        secret: body,
+        hash,
+        creates: inp.existing.is_none(),
+        remove_foreign_keys,
+    })))
+}
+
+/// What to do with the target Secret when the ExternalSecret goes away.
+pub fn on_delete(es: &ExternalSecret, existing: Option<&Secret>) -> Cleanup {
+    let Some(existing) = existing else {
+        return Cleanup::Nothing;
+    };
+    match (deletion_policy(es), creation_policy(es)) {
+        (DeletionPolicy::Retain, _) | (_, CreationPolicy::None) => Cleanup::Nothing,
+        // Never delete a Secret the ExternalSecret only merged into.
+        (DeletionPolicy::Delete, CreationPolicy::Merge) | (DeletionPolicy::Merge, _) => {
+            Cleanup::RemoveOurFields
+        }
+        (DeletionPolicy::Delete, _) if is_ours(es, existing) => Cleanup::DeleteSecret,
+        (DeletionPolicy::Delete, _) => Cleanup::Nothing,
+    }
+}
+
+/// The controller ownerReference ESO puts on Secrets with creationPolicy Owner.
+pub fn owner_ref(es: &ExternalSecret) -> OwnerReference {
+    OwnerReference {
+        api_version: ExternalSecret::api_version(&()).into_owned(),
+        kind: ExternalSecret::kind(&()).into_owned(),
+        name: es.name_any(),
+        uid: es.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The Secret's data as plain bytes.
+pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
+    s.data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect()
+}
+
+/// Whether the Secret was written for this ExternalSecret: controlled by it, or not controlled by
+/// anything and labelled as managed (creationPolicy Orphan).
+pub fn is_ours(es: &ExternalSecret, s: &Secret) -> bool {
+    match controller_of(s) {
+        Some(o) => o.kind == "ExternalSecret" && Some(&o.uid) == es.metadata.uid.as_ref(),
+        None => s.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true"),
+    }
+}
+
+fn controller_of(s: &Secret) -> Option<&OwnerReference> {
+    s.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+}
+
+/// A Secret controlled by another ExternalSecret is never written; with creationPolicy Owner, no
+/// other controller at all is accepted (Kubernetes allows only one).
+fn check_controller(
+    es: &ExternalSecret,
+    existing: &Secret,
+    creation: CreationPolicy,
+) -> Result<(), DesiredError> {
+    let Some(c) = controller_of(existing) else {
+        return Ok(());
+    };
+    let ours = c.kind == "ExternalSecret" && Some(&c.uid) == es.metadata.uid.as_ref();
+    let other_es = c.kind == "ExternalSecret" && !ours;
+    if other_es || (creation == CreationPolicy::Owner && !ours) {
+        return Err(DesiredError::ControlledByOther {
+            secret: existing.name_any(),
+            owner: format!("{} {:?}", c.kind, c.name),
+        });
+    }
+    Ok(())
+}
+
+/// The fields of a Secret one field manager applied, read from `managedFields`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OwnedFields {
+    /// Whether the manager has an Apply entry at all (without one, nothing can be concluded).
+    pub known: bool,
+    pub data: BTreeSet<String>,
+    pub labels: BTreeSet<String>,
+    pub annotations: BTreeSet<String>,
+    pub owner_uids: BTreeSet<String>,
+}
+
+impl OwnedFields {
+    pub fn of(s: &Secret, manager: &str) -> Self {
+        let mut out = OwnedFields::default();
+        for entry in s.metadata.managed_fields.iter().flatten() {
+            if entry.manager.as_deref() != Some(manager)
+                || entry.operation.as_deref() != Some("Apply")
+                || entry.subresource.as_deref().is_some_and(|s| !s.is_empty())
+            {
+                continue;
+            }
+            out.known = true;
+            let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
+                continue;
+            };
+            let keys = |v: Option<&serde_json::Value>| -> BTreeSet<String> {
+                v.and_then(|v| v.as_object())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, _)| k.strip_prefix("f:").map(String::from))
+                    .collect()
+            };
+            out.data.extend(keys(fields.get("f:data")));
+            let meta = fields.get("f:metadata");
+            out.labels
+                .extend(keys(meta.and_then(|m| m.get("f:labels"))));
+            out.annotations
+                .extend(keys(meta.and_then(|m| m.get("f:annotations"))));
+            for (k, _) in meta
+                .and_then(|m| m.get("f:ownerReferences"))
+                .and_then(|v| v.as_object())
+                .into_iter()
+                .flatten()
+            {
+                // Keys look like `k:{"uid":"…"}`.
+                if let Some(json) = k.strip_prefix("k:")
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
+                    && let Some(uid) = v.get("uid").and_then(|u| u.as_str())
+                {
+                    out.owner_uids.insert(uid.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether applying `body` would change nothing. Conservative: without managedFields for our
+/// manager we cannot see what a new apply would remove, so we apply.
+fn up_to_date(
+    body: &Secret,
+    existing: &Secret,
+    owned: &OwnedFields,
+    final_data: &BTreeMap<String, Vec<u8>>,
+) -> bool {
+    if !owned.known {
+        return false;
+    }
+    if secret_data(existing) != *final_data {
+        return false;
+    }
+    let subset = |want: &Option<BTreeMap<String, String>>,
+                  have: &Option<BTreeMap<String, String>>| {
+        want.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    let want_labels = &body.metadata.labels;
+    let want_annotations = &body.metadata.annotations;
+    if !subset(want_labels, &existing.metadata.labels)
+        || !subset(want_annotations, &existing.metadata.annotations)
+    {
+        return false;
+    }
+    // Something we applied before and no longer want: the apply would remove it.
+    let wanted = |m: &Option<BTreeMap<String, String>>, k: &String| {
+        m.as_ref().is_some_and(|m| m.contains_key(k))
+    };
+    if owned.labels.iter().any(|k| !wanted(want_labels, k))
+        || owned
+            .annotations
+            .iter()
+            .any(|k| !wanted(want_annotations, k))
+    {
+        return false;
+    }
+    let want_owner: BTreeSet<String> = body
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|o| o.uid.clone())
+        .collect();
+    let have_owner: BTreeSet<String> = existing
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|o| o.uid.clone())
+        .collect();
+    if !want_owner.is_subset(&have_owner)
+        || owned.owner_uids.iter().any(|u| !want_owner.contains(u))
+    {
+        return false;
+    }
+    if body.immutable.is_some() && existing.immutable != body.immutable {
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        ExternalSecretSpec, ExternalSecretTarget, ExternalSecretTemplate,
+        ExternalSecretTemplateMetadata,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+
+    const UID: &str = "es-uid-1";
+
+    fn es(creation: CreationPolicy, deletion: DeletionPolicy) -> ExternalSecret {
+        let mut es = ExternalSecret::new(
+            "app",
+            ExternalSecretSpec {
+                target: Some(ExternalSecretTarget {
+                    name: Some("app-secret".into()),
+                    creation_policy: Some(creation),
+                    deletion_policy: Some(deletion),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        es.metadata.namespace = Some("team".into());
+        es.metadata.uid = Some(UID.into());
+        es.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        es.metadata.annotations = Some(
+            [
+                ("note".to_string(), "hi".to_string()),
+                (LAST_APPLIED.to_string(), "{...}".to_string()),
+            ]
+            .into(),
+        );
+        es
+    }
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn secret(pairs: &[(&str, &str)]) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("app-secret".into()),
+                namespace: Some("team".into()),
+                ..Default::default()
+            },
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        }
+    }
+
+    /// A Secret as a previous apply of `es` left it (with managedFields for its manager).
+    fn written_by(es: &ExternalSecret, pairs: &[(&str, &str)]) -> Secret {
+        let d = data(pairs);
+        let plan = desired(&Inputs {
+            es,
+            data: &d,
+            existing: None,
+        })
+        .unwrap();
+        let Plan::Apply(w) = plan else {
+            panic!("expected a write, got {plan:?}")
+        };
+        let mut s = w.secret.clone();
+        let mut fields =
+            serde_json::json!({"f:data": {}, "f:metadata": {"f:labels": {}, "f:annotations": {}}});
+        for k in d.keys() {
+            fields["f:data"][format!("f:{k}")] = serde_json::json!({});
+        }
+        for k in s.metadata.labels.iter().flatten().map(|(k, _)| k) {
+            fields["f:metadata"]["f:labels"][format!("f:{k}")] = serde_json::json!({});
+        }
+        for k in s.metadata.annotations.iter().flatten().map(|(k, _)| k) {
+            fields["f:metadata"]["f:annotations"][format!("f:{k}")] = serde_json::json!({});
+        }
+        if let Some(o) = s.metadata.owner_references.as_ref() {
+            fields["f:metadata"]["f:ownerReferences"] =
+                serde_json::json!({ format!("k:{{\"uid\":\"{}\"}}", o[0].uid): {} });
+        }
+        s.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some(field_manager("team", "app")),
+            operation: Some("Apply".into()),
+            fields_type: Some("FieldsV1".into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        }]);
+        s
+    }
+
+    fn plan(
+        es: &ExternalSecret,
+        d: &[(&str, &str)],
+        existing: Option<&Secret>,
+    ) -> Result<Plan, DesiredError> {
+        desired(&Inputs {
+            es,
+            data: &data(d),
+            existing,
+        })
+    }
+
+    fn write(p: Result<Plan, DesiredError>) -> Write {
+        match p {
+            Ok(Plan::Apply(w)) => *w,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    fn keys(s: &Secret) -> Vec<String> {
+        s.data.iter().flatten().map(|(k, _)| k.clone()).collect()
+    }
+
+    #[test]
+    fn owner_creates_full_secret() {
+        let es = es(CreationPolicy::Owner, DeletionPolicy::Retain);
+        let w = write(plan(&es, &[("api-key", "s3cr3t")], None));
+        assert!(w.creates);
+        let s = &w.secret;
+        assert_eq!(s.metadata.name.as_deref(), Some("app-secret"));
+        assert_eq!(s.metadata.namespace.as_deref(), Some("team"));
+        assert_eq!(s.type_.as_deref(), Some("Opaque"));
+        assert_eq!(keys(s), ["api-key"]);
+        let labels = s.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels.get(LABEL_MANAGED).map(String::as_str), Some("true"));
+        assert_eq!(labels.get("app").map(String::as_str), Some("web"));
+        let ann = s.metadata.annotations.as_ref().unwrap();
+        assert_eq!(ann.get("note").map(String::as_str), Some("hi"));
+        assert!(!ann.contains_key(LAST_APPLIED));
+        assert_eq!(ann.get(ANNOTATION_DATA_HASH), Some(&w.hash));
+        assert_eq!(w.hash, data_hash(&data(&[("api-key", "s3cr3t")])));
+        let owners = s.metadata.owner_references.as_ref().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].uid, UID);
+        assert_eq!(owners[0].kind, "ExternalSecret");
+        assert_eq!(owners[0].api_version, "external-secrets.io/v1");
+        assert_eq!(owners[0].controller, Some(true));
+        assert_eq!(s.immutable, None);
+    }
+
+    #[test]
+    fn policies_table() {
+        use CreationPolicy as C;
+        use DeletionPolicy as D;
+        let other = secret(&[("other", "x")]);
+        // (creation, deletion, provider data, existing, expected outcome)
+        #[derive(Debug, PartialEq)]
+        enum Want {
+            Create {
+                owned: bool,
+                keys: &'static [&'static str],
+            },
+            Update {
+                keys: &'static [&'static str],
+                type_set: bool,
+            },
+            Skip(Skip),
+            Delete,
+        }
+        let cases: Vec<(C, D, &[(&str, &str)], Option<&Secret>, Want)> = vec![
+            (
+                C::Owner,
+                D::Retain,
+                &[("k", "v")],
+                None,
+                Want::Create {
+                    owned: true,
+                    keys: &["k"],
+                },
+            ),
+            (
+                C::Orphan,
+                D::Retain,
+                &[("k", "v")],
+                None,
+                Want::Create {
+                    owned: false,
+                    keys: &["k"],
+                },
+            ),
+            (
+                C::Merge,
+                D::Retain,
+                &[("k", "v")],
+                None,
+                Want::Skip(Skip::MergeTargetMissing),
+            ),
+            (
+                C::Merge,
+                D::Retain,
+                &[("k", "v")],
+                Some(&other),
+                Want::Update {
+                    keys: &["k"],
+                    type_set: false,
+                },
+            ),
+            (
+                C::CreateOrMerge,
+                D::Retain,
+                &[("k", "v")],
+                None,
+                Want::Create {
+                    owned: false,
+                    keys: &["k"],
+                },
+            ),
+            (
+                C::CreateOrMerge,
+                D::Retain,
+                &[("k", "v")],
+                Some(&other),
+                Want::Update {
+                    keys: &["k"],
+                    type_set: false,
+                },
+            ),
+            (
+                C::None,
+                D::Retain,
+                &[("k", "v")],
+                None,
+                Want::Skip(Skip::CreationPolicyNone),
+            ),
+            (
+                C::None,
+                D::Retain,
+                &[("k", "v")],
+                Some(&other),
+                Want::Skip(Skip::CreationPolicyNone),
+            ),
+            (
+                C::Owner,
+                D::Retain,
+                &[("k", "v")],
+                Some(&other),
+                Want::Update {
+                    keys: &["k"],
+                    type_set: true,
+                },
+            ),
+            // Provider empty with deletionPolicy Delete: the Secret goes, if it is ours.
+            (
+                C::Owner,
+                D::Delete,
+                &[],
+                None,
+                Want::Skip(Skip::NothingToDelete),
+            ),
+            (
+                C::Owner,
+                D::Delete,
+                &[],
+                Some(&other),
+                Want::Skip(Skip::NothingToDelete),
+            ),
+            // Empty data with Retain is still written (an empty Secret, as ESO).
+            (
+                C::Owner,
+                D::Retain,
+                &[],
+                None,
+                Want::Create {
+                    owned: true,
+                    keys: &[],
+                },
+            ),
+        ];
+        for (i, (c, d, vals, existing, want)) in cases.into_iter().enumerate() {
+            let es = es(c, d);
+            let got = match plan(&es, vals, existing).unwrap() {
+                Plan::Apply(w) if w.creates => Want::Create {
+                    owned: w.secret.metadata.owner_references.is_some(),
+                    keys: if keys(&w.secret).is_empty() {
+                        &[]
+                    } else {
+                        &["k"]
+                    },
+                },
+                Plan::Apply(w) => Want::Update {
+                    keys: if keys(&w.secret) == ["k"] {
+                        &["k"]
+                    } else {
+                        &[]
+                    },
+                    type_set: w.secret.type_.is_some(),
+                },
+                Plan::Skip(s) => Want::Skip(s),
+                Plan::Delete => Want::Delete,
+            };
+            assert_eq!(got, want, "case {i}: {c:?}/{d:?}");
+        }
+        let mine = written_by(&es(C::Owner, D::Delete), &[("k", "v")]);
+        assert_eq!(
+            plan(&es(C::Owner, D::Delete), &[], Some(&mine)).unwrap(),
+            Plan::Delete
+        );
+    }
+
+    #[test]
+    fn merge_keeps_foreign_keys_and_hashes_the_result() {
+        let es = es(CreationPolicy::Merge, DeletionPolicy::Retain);
+        let existing = secret(&[("theirs", "1"), ("k", "old")]);
+        let w = write(plan(&es, &[("k", "new")], Some(&existing)));
+        assert!(!w.creates);
+        assert!(w.remove_foreign_keys.is_empty());
+        assert_eq!(keys(&w.secret), ["k"]);
+        assert!(w.secret.metadata.owner_references.is_none());
+        assert_eq!(w.hash, data_hash(&data(&[("theirs", "1"), ("k", "new")])));
+    }
+
+    #[test]
+    fn merge_drops_keys_it_no_longer_produces_from_the_hash() {
+        let es = es(CreationPolicy::Merge, DeletionPolicy::Retain);
+        let mut existing = written_by(&es, &[("a", "1"), ("b", "2")]);
+        existing
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("theirs".into(), ByteString(b"x".to_vec()));
+        let w = write(plan(&es, &[("a", "1")], Some(&existing)));
+        assert_eq!(w.hash, data_hash(&data(&[("a", "1"), ("theirs", "x")])));
+    }
+
+    #[test]
+    fn owner_removes_foreign_keys() {
+        let es = es(CreationPolicy::Owner, DeletionPolicy::Retain);
+        let mut existing = written_by(&es, &[("k", "v")]);
+        existing
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("added-by-hand".into(), ByteString(b"x".to_vec()));
+        let w = write(plan(&es, &[("k", "v")], Some(&existing)));
+        assert_eq!(w.remove_foreign_keys, ["added-by-hand"]);
+        assert_eq!(w.hash, data_hash(&data(&[("k", "v")])));
+    }
+
+    #[test]
+    fn unchanged_secret_is_not_written_again() {
+        for c in [CreationPolicy::Owner, CreationPolicy::Orphan] {
+            let es = es(c, DeletionPolicy::Retain);
+            let existing = written_by(&es, &[("k", "v")]);
+            assert_eq!(
+                plan(&es, &[("k", "v")], Some(&existing)).unwrap(),
+                Plan::Skip(Skip::UpToDate),
+                "{c:?}"
+            );
+            // A changed value, a new label, a dropped label: all need a write.
+            assert!(matches!(
+                plan(&es, &[("k", "w")], Some(&existing)),
+                Ok(Plan::Apply(_))
+            ));
+            let mut relabelled = es.clone();
+            relabelled.metadata.labels = Some([("app".to_string(), "api".to_string())].into());
+            assert!(matches!(
+                plan(&relabelled, &[("k", "v")], Some(&existing)),
+                Ok(Plan::Apply(_))
+            ));
+            let mut unlabelled = es.clone();
+            unlabelled.metadata.labels = None;
+            assert!(matches!(
+                plan(&unlabelled, &[("k", "v")], Some(&existing)),
+                Ok(Plan::Apply(_))
+            ));
+        }
+        // Owner → Orphan: our ownerReference must go.
+        let owned = written_by(
+            &es(CreationPolicy::Owner, DeletionPolicy::Retain),
+            &[("k", "v")],
+        );
+        let orphan = es(CreationPolicy::Orphan, DeletionPolicy::Retain);
+        let w = write(plan(&orphan, &[("k", "v")], Some(&owned)));
+        assert!(w.secret.metadata.owner_references.is_none());
+        // Without managedFields nothing can be concluded: write.
+        let mut bare = written_by(&orphan, &[("k", "v")]);
+        bare.metadata.managed_fields = None;
+        assert!(matches!(
+            plan(&orphan, &[("k", "v")], Some(&bare)),
+            Ok(Plan::Apply(_))
+        ));
+    }
+
+    #[test]
+    fn controlled_by_another() {
+        let mut s = secret(&[("k", "v")]);
+        s.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "external-secrets.io/v1".into(),
+            kind: "ExternalSecret".into(),
+            name: "someone-else".into(),
+            uid: "other-uid".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
+        for c in [
+            CreationPolicy::Owner,
+            CreationPolicy::Orphan,
+            CreationPolicy::Merge,
+            CreationPolicy::CreateOrMerge,
+        ] {
+            let err = plan(&es(c, DeletionPolicy::Retain), &[("k", "v")], Some(&s)).unwrap_err();
+            assert!(
+                matches!(&err, DesiredError::ControlledByOther { owner, .. } if owner.contains("someone-else")),
+                "{c:?}: {err}"
+            );
+        }
+        // Another kind of controller: Owner cannot add a second controller; Merge may write keys.
+        s.metadata.owner_references.as_mut().unwrap()[0].kind = "Deployment".into();
+        assert!(
+            plan(
+                &es(CreationPolicy::Owner, DeletionPolicy::Retain),
+                &[("k", "v")],
+                Some(&s)
+            )
+            .is_err()
+        );
+        assert!(
+            plan(
+                &es(CreationPolicy::Merge, DeletionPolicy::Retain),
+                &[("k", "v")],
+                Some(&s)
+            )
+            .is_ok()
+        );
+        // Our own controller reference is fine.
+        s.metadata.owner_references.as_mut().unwrap()[0].kind = "ExternalSecret".into();
+        s.metadata.owner_references.as_mut().unwrap()[0].uid = UID.into();
+        assert!(
+            plan(
+                &es(CreationPolicy::Owner, DeletionPolicy::Retain),
+                &[("k", "v")],
+                Some(&s)
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn immutable_targets() {
+        let mut e = es(CreationPolicy::Owner, DeletionPolicy::Retain);
+        e.spec.target.as_mut().unwrap().immutable = Some(true);
+        let w = write(plan(&e, &[("k", "v")], None));
+        assert_eq!(w.secret.immutable, Some(true));
+        let mut existing = written_by(&e, &[("k", "v")]);
+        existing.immutable = Some(true);
+        assert_eq!(
+            plan(&e, &[("k", "changed")], Some(&existing)).unwrap(),
+            Plan::Skip(Skip::Immutable)
+        );
+        // The ExternalSecret no longer asks for immutability, but the Secret is: cannot change.
+        let mutable = es(CreationPolicy::Owner, DeletionPolicy::Retain);
+        assert!(matches!(
+            plan(&mutable, &[("k", "changed")], Some(&existing)),
+            Err(DesiredError::ImmutableDiffers { .. })
+        ));
+    }
+
+    #[test]
+    fn template_type_metadata_and_unsupported_parts() {
+        let mut e = es(CreationPolicy::Owner, DeletionPolicy::Retain);
+        e.spec.target.as_mut().unwrap().template = Some(ExternalSecretTemplate {
+            type_: Some("kubernetes.io/dockerconfigjson".into()),
+            metadata: Some(ExternalSecretTemplateMetadata {
+                labels: Some([("app".to_string(), "templated".to_string())].into()),
+                annotations: Some([("t".to_string(), "1".to_string())].into()),
+                finalizers: None,
+            }),
+            merge_policy: Some(crate::api::TemplateMergePolicy::Merge),
+            ..Default::default()
+        });
+        let w = write(plan(&e, &[(".dockerconfigjson", "{}")], None));
+        assert_eq!(
+            w.secret.type_.as_deref(),
+            Some("kubernetes.io/dockerconfigjson")
+        );
+        assert_eq!(
+            w.secret.metadata.labels.as_ref().unwrap()["app"],
+            "templated"
+        );
+        assert_eq!(w.secret.metadata.annotations.as_ref().unwrap()["t"], "1");
+        // A type change of an existing Secret is refused with advice.
+        let err = plan(&e, &[("k", "v")], Some(&secret(&[]))).unwrap_err();
+        assert!(err.to_string().contains("delete the Secret"), "{err}");
+
+        let t = e.spec.target.as_mut().unwrap().template.as_mut().unwrap();
+        t.data = Some([("x".to_string(), "{{ .k }}".to_string())].into());
+        let err = plan(&e, &[("k", "v")], None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("templates are not supported yet"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("template.data"), "{err}");
+        let t = e.spec.target.as_mut().unwrap().template.as_mut().unwrap();
+        t.data = None;
+        t.template_from = Some(vec![Default::default()]);
+        assert!(matches!(
+            check_supported(&e),
+            Err(DesiredError::TemplateUnsupported {
+                field: "templateFrom"
+            })
+        ));
+    }
+
+    #[test]
+    fn deletion_table() {
+        use CreationPolicy as C;
+        use DeletionPolicy as D;
+        let foreign = secret(&[("k", "v")]);
+        let cases = [
+            (C::Owner, D::Retain, true, Cleanup::Nothing),
+            (C::Owner, D::Delete, true, Cleanup::DeleteSecret),
+            (C::Orphan, D::Delete, true, Cleanup::DeleteSecret),
+            (C::Orphan, D::Delete, false, Cleanup::Nothing),
+            (C::Owner, D::Merge, true, Cleanup::RemoveOurFields),
+            (C::Merge, D::Merge, false, Cleanup::RemoveOurFields),
+            (C::Merge, D::Delete, false, Cleanup::RemoveOurFields),
+            (C::None, D::Delete, false, Cleanup::Nothing),
+        ];
+        for (c, d, ours, want) in cases {
+            let e = es(c, d);
+            let s = if ours {
+                written_by(
+                    &es(if c == C::Merge { C::Orphan } else { c }, d),
+                    &[("k", "v")],
+                )
+            } else {
+                foreign.clone()
+            };
+            assert_eq!(on_delete(&e, Some(&s)), want, "{c:?}/{d:?}/ours={ours}");
+            assert_eq!(on_delete(&e, None), Cleanup::Nothing);
+        }
+        assert!(!needs_finalizer(&es(C::Owner, D::Retain)));
+        assert!(needs_finalizer(&es(C::Owner, D::Delete)));
+        assert!(needs_finalizer(&es(C::Merge, D::Merge)));
+        assert!(!needs_finalizer(&es(C::None, D::Delete)));
+    }
+
+    #[test]
+    fn names() {
+        let mut e = es(CreationPolicy::Owner, DeletionPolicy::Retain);
+        assert_eq!(target_name(&e), "app-secret");
+        e.spec.target.as_mut().unwrap().name = None;
+        assert_eq!(target_name(&e), "app");
+        e.spec.target = None;
+        assert_eq!(target_name(&e), "app");
+        assert_eq!(creation_policy(&e), CreationPolicy::Owner);
+        assert_eq!(deletion_policy(&e), DeletionPolicy::Retain);
+
+        assert_eq!(field_manager("ns", "es"), "vaultgate/ns/es");
+        let long = "x".repeat(253);
+        let m = field_manager("ns", &long);
+        assert_eq!(m.len(), 128);
+        assert!(m.starts_with("vaultgate/ns/xxx"));
+        assert_ne!(m, field_manager("ns", &format!("{long}y")));
+    }
+
+    #[test]
+    fn owned_fields_from_managed_fields() {
+        let e = es(CreationPolicy::Owner, DeletionPolicy::Retain);
+        let s = written_by(&e, &[("a", "1"), ("b", "2")]);
+        let o = OwnedFields::of(&s, &field_manager("team", "app"));
+        assert!(o.known);
+        assert_eq!(o.data, ["a".to_string(), "b".to_string()].into());
+        assert!(o.labels.contains(LABEL_MANAGED));
+        assert!(o.annotations.contains(ANNOTATION_DATA_HASH));
+        assert_eq!(o.owner_uids, [UID.to_string()].into());
+        assert!(!OwnedFields::of(&s, "someone-else").known);
+    }
+}

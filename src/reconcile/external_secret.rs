@@ -1,0 +1,903 @@
+//! The ExternalSecret controller: reads what the pure decisions need, carries out their plans,
+//! and reports through status, events and metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::desired::{self, Cleanup, Inputs, Plan, Skip};
+use super::hash::{data_hash, meta_hash};
+use super::refresh::{self, Refresh, TargetState};
+use super::status::{self, EsOutcome};
+use super::{Error, Shared};
+use crate::api::duration;
+use crate::api::selector;
+use crate::api::{
+    ANNOTATION_DATA_HASH, ClusterSecretStore, CreationPolicy, DeletionPolicy, ExternalSecret,
+    LABEL_MANAGED, SecretStore, SecretStoreSpec, SecretStoreStatus, StoreKind,
+};
+use crate::vault::{StoreHandle, VaultError, fetch_external_secret};
+
+/// What the controller remembers per ExternalSecret between reconciles (lost on restart, which
+/// is fine: everything durable is in the status).
+#[derive(Default, Clone)]
+pub(crate) struct Memory {
+    uid: String,
+    /// Consecutive failures, and when the next attempt is allowed.
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// The ExternalSecret and store versions the failures happened with: a change to either
+    /// is a reason to try again at once.
+    failed_with: String,
+    /// The last successful sync, in case the cache has not seen our status write yet.
+    synced: Option<(String, Timestamp)>,
+    /// The store generation of the last successful sync.
+    store_generation: Option<String>,
+}
+
+pub(crate) type Memories = Mutex<HashMap<(String, String), Memory>>;
+
+fn key(es: &ExternalSecret) -> (String, String) {
+    (es.namespace().unwrap_or_default(), es.name_any())
+}
+
+/// The store an ExternalSecret points at, as found in the caches.
+enum StoreLookup {
+    Found {
+        handle: StoreHandle,
+        /// uid + generation: changes with the spec only.
+        generation: String,
+        /// Changes with the spec or status.
+        version: String,
+        status: Option<Box<SecretStoreStatus>>,
+    },
+    /// Another controller class handles it.
+    NotOurs,
+    Missing(String),
+}
+
+/// Whether a store belongs to this controller (ESO: an empty class is everybody's).
+pub fn class_matches(store_class: Option<&str>, ours: &str) -> bool {
+    match store_class {
+        None | Some("") => true,
+        Some(c) => c == ours,
+    }
+}
+
+fn lookup_store(es: &ExternalSecret, sh: &Shared) -> StoreLookup {
+    let ns = es.namespace().unwrap_or_default();
+    let r = es.spec.secret_store_ref.clone().unwrap_or_default();
+    let Some(name) = r.name.filter(|n| !n.is_empty()) else {
+        return StoreLookup::Missing("spec.secretStoreRef.name is empty".into());
+    };
+    let kind = r.kind.unwrap_or_default();
+    let found = match kind {
+        StoreKind::SecretStore => sh
+            .secret_stores
+            .get(&ObjectRef::new(&name).within(&ns))
+            .map(|s| {
+                let mut h = StoreHandle::from_secret_store(&s);
+                stable_identity(&mut h, s.meta());
+                (h, s.meta().clone(), s.status.clone())
+            }),
+        StoreKind::ClusterSecretStore => sh.cluster_stores.get(&ObjectRef::new(&name)).map(|s| {
+            let mut h = StoreHandle::from_cluster_store(&s);
+            stable_identity(&mut h, s.meta());
+            (h, s.meta().clone(), s.status.clone())
+        }),
+    };
+    let Some((handle, meta, status)) = found else {
+        let shown = match kind {
+            StoreKind::SecretStore => format!("SecretStore {ns}/{name}"),
+            StoreKind::ClusterSecretStore => format!("ClusterSecretStore {name}"),
+        };
+        return StoreLookup::Missing(format!("{shown} not found"));
+    };
+    if !class_matches(handle.spec.controller.as_deref(), &sh.cfg.controller_class) {
+        return StoreLookup::NotOurs;
+    }
+    StoreLookup::Found {
+        handle,
+        generation: format!(
+            "{}/{}",
+            meta.uid.as_deref().unwrap_or_default(),
+            meta.generation.unwrap_or(0)
+        ),
+        version: format!(
+            "{}/{}",
+            meta.uid.as_deref().unwrap_or_default(),
+            meta.resource_version.as_deref().unwrap_or_default()
+        ),
+        status: status.map(Box::new),
+    }
+}
+
+/// The Vault client caches logins by store resourceVersion; status writes change that without
+/// changing the login identity, so hand it the generation (spec changes only) instead.
+pub(crate) fn stable_identity(
+    h: &mut StoreHandle,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) {
+    h.resource_version = format!("generation-{}", meta.generation.unwrap_or(0));
+}
+
+/// The ExternalSecrets that point at a store.
+pub(crate) fn users_of_store(
+    es: &Store<ExternalSecret>,
+    kind: StoreKind,
+    namespace: Option<&str>,
+    name: &str,
+) -> Vec<ObjectRef<ExternalSecret>> {
+    es.state()
+        .iter()
+        .filter(|e| {
+            let r = e.spec.secret_store_ref.clone().unwrap_or_default();
+            r.kind.unwrap_or_default() == kind
+                && r.name.as_deref() == Some(name)
+                && (kind == StoreKind::ClusterSecretStore || e.namespace().as_deref() == namespace)
+        })
+        .map(|e| ObjectRef::from_obj(e.as_ref()))
+        .collect()
+}
+
+/// The ExternalSecrets that write a Secret: its controller, and any whose target it is.
+pub(crate) fn writers_of_secret(
+    es: &Store<ExternalSecret>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<ExternalSecret>> {
+    let ns = secret.namespace().unwrap_or_default();
+    let name = secret.name_any();
+    let mut out: Vec<ObjectRef<ExternalSecret>> = es
+        .state()
+        .iter()
+        .filter(|e| {
+            e.namespace().as_deref() == Some(ns.as_str()) && desired::target_name(e) == name
+        })
+        .map(|e| ObjectRef::from_obj(e.as_ref()))
+        .collect();
+    for o in secret.owner_references() {
+        if o.kind == "ExternalSecret" {
+            let r = ObjectRef::new(&o.name).within(&ns);
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let (ns, name) = key(&es);
+    {
+        // A recreated object (same name, new uid) starts with a clean memory.
+        let mut mem = sh.es_memory.lock().unwrap_or_else(|p| p.into_inner());
+        let m = mem.entry((ns.clone(), name.clone())).or_default();
+        let uid = es.uid().unwrap_or_default();
+        if m.uid != uid {
+            *m = Memory {
+                uid,
+                ..Default::default()
+            };
+        }
+    }
+    if es.metadata.deletion_timestamp.is_some() {
+        return cleanup(&es, &sh).await;
+    }
+    let store = lookup_store(&es, &sh);
+    if matches!(store, StoreLookup::NotOurs) {
+        return Ok(Action::await_change());
+    }
+    ensure_finalizer(&es, &sh).await?;
+
+    let version = refresh::resource_version(
+        es.metadata.generation,
+        &meta_hash(Some(es.labels()), Some(es.annotations())),
+    );
+    let store_version = match &store {
+        StoreLookup::Found { version, .. } => version.clone(),
+        _ => String::new(),
+    };
+    let attempt_key = format!("{version}@{store_version}");
+    let mem = memory(&sh, &es);
+    if let Some(at) = mem.retry_at
+        && mem.failures > 0
+        && mem.failed_with == attempt_key
+        && at > Instant::now()
+    {
+        // Backing off after errors, and nothing changed that could fix them.
+        return Ok(Action::requeue(at - Instant::now()));
+    }
+
+    sh.metrics
+        .sync_calls_total
+        .with_label_values(&[name.as_str(), ns.as_str()])
+        .inc();
+    let result = sync(&es, &sh, &store, &version, &mem).await;
+    let target = desired::target_name(&es);
+    let now = Timestamp::now();
+    let action = match result {
+        Ok(Synced::NotDue(action)) => action,
+        Ok(Synced::Done {
+            outcome,
+            next,
+            store_generation,
+        }) => {
+            if matches!(outcome, EsOutcome::Synced | EsOutcome::Deleted) {
+                update_memory(&sh, &es, |m| {
+                    m.failures = 0;
+                    m.retry_at = None;
+                    m.synced = Some((version.clone(), now));
+                    m.store_generation = store_generation.clone();
+                });
+            } else {
+                update_memory(&sh, &es, |m| {
+                    m.failures = 0;
+                    m.retry_at = None;
+                });
+            }
+            write_status(&es, &sh, &outcome, &version, &target, now).await?;
+            next
+        }
+        Err(failure) => {
+            sh.metrics
+                .sync_calls_error
+                .with_label_values(&[name.as_str(), ns.as_str()])
+                .inc();
+            let mut failures = 0;
+            update_memory(&sh, &es, |m| {
+                m.failures = m.failures.saturating_add(1);
+                failures = m.failures;
+            });
+            let mut delay = refresh::backoff(failures);
+            if let Some(after) = failure.retry_after {
+                delay = delay.max(after);
+            }
+            update_memory(&sh, &es, |m| {
+                m.retry_at = Some(Instant::now() + delay);
+                m.failed_with = attempt_key.clone();
+            });
+            tracing::warn!(
+                externalsecret = %format!("{ns}/{name}"),
+                error = %failure.message,
+                retry_in = ?delay,
+                "sync failed"
+            );
+            publish(
+                &sh,
+                &es,
+                EventType::Warning,
+                status::EVENT_UPDATE_FAILED,
+                &failure.message,
+            )
+            .await;
+            write_status(
+                &es,
+                &sh,
+                &EsOutcome::Failed {
+                    message: failure.message,
+                },
+                &version,
+                &target,
+                now,
+            )
+            .await?;
+            Action::requeue(delay)
+        }
+    };
+    sh.metrics
+        .reconcile_duration
+        .with_label_values(&[name.as_str(), ns.as_str()])
+        .set(started.elapsed().as_secs_f64() * 1000.0);
+    Ok(action)
+}
+
+pub(crate) fn error_policy(es: Arc<ExternalSecret>, err: &Error, sh: Arc<Shared>) -> Action {
+    let mut failures = 1;
+    update_memory(&sh, &es, |m| {
+        m.failures = m.failures.saturating_add(1);
+        failures = m.failures;
+    });
+    let delay = refresh::backoff(failures);
+    tracing::warn!(
+        externalsecret = %format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any()),
+        error = %err,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Forgets an ExternalSecret that is gone: its metrics series and memory.
+pub(crate) fn forget(sh: &Shared, es: &ExternalSecret) {
+    let (ns, name) = key(es);
+    sh.metrics.forget_es(&name, &ns);
+    sh.es_memory
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&(ns, name));
+}
+
+fn memory(sh: &Shared, es: &ExternalSecret) -> Memory {
+    sh.es_memory
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key(es))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn update_memory(sh: &Shared, es: &ExternalSecret, f: impl FnOnce(&mut Memory)) {
+    let mut mem = sh.es_memory.lock().unwrap_or_else(|p| p.into_inner());
+    f(mem.entry(key(es)).or_default());
+}
+
+enum Synced {
+    /// Nothing to do now; come back as the action says.
+    NotDue(Action),
+    Done {
+        outcome: EsOutcome,
+        next: Action,
+        store_generation: Option<String>,
+    },
+}
+
+struct Failure {
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+fn kube_msg(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} (HTTP {})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
+
+async fn sync(
+    es: &ExternalSecret,
+    sh: &Shared,
+    store: &StoreLookup,
+    version: &str,
+    mem: &Memory,
+) -> Result<Synced, Failure> {
+    let ns = es.namespace().unwrap_or_default();
+    let interval_text = es
+        .spec
+        .refresh_interval
+        .clone()
+        .unwrap_or_else(|| "1h0m0s".into());
+    let interval = duration::parse(&interval_text)
+        .map_err(|e| Failure::new(format!("invalid spec.refreshInterval: {e}")))?;
+    desired::check_supported(es).map_err(|e| Failure::new(e.to_string()))?;
+    let (handle, store_generation) = match store {
+        StoreLookup::Found {
+            handle,
+            generation,
+            status,
+            ..
+        } => {
+            if let Some(c) = status
+                .as_ref()
+                .and_then(|s| crate::api::conditions::find(&s.conditions, status::READY))
+                && !c.is_true()
+            {
+                return Err(Failure::new(format!(
+                    "{} is not ready: {}",
+                    handle.display(),
+                    c.message.as_deref().unwrap_or("no message")
+                )));
+            }
+            if handle.kind == StoreKind::ClusterSecretStore {
+                check_namespace_allowed(sh, &handle.spec, &handle.name, &ns).await?;
+            }
+            (handle, generation)
+        }
+        StoreLookup::Missing(m) => {
+            return Err(Failure::new(format!("could not get store reference: {m}")));
+        }
+        StoreLookup::NotOurs => unreachable!("filtered by the caller"),
+    };
+
+    let target = desired::target_name(es);
+    let secrets: Api<Secret> = Api::namespaced(sh.kube.clone(), &ns);
+    let existing = secrets.get_opt(&target).await.map_err(|e| {
+        Failure::new(format!(
+            "could not read target Secret {target:?}: {}",
+            kube_msg(&e)
+        ))
+    })?;
+
+    let creation = desired::creation_policy(es);
+    let now = Timestamp::now();
+    // Whichever is newer: the status as cached, or our own last success (the cache may lag).
+    let st = es.status.clone().unwrap_or_default();
+    let mut synced_version = st.synced_resource_version.clone();
+    let mut refresh_time = st.refresh_time.as_ref().map(|t| t.0);
+    if let Some((v, t)) = &mem.synced
+        && refresh_time.is_none_or(|r| r < *t)
+    {
+        synced_version = Some(v.clone());
+        refresh_time = Some(*t);
+    }
+    let mut last_ready = status::ready_status(&st.conditions);
+    if mem
+        .synced
+        .as_ref()
+        .is_some_and(|(_, t)| refresh_time == Some(*t))
+        && mem.failures == 0
+    {
+        last_ready = Some(true);
+    }
+    let target_state = match &existing {
+        None => TargetState::Missing,
+        Some(s) => {
+            let annotated = s.annotations().get(ANNOTATION_DATA_HASH);
+            let labelled = s.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true");
+            let actual = data_hash(s.data.iter().flatten().map(|(k, v)| (k, &v.0)));
+            if labelled && annotated == Some(&actual) {
+                TargetState::Valid
+            } else {
+                TargetState::Tampered
+            }
+        }
+    };
+    let seed = es.uid().unwrap_or_default();
+    let input = refresh::Input {
+        policy: es.spec.refresh_policy.unwrap_or_default(),
+        interval,
+        creation,
+        current_version: version,
+        synced_version: synced_version.as_deref(),
+        refresh_time,
+        last_ready,
+        target: target_state,
+        store_changed: mem
+            .store_generation
+            .as_ref()
+            .is_some_and(|g| g != store_generation),
+        seed: &seed,
+        now,
+    };
+    let decision = refresh::decide(&input);
+    tracing::debug!(externalsecret = %format!("{ns}/{}", es.name_any()), ?decision, "refresh decision");
+    let next_after_sync = || match refresh::next_due(interval, Some(now), &seed) {
+        Some(at)
+            if es.spec.refresh_policy.unwrap_or_default()
+                == crate::api::RefreshPolicy::Periodic =>
+        {
+            Action::requeue(refresh::until(Timestamp::now(), at))
+        }
+        _ => Action::await_change(),
+    };
+    match decision {
+        Refresh::Never => return Ok(Synced::NotDue(Action::await_change())),
+        Refresh::At(at) => return Ok(Synced::NotDue(Action::requeue(refresh::until(now, at)))),
+        Refresh::Now(_) => {}
+    }
+
+    if creation == CreationPolicy::Merge && existing.is_none() {
+        // Nothing to merge into; no reason to read Vault. Look again after an interval, since
+        // an unlabelled Secret appearing is not watched.
+        let again = if interval.is_zero() {
+            Duration::from_secs(300)
+        } else {
+            interval + refresh::jitter(interval, &seed)
+        };
+        return Ok(Synced::Done {
+            outcome: EsOutcome::Missing { secret: target },
+            next: Action::requeue(again),
+            store_generation: None,
+        });
+    }
+
+    let client = sh.vault.client(handle, &ns).await.map_err(|e| Failure {
+        retry_after: retry_after(&e),
+        message: format!("could not get provider client: {e}"),
+    })?;
+    let skip_missing = matches!(
+        desired::deletion_policy(es),
+        DeletionPolicy::Delete | DeletionPolicy::Merge
+    );
+    let fetched = fetch_external_secret(&client, &es.spec, skip_missing)
+        .await
+        .map_err(|e| Failure {
+            retry_after: retry_after(&e.source),
+            message: format!("could not get secret data from provider: {e}"),
+        })?;
+    for key in &fetched.missing {
+        publish(
+            sh,
+            es,
+            EventType::Warning,
+            status::EVENT_MISSING_PROVIDER_SECRET,
+            &format!("secret {key:?} does not exist in the provider; its entry was skipped (deletionPolicy {:?})", desired::deletion_policy(es)),
+        )
+        .await;
+    }
+    let plan = desired::desired(&Inputs {
+        es,
+        data: &fetched.data,
+        existing: existing.as_ref(),
+    })
+    .map_err(|e| Failure::new(e.to_string()))?;
+    drop(fetched);
+
+    let outcome = execute(es, sh, &secrets, plan, existing.as_ref()).await?;
+    Ok(Synced::Done {
+        outcome,
+        next: next_after_sync(),
+        store_generation: Some(store_generation.clone()),
+    })
+}
+
+fn retry_after(e: &VaultError) -> Option<Duration> {
+    match e {
+        VaultError::RateLimited { retry_after } => *retry_after,
+        _ => None,
+    }
+}
+
+async fn check_namespace_allowed(
+    sh: &Shared,
+    spec: &SecretStoreSpec,
+    store: &str,
+    ns: &str,
+) -> Result<(), Failure> {
+    let Some(conds) = spec.conditions.as_deref().filter(|c| !c.is_empty()) else {
+        return Ok(());
+    };
+    let labels: BTreeMap<String, String> = if conds.iter().any(|c| c.namespace_selector.is_some()) {
+        let api: Api<Namespace> = Api::all(sh.kube.clone());
+        match api.get_opt(ns).await {
+            Ok(Some(n)) => n.labels().clone(),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                return Err(Failure::new(format!(
+                    "could not read namespace {ns:?} to evaluate ClusterSecretStore {store} conditions: {}",
+                    kube_msg(&e)
+                )));
+            }
+        }
+    } else {
+        BTreeMap::new()
+    };
+    match selector::namespace_allowed(Some(conds), ns, &labels) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::new(selector::denied_message(store, ns))),
+        Err(e) => Err(Failure::new(format!(
+            "ClusterSecretStore {store} has invalid conditions: {e}"
+        ))),
+    }
+}
+
+/// Carries out a plan. Returns the status outcome.
+async fn execute(
+    es: &ExternalSecret,
+    sh: &Shared,
+    secrets: &Api<Secret>,
+    plan: Plan,
+    existing: Option<&Secret>,
+) -> Result<EsOutcome, Failure> {
+    let target = desired::target_name(es);
+    let manager = desired::field_manager(&es.namespace().unwrap_or_default(), &es.name_any());
+    match plan {
+        Plan::Skip(Skip::MergeTargetMissing) => Ok(EsOutcome::Missing { secret: target }),
+        Plan::Skip(Skip::NothingToDelete) => Ok(EsOutcome::Deleted),
+        Plan::Skip(_) => Ok(EsOutcome::Synced),
+        Plan::Delete => {
+            let rv = existing.and_then(|s| s.resource_version());
+            let dp = DeleteParams {
+                preconditions: rv.map(|rv| kube::api::Preconditions {
+                    resource_version: Some(rv),
+                    uid: None,
+                }),
+                ..Default::default()
+            };
+            match secrets.delete(&target, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => {
+                    return Err(Failure::new(format!(
+                        "could not delete Secret {target:?}: {}",
+                        kube_msg(&e)
+                    )));
+                }
+            }
+            publish(
+                sh,
+                es,
+                EventType::Normal,
+                status::EVENT_DELETED,
+                status::MSG_DELETED,
+            )
+            .await;
+            Ok(EsOutcome::Deleted)
+        }
+        Plan::Apply(w) => {
+            let mut body = w.secret;
+            if let Some(rv) = existing.and_then(|s| s.resource_version()) {
+                if !w.remove_foreign_keys.is_empty() {
+                    // Keys somebody else added to a Secret this ExternalSecret owns whole.
+                    let mut ops = vec![
+                        json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}),
+                    ];
+                    for k in &w.remove_foreign_keys {
+                        ops.push(json!({"op": "remove", "path": format!("/data/{}", k.replace('~', "~0").replace('/', "~1"))}));
+                    }
+                    let patch: json_patch::Patch =
+                        serde_json::from_value(json!(ops)).map_err(|e| {
+                            Failure::new(format!("internal error building a patch: {e}"))
+                        })?;
+                    secrets
+                        .patch(&target, &PatchParams::default(), &Patch::<()>::Json(patch))
+                        .await
+                        .map_err(|e| {
+                            Failure::new(format!(
+                                "could not remove keys from Secret {target:?}: {}",
+                                kube_msg(&e)
+                            ))
+                        })?;
+                } else if body.type_.is_none() {
+                    // A merge must not create the Secret should it vanish meanwhile.
+                    body.metadata.resource_version = Some(rv);
+                }
+            }
+            let mut pp = PatchParams::apply(&manager);
+            pp.force = true;
+            let written = secrets
+                .patch(&target, &pp, &Patch::Apply(&body))
+                .await
+                .map_err(|e| {
+                    Failure::new(format!(
+                        "could not update Secret {target:?}: {}",
+                        kube_msg(&e)
+                    ))
+                })?;
+            if w.creates {
+                publish(
+                    sh,
+                    es,
+                    EventType::Normal,
+                    status::EVENT_CREATED,
+                    "Created Secret",
+                )
+                .await;
+            } else if existing.and_then(|s| s.resource_version()) != written.resource_version() {
+                publish(
+                    sh,
+                    es,
+                    EventType::Normal,
+                    status::EVENT_UPDATED,
+                    "Updated Secret",
+                )
+                .await;
+            }
+            Ok(EsOutcome::Synced)
+        }
+    }
+}
+
+async fn write_status(
+    es: &ExternalSecret,
+    sh: &Shared,
+    outcome: &EsOutcome,
+    version: &str,
+    target: &str,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let (ns, name) = key(es);
+    let new = status::external_secret_status(es.status.as_ref(), outcome, version, target, now);
+    let ready = status::ready_status(&new.conditions);
+    sh.metrics.set_es_condition(
+        &name,
+        &ns,
+        status::READY,
+        match ready {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "Unknown",
+        },
+    );
+    if !status::differs(es.status.as_ref(), &new) {
+        return Ok(());
+    }
+    let api: Api<ExternalSecret> = Api::namespaced(sh.kube.clone(), &ns);
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": new })),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish(sh: &Shared, es: &ExternalSecret, type_: EventType, reason: &str, note: &str) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(note, 1000)),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    if let Err(e) = sh.recorder.publish(&ev, &es.object_ref(&())).await {
+        tracing::debug!(error = %e, reason, "publishing an event");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}
+
+async fn ensure_finalizer(es: &ExternalSecret, sh: &Shared) -> Result<(), Error> {
+    let want = desired::needs_finalizer(es);
+    let finalizers = es.finalizers();
+    let has = finalizers.iter().any(|f| f == desired::FINALIZER);
+    if want == has {
+        return Ok(());
+    }
+    let mut new: Vec<String> = finalizers
+        .iter()
+        .filter(|f| *f != desired::FINALIZER)
+        .cloned()
+        .collect();
+    if want {
+        new.push(desired::FINALIZER.into());
+    }
+    patch_finalizers(es, sh, new).await
+}
+
+async fn patch_finalizers(es: &ExternalSecret, sh: &Shared, new: Vec<String>) -> Result<(), Error> {
+    let (ns, name) = key(es);
+    let api: Api<ExternalSecret> = Api::namespaced(sh.kube.clone(), &ns);
+    // The test makes a concurrent change to the list a conflict rather than a lost update.
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": es.resource_version()},
+        {"op": "add", "path": "/metadata/finalizers", "value": new},
+    ]))
+    .expect("well-formed patch");
+    api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await?;
+    Ok(())
+}
+
+/// The ExternalSecret is being deleted: clean up its Secret per deletionPolicy, then let it go.
+async fn cleanup(es: &ExternalSecret, sh: &Shared) -> Result<Action, Error> {
+    if !es.finalizers().iter().any(|f| f == desired::FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let (ns, name) = key(es);
+    let target = desired::target_name(es);
+    let secrets: Api<Secret> = Api::namespaced(sh.kube.clone(), &ns);
+    let existing = secrets.get_opt(&target).await?;
+    match desired::on_delete(es, existing.as_ref()) {
+        Cleanup::Nothing => {}
+        Cleanup::DeleteSecret => {
+            let dp = DeleteParams {
+                preconditions: existing.as_ref().map(|s| kube::api::Preconditions {
+                    uid: s.uid(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match secrets.delete(&target, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            publish(
+                sh,
+                es,
+                EventType::Normal,
+                status::EVENT_DELETED,
+                "Deleted Secret (deletionPolicy Delete)",
+            )
+            .await;
+        }
+        Cleanup::RemoveOurFields => {
+            let manager = desired::field_manager(&ns, &name);
+            // An empty intent: the API server drops whatever only this manager applied.
+            let body = json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": target,
+                    "namespace": ns,
+                    "resourceVersion": existing.as_ref().and_then(|s| s.resource_version()),
+                },
+            });
+            let mut pp = PatchParams::apply(&manager);
+            pp.force = true;
+            match secrets.patch(&target, &pp, &Patch::Apply(&body)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            publish(
+                sh,
+                es,
+                EventType::Normal,
+                status::EVENT_DELETED,
+                "Removed this ExternalSecret's keys from the Secret (deletionPolicy Merge)",
+            )
+            .await;
+        }
+    }
+    let rest: Vec<String> = es
+        .finalizers()
+        .iter()
+        .filter(|f| *f != desired::FINALIZER)
+        .cloned()
+        .collect();
+    patch_finalizers(es, sh, rest).await?;
+    forget(sh, es);
+    Ok(Action::await_change())
+}
+
+/// Runs the ExternalSecret controller until `stop` is cancelled (in-flight reconciles finish).
+pub(crate) async fn run(
+    sh: Arc<Shared>,
+    es_reader: Store<ExternalSecret>,
+    es_stream: impl Stream<Item = Result<ExternalSecret, watcher::Error>> + Send + 'static,
+    secret_stream: impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>>
+    + Send
+    + 'static,
+    ss_stream: impl Stream<Item = Result<SecretStore, watcher::Error>> + Send + 'static,
+    css_stream: impl Stream<Item = Result<ClusterSecretStore, watcher::Error>> + Send + 'static,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use kube::runtime::Controller;
+    let for_secrets = es_reader.clone();
+    let for_ss = es_reader.clone();
+    let for_css = es_reader.clone();
+    Controller::for_stream(es_stream, es_reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(sh.cfg.concurrency))
+        .watches_stream(secret_stream, move |s| writers_of_secret(&for_secrets, &s))
+        .watches_stream(ss_stream, move |s| {
+            users_of_store(
+                &for_ss,
+                StoreKind::SecretStore,
+                s.namespace().as_deref(),
+                &s.name_any(),
+            )
+        })
+        .watches_stream(css_stream, move |s| {
+            users_of_store(&for_css, StoreKind::ClusterSecretStore, None, &s.name_any())
+        })
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(reconcile, error_policy, sh)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "externalsecret controller");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,247 @@
+//! The reconciler: keeps each ExternalSecret's target Secret in sync with Vault, and each
+//! SecretStore / ClusterSecretStore's status with what Vault says about its credentials.
+//!
+//! The decisions are plain functions ([`desired`], [`refresh`], [`hash`], [`status`]); the
+//! controllers around them only read, call and write.
+
+pub mod desired;
+mod external_secret;
+pub mod hash;
+pub mod leader;
+pub mod refresh;
+pub mod status;
+mod store;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+pub use external_secret::class_matches;
+pub use store::{is_referent, refresh_interval};
+
+use crate::api::{ClusterSecretStore, ExternalSecret, LABEL_MANAGED, SecretStore};
+use crate::metrics::Metrics;
+use crate::vault::VaultClients;
+
+/// How the reconciler runs (from the command line).
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Only ExternalSecrets and SecretStores in this namespace (ClusterSecretStores are still
+    /// read cluster-wide).
+    pub namespace: Option<String>,
+    /// Only stores whose `spec.controller` is empty or equal to this.
+    pub controller_class: String,
+    pub leader_elect: bool,
+    pub lease_name: String,
+    pub lease_namespace: String,
+    /// This replica's name in the Lease and in events.
+    pub identity: String,
+    /// ExternalSecrets reconciled at once.
+    pub concurrency: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// What every reconcile shares.
+pub(crate) struct Shared {
+    kube: kube::Client,
+    vault: VaultClients,
+    metrics: Metrics,
+    cfg: ControllerConfig,
+    recorder: Recorder,
+    secret_stores: Store<SecretStore>,
+    cluster_stores: Store<ClusterSecretStore>,
+    es_memory: external_secret::Memories,
+    store_failures: store::StoreFailures,
+}
+
+/// Runs until `shutdown` is cancelled; returns after in-flight work finished and the Lease is
+/// released.
+pub async fn run(
+    kube: kube::Client,
+    vault: VaultClients,
+    metrics: Metrics,
+    cfg: ControllerConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if !cfg.leader_elect {
+        let never = CancellationToken::new();
+        run_controllers(&kube, &vault, &metrics, &cfg, shutdown.clone(), never).await;
+        return Ok(());
+    }
+    let elector = leader::LeaderElector::new(
+        kube.clone(),
+        &cfg.lease_namespace,
+        &cfg.lease_name,
+        &cfg.identity,
+        leader::Timing::default(),
+    );
+    loop {
+        if !elector.acquire(&shutdown).await {
+            return Ok(());
+        }
+        let soft = shutdown.child_token();
+        let hard = CancellationToken::new();
+        let (stopped, ()) = tokio::join!(
+            elector.keep(&shutdown, &soft, &hard),
+            run_controllers(&kube, &vault, &metrics, &cfg, soft.clone(), hard.clone()),
+        );
+        // Stop renewing if the controllers ended on their own.
+        soft.cancel();
+        if stopped == leader::Stopped::Shutdown || shutdown.is_cancelled() {
+            elector.release().await;
+            return Ok(());
+        }
+        tracing::warn!("leadership lost; waiting to be elected again");
+    }
+}
+
+/// A reflected watch: the cache reader and the stream of touched objects that feeds it, with
+/// `on_delete` called for objects that went away.
+fn reflected<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    on_delete: impl Fn(&K) + Send + 'static,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, wc)
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |ev| {
+            if let Ok(watcher::Event::Delete(obj)) = ev {
+                on_delete(obj);
+            }
+        })
+        .touched_objects();
+    (reader, stream)
+}
+
+fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the three controllers until `soft` is cancelled (then they finish what is in flight),
+/// or until `hard` is cancelled (then whatever still runs is abandoned).
+async fn run_controllers(
+    kube: &kube::Client,
+    vault: &VaultClients,
+    metrics: &Metrics,
+    cfg: &ControllerConfig,
+    soft: CancellationToken,
+    hard: CancellationToken,
+) {
+    let ns = cfg.namespace.as_deref();
+    let shared_cell: Arc<std::sync::OnceLock<Arc<Shared>>> = Arc::default();
+    let on_es_delete = {
+        let cell = shared_cell.clone();
+        move |es: &ExternalSecret| {
+            if let Some(sh) = cell.get() {
+                external_secret::forget(sh, es);
+            }
+        }
+    };
+    let on_ss_delete = {
+        let cell = shared_cell.clone();
+        move |s: &SecretStore| {
+            if let Some(sh) = cell.get() {
+                store::forget(sh, s);
+            }
+        }
+    };
+    let on_css_delete = {
+        let cell = shared_cell.clone();
+        move |s: &ClusterSecretStore| {
+            if let Some(sh) = cell.get() {
+                store::forget(sh, s);
+            }
+        }
+    };
+    let wc = watcher::Config::default;
+    let (es_reader, es_stream) = reflected(scoped::<ExternalSecret>(kube, ns), wc(), on_es_delete);
+    // The ExternalSecret controller's own view of the stores (read during syncs; store changes
+    // re-trigger the ExternalSecrets that use them).
+    let (ss_reader, ss_trigger) = reflected(scoped::<SecretStore>(kube, ns), wc(), |_| {});
+    let (css_reader, css_trigger) =
+        reflected(Api::<ClusterSecretStore>::all(kube.clone()), wc(), |_| {});
+    // The store controllers' watches.
+    let (ss_ctrl_reader, ss_ctrl_stream) =
+        reflected(scoped::<SecretStore>(kube, ns), wc(), on_ss_delete);
+    let (css_ctrl_reader, css_ctrl_stream) = reflected(
+        Api::<ClusterSecretStore>::all(kube.clone()),
+        wc(),
+        on_css_delete,
+    );
+    // Only Secrets we manage, and only their metadata: memory does not grow with every Secret
+    // in the cluster. Data is read with a GET when an ExternalSecret is reconciled.
+    let secrets = watcher(
+        scoped::<PartialObjectMeta<Secret>>(kube, ns),
+        wc().labels(&format!("{LABEL_MANAGED}=true")),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let sh = Arc::new(Shared {
+        kube: kube.clone(),
+        vault: vault.clone(),
+        metrics: metrics.clone(),
+        cfg: cfg.clone(),
+        recorder: Recorder::new(
+            kube.clone(),
+            Reporter {
+                controller: "vaultgate".into(),
+                instance: Some(cfg.identity.clone()).filter(|i| !i.is_empty()),
+            },
+        ),
+        secret_stores: ss_reader,
+        cluster_stores: css_reader,
+        es_memory: Mutex::new(HashMap::new()),
+        store_failures: Mutex::new(HashMap::new()),
+    });
+    let _ = shared_cell.set(sh.clone());
+
+    let all = async {
+        tokio::join!(
+            external_secret::run(
+                sh.clone(),
+                es_reader,
+                es_stream,
+                secrets,
+                ss_trigger,
+                css_trigger,
+                soft.clone(),
+            ),
+            store::run(sh.clone(), ss_ctrl_reader, ss_ctrl_stream, soft.clone()),
+            store::run(sh.clone(), css_ctrl_reader, css_ctrl_stream, soft.clone()),
+        );
+    };
+    tokio::select! {
+        _ = all => {}
+        _ = hard.cancelled() => tracing::warn!("abandoning in-flight reconciles: the lease may be held by another replica"),
+    }
+}
