@@ -378,7 +378,7 @@ pub(crate) fn read(
                     "data" | "metadata" | "config" | "subkeys" | "delete" | "undelete" | "destroy",
                     _,
                 ) => Resp::unsupported_op(),
-                _ => Resp::no_route(path),
+                _ => invalid_v2_path(op),
             }
         }
         Engine::Builtin => Resp::no_route(path),
@@ -617,11 +617,27 @@ pub(crate) fn write(engine: &mut Engine, path: &str, rest: &str, op: Op, body: &
                     "data" | "metadata" | "config" | "subkeys" | "delete" | "undelete" | "destroy",
                     _,
                 ) => Resp::unsupported_op(),
-                _ => Resp::no_route(path),
+                _ => invalid_v2_path(op),
             }
         }
         Engine::Builtin => Resp::no_route(path),
     }
+}
+
+/// What a KV v2 mount answers for paths outside its API (for example a
+/// v1-style `secret/foo`): a 404 whose only content is a warning.
+fn invalid_v2_path(op: Op) -> Resp {
+    let cmd = match op {
+        Op::Read => "get",
+        Op::List => "list",
+        Op::Delete => "delete",
+        Op::Write | Op::Patch => "put",
+    };
+    let mut body = envelope(None, None, 0, false);
+    body["warnings"] = json!([format!(
+        "Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the Vault CLI, use 'vault kv {cmd}' for this operation."
+    )]);
+    Resp::new(404, Some(body))
 }
 
 fn merge_patch(target: &mut Value, patch: &Value) {

@@ -371,6 +371,8 @@ impl VaultEmulator {
         if name.is_empty() {
             anyhow::bail!("namespace name must not be empty");
         }
+        sys::valid_namespace_name(name.rsplit('/').next().unwrap_or_default())
+            .map_err(|e| anyhow!(e))?;
         let mut st = self.inner.shared.write();
         if let Some((parent, _)) = name.rsplit_once('/')
             && !st.namespaces.contains_key(parent)

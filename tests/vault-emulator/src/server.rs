@@ -307,6 +307,7 @@ async fn handle_http(
         ns_header
     };
     let path = raw_path.strip_prefix("/v1/").unwrap_or("").to_string();
+    let (ns, path) = split_path_namespace(&shared, ns, path);
     let method = parts.method.clone();
 
     {
@@ -395,6 +396,30 @@ async fn handle_http(
         }
     }
     to_response(resp, head)
+}
+
+/// Moves leading path segments that name a child namespace into the
+/// namespace, as Vault does for `/v1/ns1/secret/data/x`.
+fn split_path_namespace(shared: &Shared, mut ns: String, mut path: String) -> (String, String) {
+    let st = shared.read();
+    if st.namespaces.len() < 2 {
+        return (ns, path);
+    }
+    loop {
+        let Some((first, rest)) = path.split_once('/') else {
+            return (ns, path);
+        };
+        let candidate = if ns.is_empty() {
+            first.to_string()
+        } else {
+            format!("{ns}/{first}")
+        };
+        if first.is_empty() || !st.namespaces.contains_key(&candidate) {
+            return (ns, path);
+        }
+        ns = candidate;
+        path = rest.to_string();
+    }
 }
 
 /// Groups paths for the per-endpoint counters without growing per secret.

@@ -154,6 +154,15 @@ pub(crate) fn read(st: &State, _shared: &Arc<Shared>, ctx: &Ctx, token: &Token) 
             if let Some(mount) = path.strip_prefix("sys/mounts/")
                 && ctx.op == Op::Read
             {
+                if let Some(m) = mount.strip_suffix("/tune") {
+                    return match ns.mounts.get(&norm_mount(m)) {
+                        Some(m) => Resp::data(tune_json(m)),
+                        None => Resp::bad_request(format!(
+                            "cannot fetch sysview for path \"{}\"",
+                            norm_mount(m)
+                        )),
+                    };
+                }
                 return match ns.mounts.get(&norm_mount(mount)) {
                     Some(m) => Resp::data(m.to_json()),
                     None => Resp::bad_request(format!(
@@ -238,6 +247,22 @@ fn child_ns(parent: &str, name: &str) -> String {
     }
 }
 
+pub(crate) fn valid_namespace_name(name: &str) -> Result<(), String> {
+    let name = name.trim_matches('/');
+    if name.is_empty() || name.contains('/') {
+        return Err(format!("invalid namespace name {name:?}"));
+    }
+    if matches!(
+        name,
+        "root" | "sys" | "audit" | "auth" | "cubbyhole" | "identity"
+    ) {
+        return Err(format!(
+            "{name:?} is a reserved path and cannot be used as a namespace name"
+        ));
+    }
+    Ok(())
+}
+
 fn ns_json(full: &str, n: &Namespace) -> Value {
     json!({
         "id": n.id,
@@ -249,8 +274,11 @@ fn ns_json(full: &str, n: &Namespace) -> Value {
 pub(crate) fn write(st: &mut State, _shared: &Arc<Shared>, ctx: &Ctx, token: &Token) -> Resp {
     let path = ctx.path.trim_end_matches('/');
     if let Some(mount) = path.strip_prefix("sys/mounts/") {
-        if mount.ends_with("/tune") || mount.contains("/tune/") {
-            return Resp::no_content();
+        if let Some(m) = mount.strip_suffix("/tune") {
+            return match ctx.op {
+                Op::Write => tune(st, &ctx.ns, m, &ctx.body),
+                _ => Resp::unsupported_op(),
+            };
         }
         return match ctx.op {
             Op::Write => enable_mount(st, &ctx.ns, mount, &ctx.body),
@@ -325,6 +353,9 @@ pub(crate) fn write(st: &mut State, _shared: &Arc<Shared>, ctx: &Ctx, token: &To
         let full = child_ns(&ctx.ns, name);
         return match ctx.op {
             Op::Write => {
+                if let Err(e) = valid_namespace_name(name) {
+                    return Resp::bad_request(e);
+                }
                 if st.namespaces.contains_key(&full) {
                     let n = &st.namespaces[&full];
                     return Resp::data(ns_json(&full, n));
@@ -390,6 +421,46 @@ pub(crate) fn write(st: &mut State, _shared: &Arc<Shared>, ctx: &Ctx, token: &To
         return Resp::unsupported_op();
     }
     Resp::no_route(&ctx.path)
+}
+
+fn tune_json(m: &Mount) -> Value {
+    json!({
+        "default_lease_ttl": crate::state::DEFAULT_TTL,
+        "max_lease_ttl": crate::state::DEFAULT_TTL,
+        "force_no_cache": false,
+        "description": m.description,
+        "options": m.options(),
+    })
+}
+
+/// Mount tuning: the description, and the KV version (upgrading a v1 mount
+/// to v2 keeps each secret as its version 1, as Vault's upgrade does).
+fn tune(st: &mut State, ns: &str, mount: &str, body: &Value) -> Resp {
+    let key = norm_mount(mount);
+    let Some(m) = st.ns_mut(ns).and_then(|n| n.mounts.get_mut(&key)) else {
+        return Resp::bad_request(format!("cannot fetch sysview for path \"{key}\""));
+    };
+    let version = body.get("options").and_then(|o| opt_str(o, "version"));
+    match (version.as_deref(), &mut m.engine) {
+        (None, _) | (Some("1"), Engine::Kv1(_)) | (Some("2"), Engine::Kv2(_)) => {}
+        (Some("2"), Engine::Kv1(v1)) => {
+            let mut v2 = Kv2Store::default();
+            for (path, data) in std::mem::take(&mut v1.secrets) {
+                if let Err(e) = v2.put(&path, data, None) {
+                    return e;
+                }
+            }
+            m.engine = Engine::Kv2(v2);
+        }
+        (Some("1"), Engine::Kv2(_)) => {
+            return Resp::bad_request("cannot downgrade mount from KV version 2 to version 1");
+        }
+        (Some(v), _) => return Resp::bad_request(format!("invalid KV version \"{v}\"")),
+    }
+    if let Some(d) = opt_str(body, "description") {
+        m.description = d;
+    }
+    Resp::no_content()
 }
 
 pub(crate) fn enable_mount(st: &mut State, ns: &str, mount: &str, body: &Value) -> Resp {

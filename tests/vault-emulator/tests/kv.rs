@@ -459,9 +459,22 @@ async fn raw_error_shapes() {
     // Unsupported method on a known path.
     let (s, _) = call(&http, &vault, "LIST", "secret/data/x", Some(&root), None).await;
     assert_eq!(s, 405);
-    // Unknown kv-v2 subpath.
-    let (s, _) = call(&http, &vault, "GET", "secret/x", Some(&root), None).await;
+    // A v1-style path on a v2 mount: 404 carrying only a warning.
+    let (s, body) = call(&http, &vault, "GET", "secret/x", Some(&root), None).await;
     assert_eq!(s, 404);
+    assert!(body["data"].is_null());
+    assert!(
+        body["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid path for a versioned K/V secrets engine")
+    );
+    assert!(
+        body["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("'vault kv get'")
+    );
     // Bad version parameter.
     vault.kv2_put("secret", "x", json!({"a": "b"})).unwrap();
     let (s, _) = call(
@@ -471,6 +484,52 @@ async fn raw_error_shapes() {
         "secret/data/x?version=abc",
         Some(&root),
         None,
+    )
+    .await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn kv1_mount_upgrades_to_v2_through_tune() {
+    let vault = start().await;
+    vault.enable_kv("legacy", 1).unwrap();
+    vault.kv1_put("legacy", "app", json!({"k": "v"})).unwrap();
+    let http = raw(&vault);
+    let root = vault.root_token();
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "sys/mounts/legacy/tune",
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, body["data"]["options"]["version"].clone()),
+        (200, json!("1"))
+    );
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "sys/mounts/legacy/tune",
+        Some(&root),
+        Some(json!({"options": {"version": "2"}})),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, body) = call(&http, &vault, "GET", "legacy/data/app", Some(&root), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(body["data"]["data"], json!({"k": "v"}));
+    assert_eq!(body["data"]["metadata"]["version"], 1);
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "sys/mounts/legacy/tune",
+        Some(&root),
+        Some(json!({"options": {"version": "1"}})),
     )
     .await;
     assert_eq!(s, 400);

@@ -258,6 +258,32 @@ async fn namespaces_isolate_state() {
     .await;
     assert_eq!((s, body), (404, json!({"errors": []})));
 
+    // The namespace may also lead the path.
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "team-a/kv/data/app",
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!((s, body["data"]["data"].clone()), (200, json!({"ns": "a"})));
+    let (s, _) = call(&http, &vault, "GET", "team-a/kv/data/app", Some(&ta), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(vault.requests().last().unwrap().namespace, "team-a");
+    // Reserved names are refused.
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "sys/namespaces/sys",
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(s, 400);
+
     // Unknown namespace.
     let (s, body) = call_ns(
         &http,
