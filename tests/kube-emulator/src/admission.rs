@@ -478,6 +478,7 @@ struct HookResponse {
     allowed: bool,
     status: Option<Value>,
     patch: Option<Vec<u8>>,
+    patch_type: String,
     warnings: Vec<String>,
 }
 
@@ -597,8 +598,15 @@ async fn call_hook(
             "failed to call webhook: couldn't get version/kind; json parse error: {e}"
         ))
     })?;
-    verify_response(&uid, hook.mutating, &parsed)
-        .map_err(|e| HookError::Call(format!("received invalid webhook response: {e}")))
+    let resp = verify_response(&uid, hook.mutating, &parsed)
+        .map_err(|e| HookError::Call(format!("received invalid webhook response: {e}")))?;
+    if resp.patch.is_some() && resp.patch_type != "JSONPatch" {
+        return Err(HookError::Call(format!(
+            "unsupported patch type {:?}",
+            resp.patch_type
+        )));
+    }
+    Ok(resp)
 }
 
 /// `VerifyAdmissionResponse` of kube-apiserver.
@@ -640,9 +648,6 @@ fn verify_response(uid: &str, mutating: bool, review: &Value) -> Result<HookResp
     if !mutating && !patch_type.is_empty() {
         return Err("validating webhook may not return response.patchType".into());
     }
-    if !patch_type.is_empty() && patch_type != "JSONPatch" {
-        return Err(format!("unsupported patch type {patch_type:?}"));
-    }
     let patch = if patch_b64.is_empty() {
         None
     } else {
@@ -656,6 +661,7 @@ fn verify_response(uid: &str, mutating: bool, review: &Value) -> Result<HookResp
         allowed: r.get("allowed").and_then(Value::as_bool).unwrap_or(false),
         status: r.get("status").cloned(),
         patch,
+        patch_type: patch_type.to_string(),
         warnings: r
             .get("warnings")
             .and_then(Value::as_array)

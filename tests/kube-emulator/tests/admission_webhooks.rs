@@ -885,6 +885,11 @@ async fn malformed_answers_are_failures_and_bad_patches_are_internal_errors() {
             Some("no-response") => {
                 json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})
             }
+            Some("merge-patch") => allow_with(
+                r,
+                json!({"patchType": "MergePatch",
+                       "patch": base64::engine::general_purpose::STANDARD.encode("{}")}),
+            ),
             Some("bad-patch") => patch_reply(r, json!([{"op": "remove", "path": "/nope/nothing"}])),
             _ => patch_reply(
                 r,
@@ -944,6 +949,14 @@ async fn malformed_answers_are_failures_and_bad_patches_are_internal_errors() {
         .await
         .unwrap_err();
     assert_eq!(r.message, format!("{prefix}webhook response was absent"));
+
+    let r = run(&m("Fail"), &[], named("merge-patch"), &env)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        r.message,
+        r#"Internal error occurred: failed calling webhook "odd.example.io": unsupported patch type "MergePatch""#
+    );
 
     // A patch that does not apply is an internal error whatever the policy.
     for policy in ["Fail", "Ignore"] {
