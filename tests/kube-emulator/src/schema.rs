@@ -443,6 +443,8 @@ impl Validator<'_> {
                 );
             }
         } else if flag(s, "x-kubernetes-int-or-string")
+            // The usual `anyOf: [{type: integer}, {type: string}]` reports it instead.
+            && s.get("anyOf").is_none()
             && !matches!(json_type(v), "integer" | "string")
             && !v.is_null()
         {

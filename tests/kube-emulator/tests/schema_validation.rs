@@ -212,6 +212,16 @@ fn validation_table() {
             ],
         ),
         (
+            "int-or-string with the generated anyOf",
+            json!({"type": "object", "properties": {"p": {"x-kubernetes-int-or-string": true,
+                "anyOf": [{"type": "integer"}, {"type": "string"}]}}}),
+            json!({"p": true}),
+            vec![
+                r#"<nil>: Invalid value: "": "spec.p" must validate at least one schema (anyOf)"#,
+                r#"spec.p: Invalid value: "boolean": spec.p in body must be of type integer: "boolean""#,
+            ],
+        ),
+        (
             "int-or-string accepts both",
             json!({"type": "object", "properties": {"p": {"x-kubernetes-int-or-string": true}, "q": {"x-kubernetes-int-or-string": true}}}),
             json!({"p": 1, "q": "1"}),
