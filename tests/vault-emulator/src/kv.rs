@@ -34,6 +34,16 @@ pub(crate) struct Kv2Secret {
     pub updated_time: String,
 }
 
+impl Version {
+    /// Soft-deleted now: a deletion time that has passed.
+    pub fn is_deleted(&self) -> bool {
+        !self.deletion_time.is_empty()
+            && chrono::DateTime::parse_from_rfc3339(&self.deletion_time)
+                .map(|t| t <= chrono::Utc::now())
+                .unwrap_or(true)
+    }
+}
+
 pub(crate) struct Kv2Config {
     pub max_versions: u64,
     pub cas_required: bool,
@@ -100,11 +110,27 @@ impl Kv2Store {
                 ));
             }
         }
-        let now = now_rfc3339();
+        let now_t = chrono::Utc::now();
+        let now = crate::util::rfc3339(now_t);
         let mut secret = existing.cloned().unwrap_or_else(|| Kv2Secret {
             created_time: now.clone(),
             ..Default::default()
         });
+        // With delete_version_after, each version is written with its
+        // (future) deletion time already set.
+        let dva = match secret.delete_version_after {
+            0 => self
+                .config
+                .as_ref()
+                .map(|c| c.delete_version_after)
+                .unwrap_or(0),
+            d => d,
+        };
+        let deletion_time = if dva > 0 {
+            crate::util::rfc3339(now_t + chrono::Duration::seconds(dva as i64))
+        } else {
+            String::new()
+        };
         let version = secret.current_version + 1;
         secret.current_version = version;
         secret.updated_time = now.clone();
@@ -113,7 +139,7 @@ impl Kv2Store {
             Version {
                 data: Some(data),
                 created_time: now.clone(),
-                deletion_time: String::new(),
+                deletion_time: deletion_time.clone(),
                 destroyed: false,
             },
         );
@@ -130,7 +156,7 @@ impl Kv2Store {
         let meta = json!({
             "created_time": now,
             "custom_metadata": secret.custom_metadata,
-            "deletion_time": "",
+            "deletion_time": deletion_time,
             "destroyed": false,
             "version": version,
         });
@@ -317,7 +343,7 @@ pub(crate) fn read(
                         return Resp::not_found();
                     };
                     let meta = version_meta(secret, n, v);
-                    if v.destroyed || !v.deletion_time.is_empty() {
+                    if v.destroyed || v.is_deleted() {
                         // Vault returns the metadata with a null payload, as a 404.
                         return Resp::new(
                             404,
@@ -357,7 +383,7 @@ pub(crate) fn read(
                     };
                     let n = secret.current_version;
                     match secret.versions.get(&n) {
-                        Some(v) if v.data.is_some() => {
+                        Some(v) if v.data.is_some() && !v.is_deleted() => {
                             fn strip(v: &Value) -> Value {
                                 match v {
                                     Value::Object(m) => Value::Object(
@@ -460,7 +486,7 @@ pub(crate) fn write(engine: &mut Engine, path: &str, rest: &str, op: Op, body: &
                     if let Some(secret) = store.secrets.get_mut(sub) {
                         let n = secret.current_version;
                         if let Some(v) = secret.versions.get_mut(&n)
-                            && v.deletion_time.is_empty()
+                            && !v.is_deleted()
                             && !v.destroyed
                         {
                             v.deletion_time = now_rfc3339();
@@ -480,7 +506,7 @@ pub(crate) fn write(engine: &mut Engine, path: &str, rest: &str, op: Op, body: &
                                 continue;
                             };
                             match section {
-                                "delete" if v.deletion_time.is_empty() && !v.destroyed => {
+                                "delete" if !v.is_deleted() && !v.destroyed => {
                                     v.deletion_time = now.clone();
                                 }
                                 "undelete" if !v.destroyed => v.deletion_time.clear(),

@@ -308,7 +308,7 @@ impl VaultEmulator {
                 .ok_or_else(|| anyhow!("no secret at {path:?}"))?;
             for n in versions {
                 if let Some(v) = s.versions.get_mut(n)
-                    && v.deletion_time.is_empty()
+                    && !v.is_deleted()
                 {
                     v.deletion_time = util::now_rfc3339();
                 }

@@ -534,3 +534,50 @@ async fn kv1_mount_upgrades_to_v2_through_tune() {
     .await;
     assert_eq!(s, 400);
 }
+
+#[tokio::test]
+async fn kv2_delete_version_after_expires_versions() {
+    let vault = start().await;
+    let http = raw(&vault);
+    let root = vault.root_token();
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "secret/metadata/short",
+        Some(&root),
+        Some(json!({"delete_version_after": "1s"})),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "secret/data/short",
+        Some(&root),
+        Some(json!({"data": {"a": "b"}})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(
+        !body["data"]["deletion_time"].as_str().unwrap().is_empty(),
+        "deletion time is set ahead"
+    );
+    let (s, body) = call(&http, &vault, "GET", "secret/data/short", Some(&root), None).await;
+    assert_eq!((s, body["data"]["data"].clone()), (200, json!({"a": "b"})));
+    let (_, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/metadata/short",
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(body["data"]["delete_version_after"], "1s");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (s, body) = call(&http, &vault, "GET", "secret/data/short", Some(&root), None).await;
+    assert_eq!(s, 404);
+    assert!(body["data"]["data"].is_null());
+}

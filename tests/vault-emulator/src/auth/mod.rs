@@ -143,7 +143,7 @@ pub(crate) struct LoginOk {
 
 fn issue(shared: &Arc<Shared>, ctx: &Ctx, mount: &str, ok: LoginOk) -> Resp {
     let mut st = shared.write();
-    if st.namespaces.len() == 1 && st.tokens.len() > 50_000 {
+    if st.tokens.len() > 50_000 {
         st.sweep_expired();
     }
     let ttl = match (ok.params.ttl, ok.params.max_ttl) {
