@@ -58,6 +58,10 @@ async fn env() -> Env {
 impl Env {
     /// A Vault API call with the root token, for setting up auth methods.
     async fn api(&self, method: &str, path: &str, body: Value) -> Value {
+        self.api_in("", method, path, body).await
+    }
+
+    async fn api_in(&self, ns: &str, method: &str, path: &str, body: Value) -> Value {
         let url = format!("{}/v1/{path}", self.vault.addr());
         let client = reqwest::Client::builder()
             .tls_backend_rustls()
@@ -67,6 +71,7 @@ impl Env {
         let resp = client
             .request(method.parse().unwrap(), url)
             .header("x-vault-token", self.vault.root_token())
+            .header("x-vault-namespace", ns)
             .json(&body)
             .send()
             .await
@@ -720,6 +725,8 @@ async fn extract_find_decoding_rewrite_and_metadata() {
         e.vault.kv2_put("secret", "team/db", json!({"password": "p1"})).unwrap();
         e.vault.kv2_put("secret", "team/api/key", json!({"token": "t1"})).unwrap();
         e.vault.kv2_put("secret", "other/db", json!({"password": "p2"})).unwrap();
+        // A folder named like the mount: found secrets are read where they were listed.
+        e.vault.kv2_put("secret", "secret/inner", json!({"x": "in"})).unwrap();
         let md = |owner: &str| -> BTreeMap<String, String> {
             [("owner".to_string(), owner.to_string())].into()
         };
@@ -761,6 +768,15 @@ async fn extract_find_decoding_rewrite_and_metadata() {
                     rewrite: Some(vec![rewrite("/", "-")]),
                     ..Default::default()
                 },
+                ExternalSecretDataFromRemoteRef {
+                    find: Some(ExternalSecretFind {
+                        name: Some(FindName {
+                            regexp: Some("^secret/".into()),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
             ]),
             ..Default::default()
         };
@@ -775,6 +791,7 @@ async fn extract_find_decoding_rewrite_and_metadata() {
                 "cfg-url",
                 "other_db",
                 "owner",
+                "secret_inner",
                 "team-api-key",
                 "team_db",
                 "url"
@@ -788,9 +805,14 @@ async fn extract_find_decoding_rewrite_and_metadata() {
         assert_eq!(text(&got["team_db"]), r#"{"password":"p1"}"#);
         assert_eq!(text(&got["other_db"]), r#"{"password":"p2"}"#);
         assert_eq!(text(&got["team-api-key"]), r#"{"token":"t1"}"#);
+        assert_eq!(text(&got["secret_inner"]), r#"{"x":"in"}"#);
 
         let listed = c.list_recursive("").await.unwrap();
-        assert_eq!(listed, ["app/config", "other/db", "team/api/key", "team/db"]);
+        assert_eq!(
+            listed,
+            ["app/config", "other/db", "secret/inner", "team/api/key", "team/db"]
+        );
+        assert_eq!(c.list_recursive("team").await.unwrap(), ["team/api/key", "team/db"]);
 
         // Templates in rewrites are another issue.
         let spec = ExternalSecretSpec {
@@ -881,6 +903,82 @@ async fn namespaces_headers_and_inconsistent_forwarding() {
             rec.iter()
                 .any(|r| r.path == "kv/data/app" && r.namespace == "team")
         );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn auth_namespace_is_used_for_the_login_only() {
+    bounded(async {
+        let e = env().await;
+        e.vault.create_namespace("team").unwrap();
+        e.vault.create_namespace("team/child").unwrap();
+        e.vault.enable_kv_in("team/child", "kv", 2).unwrap();
+        e.vault
+            .kv2_put_in("team/child", "kv", "app", json!({"v": "child"}))
+            .unwrap();
+        e.vault
+            .enable_auth_in("team", "approle", "approle")
+            .unwrap();
+        e.vault
+            .put_policy_in(
+                "team",
+                "child-reader",
+                r#"path "child/kv/data/*" { capabilities = ["read"] }"#,
+            )
+            .unwrap();
+        e.api_in(
+            "team",
+            "POST",
+            "auth/approle/role/app",
+            json!({"token_policies": ["child-reader"]}),
+        )
+        .await;
+        let role_id = e
+            .api_in("team", "GET", "auth/approle/role/app/role-id", json!({}))
+            .await["data"]["role_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let secret_id = e
+            .api_in("team", "POST", "auth/approle/role/app/secret-id", json!({}))
+            .await["data"]["secret_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        e.put_secret("team-a", "approle", &[("secret-id", secret_id.as_bytes())])
+            .await;
+        let store = e.store(
+            VaultAuth {
+                namespace: Some("team".into()),
+                app_role: Some(VaultAppRole {
+                    path: "approle".into(),
+                    role_id: Some(role_id),
+                    role_ref: None,
+                    secret_ref: sel("approle", "secret-id"),
+                }),
+                ..Default::default()
+            },
+            |p| {
+                p.path = Some("kv".into());
+                p.namespace = Some("team/child".into());
+            },
+        );
+        let c = e.clients.client(&store, "team-a").await.unwrap();
+        let rec = e.vault.requests();
+        let login = rec
+            .iter()
+            .find(|r| r.path == "auth/approle/login")
+            .expect("login request");
+        assert_eq!(login.namespace, "team");
+        let read = c.read_secret("app", None).await;
+        let rec = e.vault.requests();
+        let kv = rec
+            .iter()
+            .find(|r| r.path == "kv/data/app")
+            .expect("read request");
+        assert_eq!(kv.namespace, "team/child");
+        assert_eq!(read.unwrap().unwrap()["v"], "child");
     })
     .await
 }

@@ -610,8 +610,38 @@ impl StoreClient {
             }
         }
         let path = paths::data_path(self.mount.as_deref(), self.kv_version, key);
-        let query = version.map(|v| format!("version={v}"));
-        let Some(body) = self.shared_get("read", path.clone(), query).await? else {
+        self.read_data_at(path, version.map(|v| format!("version={v}")))
+            .await
+    }
+
+    /// A secret `list_recursive` returned: its path is relative to the mount as is, so a
+    /// folder named like the mount is not taken for the mount.
+    pub(crate) async fn read_listed(&self, rel: &str) -> ReadResult {
+        paths::check_key(rel).map_err(VaultError::invalid)?;
+        let mount = self.listing_mount()?;
+        let path = match self.kv_version {
+            VaultKvVersion::V2 => format!("{mount}/data/{rel}"),
+            VaultKvVersion::V1 => format!("{mount}/{rel}"),
+        };
+        self.read_data_at(path, None).await
+    }
+
+    /// Metadata of a secret `list_recursive` returned.
+    pub(crate) async fn read_listed_metadata(&self, rel: &str) -> ReadResult {
+        paths::check_key(rel).map_err(VaultError::invalid)?;
+        let mount = self.listing_mount()?;
+        self.read_metadata_at(format!("{mount}/metadata/{rel}"))
+            .await
+    }
+
+    fn listing_mount(&self) -> Result<&str, VaultError> {
+        self.mount.as_deref().ok_or_else(|| {
+            VaultError::config("listing secrets needs spec.provider.vault.path (the KV mount)")
+        })
+    }
+
+    async fn read_data_at(&self, path: String, query: Option<String>) -> ReadResult {
+        let Some(body) = self.shared_get("read", path, query).await? else {
             return Ok(None);
         };
         let data = match self.kv_version {
@@ -633,7 +663,11 @@ impl StoreClient {
                 what: format!("metadata of {key:?}: KV v1 keeps no metadata (use version v2)"),
             });
         }
-        let path = paths::metadata_path(self.mount.as_deref(), key);
+        self.read_metadata_at(paths::metadata_path(self.mount.as_deref(), key))
+            .await
+    }
+
+    async fn read_metadata_at(&self, path: String) -> ReadResult {
         let Some(body) = self.shared_get("read_metadata", path, None).await? else {
             return Ok(None);
         };
@@ -645,9 +679,7 @@ impl StoreClient {
 
     /// Every secret under `path` (recursive LIST), relative to the mount, sorted.
     pub async fn list_recursive(&self, path: &str) -> Result<Vec<String>, VaultError> {
-        let mount = self.mount.as_deref().ok_or_else(|| {
-            VaultError::config("listing secrets needs spec.provider.vault.path (the KV mount)")
-        })?;
+        let mount = self.listing_mount()?;
         let folder = path.trim_matches('/');
         if !folder.is_empty() {
             paths::check_key(folder).map_err(VaultError::invalid)?;
@@ -797,10 +829,11 @@ impl StoreClient {
         self.retired.store(true, Ordering::Release);
         let _guard = self.refresh.lock().await;
         let st = self.state.read().await;
-        if st.from_login && !st.expired(Instant::now()) {
-            if let Err(e) = self.revoke_token(&st.token).await {
-                tracing::info!(store = %self.store.display(), error = %e, "revoking the Vault token failed");
-            }
+        if st.from_login
+            && !st.expired(Instant::now())
+            && let Err(e) = self.revoke_token(&st.token).await
+        {
+            tracing::info!(store = %self.store.display(), error = %e, "revoking the Vault token failed");
         }
     }
 }

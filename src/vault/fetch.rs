@@ -240,14 +240,14 @@ async fn find(
             let tags = &tags;
             async move {
                 if !tags.is_empty() {
-                    let md = client.read_metadata(&rel).await?;
+                    let md = client.read_listed_metadata(&rel).await?;
                     let custom = md.as_deref().and_then(|m| m.get("custom_metadata"));
                     if !values::tags_match(custom, tags) {
                         return Ok::<_, VaultError>(None);
                     }
                 }
                 Ok(client
-                    .read_secret(&rel, None)
+                    .read_listed(&rel)
                     .await?
                     .map(|v| (rel, values::compact_sorted(&v).into_bytes())))
             }
