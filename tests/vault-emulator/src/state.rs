@@ -461,6 +461,47 @@ impl State {
         }
     }
 
+    /// Whether any of the token's policies grants something under `mount`
+    /// (a path ending in `/`), as Vault's UI mount lookup requires.
+    pub fn has_mount_access(&self, token: &Token, ns: &str, mount: &str) -> bool {
+        if token.is_root() {
+            return true;
+        }
+        let Some(home) = self.namespaces.get(&token.namespace) else {
+            return false;
+        };
+        let mount = if token.namespace == ns {
+            mount.to_string()
+        } else {
+            let rel_ns = ns
+                .strip_prefix(&token.namespace)
+                .unwrap_or(ns)
+                .trim_start_matches('/');
+            format!("{rel_ns}/{mount}")
+        };
+        let mount_segs = mount.trim_end_matches('/').split('/').count();
+        token
+            .policies
+            .iter()
+            .filter_map(|p| home.policies.get(p))
+            .flat_map(|p| p.rules.iter())
+            .filter(|r| r.caps & crate::policy::DENY == 0 && r.caps != 0)
+            .any(|r| {
+                let pat = r.pattern.trim_end_matches('*');
+                if r.pattern.starts_with(&mount) {
+                    return true;
+                }
+                if !pat.contains('+') {
+                    return r.pattern.ends_with('*') && mount.starts_with(pat);
+                }
+                // Compare the mount's segments with the pattern's leading ones.
+                let psegs: Vec<&str> = r.pattern.split('/').collect();
+                let msegs: Vec<&str> = mount.trim_end_matches('/').split('/').collect();
+                psegs.len() > mount_segs
+                    && msegs.iter().zip(&psegs).all(|(m, p)| *p == "+" || p == m)
+            })
+    }
+
     /// The capability bits a token holds on `path` in namespace `ns`.
     pub fn capabilities(&self, token: &Token, ns: &str, path: &str) -> u16 {
         if token.is_root() {

@@ -206,15 +206,25 @@ pub(crate) fn read(st: &State, _shared: &Arc<Shared>, ctx: &Ctx, token: &Token) 
             if let Some(p) = ctx.path.strip_prefix("sys/internal/ui/mounts/")
                 && ctx.op == Op::Read
             {
-                let _ = token;
+                // Vault answers a missing mount and a mount the token cannot
+                // use alike, so the endpoint does not reveal mounts.
+                let preflight = || {
+                    Resp::err(
+                        403,
+                        format!(
+                            "preflight capability check returned 403, please ensure client's policies grant access to path \"{}/\"",
+                            p.trim_end_matches('/')
+                        ),
+                    )
+                };
                 return match ns.mount_for(p) {
-                    Some((m, _)) => {
+                    Some((m, _)) if st.has_mount_access(token, &ctx.ns, &m) => {
                         let mount = &ns.mounts[&m];
                         let mut data = mount.to_json();
                         data["path"] = json!(m);
                         Resp::data(data)
                     }
-                    None => Resp::acl_denied(),
+                    _ => preflight(),
                 };
             }
             if matches!(ctx.op, Op::Read | Op::List) && known_sys(path) {

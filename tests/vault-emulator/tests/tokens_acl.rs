@@ -260,6 +260,40 @@ async fn acl_enforces_policy_paths() {
         json!(["create", "read", "update"])
     );
 
+    // The UI mount lookup answers only for mounts the token can use.
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "sys/internal/ui/mounts/secret",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(body["data"]["type"], "kv");
+    assert_eq!(body["data"]["options"]["version"], "2");
+    assert_eq!(body["data"]["path"], "secret/");
+    vault.enable_kv("hidden", 2).unwrap();
+    for mount in ["hidden", "nonexistent"] {
+        let (s, body) = call(
+            &http,
+            &vault,
+            "GET",
+            &format!("sys/internal/ui/mounts/{mount}"),
+            Some(&t),
+            None,
+        )
+        .await;
+        assert_eq!(s, 403);
+        assert_eq!(
+            errors(&body),
+            vec![format!(
+                "preflight capability check returned 403, please ensure client's policies grant access to path \"{mount}/\""
+            )]
+        );
+    }
+
     // Revocation from the test side takes effect at once.
     assert!(vault.revoke_token(&t));
     let (s, _) = call(&http, &vault, "GET", "secret/data/app/one", Some(&t), None).await;
