@@ -1,0 +1,728 @@
+//! Live admission checks against the Vault and Kubernetes emulators: directly through
+//! `review`, and end to end with the emulated API server calling the webhook on `create`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kube_emulator::KubeEmulator;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use vault_emulator::VaultEmulator;
+use vaultgate::admission::{
+    AdmissionState, Endpoint, TlsSource, WebhookConfig, review, serve_listener,
+};
+use vaultgate::cli::LiveMode;
+use vaultgate::metrics::Metrics;
+use vaultgate::vault::VaultClients;
+
+const PASSWORD: &str = "correct-horse";
+
+struct Env {
+    vault: VaultEmulator,
+    kube: KubeEmulator,
+    client: kube::Client,
+}
+
+async fn env() -> Env {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let vault = VaultEmulator::start(Default::default()).await.unwrap();
+    vault
+        .kv2_put(
+            "secret",
+            "app/db",
+            json!({"password": "s3cr3t", "user": "app"}),
+        )
+        .unwrap();
+    vault
+        .kv2_put("secret", "app/config", json!({"a": "1", "b": "2"}))
+        .unwrap();
+    vault
+        .kv2_put("secret", "other/x", json!({"a": "1"}))
+        .unwrap();
+    vault
+        .put_policy(
+            "app",
+            r#"
+path "secret/data/app/*" { capabilities = ["read"] }
+path "secret/metadata/app/*" { capabilities = ["read", "list"] }
+"#,
+        )
+        .unwrap();
+    vault.enable_auth("userpass", "userpass").unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/v1/auth/userpass/users/app", vault.addr()))
+        .header("X-Vault-Token", vault.root_token())
+        .json(&json!({"password": PASSWORD, "token_policies": ["app"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+
+    let kube = KubeEmulator::start(Default::default()).await.unwrap();
+    kube.apply_yaml(&vaultgate::crd::render_all().unwrap())
+        .await
+        .unwrap();
+    let server = vault.addr();
+    kube.apply_yaml(&format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: team-a, labels: {{team: a}}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: team-b, labels: {{team: b}}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: vaultgate-system}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: vault-userpass, namespace: team-a}}
+stringData: {{password: {PASSWORD}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: wrong-password, namespace: team-a}}
+stringData: {{password: nope}}
+---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: vault, namespace: team-a}}
+spec:
+  provider:
+    vault:
+      server: {server}
+      path: secret
+      version: v2
+      auth:
+        userPass: {{path: userpass, username: app, secretRef: {{name: vault-userpass, key: password}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {{name: only-team-a}}
+spec:
+  conditions:
+  - namespaceSelector: {{matchLabels: {{team: a}}}}
+  provider:
+    vault:
+      server: {server}
+      path: secret
+      version: v2
+      auth:
+        userPass: {{path: userpass, username: app, secretRef: {{name: vault-userpass, key: password, namespace: team-a}}}}
+"#
+    ))
+    .await
+    .unwrap();
+    let client = kube.client().await;
+    Env {
+        vault,
+        kube,
+        client,
+    }
+}
+
+impl Env {
+    fn state(&self, mode: LiveMode, budget: Duration) -> AdmissionState {
+        let metrics = Metrics::new();
+        AdmissionState::new(
+            metrics.clone(),
+            mode,
+            budget,
+            Some(self.client.clone()),
+            Some(VaultClients::new(self.client.clone(), metrics)),
+        )
+    }
+}
+
+fn review_body(object: &Value, dry_run: bool) -> Vec<u8> {
+    let kind = object["kind"].as_str().unwrap();
+    let resource = match kind {
+        "ExternalSecret" => "externalsecrets",
+        "SecretStore" => "secretstores",
+        _ => "clustersecretstores",
+    };
+    let gvk = json!({"group": "external-secrets.io", "version": "v1", "kind": kind});
+    let gvr = json!({"group": "external-secrets.io", "version": "v1", "resource": resource});
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1", "kind": gvk, "resource": gvr,
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
+            "operation": "CREATE",
+            "userInfo": {"username": "admin"},
+            "object": object, "oldObject": null, "dryRun": dry_run,
+        }
+    }))
+    .unwrap()
+}
+
+fn es(ns: &str, name: &str, store: (&str, &str), data: Value) -> Value {
+    json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ExternalSecret",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "secretStoreRef": {"kind": store.0, "name": store.1},
+            "refreshInterval": "1h0m0s",
+            "target": {"name": name, "creationPolicy": "Owner", "deletionPolicy": "Retain"},
+            "data": data,
+        }
+    })
+}
+
+fn read(key: &str, property: &str) -> Value {
+    json!([{"secretKey": "v", "remoteRef": {"key": key, "property": property}}])
+}
+
+struct Verdict {
+    allowed: bool,
+    message: String,
+    warnings: Vec<String>,
+}
+
+async fn judge(state: &AdmissionState, object: &Value, dry_run: bool) -> Verdict {
+    let (_, resp) = review(state, Endpoint::Validate, &review_body(object, dry_run))
+        .await
+        .unwrap();
+    assert_eq!(resp.uid, "u-1");
+    Verdict {
+        allowed: resp.allowed,
+        message: resp.result.message.clone(),
+        warnings: resp.warnings.clone().unwrap_or_default(),
+    }
+}
+
+#[tokio::test]
+async fn remote_refs_are_checked_in_vault() {
+    let e = env().await;
+    let enforce = e.state(LiveMode::Enforce, Duration::from_secs(2));
+    let store = ("SecretStore", "vault");
+
+    let ok = judge(
+        &enforce,
+        &es("team-a", "ok", store, read("app/db", "password")),
+        false,
+    )
+    .await;
+    assert!(
+        ok.allowed && ok.warnings.is_empty(),
+        "{} {:?}",
+        ok.message,
+        ok.warnings
+    );
+
+    let missing = judge(
+        &enforce,
+        &es("team-a", "m", store, read("app/missing", "password")),
+        false,
+    )
+    .await;
+    assert!(!missing.allowed);
+    assert!(
+        missing.message.contains("spec.data[0].remoteRef.key")
+            && missing.message.contains("secret/data/app/missing"),
+        "{}",
+        missing.message
+    );
+    assert!(!missing.message.contains("s3cr3t"));
+
+    let prop = judge(
+        &enforce,
+        &es("team-a", "p", store, read("app/db", "pasword")),
+        false,
+    )
+    .await;
+    assert!(!prop.allowed);
+    assert!(
+        prop.message.contains("spec.data[0].remoteRef.property")
+            && prop.message.contains("\"pasword\""),
+        "{}",
+        prop.message
+    );
+    assert!(!prop.message.contains("s3cr3t"), "{}", prop.message);
+
+    // Not readable by the store's identity.
+    let denied = judge(
+        &enforce,
+        &es("team-a", "d", store, read("other/x", "a")),
+        false,
+    )
+    .await;
+    assert!(!denied.allowed);
+    assert!(
+        denied.message.contains("secret/data/other/x") && denied.message.contains("403"),
+        "{}",
+        denied.message
+    );
+
+    // A missing version.
+    let mut versioned = es(
+        "team-a",
+        "v",
+        store,
+        json!([{"secretKey": "v", "remoteRef": {"key": "app/db", "version": "7"}}]),
+    );
+    let v = judge(&enforce, &versioned, false).await;
+    assert!(
+        !v.allowed && v.message.contains("(version 7)"),
+        "{}",
+        v.message
+    );
+    versioned["spec"]["data"][0]["remoteRef"]["version"] = json!("1");
+    assert!(judge(&enforce, &versioned, false).await.allowed);
+
+    // dataFrom: extract must be an object; find needs list on the folder.
+    let mut df = es("team-a", "df", store, Value::Null);
+    df["spec"]["data"] = Value::Null;
+    df["spec"]["dataFrom"] = json!([{"extract": {"key": "app/config"}}, {"find": {"path": "app"}}]);
+    let v = judge(&enforce, &df, false).await;
+    assert!(v.allowed, "{}", v.message);
+    df["spec"]["dataFrom"] =
+        json!([{"extract": {"key": "app/db", "property": "user"}}, {"find": {"path": "other"}}]);
+    let v = judge(&enforce, &df, false).await;
+    assert!(!v.allowed);
+    assert!(
+        v.message
+            .contains("spec.dataFrom[0].extract: property \"user\""),
+        "{}",
+        v.message
+    );
+    assert!(
+        v.message.contains("spec.dataFrom[1].find.path")
+            && v.message
+                .contains("may not list \"secret/metadata/other/\""),
+        "{}",
+        v.message
+    );
+
+    // warn: the same problem is a warning and the object is admitted.
+    let warn = e.state(LiveMode::Warn, Duration::from_secs(2));
+    let w = judge(
+        &warn,
+        &es("team-a", "m", store, read("app/missing", "password")),
+        false,
+    )
+    .await;
+    assert!(w.allowed);
+    assert!(
+        w.warnings
+            .iter()
+            .any(|w| w.contains("secret/data/app/missing")),
+        "{:?}",
+        w.warnings
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_applies_costs_one_login() {
+    let e = env().await;
+    let state = e.state(LiveMode::Enforce, Duration::from_secs(2));
+    let store = ("SecretStore", "vault");
+    let before_reads = e.vault.count_kv_reads();
+    let obj = es("team-a", "burst", store, read("app/db", "password"));
+    let verdicts = futures::future::join_all((0..100).map(|_| judge(&state, &obj, false))).await;
+    assert!(verdicts.iter().all(|v| v.allowed));
+    // Other ExternalSecrets on the same store share the login too.
+    for i in 0..10 {
+        let other = es("team-a", &format!("o{i}"), store, read("app/config", "a"));
+        assert!(judge(&state, &other, false).await.allowed);
+    }
+    assert_eq!(e.vault.count_logins(), 1);
+    // Results are cached: the burst read each secret a handful of times, not 110.
+    let reads = e.vault.count_kv_reads() - before_reads;
+    assert!(reads <= 4, "{reads} KV reads");
+}
+
+#[tokio::test]
+async fn vault_down_or_slow_answers_within_the_budget() {
+    let e = env().await;
+    let store = ("SecretStore", "vault");
+    let budget = Duration::from_millis(500);
+    e.vault.set_down(true);
+    for (mode, allowed) in [(LiveMode::Warn, true), (LiveMode::Enforce, false)] {
+        let state = e.state(mode, budget);
+        let start = Instant::now();
+        let v = judge(
+            &state,
+            &es("team-a", "down", store, read("app/db", "password")),
+            false,
+        )
+        .await;
+        assert!(
+            start.elapsed() < budget + Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            v.allowed, allowed,
+            "{mode:?}: {} {:?}",
+            v.message, v.warnings
+        );
+        let text = if allowed {
+            v.warnings.join(" ")
+        } else {
+            v.message
+        };
+        assert!(text.contains("Vault"), "{mode:?}: {text}");
+    }
+    e.vault.set_down(false);
+    e.vault.set_latency(Duration::from_secs(5));
+    for (mode, allowed) in [(LiveMode::Warn, true), (LiveMode::Enforce, false)] {
+        let state = e.state(mode, budget);
+        let start = Instant::now();
+        let v = judge(
+            &state,
+            &es("team-a", "slow", store, read("app/db", "password")),
+            false,
+        )
+        .await;
+        assert!(
+            start.elapsed() < budget + Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(v.allowed, allowed);
+        let text = if allowed {
+            v.warnings.join(" ")
+        } else {
+            v.message
+        };
+        assert!(
+            text.contains("did not answer within 500ms"),
+            "{mode:?}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stores_and_their_conditions() {
+    let e = env().await;
+    let warn = e.state(LiveMode::Warn, Duration::from_secs(2));
+    let enforce = e.state(LiveMode::Enforce, Duration::from_secs(2));
+
+    // A store that does not exist yet: a warning, or a denial in enforce.
+    let obj = es(
+        "team-a",
+        "x",
+        ("SecretStore", "later"),
+        read("app/db", "password"),
+    );
+    let w = judge(&warn, &obj, false).await;
+    assert!(w.allowed);
+    assert!(
+        w.warnings
+            .iter()
+            .any(|w| w.contains("SecretStore team-a/later does not exist")),
+        "{:?}",
+        w.warnings
+    );
+    let d = judge(&enforce, &obj, false).await;
+    assert!(
+        !d.allowed && d.message.contains("does not exist"),
+        "{}",
+        d.message
+    );
+
+    // A ClusterSecretStore whose conditions exclude the namespace: refused in every mode.
+    let css = ("ClusterSecretStore", "only-team-a");
+    let refused = judge(
+        &warn,
+        &es("team-b", "x", css, read("app/db", "password")),
+        false,
+    )
+    .await;
+    assert!(!refused.allowed);
+    assert_eq!(
+        refused.message,
+        "using cluster store \"only-team-a\" is not allowed from namespace \"team-b\": denied by spec.condition"
+    );
+    let fine = judge(
+        &enforce,
+        &es("team-a", "x", css, read("app/db", "password")),
+        false,
+    )
+    .await;
+    assert!(fine.allowed, "{}", fine.message);
+}
+
+fn secret_store(name: &str, secret: &str, path: &str, server: &str) -> Value {
+    json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "SecretStore",
+        "metadata": {"name": name, "namespace": "team-a", "uid": "3f1c", "resourceVersion": "1"},
+        "spec": {"provider": {"vault": {
+            "server": server, "path": path, "version": "v2",
+            "auth": {"userPass": {"path": "userpass", "username": "app",
+                                  "secretRef": {"name": secret, "key": "password"}}}
+        }}}
+    })
+}
+
+#[tokio::test]
+async fn stores_are_checked_by_logging_in() {
+    let e = env().await;
+    let enforce = e.state(LiveMode::Enforce, Duration::from_secs(2));
+    let server = e.vault.addr();
+    let ok = judge(
+        &enforce,
+        &secret_store("s1", "vault-userpass", "secret", &server),
+        false,
+    )
+    .await;
+    assert!(ok.allowed, "{}", ok.message);
+    let bad = judge(
+        &enforce,
+        &secret_store("s2", "wrong-password", "secret", &server),
+        false,
+    )
+    .await;
+    assert!(!bad.allowed);
+    assert!(
+        bad.message.contains("SecretStore team-a/s2") && bad.message.contains("login"),
+        "{}",
+        bad.message
+    );
+    assert!(!bad.message.contains("nope"), "{}", bad.message);
+    let no_mount = judge(
+        &enforce,
+        &secret_store("s3", "vault-userpass", "kv-missing", &server),
+        false,
+    )
+    .await;
+    assert!(!no_mount.allowed);
+    assert!(
+        no_mount.message.contains("kv-missing"),
+        "{}",
+        no_mount.message
+    );
+    let logins = e.vault.count_logins();
+    // Dry run: nothing that would log in.
+    let dry = judge(
+        &enforce,
+        &secret_store("s4", "vault-userpass", "secret", &server),
+        true,
+    )
+    .await;
+    assert!(dry.allowed);
+    assert!(
+        dry.warnings.iter().any(|w| w.contains("dry run")),
+        "{:?}",
+        dry.warnings
+    );
+    let dry_es = judge(
+        &e.state(LiveMode::Enforce, Duration::from_secs(2)),
+        &es(
+            "team-a",
+            "dry",
+            ("SecretStore", "vault"),
+            read("app/db", "password"),
+        ),
+        true,
+    )
+    .await;
+    assert!(dry_es.allowed);
+    assert!(
+        dry_es.warnings.iter().any(|w| w.contains("dry run")),
+        "{:?}",
+        dry_es.warnings
+    );
+    assert_eq!(e.vault.count_logins(), logins);
+}
+
+// ---- end to end: the emulated API server calls the webhook ----------------------------------
+
+struct Webhook {
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    vault: VaultClients,
+}
+
+async fn start_webhook(e: &Env, mode: LiveMode) -> Webhook {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    e.kube
+        .map_service("vaultgate-system", "vaultgate-webhook", 443, addr);
+    let metrics = Metrics::new();
+    let vault = VaultClients::new(e.client.clone(), metrics.clone());
+    let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve_listener(
+        listener,
+        WebhookConfig {
+            addr,
+            tls: TlsSource::SelfManaged {
+                namespace: "vaultgate-system".into(),
+                secret_name: "vaultgate-webhook-tls".into(),
+                service_name: "vaultgate-webhook".into(),
+                webhook_config_name: "vaultgate".into(),
+            },
+            live: mode,
+            live_budget: Duration::from_secs(2),
+        },
+        Some(e.client.clone()),
+        Some(vault.clone()),
+        metrics,
+        ready.clone(),
+        shutdown.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.load(Ordering::SeqCst) {
+        assert!(!task.is_finished(), "webhook stopped: {:?}", task.await);
+        assert!(Instant::now() < deadline, "webhook not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Webhook {
+        ready,
+        shutdown,
+        task,
+        vault,
+    }
+}
+
+impl Webhook {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        assert!(!self.ready.load(Ordering::SeqCst));
+        self.vault.revoke_all().await;
+    }
+}
+
+struct Created {
+    status: u16,
+    warnings: Vec<String>,
+    body: Value,
+}
+
+/// POSTs an ExternalSecret through the API server, keeping the warning headers.
+async fn create(client: &kube::Client, obj: &Value) -> Created {
+    let ns = obj["metadata"]["namespace"].as_str().unwrap();
+    let req = http::Request::post(format!(
+        "/apis/external-secrets.io/v1/namespaces/{ns}/externalsecrets"
+    ))
+    .header("content-type", "application/json")
+    .body(kube::client::Body::from(serde_json::to_vec(obj).unwrap()))
+    .unwrap();
+    let resp = client.send(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .collect();
+    let bytes = resp.into_body().collect_bytes().await.unwrap();
+    Created {
+        status,
+        warnings,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+fn bare_es(name: &str, key: &str) -> Value {
+    json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ExternalSecret",
+        "metadata": {"name": name, "namespace": "team-a"},
+        "spec": {
+            "secretStoreRef": {"name": "vault"},
+            "data": [{"secretKey": "password", "remoteRef": {"key": key, "property": "password"}}],
+        }
+    })
+}
+
+#[tokio::test]
+async fn end_to_end_through_the_api_server() {
+    let e = env().await;
+    e.kube
+        .apply_yaml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/webhooks.yaml"))
+        .await
+        .unwrap();
+    let hook = start_webhook(&e, LiveMode::Enforce).await;
+
+    // Self-managed certificates: the Secret exists and the CA is in both configurations.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(e.client.clone(), "vaultgate-system");
+    let tls = secrets.get("vaultgate-webhook-tls").await.unwrap();
+    let ca = tls.data.unwrap()["ca.crt"].0.clone();
+    let vwc: kube::Api<
+        k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
+    > = kube::Api::all(e.client.clone());
+    let v = vwc.get("vaultgate").await.unwrap();
+    assert_eq!(
+        v.webhooks.unwrap()[0]
+            .client_config
+            .ca_bundle
+            .as_ref()
+            .unwrap()
+            .0,
+        ca
+    );
+    let mwc: kube::Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        kube::Api::all(e.client.clone());
+    let m = mwc.get("vaultgate").await.unwrap();
+    assert_eq!(
+        m.webhooks.unwrap()[0]
+            .client_config
+            .ca_bundle
+            .as_ref()
+            .unwrap()
+            .0,
+        ca
+    );
+
+    // A path that does not exist: refused, naming the path.
+    let r = create(&e.client, &bare_es("missing", "app/nothing-here")).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let msg = r.body["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("secret/data/app/nothing-here"), "{msg}");
+
+    // A correct one: admitted with its defaults filled in.
+    let r = create(&e.client, &bare_es("good", "app/db")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let spec = &r.body["spec"];
+    assert_eq!(spec["refreshInterval"], "1h0m0s");
+    assert_eq!(spec["refreshPolicy"], "Periodic");
+    assert_eq!(spec["secretStoreRef"]["kind"], "SecretStore");
+    assert_eq!(spec["target"]["name"], "good");
+    assert_eq!(spec["target"]["creationPolicy"], "Owner");
+    assert_eq!(spec["target"]["deletionPolicy"], "Retain");
+    hook.stop().await;
+
+    // warn mode with Vault down: admitted, with a warning.
+    let hook = start_webhook(&e, LiveMode::Warn).await;
+    e.vault.set_down(true);
+    let r = create(&e.client, &bare_es("while-down", "app/config")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("Vault")),
+        "{:?}",
+        r.warnings
+    );
+    e.vault.set_down(false);
+    hook.stop().await;
+}
+
+#[tokio::test]
+async fn hundred_applies_through_the_api_server_cost_one_login() {
+    let e = env().await;
+    e.kube
+        .apply_yaml_file(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/webhooks.yaml"))
+        .await
+        .unwrap();
+    let hook = start_webhook(&e, LiveMode::Enforce).await;
+    for i in 0..100 {
+        let r = create(&e.client, &bare_es(&format!("es-{i}"), "app/db")).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    assert_eq!(e.vault.count_logins(), 1);
+    hook.stop().await;
+}
