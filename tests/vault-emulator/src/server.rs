@@ -570,14 +570,25 @@ async fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> (Resp, bool, bool) {
 
     // Everything below runs under one lock acquisition per request.
     let needs_write = matches!(ctx.op, Op::Write | Op::Delete | Op::Patch);
+    let exhausted = |st: &State| st.tokens.get(token_id).is_some_and(|t| t.exhausted());
     if needs_write {
         let mut st = shared.write();
         let (r, kvr) = authorized(&mut st, shared, ctx, token_id);
+        if exhausted(&st) {
+            st.revoke_tree(token_id);
+        }
         (r, false, kvr)
     } else {
-        let st = shared.read();
-        let guard = ReadOnly(&st);
-        let (r, kvr) = authorized_read(&guard, shared, ctx, token_id);
+        let (r, kvr, done) = {
+            let st = shared.read();
+            let guard = ReadOnly(&st);
+            let (r, kvr) = authorized_read(&guard, shared, ctx, token_id);
+            (r, kvr, exhausted(&st))
+        };
+        if done {
+            // A token's last use revokes it, as Vault does.
+            shared.write().revoke_tree(token_id);
+        }
         (r, false, kvr)
     }
 }
@@ -598,6 +609,9 @@ fn check_acl(st: &State, ctx: &Ctx, token_id: &str) -> Result<crate::state::Toke
         return Err(Resp::denied());
     };
     let token = token.clone();
+    if !token.take_use() {
+        return Err(Resp::denied());
+    }
     if acl_exempt(&ctx.path) {
         return Ok(token);
     }

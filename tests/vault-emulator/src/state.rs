@@ -2,6 +2,8 @@
 //! policies, plus the token store.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -234,9 +236,35 @@ pub(crate) struct Token {
     pub parent: Option<String>,
     pub explicit_max_ttl: u64,
     pub num_uses: u64,
+    /// Uses left for tokens created with `num_uses`; shared between clones
+    /// so a use can be taken under the read lock.
+    pub uses_left: Option<Arc<AtomicU64>>,
 }
 
 impl Token {
+    fn uses_json(&self) -> u64 {
+        self.uses_left
+            .as_ref()
+            .map(|u| u.load(Ordering::SeqCst))
+            .unwrap_or(0)
+    }
+
+    /// Takes one use; false when a limited token has none left.
+    pub fn take_use(&self) -> bool {
+        match &self.uses_left {
+            None => true,
+            Some(u) => u
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.uses_left
+            .as_ref()
+            .is_some_and(|u| u.load(Ordering::SeqCst) == 0)
+    }
+
     pub fn is_root(&self) -> bool {
         self.policies.iter().any(|p| p == "root")
     }
@@ -270,7 +298,7 @@ impl Token {
             "token_type": "service",
             "orphan": self.orphan,
             "mfa_requirement": null,
-            "num_uses": self.num_uses,
+            "num_uses": self.uses_json(),
         })
     }
 
@@ -290,7 +318,7 @@ impl Token {
             "id": self.id,
             "issue_time": issue_time,
             "meta": self.meta,
-            "num_uses": self.num_uses,
+            "num_uses": self.uses_json(),
             "orphan": self.orphan,
             "path": self.path,
             "policies": self.policies,
@@ -351,6 +379,7 @@ impl State {
                 parent: None,
                 explicit_max_ttl: 0,
                 num_uses: 0,
+                uses_left: None,
             },
         );
         s
@@ -422,6 +451,7 @@ impl State {
             parent: spec.parent,
             explicit_max_ttl: spec.explicit_max_ttl,
             num_uses: spec.num_uses,
+            uses_left: (spec.num_uses > 0).then(|| Arc::new(AtomicU64::new(spec.num_uses))),
         };
         self.accessors.insert(accessor, id.clone());
         self.tokens.insert(id, token.clone());

@@ -377,3 +377,62 @@ async fn policies_through_sys_endpoints() {
     let err = within(sys::policy::read(&c, "reader")).await.unwrap_err();
     assert_eq!(api_status(&err), Some(404));
 }
+
+#[tokio::test]
+async fn limited_use_tokens_are_revoked_after_their_last_use() {
+    let vault = start().await;
+    let http = raw(&vault);
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/token/create",
+        Some(&vault.root_token()),
+        Some(json!({"policies": ["default"], "num_uses": 2})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(body["auth"]["num_uses"], 2);
+    let t = body["auth"]["client_token"].as_str().unwrap().to_string();
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(body["data"]["num_uses"], 1, "the lookup itself used one");
+    let (s, _) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!((s, body), (403, json!({"errors": ["permission denied"]})));
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/token/lookup",
+        Some(&vault.root_token()),
+        Some(json!({"token": t})),
+    )
+    .await;
+    assert_eq!(s, 400, "the used-up token is gone");
+}
