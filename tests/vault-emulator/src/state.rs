@@ -235,7 +235,6 @@ pub(crate) struct Token {
     pub orphan: bool,
     pub parent: Option<String>,
     pub explicit_max_ttl: u64,
-    pub num_uses: u64,
     /// Uses left for tokens created with `num_uses`; shared between clones
     /// so a use can be taken under the read lock.
     pub uses_left: Option<Arc<AtomicU64>>,
@@ -378,7 +377,6 @@ impl State {
                 orphan: true,
                 parent: None,
                 explicit_max_ttl: 0,
-                num_uses: 0,
                 uses_left: None,
             },
         );
@@ -450,7 +448,6 @@ impl State {
             orphan: spec.parent.is_none(),
             parent: spec.parent,
             explicit_max_ttl: spec.explicit_max_ttl,
-            num_uses: spec.num_uses,
             uses_left: (spec.num_uses > 0).then(|| Arc::new(AtomicU64::new(spec.num_uses))),
         };
         self.accessors.insert(accessor, id.clone());
