@@ -15,8 +15,9 @@ test:
 
 ## bench: release build, benchmarks, figures in target/bench/results.json
 bench:
+	command -v oha >/dev/null 2>&1 || $(CARGO) install oha --locked
 	$(CARGO) build --release -p vaultgate -p vaultgate-sandbox
-	$(CARGO) run --release -p vaultgate-sandbox --bin vaultgate-bench
+	./target/release/vaultgate-bench
 
 ## soak: 1,000 ExternalSecrets under random faults, a few minutes
 soak:

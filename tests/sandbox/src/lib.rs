@@ -15,7 +15,10 @@ use vaultgate::cli::{Cli, Command, RunArgs};
 
 /// The repository root (deploy/ lives there).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// What to start.
@@ -35,9 +38,16 @@ impl SandboxOptions {
     /// `vaultgate run` as configured by the `VAULTGATE_*` environment, as the binary would be.
     pub fn from_env() -> anyhow::Result<Self> {
         let cli = Cli::try_parse_from(["vaultgate", "run"]).context("VAULTGATE_* environment")?;
-        let Command::Run(args) = cli.command else { unreachable!("parsed `run`") };
+        let Command::Run(args) = cli.command else {
+            unreachable!("parsed `run`")
+        };
         let keep_addrs = std::env::var_os("VAULTGATE_WEBHOOK_ADDR").is_some();
-        Ok(SandboxOptions { kube_addr: None, vault_addr: None, run_args: *args, keep_addrs })
+        Ok(SandboxOptions {
+            kube_addr: None,
+            vault_addr: None,
+            run_args: *args,
+            keep_addrs,
+        })
     }
 }
 
@@ -69,16 +79,27 @@ impl Sandbox {
     /// and runs vaultgate against them; returns once `/readyz` answers 200.
     pub async fn start(mut opts: SandboxOptions) -> anyhow::Result<Sandbox> {
         vaultgate::run::install_crypto();
-        let kube = KubeEmulator::start(KubeEmulatorConfig { bind: opts.kube_addr, ..Default::default() }).await?;
-        let vault = VaultEmulator::start(VaultEmulatorConfig { bind: opts.vault_addr, ..Default::default() }).await?;
+        let kube = KubeEmulator::start(KubeEmulatorConfig {
+            bind: opts.kube_addr,
+            ..Default::default()
+        })
+        .await?;
+        let vault = VaultEmulator::start(VaultEmulatorConfig {
+            bind: opts.vault_addr,
+            ..Default::default()
+        })
+        .await?;
         let root = repo_root();
-        for f in ["deploy/crds/external-secrets.io_clustersecretstores.yaml",
+        for f in [
+            "deploy/crds/external-secrets.io_clustersecretstores.yaml",
             "deploy/crds/external-secrets.io_externalsecrets.yaml",
             "deploy/crds/external-secrets.io_secretstores.yaml",
             "deploy/namespace.yaml",
-            "deploy/webhooks.yaml"]
-        {
-            kube.apply_yaml_file(root.join(f)).await.with_context(|| format!("applying {f}"))?;
+            "deploy/webhooks.yaml",
+        ] {
+            kube.apply_yaml_file(root.join(f))
+                .await
+                .with_context(|| format!("applying {f}"))?;
         }
         if !opts.keep_addrs {
             opts.run_args.webhook_addr = free_local_addr();
@@ -86,11 +107,22 @@ impl Sandbox {
         }
         let args = opts.run_args.clone();
         // The webhook configurations name the in-cluster Service; route it to the local webhook.
-        kube.map_service(&args.pod_namespace, &args.service_name, 443, local(args.webhook_addr));
+        kube.map_service(
+            &args.pod_namespace,
+            &args.service_name,
+            443,
+            local(args.webhook_addr),
+        );
         let client = kube.client().await;
         let shutdown = CancellationToken::new();
         let vaultgate = tokio::spawn(vaultgate::run::run(args.clone(), client, shutdown.clone()));
-        let sandbox = Sandbox { kube, vault, args, shutdown, vaultgate };
+        let sandbox = Sandbox {
+            kube,
+            vault,
+            args,
+            shutdown,
+            vaultgate,
+        };
         sandbox.wait_ready(Duration::from_secs(30)).await?;
         Ok(sandbox)
     }
@@ -101,7 +133,9 @@ impl Sandbox {
     }
 
     async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
         let url = format!("{}/readyz", self.metrics_url());
         let start = Instant::now();
         loop {
@@ -128,7 +162,8 @@ impl Sandbox {
     pub fn write_files(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         let kubeconfig = dir.join("kubeconfig");
-        self.kube.write_kubeconfig(&kubeconfig, &self.kube.admin_token())?;
+        self.kube
+            .write_kubeconfig(&kubeconfig, &self.kube.admin_token())?;
         let kubeconfig = kubeconfig.canonicalize()?;
         let mut env = format!(
             "export KUBECONFIG={}\nexport VAULT_ADDR={}\nexport VAULT_TOKEN={}\n",
@@ -139,7 +174,10 @@ impl Sandbox {
         if let Some(ca) = self.vault.ca_pem() {
             let path = dir.join("vault-ca.pem");
             std::fs::write(&path, ca)?;
-            env.push_str(&format!("export VAULT_CACERT={}\n", path.canonicalize()?.display()));
+            env.push_str(&format!(
+                "export VAULT_CACERT={}\n",
+                path.canonicalize()?.display()
+            ));
         }
         std::fs::write(dir.join("env"), env)?;
         Ok(())
@@ -160,5 +198,42 @@ impl Sandbox {
 
 /// 0.0.0.0 is where one listens, not where one connects.
 fn local(addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+/// Server-side apply of every document, as `kubectl apply --server-side` would.
+pub async fn apply_all(client: &kube::Client, text: &str) -> anyhow::Result<()> {
+    let discovery = kube::Discovery::new(client.clone()).run().await?;
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let v: serde_json::Value = serde::Deserialize::deserialize(doc)?;
+        if v.is_null() {
+            continue;
+        }
+        let obj: kube::api::DynamicObject = serde_json::from_value(v.clone())?;
+        let gvk =
+            kube::api::GroupVersionKind::try_from(obj.types.as_ref().context("apiVersion/kind")?)?;
+        let (ar, caps) = discovery
+            .resolve_gvk(&gvk)
+            .with_context(|| format!("{gvk:?} is not served"))?;
+        let name = obj.metadata.name.clone().context("metadata.name")?;
+        let api: kube::Api<kube::api::DynamicObject> =
+            match (caps.scope, obj.metadata.namespace.as_deref()) {
+                (kube::discovery::Scope::Namespaced, Some(ns)) => {
+                    kube::Api::namespaced_with(client.clone(), ns, &ar)
+                }
+                _ => kube::Api::all_with(client.clone(), &ar),
+            };
+        api.patch(
+            &name,
+            &kube::api::PatchParams::apply("sandbox").force(),
+            &kube::api::Patch::Apply(&v),
+        )
+        .await
+        .with_context(|| format!("applying {} {name}", gvk.kind))?;
+    }
+    Ok(())
 }

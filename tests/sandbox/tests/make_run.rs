@@ -14,7 +14,9 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         // SIGINT first, as Ctrl-C would; then make sure.
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -32,7 +34,8 @@ mod tempdir {
     pub struct Dir(pub std::path::PathBuf);
     impl Dir {
         pub fn new() -> Dir {
-            let p = std::env::temp_dir().join(format!("vaultgate-sandbox-test-{}", std::process::id()));
+            let p =
+                std::env::temp_dir().join(format!("vaultgate-sandbox-test-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             Dir(p)
@@ -74,21 +77,33 @@ fn start() -> Running {
     }
 }
 
-fn kubectl(env_file: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+fn kubectl(
+    env_file: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     let kubeconfig = std::fs::read_to_string(env_file)
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("export KUBECONFIG=").map(str::to_string))
         .expect("KUBECONFIG in env");
     let mut cmd = Command::new("kubectl");
-    cmd.args(args).env("KUBECONFIG", kubeconfig).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if stdin.is_some() {
         cmd.stdin(Stdio::piped());
     }
     let mut child = cmd.spawn().expect("kubectl must be installed");
     if let Some(text) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
     (
@@ -104,17 +119,39 @@ fn sandbox_serves_the_demo_and_kubectl_works() {
     let env = running.dir.0.join("env");
     let text = std::fs::read_to_string(&env).unwrap();
     for var in ["KUBECONFIG", "VAULT_ADDR", "VAULT_TOKEN"] {
-        assert!(text.contains(&format!("export {var}=")), "{var} missing from env:\n{text}");
+        assert!(
+            text.contains(&format!("export {var}=")),
+            "{var} missing from env:\n{text}"
+        );
     }
 
     let (ok, out, err) = kubectl(&env, &["get", "externalsecrets", "-A"], None);
     assert!(ok, "{err}");
     assert!(out.contains("demo-app"), "{out}");
-    assert!(out.contains("STORE") && out.contains("READY"), "ESO's printer columns: {out}");
+    assert!(
+        out.contains("STORE") && out.contains("READY"),
+        "ESO's printer columns: {out}"
+    );
 
-    let (ok, out, err) = kubectl(&env, &["get", "secret", "-n", "demo", "demo-app", "-o", "jsonpath={.data.password}"], None);
+    let (ok, out, err) = kubectl(
+        &env,
+        &[
+            "get",
+            "secret",
+            "-n",
+            "demo",
+            "demo-app",
+            "-o",
+            "jsonpath={.data.password}",
+        ],
+        None,
+    );
     assert!(ok, "{err}");
-    assert_eq!(out.trim(), "c2FuZGJveC1kZW1vLXBhc3N3b3Jk", "base64 of the demo value");
+    assert_eq!(
+        out.trim(),
+        "c2FuZGJveC1kZW1vLXBhc3N3b3Jk",
+        "base64 of the demo value"
+    );
 
     // A person applies their own ExternalSecret; the webhook fills in the defaults.
     let es = r#"
@@ -136,26 +173,62 @@ spec:
         .unwrap();
     let (ok, out, err) = kubectl(&env, &["apply", "-f", "-"], Some(es));
     assert!(ok, "apply: {out}{err}");
-    let (ok, out, err) = kubectl(&env, &["get", "externalsecret", "-n", "demo", "mine", "-o", "yaml"], None);
+    let (ok, out, err) = kubectl(
+        &env,
+        &["get", "externalsecret", "-n", "demo", "mine", "-o", "yaml"],
+        None,
+    );
     assert!(ok, "{err}");
-    for default in ["refreshInterval: 1h0m0s", "creationPolicy: Owner", "deletionPolicy: Retain", "name: mine", "kind: SecretStore"] {
+    for default in [
+        "refreshInterval: 1h0m0s",
+        "creationPolicy: Owner",
+        "deletionPolicy: Retain",
+        "name: mine",
+        "kind: SecretStore",
+    ] {
         assert!(out.contains(default), "default {default:?} missing:\n{out}");
     }
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, out, _) = kubectl(&env, &["get", "secret", "-n", "demo", "mine", "-o", "jsonpath={.data.user}"], None);
+        let (_, out, _) = kubectl(
+            &env,
+            &[
+                "get",
+                "secret",
+                "-n",
+                "demo",
+                "mine",
+                "-o",
+                "jsonpath={.data.user}",
+            ],
+            None,
+        );
         if out.trim() == "ZGVtbw==" {
             break;
         }
-        assert!(Instant::now() < deadline, "Secret demo/mine not synced: {out}");
+        assert!(
+            Instant::now() < deadline,
+            "Secret demo/mine not synced: {out}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (ok, out, err) = kubectl(&env, &["describe", "externalsecret", "-n", "demo", "mine"], None);
+    let (ok, out, err) = kubectl(
+        &env,
+        &["describe", "externalsecret", "-n", "demo", "mine"],
+        None,
+    );
     assert!(ok, "{err}");
-    assert!(out.contains("Ready") && out.contains("SecretSynced"), "{out}");
+    assert!(
+        out.contains("Ready") && out.contains("SecretSynced"),
+        "{out}"
+    );
 
-    let (ok, _, err) = kubectl(&env, &["delete", "externalsecret", "-n", "demo", "mine"], None);
+    let (ok, _, err) = kubectl(
+        &env,
+        &["delete", "externalsecret", "-n", "demo", "mine"],
+        None,
+    );
     assert!(ok, "{err}");
     let (_, out, _) = kubectl(&env, &["get", "externalsecret", "-n", "demo", "mine"], None);
     assert!(!out.contains("mine"), "deleted: {out}");
@@ -163,5 +236,8 @@ spec:
     // `get -w` saw the object come and go.
     let _ = watch.kill();
     let watched = String::from_utf8_lossy(&watch.wait_with_output().unwrap().stdout).into_owned();
-    assert!(watched.contains("mine"), "kubectl get -w printed: {watched}");
+    assert!(
+        watched.contains("mine"),
+        "kubectl get -w printed: {watched}"
+    );
 }

@@ -4,11 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
-use vaultgate_sandbox::{Sandbox, SandboxOptions, addr_or_free};
+use vaultgate_sandbox::{Sandbox, SandboxOptions, addr_or_free, apply_all};
 
 const DEMO_VALUE: &str = "sandbox-demo-password";
 
@@ -19,7 +17,9 @@ fn main() -> anyhow::Result<()> {
     }
     vaultgate::telemetry::init(opts.run_args.log_format, &opts.run_args.log_level)?;
     let dir = PathBuf::from(std::env::var("SANDBOX_DIR").unwrap_or_else(|_| ".sandbox".into()));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         opts.kube_addr = Some(addr_or_free(SocketAddr::from(([127, 0, 0, 1], 6443))));
         opts.vault_addr = Some(addr_or_free(SocketAddr::from(([127, 0, 0, 1], 8200))));
@@ -49,7 +49,11 @@ async fn wait_failed(sandbox: &Sandbox) -> anyhow::Result<()> {
 /// `kubectl apply`.
 async fn seed_demo(sandbox: &Sandbox) -> anyhow::Result<()> {
     let vault = &sandbox.vault;
-    vault.kv2_put("secret", "demo/app", serde_json::json!({"username": "demo", "password": DEMO_VALUE}))?;
+    vault.kv2_put(
+        "secret",
+        "demo/app",
+        serde_json::json!({"username": "demo", "password": DEMO_VALUE}),
+    )?;
     vault.put_policy("demo-read", "path \"secret/data/demo/*\" { capabilities = [\"read\"] }\npath \"secret/metadata/demo/*\" { capabilities = [\"read\", \"list\"] }\n")?;
     let token = vault.create_token(&["demo-read"], Some(Duration::from_secs(24 * 3600)));
     let manifests = format!(
@@ -90,54 +94,48 @@ spec:
     apply_all(&client, &manifests).await
 }
 
-/// Server-side apply of every document, as `kubectl apply --server-side` would.
-pub async fn apply_all(client: &kube::Client, text: &str) -> anyhow::Result<()> {
-    let discovery = kube::Discovery::new(client.clone()).run().await?;
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
-        let v: serde_json::Value = serde::Deserialize::deserialize(doc)?;
-        if v.is_null() {
-            continue;
-        }
-        let obj: kube::api::DynamicObject = serde_json::from_value(v.clone())?;
-        let gvk = kube::api::GroupVersionKind::try_from(obj.types.as_ref().context("apiVersion/kind")?)?;
-        let (ar, caps) = discovery.resolve_gvk(&gvk).with_context(|| format!("{gvk:?} is not served"))?;
-        let name = obj.metadata.name.clone().context("metadata.name")?;
-        let api: kube::Api<kube::api::DynamicObject> = match (caps.scope, obj.metadata.namespace.as_deref()) {
-            (kube::discovery::Scope::Namespaced, Some(ns)) => kube::Api::namespaced_with(client.clone(), ns, &ar),
-            _ => kube::Api::all_with(client.clone(), &ar),
-        };
-        api.patch(&name, &PatchParams::apply("sandbox").force(), &Patch::Apply(&v))
-            .await
-            .with_context(|| format!("applying {} {name}", gvk.kind))?;
-    }
-    Ok(())
-}
-
 async fn wait_for_demo_secret(sandbox: &Sandbox, limit: Duration) -> anyhow::Result<Secret> {
     let secrets: Api<Secret> = Api::namespaced(sandbox.kube.client().await, "demo");
     let start = Instant::now();
     loop {
         if let Some(s) = secrets.get_opt("demo-app").await?
-            && s.data.as_ref().and_then(|d| d.get("password")).is_some_and(|v| v.0 == DEMO_VALUE.as_bytes())
+            && s.data
+                .as_ref()
+                .and_then(|d| d.get("password"))
+                .is_some_and(|v| v.0 == DEMO_VALUE.as_bytes())
         {
             return Ok(s);
         }
         if start.elapsed() > limit {
-            anyhow::bail!("the demo Secret demo/demo-app did not appear with the demo value within {limit:?}");
+            anyhow::bail!(
+                "the demo Secret demo/demo-app did not appear with the demo value within {limit:?}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 fn print_summary(sandbox: &Sandbox, dir: &std::path::Path, secret: &Secret) {
-    let keys: Vec<&String> = secret.data.as_ref().map(|d| d.keys().collect()).unwrap_or_default();
+    let keys: Vec<&String> = secret
+        .data
+        .as_ref()
+        .map(|d| d.keys().collect())
+        .unwrap_or_default();
     println!();
     println!("Kubernetes API (emulated): {}", sandbox.kube.url());
     println!("Vault dev server:          {}", sandbox.vault.addr());
-    println!("vaultgate webhook:         https://{}", sandbox.args.webhook_addr);
-    println!("metrics/health:            {}/metrics", sandbox.metrics_url());
+    println!(
+        "vaultgate webhook:         https://{}",
+        sandbox.args.webhook_addr
+    );
+    println!(
+        "metrics/health:            {}/metrics",
+        sandbox.metrics_url()
+    );
     println!();
-    println!("Vault secret/demo/app was synced by ExternalSecret demo/demo-app into Secret demo/demo-app (keys: {keys:?}).");
+    println!(
+        "Vault secret/demo/app was synced by ExternalSecret demo/demo-app into Secret demo/demo-app (keys: {keys:?})."
+    );
     println!("Its password is the demo value {DEMO_VALUE:?} (a demo value, shown on purpose).");
     println!();
     println!("Try, in another shell:");

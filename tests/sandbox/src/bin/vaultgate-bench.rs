@@ -1,0 +1,804 @@
+//! `make bench`: the webhook against a bare axum + rustls baseline (load from `oha`, a separate
+//! process), the sync of 1k/5k/10k ExternalSecrets against the floor of the API writes they
+//! need, Vault load, memory and start-up time. Figures go to `target/bench/results.json`.
+//!
+//! vaultgate always runs as its own process (the release `vaultgate` binary next to this one),
+//! so its memory is its own; the emulators run in this process.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube_emulator::{KubeEmulator, KubeEmulatorConfig};
+use serde_json::{Value, json};
+use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
+use vaultgate::api::ExternalSecret;
+use vaultgate_sandbox::{free_local_addr, repo_root};
+
+const STORES: usize = 10;
+const NAMESPACES: usize = 100;
+const PATHS: usize = 1000;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    vaultgate::run::install_crypto();
+    if args.get(1).map(String::as_str) == Some("baseline") {
+        let addr: SocketAddr = args.get(2).context("baseline ADDR CERT KEY")?.parse()?;
+        return runtime.block_on(baseline_server(
+            addr,
+            PathBuf::from(&args[3]),
+            PathBuf::from(&args[4]),
+        ));
+    }
+    runtime.block_on(all())
+}
+
+async fn all() -> anyhow::Result<()> {
+    let bin = vaultgate_binary()?;
+    let oha =
+        which("oha").context("the load generator `oha` is needed: cargo install oha --locked")?;
+    let out_dir = repo_root().join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let work = tempdir(&out_dir.join("work"))?;
+    let mut results: BTreeMap<String, f64> = BTreeMap::new();
+
+    let sizes: Vec<usize> = std::env::var("BENCH_SYNC_SIZES")
+        .unwrap_or_else(|_| "1000,5000,10000".into())
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()
+        .context("BENCH_SYNC_SIZES")?;
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+
+    eprintln!("== start-up and webhook");
+    webhook_benchmarks(&bin, &oha, &work, seconds, &mut results).await?;
+    for n in sizes {
+        eprintln!("== sync of {n} ExternalSecrets");
+        sync_benchmark(&bin, &work, n, &mut results).await?;
+    }
+    let json = serde_json::to_string_pretty(&results)?;
+    std::fs::write(out_dir.join("results.json"), &json)?;
+    println!("{:<32} {:>14}", "figure", "value");
+    for (k, v) in &results {
+        println!("{k:<32} {v:>14.3}");
+    }
+    println!("\nwritten to {}", out_dir.join("results.json").display());
+    Ok(())
+}
+
+fn vaultgate_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .context("executable directory")?
+        .join("vaultgate");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (`cargo build --release -p vaultgate`)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn tempdir(base: &Path) -> anyhow::Result<PathBuf> {
+    let _ = std::fs::remove_dir_all(base);
+    std::fs::create_dir_all(base)?;
+    Ok(base.to_path_buf())
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    /// SIGTERM and wait, as Kubernetes stops a pod.
+    fn terminate(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Peak resident memory (VmHWM) of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .context("VmHWM")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+struct Env {
+    kube: KubeEmulator,
+    vault: VaultEmulator,
+    kubeconfig: PathBuf,
+}
+
+async fn emulators(work: &Path, name: &str) -> anyhow::Result<Env> {
+    let kube = KubeEmulator::start(KubeEmulatorConfig {
+        history_size: 200_000,
+        ..Default::default()
+    })
+    .await?;
+    let vault = VaultEmulator::start(VaultEmulatorConfig::default()).await?;
+    let root = repo_root();
+    for f in [
+        "deploy/crds/external-secrets.io_clustersecretstores.yaml",
+        "deploy/crds/external-secrets.io_externalsecrets.yaml",
+        "deploy/crds/external-secrets.io_secretstores.yaml",
+        "deploy/namespace.yaml",
+    ] {
+        kube.apply_yaml_file(root.join(f)).await?;
+    }
+    let kubeconfig = work.join(format!("{name}.kubeconfig"));
+    kube.write_kubeconfig(&kubeconfig, &kube.admin_token())?;
+    Ok(Env {
+        kube,
+        vault,
+        kubeconfig,
+    })
+}
+
+fn spawn_vaultgate(
+    bin: &Path,
+    env: &Env,
+    args: &[&str],
+    metrics: SocketAddr,
+) -> anyhow::Result<Proc> {
+    let child = Command::new(bin)
+        .arg("run")
+        .args(args)
+        .arg("--metrics-addr")
+        .arg(metrics.to_string())
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env(
+            "VAULTGATE_LOG_LEVEL",
+            std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    Ok(Proc(child))
+}
+
+async fn wait_ready(metrics: SocketAddr, limit: Duration) -> anyhow::Result<Duration> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()?;
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("http://{metrics}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            bail!("vaultgate not ready within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook
+
+async fn webhook_benchmarks(
+    bin: &Path,
+    oha: &Path,
+    work: &Path,
+    seconds: u64,
+    results: &mut BTreeMap<String, f64>,
+) -> anyhow::Result<()> {
+    let env = emulators(work, "webhook").await?;
+    let bundle = vaultgate::certs::generate(
+        &["127.0.0.1".into(), "localhost".into()],
+        Duration::from_secs(86400),
+    )?;
+    let certs = work.join("certs");
+    vaultgate::certs::write_dir(&bundle, &certs)?;
+    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
+
+    // A store and a secret for the live checks to find.
+    env.vault
+        .kv2_put("secret", "bench/app", json!({"password": "bench-value"}))?;
+    env.vault.put_policy(
+        "bench",
+        "path \"secret/*\" { capabilities = [\"read\", \"list\"] }",
+    )?;
+    let token = env
+        .vault
+        .create_token(&["bench"], Some(Duration::from_secs(86400)));
+    let client = env.kube.client().await;
+    vaultgate_sandbox::apply_all(
+        &client,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: bench}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: vault-token, namespace: bench}}
+stringData: {{token: "{token}"}}
+---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: vault, namespace: bench}}
+spec:
+  provider:
+    vault: {{server: "{server}", path: secret, version: v2, auth: {{tokenSecretRef: {{name: vault-token, key: token}}}}}}
+"#,
+            server = env.vault.addr()
+        ),
+    )
+    .await?;
+
+    // Start-up: process start to /readyz, the median of five.
+    let mut startups = vec![];
+    for _ in 0..5 {
+        let (webhook, metrics) = (free_local_addr(), free_local_addr());
+        let start = Instant::now();
+        let p = spawn_vaultgate(
+            bin,
+            &env,
+            &[
+                "--tls-cert",
+                path(&cert),
+                "--tls-key",
+                path(&key),
+                "--webhook-addr",
+                &webhook.to_string(),
+            ],
+            metrics,
+        )?;
+        wait_ready(metrics, Duration::from_secs(20)).await?;
+        startups.push(start.elapsed().as_secs_f64() * 1000.0);
+        p.terminate();
+    }
+    startups.sort_by(f64::total_cmp);
+    results.insert("startup_ready_ms".into(), startups[2]);
+
+    let (webhook, metrics) = (free_local_addr(), free_local_addr());
+    let vg = spawn_vaultgate(
+        bin,
+        &env,
+        &[
+            "--webhook-only",
+            "--tls-cert",
+            path(&cert),
+            "--tls-key",
+            path(&key),
+            "--webhook-addr",
+            &webhook.to_string(),
+            "--admission-live",
+            "enforce",
+        ],
+        metrics,
+    )?;
+    wait_ready(metrics, Duration::from_secs(20)).await?;
+    let baseline_addr = free_local_addr();
+    let baseline = Proc(
+        Command::new(std::env::current_exe()?)
+            .args([
+                "baseline",
+                &baseline_addr.to_string(),
+                path(&cert),
+                path(&key),
+            ])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+
+    let body = work.join("review.json");
+    std::fs::write(&body, serde_json::to_vec(&review())?)?;
+    // Warm the live-check cache, and make sure the request is valid and admitted as is.
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(
+            bundle.ca_cert_pem.as_bytes(),
+        )?)
+        .build()?;
+    let resp: Value = http
+        .post(format!("https://{webhook}/validate"))
+        .json(&review())
+        .send()
+        .await?
+        .json()
+        .await?;
+    if resp["response"]["allowed"] != true
+        || resp["response"]["warnings"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty())
+    {
+        bail!("the benchmark's ExternalSecret is not admitted cleanly: {resp}");
+    }
+    wait_http(&http, baseline_addr).await?;
+
+    let logins_before = env.vault.count_logins();
+    let reads_before = env.vault.count_kv_reads();
+    let sat = |url: String| {
+        let mut a = vec![
+            "-z".to_string(),
+            format!("{seconds}s"),
+            "-c".into(),
+            "64".into(),
+        ];
+        a.push(url);
+        a
+    };
+    let rate = |url: String| {
+        let mut a = vec![
+            "-z".to_string(),
+            format!("{seconds}s"),
+            "-c".into(),
+            "16".into(),
+            "-q".into(),
+            "1000".into(),
+            "--latency-correction".into(),
+        ];
+        a.push(url);
+        a
+    };
+    let base_url = format!("https://{baseline_addr}/validate");
+    let validate_url = format!("https://{webhook}/validate");
+    let mutate_url = format!("https://{webhook}/mutate");
+    let b = run_oha(oha, &body, sat(base_url.clone()))?;
+    let v = run_oha(oha, &body, sat(validate_url.clone()))?;
+    let m = run_oha(oha, &body, sat(mutate_url))?;
+    let br = run_oha(oha, &body, rate(base_url))?;
+    let vr = run_oha(oha, &body, rate(validate_url))?;
+    results.insert("baseline_tls_rps".into(), b.rps);
+    results.insert("webhook_validate_rps".into(), v.rps);
+    results.insert("webhook_mutate_rps".into(), m.rps);
+    results.insert("webhook_vs_baseline".into(), v.rps / b.rps);
+    results.insert("webhook_mutate_vs_baseline".into(), m.rps / b.rps);
+    results.insert("webhook_validate_p50_ms".into(), vr.p50_ms);
+    results.insert("webhook_validate_p99_ms".into(), vr.p99_ms);
+    results.insert("baseline_p50_ms".into(), br.p50_ms);
+    results.insert("baseline_p99_ms".into(), br.p99_ms);
+    results.insert(
+        "webhook_vault_logins".into(),
+        (env.vault.count_logins() - logins_before) as f64,
+    );
+    results.insert(
+        "webhook_vault_reads".into(),
+        (env.vault.count_kv_reads() - reads_before) as f64,
+    );
+    for (name, r) in [
+        ("baseline", &b),
+        ("validate", &v),
+        ("mutate", &m),
+        ("baseline@1000", &br),
+        ("validate@1000", &vr),
+    ] {
+        if r.success_rate < 0.999 {
+            bail!(
+                "{name}: only {:.2}% of requests succeeded",
+                r.success_rate * 100.0
+            );
+        }
+    }
+    drop(baseline);
+    vg.terminate();
+    Ok(())
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// A CREATE of a valid ExternalSecret, complete (so /mutate has nothing to add but still parses
+/// and checks it) and valid (so /validate runs every rule and the cached live checks).
+fn review() -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "0b4f8f34-0000-4000-8000-000000000001",
+            "kind": {"group": "external-secrets.io", "version": "v1", "kind": "ExternalSecret"},
+            "resource": {"group": "external-secrets.io", "version": "v1", "resource": "externalsecrets"},
+            "requestKind": {"group": "external-secrets.io", "version": "v1", "kind": "ExternalSecret"},
+            "requestResource": {"group": "external-secrets.io", "version": "v1", "resource": "externalsecrets"},
+            "name": "app",
+            "namespace": "bench",
+            "operation": "CREATE",
+            "userInfo": {"username": "admin", "groups": ["system:masters"]},
+            "object": {
+                "apiVersion": "external-secrets.io/v1",
+                "kind": "ExternalSecret",
+                "metadata": {"name": "app", "namespace": "bench"},
+                "spec": {
+                    "refreshInterval": "1h0m0s",
+                    "refreshPolicy": "Periodic",
+                    "secretStoreRef": {"name": "vault", "kind": "SecretStore"},
+                    "target": {"name": "app", "creationPolicy": "Owner", "deletionPolicy": "Retain"},
+                    "data": [{"secretKey": "password", "remoteRef": {"key": "bench/app", "property": "password"}}]
+                }
+            },
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+}
+
+async fn wait_http(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let insecure = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()?;
+    let _ = http;
+    while insecure
+        .post(format!("https://{addr}/validate"))
+        .body("{}")
+        .send()
+        .await
+        .is_err()
+    {
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("baseline server not up");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    success_rate: f64,
+}
+
+fn run_oha(oha: &Path, body: &Path, args: Vec<String>) -> anyhow::Result<Load> {
+    let out = Command::new(oha)
+        .args([
+            "--no-tui",
+            "--insecure",
+            "--output-format",
+            "json",
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-D",
+        ])
+        .arg(body)
+        .args(&args)
+        .output()?;
+    if !out.status.success() {
+        bail!("oha {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).context("oha JSON output")?;
+    let summary = &v["summary"];
+    let p = &v["latencyPercentiles"];
+    Ok(Load {
+        rps: summary["requestsPerSec"]
+            .as_f64()
+            .context("requestsPerSec")?,
+        success_rate: summary["successRate"].as_f64().unwrap_or(0.0),
+        p50_ms: p["p50"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+        p99_ms: p["p99"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+    })
+}
+
+/// The baseline: axum over tokio-rustls (the same stack, TLS configuration and connection
+/// handling as the webhook) answering every request with a fixed AdmissionReview.
+async fn baseline_server(addr: SocketAddr, cert: PathBuf, key: PathBuf) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let fixed: &'static [u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"0b4f8f34-0000-4000-8000-000000000001","allowed":true,"status":{}}}"#;
+    let app = axum::Router::new().route(
+        "/validate",
+        axum::routing::post(move |_body: axum::body::Bytes| async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                fixed,
+            )
+        }),
+    );
+    let certs: Vec<CertificateDer> =
+        CertificateDer::pem_file_iter(&cert)?.collect::<Result<_, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&key)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
+                .await;
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sync
+
+async fn sync_benchmark(
+    bin: &Path,
+    work: &Path,
+    n: usize,
+    results: &mut BTreeMap<String, f64>,
+) -> anyhow::Result<()> {
+    let env = emulators(work, &format!("sync{n}")).await?;
+    let client = env.kube.client().await;
+    // Vault: PATHS secrets, one read-only token per store.
+    env.vault.put_policy(
+        "bench",
+        "path \"secret/data/bench/*\" { capabilities = [\"read\"] }",
+    )?;
+    for p in 0..PATHS {
+        env.vault.kv2_put(
+            "secret",
+            &format!("bench/p{p}"),
+            json!({"value": format!("value-{p}")}),
+        )?;
+    }
+    let mut docs = String::new();
+    for ns in 0..NAMESPACES {
+        docs.push_str(&format!(
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: ns-{ns}}}\n"
+        ));
+    }
+    // AppRole stores, so that logins are real logins (a static token never logs in).
+    env.vault.enable_auth("approle", "approle")?;
+    let http = reqwest::Client::new();
+    let vault_api = |path: &str| format!("{}/v1/{path}", env.vault.addr());
+    for s in 0..STORES {
+        let role = format!("bench-{s}");
+        http.post(vault_api(&format!("auth/approle/role/{role}")))
+            .header("X-Vault-Token", env.vault.root_token())
+            .json(&json!({"token_policies": ["bench"], "token_ttl": "1h"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let role_id: Value = http
+            .get(vault_api(&format!("auth/approle/role/{role}/role-id")))
+            .header("X-Vault-Token", env.vault.root_token())
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let secret_id: Value = http
+            .post(vault_api(&format!("auth/approle/role/{role}/secret-id")))
+            .header("X-Vault-Token", env.vault.root_token())
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        docs.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Secret
+metadata: {{name: store-approle-{s}, namespace: vaultgate-system}}
+stringData: {{secret-id: "{secret_id}"}}
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {{name: store-{s}}}
+spec:
+  provider:
+    vault:
+      server: "{server}"
+      path: secret
+      version: v2
+      auth:
+        appRole:
+          roleId: "{role_id}"
+          secretRef: {{name: store-approle-{s}, key: secret-id, namespace: vaultgate-system}}
+"#,
+            server = env.vault.addr(),
+            role_id = role_id["data"]["role_id"].as_str().context("role_id")?,
+            secret_id = secret_id["data"]["secret_id"]
+                .as_str()
+                .context("secret_id")?,
+        ));
+    }
+    vaultgate_sandbox::apply_all(&client, &docs).await?;
+
+    env.vault.reset_counters();
+    let metrics = free_local_addr();
+    let vg = spawn_vaultgate(bin, &env, &["--controller-only"], metrics)?;
+    wait_ready(metrics, Duration::from_secs(20)).await?;
+    // Counted from before the controller starts: its store checks log in too.
+
+    let start = Instant::now();
+    let created = futures::stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let es: ExternalSecret = serde_json::from_value(json!({
+                    "apiVersion": "external-secrets.io/v1",
+                    "kind": "ExternalSecret",
+                    "metadata": {"name": format!("es-{i}"), "namespace": format!("ns-{}", i % NAMESPACES)},
+                    "spec": {
+                        "refreshInterval": "1h",
+                        "secretStoreRef": {"kind": "ClusterSecretStore", "name": format!("store-{}", i % STORES)},
+                        "target": {"name": format!("es-{i}")},
+                        "data": [{"secretKey": "value", "remoteRef": {"key": format!("bench/p{}", i % PATHS), "property": "value"}}]
+                    }
+                }))?;
+                Api::<ExternalSecret>::namespaced(client, &format!("ns-{}", i % NAMESPACES))
+                    .create(&PostParams::default(), &es)
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    for r in created {
+        r?;
+    }
+    let created_after = start.elapsed();
+    // Done when every target Secret exists with its value.
+    let secrets: Api<Secret> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let managed = env.kube.object_count("secrets").saturating_sub(STORES);
+        if managed >= n && all_correct(&secrets, n).await? {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("{n} ExternalSecrets not synced within 10 minutes ({managed} Secrets)");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let rss = peak_rss_mib(vg.pid())?;
+    let logins = env.vault.count_logins() as f64;
+    let reads = env.vault.count_kv_reads() as f64;
+    vg.terminate();
+    let tag = match n {
+        10_000 => "10k".to_string(),
+        n if n % 1000 == 0 => format!("{}k", n / 1000),
+        n => n.to_string(),
+    };
+    eprintln!(
+        "   created in {:.2}s, synced in {elapsed:.2}s",
+        created_after.as_secs_f64()
+    );
+    results.insert(format!("sync_{tag}_seconds"), elapsed);
+    results.insert(format!("rss_mib_{tag}"), rss);
+    results.insert(format!("vault_logins_{tag}"), logins);
+    results.insert(format!("vault_reads_{tag}"), reads);
+
+    // The floor: the same number of minimal writes straight at the same API server.
+    let start = Instant::now();
+    let writes = futures::stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let ns = format!("ns-{}", i % NAMESPACES);
+                let secret = json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": format!("floor-{i}"), "namespace": ns},
+                    "data": {"value": "dmFsdWU="}
+                });
+                Api::<Secret>::namespaced(client.clone(), &ns)
+                    .patch(
+                        &format!("floor-{i}"),
+                        &PatchParams::apply("floor").force(),
+                        &Patch::Apply(&secret),
+                    )
+                    .await?;
+                let status = json!({"status": {"refreshTime": "2026-01-01T00:00:00Z"}});
+                Api::<ExternalSecret>::namespaced(client, &ns)
+                    .patch_status(
+                        &format!("es-{i}"),
+                        &PatchParams::default(),
+                        &Patch::Merge(&status),
+                    )
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(256)
+        .collect::<Vec<_>>()
+        .await;
+    for r in writes {
+        r?;
+    }
+    let floor = start.elapsed().as_secs_f64();
+    results.insert(format!("sync_api_limit_{tag}_seconds"), floor);
+    results.insert(format!("sync_vs_limit_{tag}"), floor / elapsed);
+    if n == 10_000 {
+        results.insert("sync_api_limit_seconds".into(), floor);
+        results.insert("sync_vs_limit".into(), floor / elapsed);
+    }
+    env.kube.shutdown().await;
+    env.vault.shutdown().await;
+    Ok(())
+}
+
+/// Every `es-i` Secret holds `value-(i % PATHS)`.
+async fn all_correct(secrets: &Api<Secret>, n: usize) -> anyhow::Result<bool> {
+    let list = secrets
+        .list(&ListParams::default().labels("reconcile.external-secrets.io/managed=true"))
+        .await?;
+    let mut ok = 0;
+    for s in &list.items {
+        let Some(name) = s.metadata.name.as_deref() else {
+            continue;
+        };
+        let Some(i) = name
+            .strip_prefix("es-")
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let want = format!("value-{}", i % PATHS);
+        if s.data
+            .as_ref()
+            .and_then(|d| d.get("value"))
+            .is_some_and(|v| v.0 == want.as_bytes())
+        {
+            ok += 1;
+        }
+    }
+    Ok(ok >= n)
+}
