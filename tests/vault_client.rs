@@ -549,6 +549,43 @@ async fn short_lived_tokens_are_renewed_or_replaced() {
 }
 
 #[tokio::test]
+async fn a_failing_relogin_keeps_the_valid_token_without_a_login_per_call() {
+    bounded(async {
+        let e = env().await;
+        e.vault.put_policy("reader", READER).unwrap();
+        e.vault.kv2_put("secret", "x", json!({"v": "1"})).unwrap();
+        let _ = e.vault.enable_auth("approle", "approle");
+        // max TTL = TTL: renewal cannot extend the token, so it must be replaced by a login.
+        let store = e.approle_store("3s").await;
+        e.api(
+            "POST",
+            "auth/approle/role/app",
+            json!({"token_ttl": "3s", "token_max_ttl": "3s"}),
+        )
+        .await;
+        let client = e.clients.client(&store, "team-a").await.unwrap();
+        e.put_secret("team-a", "approle", &[("secret-id", b"wrong")])
+            .await;
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        for _ in 0..5 {
+            // Distinct keys so that no read is served from the share window.
+            assert!(client.read_secret("x", Some("1")).await.is_ok());
+            assert!(client.read_secret("x", None).await.is_ok());
+        }
+        assert_eq!(
+            e.clients.login_count(),
+            2,
+            "one failed re-login, then held off"
+        );
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let err = client.read_secret("x", Some("1")).await.unwrap_err();
+        assert!(matches!(err, VaultError::Auth { .. }), "{err}");
+        assert!(!err.to_string().contains("wrong"), "{err}");
+    })
+    .await
+}
+
+#[tokio::test]
 async fn retries_on_503_and_429_and_gives_up_after_max_retries() {
     bounded(async {
         let e = env().await;

@@ -23,6 +23,8 @@ const READ_SHARE_WINDOW: Duration = Duration::from_secs(1);
 /// A renewal that leaves less than this fraction of the login TTL means the token is near its
 /// max TTL: log in again instead of renewing ever more often.
 const MIN_RENEW_FRACTION: u32 = 3;
+/// Pause between attempts to replace a token that is due for renewal but still valid.
+const REFRESH_HOLD: Duration = Duration::from_secs(10);
 /// Upper bound of secrets a `find` may list, so a huge mount cannot exhaust memory.
 const MAX_LISTED: usize = 10_000;
 
@@ -150,6 +152,9 @@ struct TokenState {
     login_ttl: Option<Duration>,
     renewable: bool,
     from_login: bool,
+    /// After a failed renewal and re-login, the still valid token is used without new
+    /// attempts until then, so that a broken credential does not cause a login per call.
+    hold_until: Option<Instant>,
 }
 
 impl TokenState {
@@ -162,12 +167,16 @@ impl TokenState {
             login_ttl: t.ttl,
             renewable: t.renewable,
             from_login: t.from_login,
+            hold_until: None,
         }
     }
 
     /// Still usable without renewal: static tokens and tokens without TTL always; others
     /// until two thirds of their TTL.
     fn fresh(&self, now: Instant) -> bool {
+        if self.hold_until.is_some_and(|h| now < h) && !self.expired(now) {
+            return true;
+        }
         match self.ttl {
             Some(ttl) if self.from_login && !ttl.is_zero() => {
                 now.duration_since(self.obtained) < ttl * 2 / 3
@@ -345,7 +354,7 @@ impl StoreClient {
         };
         if renewable && !expired {
             match self.renew(&token).await {
-                Ok((ttl, renewable)) if login_ttl.is_none_or(|l| ttl * MIN_RENEW_FRACTION >= l) => {
+                Ok((ttl, renewable)) if login_ttl.is_none_or(|l| ttl * MIN_RENEW_FRACTION > l) => {
                     let mut st = self.state.write().await;
                     st.obtained = Instant::now();
                     st.ttl = Some(ttl);
@@ -360,10 +369,10 @@ impl StoreClient {
         }
         match self.replace_token(generation).await {
             Ok(r) => Ok(r),
-            // The old token still has a third of its TTL: keep working with it.
-            Err(e) if !expired && !e.is_transient() => Err(e),
+            // The old token still has up to a third of its TTL: keep working with it.
             Err(e) if !expired => {
                 tracing::warn!(store = %self.store.display(), error = %e, "re-login failed; using the current token until it expires");
+                self.state.write().await.hold_until = Some(Instant::now() + REFRESH_HOLD);
                 Ok((token, generation))
             }
             Err(e) => Err(e),
@@ -915,6 +924,7 @@ mod tests {
             login_ttl: ttl.map(Duration::from_secs),
             renewable: true,
             from_login,
+            hold_until: None,
         };
         assert!(st(Some(300), true, 100).fresh(now));
         assert!(!st(Some(300), true, 200).fresh(now));
@@ -923,5 +933,11 @@ mod tests {
         assert!(st(Some(0), true, 10_000).fresh(now));
         assert!(st(None, false, 10_000).fresh(now));
         assert!(st(Some(300), false, 10_000).fresh(now));
+        let mut held = st(Some(300), true, 250);
+        held.hold_until = Some(now + Duration::from_secs(5));
+        assert!(held.fresh(now));
+        let mut held_expired = st(Some(300), true, 301);
+        held_expired.hold_until = Some(now + Duration::from_secs(5));
+        assert!(!held_expired.fresh(now));
     }
 }
