@@ -69,8 +69,10 @@ impl Cx {
     }
 
     fn respond(&self, code: u16, obj: &Value) -> Response {
-        let body = render_one(&self.def, &self.version, obj, self.format);
-        let mut r = json_response(code, &body);
+        let mut r = match self.format {
+            Format::Json => json_response(code, &crate::output::at_version(&self.def, &self.version, obj)),
+            fmt => json_response(code, &render_one(&self.def, &self.version, obj, fmt)),
+        };
         for w in &self.warnings {
             let text = format!("299 - {:?}", w);
             if let Ok(v) = http::HeaderValue::from_str(&text) {

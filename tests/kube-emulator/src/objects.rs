@@ -4,14 +4,20 @@
 use crate::registry::{ResourceDef, def_from_crd};
 use crate::status::{ApiError, ApiResult};
 use base64::Engine;
+use regex::Regex;
 use serde_json::{Map, Value, json};
+use std::sync::LazyLock;
 
 pub fn now_ts() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-const DNS1123_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-const DNS1123_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+static DNS1123_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").expect("static regex")
+});
+static DNS1123_LABEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("static regex"));
+static CONFIG_KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[-._a-zA-Z0-9]+$").expect("static regex"));
 
 /// The error detail for an invalid object name, as apimachinery words it.
 pub fn name_error(def: &ResourceDef, name: &str) -> Option<String> {
@@ -20,14 +26,14 @@ pub fn name_error(def: &ResourceDef, name: &str) -> Option<String> {
         return None;
     }
     if def.plural == "namespaces" {
-        if name.len() > 63 || !regex::Regex::new(DNS1123_LABEL).expect("static regex").is_match(name) {
+        if name.len() > 63 || !DNS1123_LABEL.is_match(name) {
             return Some(format!(
                 "Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
             ));
         }
         return None;
     }
-    if name.len() > 253 || !regex::Regex::new(DNS1123_SUBDOMAIN).expect("static regex").is_match(name) {
+    if name.len() > 253 || !DNS1123_SUBDOMAIN.is_match(name) {
         return Some(format!(
             "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
         ));
@@ -40,7 +46,7 @@ fn invalid(def: &ResourceDef, name: &str, field: &str, reason: &str, detail: Str
 }
 
 fn check_keys(def: &ResourceDef, name: &str, field: &str, m: &Map<String, Value>) -> ApiResult<()> {
-    let re = regex::Regex::new(r"^[-._a-zA-Z0-9]+$").expect("static regex");
+    let re = &*CONFIG_KEY;
     for k in m.keys() {
         if k.len() > 253 || !re.is_match(k) {
             return Err(invalid(

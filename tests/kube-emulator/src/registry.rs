@@ -355,8 +355,10 @@ fn storage_hash(s: &str) -> String {
 /// Kubernetes version priority: GA > beta > alpha, higher numbers first.
 pub fn sort_versions(v: &mut [String]) {
     fn key(s: &str) -> (u8, i64, i64, String) {
-        let re = regex::Regex::new(r"^v(\d+)(?:(alpha|beta)(\d+))?$").expect("static regex");
-        match re.captures(s) {
+        static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"^v(\d+)(?:(alpha|beta)(\d+))?$").expect("static regex")
+        });
+        match RE.captures(s) {
             Some(c) => {
                 let major: i64 = c[1].parse().unwrap_or(0);
                 let (rank, minor) = match c.get(2).map(|m| m.as_str()) {

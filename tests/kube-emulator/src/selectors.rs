@@ -1,7 +1,9 @@
 //! Label and field selectors, parsed as kube-apiserver parses them.
 
 use crate::status::ApiError;
+use regex::Regex;
 use serde_json::Value;
+use std::sync::LazyLock;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Op {
@@ -48,19 +50,24 @@ fn split_top_level(s: &str) -> Vec<String> {
     out
 }
 
-fn valid_label_key(k: &str) -> bool {
-    let re = regex::Regex::new(
+static LABEL_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
         r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
     )
-    .expect("static regex");
-    re.is_match(k)
+    .expect("static regex")
+});
+static LABEL_VALUE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$").expect("static regex"));
+static SET_TERM: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(\S+)\s+(in|notin)\s*\((.*)\)$").expect("static regex"));
+
+fn valid_label_key(k: &str) -> bool {
+    LABEL_KEY.is_match(k)
 }
 
 fn valid_label_value(v: &str) -> bool {
     v.is_empty()
-        || regex::Regex::new(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-            .expect("static regex")
-            .is_match(v)
+        || LABEL_VALUE.is_match(v)
 }
 
 impl LabelSelector {
@@ -100,9 +107,7 @@ impl LabelSelector {
                     op: Op::Eq,
                     values: vec![v.trim().into()],
                 }
-            } else if let Some(caps) = regex::Regex::new(r"^(\S+)\s+(in|notin)\s*\((.*)\)$")
-                .expect("static regex")
-                .captures(t)
+            } else if let Some(caps) = SET_TERM.captures(t)
             {
                 let values: Vec<String> = caps[3]
                     .split(',')

@@ -1,7 +1,7 @@
 //! Watch streams: initial state or history replay, live fan-out from the
 //! broadcast channel, selector transitions, bookmarks, timeouts and 410 Gone.
 
-use crate::output::{Format, render_one};
+use crate::output::{Format, at_version, render_one};
 use crate::registry::ResourceDef;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::Shared;
@@ -26,9 +26,25 @@ pub struct WatchParams {
 }
 
 fn line(type_: &str, object: Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
-    v.push(b'\n');
+    line_ref(type_, &object)
+}
+
+/// One newline-delimited watch event, serialized without copying the object.
+fn line_ref(type_: &str, object: &Value) -> Bytes {
+    let mut v = Vec::with_capacity(256);
+    v.extend_from_slice(b"{\"type\":\"");
+    v.extend_from_slice(type_.as_bytes());
+    v.extend_from_slice(b"\",\"object\":");
+    let _ = serde_json::to_writer(&mut v, object);
+    v.extend_from_slice(b"}\n");
     Bytes::from(v)
+}
+
+fn render_line(def: &ResourceDef, version: &str, fmt: Format, type_: &str, o: &Value) -> Bytes {
+    match fmt {
+        Format::Json => line_ref(type_, &at_version(def, version, o)),
+        _ => line(type_, render_one(def, version, o, fmt)),
+    }
 }
 
 fn bookmark(def: &ResourceDef, version: &str, fmt: Format, rv: u64, initial_end: bool) -> Bytes {
@@ -72,12 +88,12 @@ pub fn start(
             }
         };
         let matches = |o: &Value| p.labels.matches(o) && p.fields.matches(o);
-        let render = |o: &Value| render_one(&def, &version, o, p.format);
+        let render = |t: &str, o: &Value| render_line(&def, &version, p.format, t, o);
         let mut last_rv = start_rv;
         match start {
             WatchStart::Initial(items) => {
                 for o in items.iter().filter(|o| matches(o)) {
-                    if tx.send(line("ADDED", render(o))).await.is_err() {
+                    if tx.send(render("ADDED", o)).await.is_err() {
                         return;
                     }
                 }
@@ -145,7 +161,7 @@ pub fn start(
 fn event_line(
     ev: &crate::store::WatchEvent,
     matches: &dyn Fn(&Value) -> bool,
-    render: &dyn Fn(&Value) -> Value,
+    render: &dyn Fn(&str, &Value) -> Bytes,
 ) -> Option<Bytes> {
     let new_m = matches(&ev.object);
     let old_m = ev.old.as_deref().is_some_and(matches);
@@ -159,5 +175,5 @@ fn event_line(
             (false, false) => None,
         },
     }?;
-    Some(line(t, render(&ev.object)))
+    Some(render(t, &ev.object))
 }
