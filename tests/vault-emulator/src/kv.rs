@@ -420,6 +420,7 @@ pub(crate) fn write(engine: &mut Engine, path: &str, rest: &str, op: Op, body: &
                     return Resp::unsupported_op();
                 }
                 match body_object(body) {
+                    Ok(data) if data.is_empty() => Resp::bad_request("missing data fields"),
                     Ok(data) => {
                         store.secrets.insert(rest.to_string(), data);
                         Resp::no_content()

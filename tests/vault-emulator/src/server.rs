@@ -541,6 +541,17 @@ async fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> (Resp, bool, bool) {
     if path == "sys/seal-status" {
         return (sys::seal_status(shared), false, false);
     }
+    if path == "sys/leader" {
+        return (sys::leader(ctx), false, false);
+    }
+    // As in Vault, no backend accepts a write to a directory-like path.
+    if matches!(ctx.op, Op::Write) && path.ends_with('/') {
+        return (
+            Resp::bad_request("cannot write to a path ending in '/'"),
+            false,
+            false,
+        );
+    }
 
     // Login endpoints are unauthenticated.
     if let Some(sub) = path.strip_prefix("auth/") {

@@ -71,6 +71,24 @@ pub(crate) fn seal_status(shared: &Arc<Shared>) -> Resp {
     )
 }
 
+pub(crate) fn leader(ctx: &Ctx) -> Resp {
+    if ctx.op != Op::Read {
+        return Resp::unsupported_op();
+    }
+    Resp::new(
+        200,
+        Some(json!({
+            "ha_enabled": false,
+            "is_self": false,
+            "active_time": "0001-01-01T00:00:00Z",
+            "leader_address": "",
+            "leader_cluster_address": "",
+            "performance_standby": false,
+            "performance_standby_last_remote_wal": 0,
+        })),
+    )
+}
+
 /// Vault answers the listing endpoints with the map both at the top level
 /// and under `data`.
 fn top_level_and_data(map: Map<String, Value>) -> Resp {

@@ -401,6 +401,36 @@ async fn kv1_read_write_list_delete() {
         (200, json!(["cfg", "other"]))
     );
 
+    let (s, body) = call(
+        &http,
+        &vault,
+        "PUT",
+        "kv1/app/empty",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, errors(&body)),
+        (400, vec!["missing data fields".to_string()])
+    );
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "kv1/app/",
+        Some(&vault.root_token()),
+        Some(json!({"a": "b"})),
+    )
+    .await;
+    assert_eq!(
+        (s, errors(&body)),
+        (
+            400,
+            vec!["cannot write to a path ending in '/'".to_string()]
+        )
+    );
+
     within(kv1::delete(&c, "kv1", "app/cfg")).await.unwrap();
     let err = within(kv1::get::<Value>(&c, "kv1", "app/cfg"))
         .await
