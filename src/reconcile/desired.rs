@@ -369,7 +369,7 @@ fn controller_of(s: &Secret) -> Option<&OwnerReference> {
 
 /// A Secret controlled by another ExternalSecret is never written; with creationPolicy Owner, no
 /// other controller at all is accepted (Kubernetes allows only one).
-fn check_controller(
+pub fn check_controller(
     es: &ExternalSecret,
     existing: &Secret,
     creation: CreationPolicy,

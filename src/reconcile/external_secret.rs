@@ -76,39 +76,60 @@ pub fn class_matches(store_class: Option<&str>, ours: &str) -> bool {
     }
 }
 
-fn lookup_store(es: &ExternalSecret, sh: &Shared) -> StoreLookup {
+async fn lookup_store(es: &ExternalSecret, sh: &Shared) -> Result<StoreLookup, Error> {
     let ns = es.namespace().unwrap_or_default();
     let r = es.spec.secret_store_ref.clone().unwrap_or_default();
     let Some(name) = r.name.filter(|n| !n.is_empty()) else {
-        return StoreLookup::Missing("spec.secretStoreRef.name is empty".into());
+        return Ok(StoreLookup::Missing(
+            "spec.secretStoreRef.name is empty".into(),
+        ));
     };
     let kind = r.kind.unwrap_or_default();
-    let found = match kind {
+    let from_ss = |s: &SecretStore| {
+        let mut h = StoreHandle::from_secret_store(s);
+        stable_identity(&mut h, s.meta());
+        (h, s.meta().clone(), s.status.clone())
+    };
+    let from_css = |s: &ClusterSecretStore| {
+        let mut h = StoreHandle::from_cluster_store(s);
+        stable_identity(&mut h, s.meta());
+        (h, s.meta().clone(), s.status.clone())
+    };
+    let mut found = match kind {
         StoreKind::SecretStore => sh
             .secret_stores
             .get(&ObjectRef::new(&name).within(&ns))
-            .map(|s| {
-                let mut h = StoreHandle::from_secret_store(&s);
-                stable_identity(&mut h, s.meta());
-                (h, s.meta().clone(), s.status.clone())
-            }),
-        StoreKind::ClusterSecretStore => sh.cluster_stores.get(&ObjectRef::new(&name)).map(|s| {
-            let mut h = StoreHandle::from_cluster_store(&s);
-            stable_identity(&mut h, s.meta());
-            (h, s.meta().clone(), s.status.clone())
-        }),
+            .map(|s| from_ss(&s)),
+        StoreKind::ClusterSecretStore => sh
+            .cluster_stores
+            .get(&ObjectRef::new(&name))
+            .map(|s| from_css(&s)),
     };
+    if found.is_none() {
+        // The store's watch may lag behind the ExternalSecret's: ask the API server before
+        // reporting the store missing.
+        found = match kind {
+            StoreKind::SecretStore => Api::<SecretStore>::namespaced(sh.kube.clone(), &ns)
+                .get_opt(&name)
+                .await?
+                .map(|s| from_ss(&s)),
+            StoreKind::ClusterSecretStore => Api::<ClusterSecretStore>::all(sh.kube.clone())
+                .get_opt(&name)
+                .await?
+                .map(|s| from_css(&s)),
+        };
+    }
     let Some((handle, meta, status)) = found else {
         let shown = match kind {
             StoreKind::SecretStore => format!("SecretStore {ns}/{name}"),
             StoreKind::ClusterSecretStore => format!("ClusterSecretStore {name}"),
         };
-        return StoreLookup::Missing(format!("{shown} not found"));
+        return Ok(StoreLookup::Missing(format!("{shown} not found")));
     };
     if !class_matches(handle.spec.controller.as_deref(), &sh.cfg.controller_class) {
-        return StoreLookup::NotOurs;
+        return Ok(StoreLookup::NotOurs);
     }
-    StoreLookup::Found {
+    Ok(StoreLookup::Found {
         handle,
         generation: format!(
             "{}/{}",
@@ -121,7 +142,7 @@ fn lookup_store(es: &ExternalSecret, sh: &Shared) -> StoreLookup {
             meta.resource_version.as_deref().unwrap_or_default()
         ),
         status: status.map(Box::new),
-    }
+    })
 }
 
 /// The Vault client caches logins by store resourceVersion; status writes change that without
@@ -196,7 +217,7 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
     if es.metadata.deletion_timestamp.is_some() {
         return cleanup(&es, &sh).await;
     }
-    let store = lookup_store(&es, &sh);
+    let store = lookup_store(&es, &sh).await?;
     if matches!(store, StoreLookup::NotOurs) {
         return Ok(Action::await_change());
     }
@@ -512,6 +533,10 @@ async fn sync(
         });
     }
 
+    if let Some(existing) = &existing {
+        desired::check_controller(es, existing, creation)
+            .map_err(|e| Failure::new(e.to_string()))?;
+    }
     let client = sh.vault.client(handle, &ns).await.map_err(|e| Failure {
         retry_after: retry_after(&e),
         message: format!("could not get provider client: {e}"),
