@@ -8,6 +8,23 @@
 //! ACL policies enforced as Vault does. Tests can also set state directly,
 //! inject faults and read request counters; the counters are served at
 //! `GET /_emulator/counters` for out-of-process readers.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
+//!
+//! let vault = VaultEmulator::start(VaultEmulatorConfig::default()).await?;
+//! vault.kv2_put("secret", "app/db", serde_json::json!({"password": "s3cret"}))?;
+//! vault.put_policy("app", r#"path "secret/data/app/*" { capabilities = ["read"] }"#)?;
+//! let token = vault.create_token(&["app"], None);
+//! // GET {addr}/v1/secret/data/app/db with X-Vault-Token: token
+//! # let _ = (vault.addr(), token);
+//! vault.fail_next(1, 503, Some(2));
+//! assert_eq!(vault.count_kv_reads(), 0);
+//! vault.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod auth;
 mod kv;
