@@ -1043,3 +1043,161 @@ async fn leader_election_one_writer_and_hand_over_on_shutdown() {
     let l = leases.get("vaultgate-controller").await.unwrap();
     assert_eq!(l.spec.unwrap().holder_identity, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_secret_gone_with_deletion_policy_delete() {
+    let env = env().await;
+    env.secret_store("secret", "v2", "1m").await;
+    let version = env
+        .vault
+        .kv2_put("secret", "short-lived", json!({"k": "v"}))
+        .unwrap();
+    env.external_secret(
+        "temp",
+        "temp",
+        "    creationPolicy: Owner\n    deletionPolicy: Delete",
+        &data_entry("k", "short-lived", "k"),
+    )
+    .await;
+    env.wait_value("team-a", "temp", "k", "v").await;
+    env.vault
+        .kv2_delete_versions("secret", "short-lived", &[version])
+        .unwrap();
+    let msg = env.wait_es("team-a", "temp", "True", "SecretDeleted").await;
+    assert_eq!(msg, "secret deleted due to DeletionPolicy");
+    assert!(env.secret("team-a", "temp").await.is_none());
+    let events = env.events("team-a", "temp").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "Warning" && e.1 == "MissingProviderSecret"),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| e.1 == "Deleted"), "{events:?}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_change_resyncs_and_immutable_targets_stay() {
+    let env = env().await;
+    env.vault.enable_kv("secret2", 2).unwrap();
+    env.vault
+        .put_policy(
+            "reader",
+            &format!("{READER}\npath \"secret2/data/*\" {{ capabilities = [\"read\"] }}\n"),
+        )
+        .unwrap();
+    env.secret_store("secret", "v2", "1m").await;
+    env.vault
+        .kv2_put("secret", "p", json!({"k": "from-secret"}))
+        .unwrap();
+    env.vault
+        .kv2_put("secret2", "p", json!({"k": "from-secret2"}))
+        .unwrap();
+    // A long refreshInterval: only the store change can bring the new value.
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: slow
+  namespace: team-a
+spec:
+  refreshInterval: 1h
+  secretStoreRef:
+    name: vault
+  data:
+  - secretKey: k
+    remoteRef:
+      key: p
+      property: k
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: frozen
+  namespace: team-a
+spec:
+  refreshInterval: 1s
+  secretStoreRef:
+    name: vault
+  target:
+    immutable: true
+  data:
+  - secretKey: k
+    remoteRef:
+      key: p
+      property: k
+"#,
+    )
+    .await;
+    env.wait_value("team-a", "slow", "k", "from-secret").await;
+    env.wait_value("team-a", "frozen", "k", "from-secret").await;
+    assert_eq!(
+        env.secret("team-a", "frozen").await.unwrap().immutable,
+        Some(true)
+    );
+    let mut store = Api::<SecretStore>::namespaced(env.kc.clone(), "team-a")
+        .get("vault")
+        .await
+        .unwrap();
+    store.spec.provider.vault.as_mut().unwrap().path = Some("secret2".into());
+    store.metadata.managed_fields = None;
+    Api::<SecretStore>::namespaced(env.kc.clone(), "team-a")
+        .replace("vault", &PostParams::default(), &store)
+        .await
+        .unwrap();
+    env.wait_value("team-a", "slow", "k", "from-secret2").await;
+    // The immutable target keeps what was first written, and stays Ready.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        env.value("team-a", "frozen", "k").await.as_deref(),
+        Some("from-secret")
+    );
+    env.wait_es("team-a", "frozen", "True", "SecretSynced")
+        .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_steps_down_when_the_lease_is_taken() {
+    let mut cfg = config();
+    cfg.leader_elect = true;
+    cfg.identity = "replica-a".into();
+    let env = env_with(cfg).await;
+    env.secret_store("secret", "v2", "1m").await;
+    env.vault.kv2_put("secret", "p", json!({"k": "v"})).unwrap();
+    env.external_secret("es", "target", "", &data_entry("k", "p", "k"))
+        .await;
+    env.wait_value("team-a", "target", "k", "v").await;
+
+    // Someone else holds the Lease now (as after a partition): the replica must stop writing.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.kc.clone(), "vaultgate-system");
+    let mut lease = leases.get("vaultgate-controller").await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("intruder".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    spec.lease_duration_seconds = Some(60);
+    lease.metadata.managed_fields = None;
+    leases
+        .replace("vaultgate-controller", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    // One renewal period later the replica has noticed.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    env.secrets("team-a")
+        .delete("target", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        env.secret("team-a", "target").await.is_none(),
+        "a replica that lost the Lease must not write"
+    );
+    let l = leases.get("vaultgate-controller").await.unwrap();
+    assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("intruder"));
+    env.stop().await;
+}
