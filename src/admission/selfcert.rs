@@ -81,9 +81,13 @@ pub fn plan(bundle: Option<&CertBundle>, names: &[String], now: SystemTime) -> P
     if let Err(e) = tls::certified_key(b.cert_pem.as_bytes(), b.key_pem.as_bytes()) {
         return Plan::RenewServing(format!("serving certificate unusable: {e:#}"));
     }
-    match serving_facts(&b.cert_pem, &b.ca_cert_pem) {
+    if let Some(first) = names.first()
+        && let Err(e) = verifies_against(&b.ca_cert_pem, &b.cert_pem, first)
+    {
+        return Plan::RenewServing(format!("does not verify against the CA: {e:#}"));
+    }
+    match serving_facts(&b.cert_pem) {
         Err(e) => Plan::RenewServing(format!("serving certificate unreadable: {e:#}")),
-        Ok(f) if !f.signed_by_ca => Plan::RenewServing("not signed by the CA".into()),
         Ok(f) if !names.iter().all(|n| f.names.contains(n)) => {
             Plan::RenewServing("DNS names changed".into())
         }
@@ -111,14 +115,11 @@ struct ServingFacts {
     not_before: SystemTime,
     not_after: SystemTime,
     names: Vec<String>,
-    signed_by_ca: bool,
 }
 
-fn serving_facts(cert_pem: &str, ca_pem: &str) -> anyhow::Result<ServingFacts> {
+fn serving_facts(cert_pem: &str) -> anyhow::Result<ServingFacts> {
     let (_, p) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).context("reading PEM")?;
     let c = p.parse_x509().context("parsing the certificate")?;
-    let (_, cap) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).context("reading CA PEM")?;
-    let ca = cap.parse_x509().context("parsing the CA")?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = c.subject_alternative_name() {
         for n in &san.value.general_names {
@@ -139,9 +140,33 @@ fn serving_facts(cert_pem: &str, ca_pem: &str) -> anyhow::Result<ServingFacts> {
         not_before: to_system(c.validity().not_before.timestamp()),
         not_after: to_system(c.validity().not_after.timestamp()),
         names,
-        // Issuer names match: the Secret is only writable by those who could replace it whole.
-        signed_by_ca: c.issuer().as_raw() == ca.subject().as_raw(),
     })
+}
+
+/// Whether the CA signed the serving certificate for `name`, checked as a TLS client would
+/// (every generated CA has the same subject, so comparing names proves nothing).
+fn verifies_against(ca_pem: &str, cert_pem: &str, name: &str) -> anyhow::Result<()> {
+    use rustls::client::danger::ServerCertVerifier;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(ca?)?;
+    }
+    let cert = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .next()
+        .context("no certificate")??;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())?;
+    verifier.verify_server_cert(
+        &cert,
+        &[],
+        &server_name,
+        &[],
+        rustls::pki_types::UnixTime::now(),
+    )?;
+    Ok(())
 }
 
 fn bundle_from_secret(s: &Secret) -> Option<CertBundle> {
