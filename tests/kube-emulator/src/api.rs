@@ -1,7 +1,10 @@
 //! The verbs on resources: get, list, watch, create, update, patch, apply,
 //! delete, deletecollection, plus TokenRequest and TokenReview.
 
-use crate::admission::{self, AdmissionAttributes, AdmissionEnv, GroupVersionKind3, GroupVersionResource3, Operation, UserInfo};
+use crate::admission::{
+    self, AdmissionAttributes, AdmissionEnv, GroupVersionKind3, GroupVersionResource3, Operation,
+    UserInfo,
+};
 use crate::auth::{User, new_uid, sa_user};
 use crate::objects::{comparable, name_error, now_ts, prepare, spec_part, tracks_generation};
 use crate::output::{Format, negotiate, render_list, render_one};
@@ -16,7 +19,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request};
 use axum::response::Response;
 use base64::Engine;
-use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -70,7 +75,10 @@ impl Cx {
 
     fn respond(&self, code: u16, obj: &Value) -> Response {
         let mut r = match self.format {
-            Format::Json => json_response(code, &crate::output::at_version(&self.def, &self.version, obj)),
+            Format::Json => json_response(
+                code,
+                &crate::output::at_version(&self.def, &self.version, obj),
+            ),
             fmt => json_response(code, &render_one(&self.def, &self.version, obj, fmt)),
         };
         for w in &self.warnings {
@@ -90,16 +98,20 @@ fn parse_query(q: &str) -> HashMap<String, String> {
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 fn parse_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
     let ct = content_type.split(';').next().unwrap_or_default().trim();
     let v: Value = if ct.contains("yaml") {
-        serde_yaml_ng::from_slice(body).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
+        serde_yaml_ng::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?
     };
     if !v.is_object() {
         return Err(ApiError::bad_request(
@@ -112,17 +124,35 @@ fn parse_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
 fn default_manager(headers: &HeaderMap) -> String {
     let ua = header(headers, "user-agent");
     let m = ua.split('/').next().unwrap_or_default().trim();
-    if m.is_empty() { "unknown".into() } else { m.chars().take(128).collect() }
+    if m.is_empty() {
+        "unknown".into()
+    } else {
+        m.chars().take(128).collect()
+    }
 }
 
-pub async fn handle(shared: Arc<Shared>, reg: Arc<Registry>, t: Target, verb: String, user: User, req: Request<Body>) -> Response {
+pub async fn handle(
+    shared: Arc<Shared>,
+    reg: Arc<Registry>,
+    t: Target,
+    verb: String,
+    user: User,
+    req: Request<Body>,
+) -> Response {
     match handle_inner(shared, reg, t, verb, user, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
 }
 
-async fn handle_inner(shared: Arc<Shared>, reg: Arc<Registry>, t: Target, verb: String, user: User, req: Request<Body>) -> ApiResult<Response> {
+async fn handle_inner(
+    shared: Arc<Shared>,
+    reg: Arc<Registry>,
+    t: Target,
+    verb: String,
+    user: User,
+    req: Request<Body>,
+) -> ApiResult<Response> {
     let def = reg
         .lookup(&t.group, &t.version, &t.resource)
         .ok_or_else(ApiError::path_not_found)?;
@@ -135,7 +165,9 @@ async fn handle_inner(shared: Arc<Shared>, reg: Arc<Registry>, t: Target, verb: 
     }
     if !t.subresource.is_empty() {
         let ok = (t.subresource == "status" && def.status_subresource)
-            || (t.subresource == "token" && def.plural == "serviceaccounts" && def.group.is_empty());
+            || (t.subresource == "token"
+                && def.plural == "serviceaccounts"
+                && def.group.is_empty());
         if !ok {
             return Err(ApiError::path_not_found());
         }
@@ -151,8 +183,12 @@ async fn handle_inner(shared: Arc<Shared>, reg: Arc<Registry>, t: Target, verb: 
                 "meta.k8s.io",
                 "CreateOptions",
                 "",
-                format!("CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: \"{other}\": supported values: \"All\""),
-                vec![json!({"reason": "FieldValueNotSupported", "message": format!("Unsupported value: \"{other}\": supported values: \"All\""), "field": "dryRun"})],
+                format!(
+                    "CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: \"{other}\": supported values: \"All\""
+                ),
+                vec![
+                    json!({"reason": "FieldValueNotSupported", "message": format!("Unsupported value: \"{other}\": supported values: \"All\""), "field": "dryRun"}),
+                ],
             ));
         }
     };
@@ -160,7 +196,11 @@ async fn handle_inner(shared: Arc<Shared>, reg: Arc<Registry>, t: Target, verb: 
         shared: shared.clone(),
         def: def.clone(),
         version: t.version.clone(),
-        ns: if def.namespaced { t.namespace.clone() } else { None },
+        ns: if def.namespaced {
+            t.namespace.clone()
+        } else {
+            None
+        },
         name: t.name.clone(),
         sub: t.subresource.clone(),
         user,
@@ -173,7 +213,10 @@ async fn handle_inner(shared: Arc<Shared>, reg: Arc<Registry>, t: Target, verb: 
         warnings: vec![],
         format: negotiate(header(&headers, "accept"), None),
     };
-    cx.format = negotiate(header(&headers, "accept"), cx.query.get("includeObject").map(|s| s.as_str()));
+    cx.format = negotiate(
+        header(&headers, "accept"),
+        cx.query.get("includeObject").map(|s| s.as_str()),
+    );
     if def.virtual_create_only {
         if method != Method::POST {
             return Err(ApiError::method_not_allowed(method.as_str()));
@@ -215,7 +258,11 @@ async fn handle_inner(shared: Arc<Shared>, reg: Arc<Registry>, t: Target, verb: 
             Ok(cx.respond(code, &out))
         }
         "delete" => {
-            let opts = if body.is_empty() { json!({}) } else { parse_body(&body, "application/json")? };
+            let opts = if body.is_empty() {
+                json!({})
+            } else {
+                parse_body(&body, "application/json")?
+            };
             let (code, out) = delete(&mut cx, &opts).await?;
             if code == 200 && out["kind"] == json!("Status") {
                 return Ok(json_response(200, &out));
@@ -223,7 +270,11 @@ async fn handle_inner(shared: Arc<Shared>, reg: Arc<Registry>, t: Target, verb: 
             Ok(cx.respond(code, &out))
         }
         "deletecollection" => {
-            let opts = if body.is_empty() { json!({}) } else { parse_body(&body, "application/json")? };
+            let opts = if body.is_empty() {
+                json!({})
+            } else {
+                parse_body(&body, "application/json")?
+            };
             delete_collection(&mut cx, &opts).await
         }
         _ => Err(ApiError::method_not_allowed(method.as_str())),
@@ -242,18 +293,36 @@ struct ContinueToken {
 
 fn list(cx: &Cx) -> ApiResult<Response> {
     let def = &cx.def;
-    let labels = LabelSelector::parse(cx.query.get("labelSelector").map(|s| s.as_str()).unwrap_or_default())?;
+    let labels = LabelSelector::parse(
+        cx.query
+            .get("labelSelector")
+            .map(|s| s.as_str())
+            .unwrap_or_default(),
+    )?;
     let fields = FieldSelector::parse(
-        cx.query.get("fieldSelector").map(|s| s.as_str()).unwrap_or_default(),
+        cx.query
+            .get("fieldSelector")
+            .map(|s| s.as_str())
+            .unwrap_or_default(),
         &def.group,
         &def.plural,
     )?;
-    let limit: usize = cx.query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let limit: usize = cx
+        .query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
     let cont = cx.query.get("continue").filter(|c| !c.is_empty());
     let rv_param = cx.query.get("resourceVersion").filter(|s| !s.is_empty());
-    let rv_match = cx.query.get("resourceVersionMatch").map(|s| s.as_str()).unwrap_or_default();
+    let rv_match = cx
+        .query
+        .get("resourceVersionMatch")
+        .map(|s| s.as_str())
+        .unwrap_or_default();
     if cont.is_some() && rv_param.is_some_and(|r| r != "0") {
-        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+        return Err(ApiError::bad_request(
+            "specifying resource version is not allowed when using continue",
+        ));
     }
     let (rv, items, start_off) = if let Some(c) = cont {
         let tok: ContinueToken = base64::engine::general_purpose::STANDARD
@@ -265,13 +334,18 @@ fn list(cx: &Cx) -> ApiResult<Response> {
             Some(s) => (s.rv, s.items.clone(), tok.off),
             None => {
                 if tok.rv < cx.shared.store.compacted_rv() {
-                    return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
+                    return Err(ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    ));
                 }
                 let (rv, all) = cx.shared.store.list(&def.id(), cx.ns.as_deref());
                 let items: Vec<Arc<Value>> = all
                     .into_iter()
                     .filter(|o| {
-                        store_key(o["metadata"]["namespace"].as_str(), o["metadata"]["name"].as_str().unwrap_or_default()) > tok.start
+                        store_key(
+                            o["metadata"]["namespace"].as_str(),
+                            o["metadata"]["name"].as_str().unwrap_or_default(),
+                        ) > tok.start
                     })
                     .filter(|o| labels.matches(o) && fields.matches(o))
                     .collect();
@@ -281,26 +355,39 @@ fn list(cx: &Cx) -> ApiResult<Response> {
     } else {
         let (cur, all) = cx.shared.store.list(&def.id(), cx.ns.as_deref());
         if let Some(r) = rv_param {
-            let want: u64 = r.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {r}")))?;
+            let want: u64 = r
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {r}")))?;
             if want > cur {
                 return Err(ApiError::new(504, "Timeout", format!("Too large resource version: {want}, current: {cur}"))
                     .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})));
             }
             if rv_match == "Exact" && want != cur {
                 if want < cx.shared.store.compacted_rv() {
-                    return Err(ApiError::gone(format!("too old resource version: {want} ({})", cx.shared.store.compacted_rv() + 1)));
+                    return Err(ApiError::gone(format!(
+                        "too old resource version: {want} ({})",
+                        cx.shared.store.compacted_rv() + 1
+                    )));
                 }
-                return Err(ApiError::gone(format!("resource version {want} is not the latest; exact reads of earlier versions are not retained")));
+                return Err(ApiError::gone(format!(
+                    "resource version {want} is not the latest; exact reads of earlier versions are not retained"
+                )));
             }
         }
-        let items: Vec<Arc<Value>> = all.into_iter().filter(|o| labels.matches(o) && fields.matches(o)).collect();
+        let items: Vec<Arc<Value>> = all
+            .into_iter()
+            .filter(|o| labels.matches(o) && fields.matches(o))
+            .collect();
         (cur, items, 0)
     };
     let (page, cont_out, remaining) = if limit > 0 && items.len() > start_off + limit {
         let end = start_off + limit;
         let page: Vec<Arc<Value>> = items[start_off..end].to_vec();
         let last = &page[page.len() - 1];
-        let start = store_key(last["metadata"]["namespace"].as_str(), last["metadata"]["name"].as_str().unwrap_or_default());
+        let start = store_key(
+            last["metadata"]["namespace"].as_str(),
+            last["metadata"]["name"].as_str().unwrap_or_default(),
+        );
         let remaining = items.len() - end;
         let snap = if start_off == 0 && cont.is_none() {
             cx.shared.store.save_snapshot(Snapshot { rv, items })
@@ -314,30 +401,52 @@ fn list(cx: &Cx) -> ApiResult<Response> {
             .map(|t| t.snap)
             .unwrap_or(0)
         };
-        let tok = ContinueToken { rv, start, snap, off: end };
-        let enc = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&tok).unwrap_or_default());
+        let tok = ContinueToken {
+            rv,
+            start,
+            snap,
+            off: end,
+        };
+        let enc = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(&tok).unwrap_or_default());
         (page, Some(enc), Some(remaining))
     } else {
         (items[start_off.min(items.len())..].to_vec(), None, None)
     };
-    Ok(bytes_response(200, render_list(def, &cx.version, &page, rv, cont_out, remaining, cx.format)))
+    Ok(bytes_response(
+        200,
+        render_list(def, &cx.version, &page, rv, cont_out, remaining, cx.format),
+    ))
 }
 
 fn watch_req(cx: &Cx) -> ApiResult<Response> {
     let def = &cx.def;
-    let labels = LabelSelector::parse(cx.query.get("labelSelector").map(|s| s.as_str()).unwrap_or_default())?;
+    let labels = LabelSelector::parse(
+        cx.query
+            .get("labelSelector")
+            .map(|s| s.as_str())
+            .unwrap_or_default(),
+    )?;
     let fields = FieldSelector::parse(
-        cx.query.get("fieldSelector").map(|s| s.as_str()).unwrap_or_default(),
+        cx.query
+            .get("fieldSelector")
+            .map(|s| s.as_str())
+            .unwrap_or_default(),
         &def.group,
         &def.plural,
     )?;
     let from = match cx.query.get("resourceVersion").map(|s| s.as_str()) {
         None | Some("") | Some("0") => None,
-        Some(r) => Some(r.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {r}")))?),
+        Some(r) => Some(
+            r.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {r}")))?,
+        ),
     };
     let truthy = |k: &str| cx.query.get(k).is_some_and(|v| v == "true" || v == "1");
     let send_initial = truthy("sendInitialEvents");
-    if send_initial && cx.query.get("resourceVersionMatch").map(|s| s.as_str()) != Some("NotOlderThan") {
+    if send_initial
+        && cx.query.get("resourceVersionMatch").map(|s| s.as_str()) != Some("NotOlderThan")
+    {
         return Err(ApiError::invalid(
             "meta.k8s.io",
             "ListOptions",
@@ -400,16 +509,14 @@ fn set_type(cx: &Cx, obj: &mut Value) {
 
 fn check_namespace(cx: &Cx, obj: &mut Value) -> ApiResult<()> {
     match &cx.ns {
-        Some(ns) => {
-            match obj["metadata"]["namespace"].as_str() {
-                Some(n) if !n.is_empty() && n != ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-                _ => obj["metadata"]["namespace"] = json!(ns),
+        Some(ns) => match obj["metadata"]["namespace"].as_str() {
+            Some(n) if !n.is_empty() && n != ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
             }
-        }
+            _ => obj["metadata"]["namespace"] = json!(ns),
+        },
         None => {
             if let Some(m) = obj["metadata"].as_object_mut() {
                 m.remove("namespace");
@@ -422,8 +529,12 @@ fn check_namespace(cx: &Cx, obj: &mut Value) -> ApiResult<()> {
 fn generate_name(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut b = [0u8; 5];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("system randomness");
-    let suffix: String = b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect();
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("system randomness");
+    let suffix: String = b
+        .iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect();
     let max = 63 - 5;
     let p: String = prefix.chars().take(max).collect();
     format!("{p}{suffix}")
@@ -437,7 +548,10 @@ fn run_schema(cx: &Cx, obj: &mut Value) -> ApiResult<()> {
         return Ok(());
     };
     if let Err(errs) = schema::default_prune_validate(s, obj) {
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let causes = errs
             .iter()
             .map(|e| json!({"reason": e.reason(), "message": e.detail(), "field": e.field}))
@@ -481,7 +595,12 @@ impl AdmissionEnv for Env {
 }
 
 /// Call the admission webhooks; `Ok(None)` when none are configured.
-async fn admit(cx: &mut Cx, op: Operation, object: Option<&Value>, old: Option<&Value>) -> ApiResult<Option<Value>> {
+async fn admit(
+    cx: &mut Cx,
+    op: Operation,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> ApiResult<Option<Value>> {
     if cx.def.group == "admissionregistration.k8s.io" || cx.def.virtual_create_only {
         return Ok(None);
     }
@@ -503,8 +622,12 @@ async fn admit(cx: &mut Cx, op: Operation, object: Option<&Value>, old: Option<&
         .collect();
     let at = |o: &Value| crate::output::at_version(&cx.def, &cx.version, o).into_owned();
     let options = match op {
-        Operation::Create => json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": cx.manager}),
-        Operation::Update => json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": cx.manager}),
+        Operation::Create => {
+            json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": cx.manager})
+        }
+        Operation::Update => {
+            json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": cx.manager})
+        }
         _ => json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}),
     };
     let attrs = AdmissionAttributes {
@@ -519,7 +642,11 @@ async fn admit(cx: &mut Cx, op: Operation, object: Option<&Value>, old: Option<&
             version: cx.version.clone(),
             resource: cx.def.plural.clone(),
         },
-        sub_resource: if cx.sub.is_empty() { None } else { Some(cx.sub.clone()) },
+        sub_resource: if cx.sub.is_empty() {
+            None
+        } else {
+            Some(cx.sub.clone())
+        },
         name: object
             .or(old)
             .and_then(|o| o["metadata"]["name"].as_str())
@@ -553,12 +680,20 @@ async fn admit(cx: &mut Cx, op: Operation, object: Option<&Value>, old: Option<&
 
 /// Everything after the verb-specific part: defaults, validation, generation,
 /// ownership, admission, storage.
-async fn commit(cx: &mut Cx, mut obj: Value, old: Option<&Arc<Value>>, managed_done: bool, client_rv: bool) -> ApiResult<Outcome> {
+async fn commit(
+    cx: &mut Cx,
+    mut obj: Value,
+    old: Option<&Arc<Value>>,
+    managed_done: bool,
+    client_rv: bool,
+) -> ApiResult<Outcome> {
     let def = cx.def.clone();
     let now = now_ts();
     match old {
         None => {
-            let md = obj["metadata"].as_object_mut().expect("metadata is an object");
+            let md = obj["metadata"]
+                .as_object_mut()
+                .expect("metadata is an object");
             md.insert("uid".into(), json!(new_uid()));
             md.insert("creationTimestamp".into(), json!(now));
             md.remove("deletionTimestamp");
@@ -577,8 +712,16 @@ async fn commit(cx: &mut Cx, mut obj: Value, old: Option<&Arc<Value>>, managed_d
         }
         Some(old) => {
             let om = &old["metadata"];
-            let md = obj["metadata"].as_object_mut().expect("metadata is an object");
-            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            let md = obj["metadata"]
+                .as_object_mut()
+                .expect("metadata is an object");
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
                 match om.get(k) {
                     Some(v) => md.insert(k.into(), v.clone()),
                     None => md.remove(k),
@@ -616,8 +759,18 @@ async fn commit(cx: &mut Cx, mut obj: Value, old: Option<&Arc<Value>>, managed_d
         }
     }
     if let Some(d) = name_error(&def, obj["metadata"]["name"].as_str().unwrap_or_default()) {
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        return Err(ApiError::invalid_field(&def.group, &def.kind, &name, "metadata.name", "FieldValueInvalid", &d));
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        return Err(ApiError::invalid_field(
+            &def.group,
+            &def.kind,
+            &name,
+            "metadata.name",
+            "FieldValueInvalid",
+            &d,
+        ));
     }
     prepare(&def, &mut obj, old.map(|o| &**o))?;
     run_schema(cx, &mut obj)?;
@@ -637,7 +790,16 @@ async fn commit(cx: &mut Cx, mut obj: Value, old: Option<&Arc<Value>>, managed_d
         let sub = if cx.sub == "status" { "status" } else { "" };
         let shape = cx.shape();
         let manager = cx.manager.clone();
-        ssa::record_update(old.map(|o| &**o), &mut obj, base, &manager, &av, sub, shape, &now);
+        ssa::record_update(
+            old.map(|o| &**o),
+            &mut obj,
+            base,
+            &manager,
+            &av,
+            sub,
+            shape,
+            &now,
+        );
     }
     if let Some(old) = old {
         let mut o = (**old).clone();
@@ -646,7 +808,11 @@ async fn commit(cx: &mut Cx, mut obj: Value, old: Option<&Arc<Value>>, managed_d
             return Ok(Outcome::Done(200, (**old).clone()));
         }
     }
-    let op = if old.is_some() { Operation::Update } else { Operation::Create };
+    let op = if old.is_some() {
+        Operation::Update
+    } else {
+        Operation::Create
+    };
     if let Some(mutated) = admit(cx, op, Some(&obj), old.map(|o| &**o)).await? {
         obj = mutated;
         check_namespace(cx, &mut obj)?;
@@ -661,7 +827,9 @@ async fn commit(cx: &mut Cx, mut obj: Value, old: Option<&Arc<Value>>, managed_d
     let store = &cx.shared.store;
     if let Some(old) = old
         && old["metadata"]["deletionTimestamp"].is_string()
-        && obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
+        && obj["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
     {
         // The last finalizer is gone: the pending deletion completes.
         return match store.delete(&id, &key, rv_of(old)) {
@@ -669,7 +837,9 @@ async fn commit(cx: &mut Cx, mut obj: Value, old: Option<&Arc<Value>>, managed_d
                 after_delete(&cx.shared, &def, &gone, "Background");
                 Ok(Outcome::Done(200, (*gone).clone()))
             }
-            Err(CommitError::Changed) if client_rv => Err(ApiError::stale(&def.group, &def.plural, &cx.name)),
+            Err(CommitError::Changed) if client_rv => {
+                Err(ApiError::stale(&def.group, &def.plural, &cx.name))
+            }
             Err(_) => Ok(Outcome::Retry),
         };
     }
@@ -677,18 +847,28 @@ async fn commit(cx: &mut Cx, mut obj: Value, old: Option<&Arc<Value>>, managed_d
     match store.put(&id, &key, obj, expect) {
         Ok(stored) => {
             after_write(&cx.shared, &def, &stored);
-            Ok(Outcome::Done(if old.is_some() { 200 } else { 201 }, (*stored).clone()))
+            Ok(Outcome::Done(
+                if old.is_some() { 200 } else { 201 },
+                (*stored).clone(),
+            ))
         }
-        Err(CommitError::AlreadyExists) => Err(ApiError::already_exists(&def.group, &def.plural, &cx.name)),
-        Err(CommitError::Changed) if client_rv => Err(ApiError::stale(&def.group, &def.plural, &cx.name)),
-        Err(CommitError::NotFound) if client_rv => Err(ApiError::not_found(&def.group, &def.plural, &cx.name)),
+        Err(CommitError::AlreadyExists) => {
+            Err(ApiError::already_exists(&def.group, &def.plural, &cx.name))
+        }
+        Err(CommitError::Changed) if client_rv => {
+            Err(ApiError::stale(&def.group, &def.plural, &cx.name))
+        }
+        Err(CommitError::NotFound) if client_rv => {
+            Err(ApiError::not_found(&def.group, &def.plural, &cx.name))
+        }
         Err(_) => Ok(Outcome::Retry),
     }
 }
 
 /// Side effects of a stored write: CRDs become served.
 fn after_write(shared: &Arc<Shared>, def: &ResourceDef, stored: &Value) {
-    if def.group == "apiextensions.k8s.io" && def.plural == "customresourcedefinitions"
+    if def.group == "apiextensions.k8s.io"
+        && def.plural == "customresourcedefinitions"
         && let Ok(d) = def_from_crd(stored)
     {
         shared.update_registry(|r| r.insert(d));
@@ -704,7 +884,9 @@ fn require_namespace(cx: &Cx) -> ApiResult<()> {
                     &cx.def.group,
                     &cx.def.plural,
                     cx.name.as_str(),
-                    &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                    &format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
                 ));
             }
             _ => {}
@@ -717,12 +899,20 @@ async fn create(cx: &mut Cx, mut obj: Value, managed_done: bool) -> ApiResult<(u
     check_type(cx, &obj)?;
     set_type(cx, &mut obj);
     check_namespace(cx, &mut obj)?;
-    if obj["metadata"]["resourceVersion"].as_str().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+    if obj["metadata"]["resourceVersion"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
     let name = match obj["metadata"]["name"].as_str().filter(|s| !s.is_empty()) {
         Some(n) => n.to_string(),
-        None => match obj["metadata"]["generateName"].as_str().filter(|s| !s.is_empty()) {
+        None => match obj["metadata"]["generateName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+        {
             Some(p) => generate_name(p),
             None => {
                 return Err(ApiError::invalid_field(
@@ -741,7 +931,11 @@ async fn create(cx: &mut Cx, mut obj: Value, managed_done: bool) -> ApiResult<(u
     require_namespace(cx)?;
     match commit(cx, obj, None, managed_done, true).await? {
         Outcome::Done(code, v) => Ok((code, v)),
-        Outcome::Retry => Err(ApiError::already_exists(&cx.def.group, &cx.def.plural, &name)),
+        Outcome::Retry => Err(ApiError::already_exists(
+            &cx.def.group,
+            &cx.def.plural,
+            &name,
+        )),
     }
 }
 
@@ -749,19 +943,28 @@ async fn update(cx: &mut Cx, mut obj: Value) -> ApiResult<(u16, Value)> {
     check_type(cx, &obj)?;
     set_type(cx, &mut obj);
     check_namespace(cx, &mut obj)?;
-    let body_name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let body_name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if body_name != cx.name {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({})",
             cx.name
         )));
     }
-    let rv_str = obj["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
-    let client_rv: Option<u64> = if rv_str.is_empty() {
-        None
-    } else {
-        Some(rv_str.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_str}")))?)
-    };
+    let rv_str = obj["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let client_rv: Option<u64> =
+        if rv_str.is_empty() {
+            None
+        } else {
+            Some(rv_str.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resource version: {rv_str}"))
+            })?)
+        };
     if client_rv.is_none() && cx.def.custom {
         return Err(ApiError::invalid_field(
             &cx.def.group,
@@ -799,9 +1002,18 @@ const PATCH_TYPES: [&str; 4] = [
 ];
 
 async fn patch_req(cx: &mut Cx, body: &[u8], content_type: &str) -> ApiResult<(u16, Value)> {
-    let ct = content_type.split(';').next().unwrap_or_default().trim().to_string();
+    let ct = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let accepted: Vec<&str> = if cx.def.custom {
-        PATCH_TYPES.iter().copied().filter(|t| !t.contains("strategic")).collect()
+        PATCH_TYPES
+            .iter()
+            .copied()
+            .filter(|t| !t.contains("strategic"))
+            .collect()
     } else {
         PATCH_TYPES.to_vec()
     };
@@ -810,7 +1022,7 @@ async fn patch_req(cx: &mut Cx, body: &[u8], content_type: &str) -> ApiResult<(u
     }
     let apply = ct == "application/apply-patch+yaml";
     let force_param = cx.query.get("force").cloned();
-    if apply && !cx.query.get("fieldManager").is_some_and(|m| !m.is_empty()) {
+    if apply && cx.query.get("fieldManager").is_none_or(|m| m.is_empty()) {
         return Err(ApiError::invalid(
             "meta.k8s.io",
             "PatchOptions",
@@ -831,7 +1043,9 @@ async fn patch_req(cx: &mut Cx, body: &[u8], content_type: &str) -> ApiResult<(u
     let force = force_param.as_deref() == Some("true");
     let cfg = if apply {
         let v = parse_body(body, "application/yaml")?;
-        if v["kind"].as_str().unwrap_or_default().is_empty() || v["apiVersion"].as_str().unwrap_or_default().is_empty() {
+        if v["kind"].as_str().unwrap_or_default().is_empty()
+            || v["apiVersion"].as_str().unwrap_or_default().is_empty()
+        {
             return Err(ApiError::bad_request(format!(
                 "Object 'Kind' is missing in '{}'",
                 String::from_utf8_lossy(body)
@@ -878,21 +1092,43 @@ async fn patch_req(cx: &mut Cx, body: &[u8], content_type: &str) -> ApiResult<(u
                 base["metadata"]["namespace"] = json!(ns);
             }
             let av = cx.api_version();
-            let merged = ssa::apply(&base, cfg, &cx.manager, force, &av, "", scope, cx.shape(), &now)
-                .map_err(|c| conflict_error(cx, &c))?;
+            let merged = ssa::apply(
+                &base,
+                cfg,
+                &cx.manager,
+                force,
+                &av,
+                "",
+                scope,
+                cx.shape(),
+                &now,
+            )
+            .map_err(|c| conflict_error(cx, &c))?;
             return create(cx, merged, true).await;
         };
         let current = crate::output::at_version(&cx.def, &cx.version, &old).into_owned();
         let (mut new, managed_done) = match ct.as_str() {
             "application/json-patch+json" => (patch::json_patch(&current, body)?, false),
             "application/merge-patch+json" => (patch::merge_patch(&current, body)?, false),
-            "application/strategic-merge-patch+json" => (patch::strategic_merge_patch(&current, body)?, false),
+            "application/strategic-merge-patch+json" => {
+                (patch::strategic_merge_patch(&current, body)?, false)
+            }
             _ => {
                 let cfg = cfg.as_ref().expect("apply has a body");
                 let av = cx.api_version();
                 let sub = if cx.sub == "status" { "status" } else { "" };
-                let merged = ssa::apply(&current, cfg, &cx.manager, force, &av, sub, scope, cx.shape(), &now)
-                    .map_err(|c| conflict_error(cx, &c))?;
+                let merged = ssa::apply(
+                    &current,
+                    cfg,
+                    &cx.manager,
+                    force,
+                    &av,
+                    sub,
+                    scope,
+                    cx.shape(),
+                    &now,
+                )
+                .map_err(|c| conflict_error(cx, &c))?;
                 (merged, true)
             }
         };
@@ -903,14 +1139,24 @@ async fn patch_req(cx: &mut Cx, body: &[u8], content_type: &str) -> ApiResult<(u
                 &cx.name,
                 "metadata.name",
                 "FieldValueInvalid",
-                &format!("Invalid value: {}: field is immutable", new["metadata"]["name"]),
+                &format!(
+                    "Invalid value: {}: field is immutable",
+                    new["metadata"]["name"]
+                ),
             ));
         }
         check_type(cx, &new)?;
         set_type(cx, &mut new);
         check_namespace(cx, &mut new)?;
-        let patched_rv = new["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
-        let client_rv = !patched_rv.is_empty() && patched_rv != current["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        let patched_rv = new["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let client_rv = !patched_rv.is_empty()
+            && patched_rv
+                != current["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default();
         if client_rv {
             return Err(ApiError::stale(&cx.def.group, &cx.def.plural, &cx.name));
         }
@@ -929,9 +1175,13 @@ fn patch_sets_rv(body: &[u8], ct: &str) -> bool {
         return serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| v.as_array().cloned())
-            .is_some_and(|ops| ops.iter().any(|o| o["path"] == json!("/metadata/resourceVersion")));
+            .is_some_and(|ops| {
+                ops.iter()
+                    .any(|o| o["path"] == json!("/metadata/resourceVersion"))
+            });
     }
-    serde_json::from_slice::<Value>(body).is_ok_and(|v| v["metadata"]["resourceVersion"].is_string())
+    serde_json::from_slice::<Value>(body)
+        .is_ok_and(|v| v["metadata"]["resourceVersion"].is_string())
 }
 
 fn conflict_error(cx: &Cx, c: &[ssa::Conflict]) -> ApiError {
@@ -977,11 +1227,16 @@ async fn delete(cx: &mut Cx, opts: &Value) -> ApiResult<(u16, Value)> {
             "meta.k8s.io",
             "DeleteOptions",
             "",
-            format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{policy}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+            format!(
+                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{policy}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+            ),
             vec![],
         ));
     }
-    if opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|x| x == "All")) {
+    if opts["dryRun"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == "All"))
+    {
         cx.dry_run = true;
     }
     for _ in 0..16 {
@@ -1013,7 +1268,9 @@ async fn delete(cx: &mut Cx, opts: &Value) -> ApiResult<(u16, Value)> {
                 &cx.name,
                 &format!(
                     "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    old["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+                    old["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
                 ),
             ));
         }
@@ -1023,7 +1280,9 @@ async fn delete(cx: &mut Cx, opts: &Value) -> ApiResult<(u16, Value)> {
         }
         match delete_object(&cx.shared, &def, &cx.key(), &old, &policy) {
             Ok(v) => {
-                if v["metadata"]["deletionTimestamp"].is_string() && cx.shared.store.get(&def.id(), &cx.key()).is_some() {
+                if v["metadata"]["deletionTimestamp"].is_string()
+                    && cx.shared.store.get(&def.id(), &cx.key()).is_some()
+                {
                     return Ok((200, v));
                 }
                 if def.custom || def.plural == "customresourcedefinitions" {
@@ -1041,14 +1300,26 @@ async fn delete(cx: &mut Cx, opts: &Value) -> ApiResult<(u16, Value)> {
 }
 
 /// Delete (or start deleting) one stored object; `old` is its current state.
-fn delete_object(shared: &Arc<Shared>, def: &ResourceDef, key: &str, old: &Arc<Value>, policy: &str) -> Result<Value, CommitError> {
+fn delete_object(
+    shared: &Arc<Shared>,
+    def: &ResourceDef,
+    key: &str,
+    old: &Arc<Value>,
+    policy: &str,
+) -> Result<Value, CommitError> {
     let store = &shared.store;
-    let uid = old["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let uid = old["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let has_dependents = !store.dependents_of(&uid).is_empty();
     if policy == "Orphan" && has_dependents {
         orphan_dependents(shared, &uid);
     }
-    let mut finalizers: Vec<Value> = old["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+    let mut finalizers: Vec<Value> = old["metadata"]["finalizers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let foreground = policy == "Foreground" && has_dependents;
     if foreground && !finalizers.contains(&json!("foregroundDeletion")) {
         finalizers.push(json!("foregroundDeletion"));
@@ -1072,7 +1343,13 @@ fn delete_object(shared: &Arc<Shared>, def: &ResourceDef, key: &str, old: &Arc<V
             spawn_foreground(shared.clone(), def.clone(), key.to_string(), uid);
         }
         if is_namespace {
-            spawn_namespace_cleanup(shared.clone(), old["metadata"]["name"].as_str().unwrap_or_default().to_string());
+            spawn_namespace_cleanup(
+                shared.clone(),
+                old["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         }
         return Ok((*stored).clone());
     }
@@ -1096,7 +1373,10 @@ fn after_delete(shared: &Arc<Shared>, def: &ResourceDef, gone: &Value, policy: &
     if policy == "Orphan" {
         return;
     }
-    let uid = gone["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let uid = gone["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if shared.store.dependents_of(&uid).is_empty() {
         return;
     }
@@ -1112,13 +1392,24 @@ fn def_by_id(shared: &Shared, id: &str) -> Option<Arc<ResourceDef>> {
 /// deleted owners are dropped from the others.
 fn collect_dependents(shared: &Arc<Shared>, owner_uid: &str) {
     for (id, key) in shared.store.dependents_of(owner_uid) {
-        let Some(def) = def_by_id(shared, &id) else { continue };
+        let Some(def) = def_by_id(shared, &id) else {
+            continue;
+        };
         for _ in 0..8 {
-            let Some(dep) = shared.store.get(&id, &key) else { break };
-            let refs = dep["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+            let Some(dep) = shared.store.get(&id, &key) else {
+                break;
+            };
+            let refs = dep["metadata"]["ownerReferences"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let alive: Vec<Value> = refs
                 .iter()
-                .filter(|r| r["uid"].as_str().is_some_and(|u| shared.store.uid_exists(u)))
+                .filter(|r| {
+                    r["uid"]
+                        .as_str()
+                        .is_some_and(|u| shared.store.uid_exists(u))
+                })
                 .cloned()
                 .collect();
             let r = if alive.is_empty() {
@@ -1126,7 +1417,10 @@ fn collect_dependents(shared: &Arc<Shared>, owner_uid: &str) {
             } else if alive.len() != refs.len() {
                 let mut o = (*dep).clone();
                 o["metadata"]["ownerReferences"] = Value::Array(alive);
-                shared.store.put(&id, &key, o, Some(rv_of(&dep))).map(|_| ())
+                shared
+                    .store
+                    .put(&id, &key, o, Some(rv_of(&dep)))
+                    .map(|_| ())
             } else {
                 Ok(())
             };
@@ -1140,7 +1434,9 @@ fn collect_dependents(shared: &Arc<Shared>, owner_uid: &str) {
 fn orphan_dependents(shared: &Arc<Shared>, owner_uid: &str) {
     for (id, key) in shared.store.dependents_of(owner_uid) {
         for _ in 0..8 {
-            let Some(dep) = shared.store.get(&id, &key) else { break };
+            let Some(dep) = shared.store.get(&id, &key) else {
+                break;
+            };
             let mut o = (*dep).clone();
             if let Some(refs) = o["metadata"]["ownerReferences"].as_array_mut() {
                 refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
@@ -1162,7 +1458,8 @@ fn spawn_foreground(shared: Arc<Shared>, def: ResourceDef, key: String, uid: Str
     tokio::spawn(async move {
         for _ in 0..600 {
             for (id, dkey) in shared.store.dependents_of(&uid) {
-                if let (Some(d), Some(dep)) = (def_by_id(&shared, &id), shared.store.get(&id, &dkey))
+                if let (Some(d), Some(dep)) =
+                    (def_by_id(&shared, &id), shared.store.get(&id, &dkey))
                     && !dep["metadata"]["deletionTimestamp"].is_string()
                 {
                     let _ = delete_object(&shared, &d, &dkey, &dep, "Foreground");
@@ -1179,19 +1476,26 @@ fn spawn_foreground(shared: Arc<Shared>, def: ResourceDef, key: String, uid: Str
 
 fn remove_finalizer(shared: &Arc<Shared>, def: &ResourceDef, key: &str, finalizer: &str) {
     for _ in 0..8 {
-        let Some(cur) = shared.store.get(&def.id(), key) else { return };
+        let Some(cur) = shared.store.get(&def.id(), key) else {
+            return;
+        };
         let mut o = (*cur).clone();
         if let Some(f) = o["metadata"]["finalizers"].as_array_mut() {
             f.retain(|x| x != finalizer);
         }
-        let empty = o["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+        let empty = o["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty());
         let r = if empty && o["metadata"]["deletionTimestamp"].is_string() {
             shared
                 .store
                 .delete(&def.id(), key, rv_of(&cur))
                 .map(|gone| after_delete(shared, def, &gone, "Background"))
         } else {
-            shared.store.put(&def.id(), key, o, Some(rv_of(&cur))).map(|_| ())
+            shared
+                .store
+                .put(&def.id(), key, o, Some(rv_of(&cur)))
+                .map(|_| ())
         };
         if r != Err(CommitError::Changed) {
             return;
@@ -1212,7 +1516,10 @@ fn spawn_namespace_cleanup(shared: Arc<Shared>, ns: String) {
                     if o["metadata"]["deletionTimestamp"].is_string() {
                         continue;
                     }
-                    let key = store_key(Some(&ns), o["metadata"]["name"].as_str().unwrap_or_default());
+                    let key = store_key(
+                        Some(&ns),
+                        o["metadata"]["name"].as_str().unwrap_or_default(),
+                    );
                     let _ = delete_object(&shared, def, &key, &o, "Background");
                 }
             }
@@ -1221,38 +1528,68 @@ fn spawn_namespace_cleanup(shared: Arc<Shared>, ns: String) {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let Some(def) = def_by_id(&shared, "/namespaces") else { return };
+        let Some(def) = def_by_id(&shared, "/namespaces") else {
+            return;
+        };
         if let Some(cur) = shared.store.get("/namespaces", &ns) {
-            let _ = shared.store.delete("/namespaces", &ns, rv_of(&cur)).map(|gone| after_delete(&shared, &def, &gone, "Background"));
+            let _ = shared
+                .store
+                .delete("/namespaces", &ns, rv_of(&cur))
+                .map(|gone| after_delete(&shared, &def, &gone, "Background"));
         }
     });
 }
 
 async fn delete_collection(cx: &mut Cx, opts: &Value) -> ApiResult<Response> {
-    let labels = LabelSelector::parse(cx.query.get("labelSelector").map(|s| s.as_str()).unwrap_or_default())?;
+    let labels = LabelSelector::parse(
+        cx.query
+            .get("labelSelector")
+            .map(|s| s.as_str())
+            .unwrap_or_default(),
+    )?;
     let fields = FieldSelector::parse(
-        cx.query.get("fieldSelector").map(|s| s.as_str()).unwrap_or_default(),
+        cx.query
+            .get("fieldSelector")
+            .map(|s| s.as_str())
+            .unwrap_or_default(),
         &cx.def.group,
         &cx.def.plural,
     )?;
     let (_, items) = cx.shared.store.list(&cx.def.id(), cx.ns.as_deref());
     let mut deleted = vec![];
-    for o in items.into_iter().filter(|o| labels.matches(o) && fields.matches(o)) {
-        cx.name = o["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    for o in items
+        .into_iter()
+        .filter(|o| labels.matches(o) && fields.matches(o))
+    {
+        cx.name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         match delete(cx, opts).await {
-            Ok((_, v)) => deleted.push(Arc::new(if v["kind"] == json!("Status") { (*o).clone() } else { v })),
+            Ok((_, v)) => deleted.push(Arc::new(if v["kind"] == json!("Status") {
+                (*o).clone()
+            } else {
+                v
+            })),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
     }
     let rv = cx.shared.store.current_rv();
-    Ok(bytes_response(200, render_list(&cx.def, &cx.version, &deleted, rv, None, None, cx.format)))
+    Ok(bytes_response(
+        200,
+        render_list(&cx.def, &cx.version, &deleted, rv, None, None, cx.format),
+    ))
 }
 
 // ---------------------------------------------------------------- tokens
 
 fn token_request(cx: &Cx, body: &[u8]) -> ApiResult<Response> {
-    let req = if body.is_empty() { json!({}) } else { parse_body(body, "application/json")? };
+    let req = if body.is_empty() {
+        json!({})
+    } else {
+        parse_body(body, "application/json")?
+    };
     let sa = cx
         .shared
         .store
@@ -1276,14 +1613,24 @@ fn token_request(cx: &Cx, body: &[u8]) -> ApiResult<Response> {
             &cx.name,
             "spec.expirationSeconds",
             "FieldValueTooLong",
-            &format!("Invalid value: {exp_secs}: may not specify a duration larger than 2^32 seconds"),
+            &format!(
+                "Invalid value: {exp_secs}: may not specify a duration larger than 2^32 seconds"
+            ),
         ));
     }
     let audiences: Vec<String> = req["spec"]["audiences"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
-    let audiences = if audiences.is_empty() { vec![cx.shared.signer.issuer.clone()] } else { audiences };
+    let audiences = if audiences.is_empty() {
+        vec![cx.shared.signer.issuer.clone()]
+    } else {
+        audiences
+    };
     let ns = cx.ns.clone().unwrap_or_default();
     let (token, exp) = cx.shared.signer.issue(
         &ns,
@@ -1311,11 +1658,19 @@ fn token_review(cx: &Cx, body: &[u8]) -> ApiResult<Response> {
     let token = req["spec"]["token"].as_str().unwrap_or_default();
     let wanted: Vec<String> = req["spec"]["audiences"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let signer = &cx.shared.signer;
     let api_aud = vec![signer.issuer.clone()];
-    let targets = if wanted.is_empty() { api_aud } else { wanted.clone() };
+    let targets = if wanted.is_empty() {
+        api_aud
+    } else {
+        wanted.clone()
+    };
     let status = if token.is_empty() {
         json!({"authenticated": false, "user": {}, "error": "token is required"})
     } else if token == signer.admin_token {
@@ -1326,16 +1681,27 @@ fn token_review(cx: &Cx, body: &[u8]) -> ApiResult<Response> {
         })
     } else {
         match signer.verify(token) {
-            Err(e) => json!({"authenticated": false, "user": {}, "error": format!("[{e}, invalid bearer token]")}),
+            Err(e) => {
+                json!({"authenticated": false, "user": {}, "error": format!("[{e}, invalid bearer token]")})
+            }
             Ok(c) => {
-                let common: Vec<String> = targets.iter().filter(|a| c.audiences.contains(a)).cloned().collect();
-                let sa = cx.shared.store.get("/serviceaccounts", &store_key(Some(&c.namespace), &c.service_account));
+                let common: Vec<String> = targets
+                    .iter()
+                    .filter(|a| c.audiences.contains(a))
+                    .cloned()
+                    .collect();
+                let sa = cx.shared.store.get(
+                    "/serviceaccounts",
+                    &store_key(Some(&c.namespace), &c.service_account),
+                );
                 if common.is_empty() {
                     json!({"authenticated": false, "user": {}, "error": format!(
                         "[invalid bearer token, token audiences {:?} is invalid for the target audiences {:?}]",
                         c.audiences, targets
                     )})
-                } else if sa.as_ref().is_none_or(|s| !c.sa_uid.is_empty() && s["metadata"]["uid"].as_str() != Some(c.sa_uid.as_str())) {
+                } else if sa.as_ref().is_none_or(|s| {
+                    !c.sa_uid.is_empty() && s["metadata"]["uid"].as_str() != Some(c.sa_uid.as_str())
+                }) {
                     json!({"authenticated": false, "user": {}, "error": format!(
                         "[invalid bearer token, service account {}/{} has been deleted]",
                         c.namespace, c.service_account
@@ -1383,7 +1749,12 @@ pub async fn create_or_replace(shared: &Arc<Shared>, obj: Value) -> ApiResult<Va
         .filter(|d| d.serves(&version))
         .ok_or_else(|| ApiError::bad_request(format!("no resource serves {av} {kind}")))?;
     let ns = if def.namespaced {
-        Some(obj["metadata"]["namespace"].as_str().unwrap_or("default").to_string())
+        Some(
+            obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string(),
+        )
     } else {
         None
     };
@@ -1392,7 +1763,10 @@ pub async fn create_or_replace(shared: &Arc<Shared>, obj: Value) -> ApiResult<Va
         def: def.clone(),
         version,
         ns,
-        name: obj["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        name: obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         sub: String::new(),
         user: User::admin(),
         query: HashMap::new(),

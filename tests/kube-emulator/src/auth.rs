@@ -135,7 +135,14 @@ impl Signer {
     }
 
     /// A service-account token as TokenRequest issues it.
-    pub fn issue(&self, ns: &str, sa: &str, sa_uid: &str, audiences: &[String], ttl_secs: i64) -> (String, i64) {
+    pub fn issue(
+        &self,
+        ns: &str,
+        sa: &str,
+        sa_uid: &str,
+        audiences: &[String],
+        ttl_secs: i64,
+    ) -> (String, i64) {
         let now = chrono::Utc::now().timestamp();
         let exp = now + ttl_secs;
         let aud: Vec<String> = if audiences.is_empty() {
@@ -173,13 +180,17 @@ impl Signer {
         if header["alg"] != json!("ES256") {
             return Err("invalid bearer token, token signed with an unsupported algorithm".into());
         }
-        let sig = B64URL.decode(parts[2]).map_err(|_| "invalid bearer token")?;
+        let sig = B64URL
+            .decode(parts[2])
+            .map_err(|_| "invalid bearer token")?;
         let pk = signature::UnparsedPublicKey::new(
             &signature::ECDSA_P256_SHA256_FIXED,
             self.key.public_key().as_ref(),
         );
         pk.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
-            .map_err(|_| "invalid bearer token, square/go-jose: error in cryptographic primitive".to_string())?;
+            .map_err(|_| {
+                "invalid bearer token, square/go-jose: error in cryptographic primitive".to_string()
+            })?;
         let claims: Value = B64URL
             .decode(parts[1])
             .ok()
@@ -192,13 +203,18 @@ impl Signer {
         if exp <= chrono::Utc::now().timestamp() {
             return Err("invalid bearer token, service account token has expired".into());
         }
-        let ns = claims["kubernetes.io"]["namespace"].as_str().unwrap_or_default();
+        let ns = claims["kubernetes.io"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
         let sa = claims["kubernetes.io"]["serviceaccount"]["name"]
             .as_str()
             .unwrap_or_default();
         let audiences = match &claims["aud"] {
             Value::String(s) => vec![s.clone()],
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
             _ => vec![],
         };
         Ok(SaClaims {
@@ -227,7 +243,10 @@ impl Signer {
 
 pub fn sa_user(c: &SaClaims) -> User {
     User {
-        username: format!("system:serviceaccount:{}:{}", c.namespace, c.service_account),
+        username: format!(
+            "system:serviceaccount:{}:{}",
+            c.namespace, c.service_account
+        ),
         uid: c.sa_uid.clone(),
         groups: vec![
             "system:serviceaccounts".into(),

@@ -174,7 +174,10 @@ impl KubeEmulator {
             .get("/serviceaccounts", &store::key(Some(ns), sa))
             .and_then(|o| o["metadata"]["uid"].as_str().map(String::from))
             .unwrap_or_default();
-        self.shared.signer.issue(ns, sa, &uid, audiences, ttl_secs).0
+        self.shared
+            .signer
+            .issue(ns, sa, &uid, audiences, ttl_secs)
+            .0
     }
 
     pub fn jwt_public_key_pem(&self) -> String {
@@ -239,7 +242,11 @@ impl KubeEmulator {
 
     /// Delay every request by `d`.
     pub fn set_latency(&self, d: Duration) {
-        *self.shared.latency.lock().unwrap_or_else(|e| e.into_inner()) = d;
+        *self
+            .shared
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = d;
     }
 
     pub fn audit(&self) -> Vec<AuditRecord> {

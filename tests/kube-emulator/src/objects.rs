@@ -13,11 +13,13 @@ pub fn now_ts() -> String {
 }
 
 static DNS1123_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").expect("static regex")
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .expect("static regex")
 });
 static DNS1123_LABEL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("static regex"));
-static CONFIG_KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[-._a-zA-Z0-9]+$").expect("static regex"));
+static CONFIG_KEY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[-._a-zA-Z0-9]+$").expect("static regex"));
 
 /// The error detail for an invalid object name, as apimachinery words it.
 pub fn name_error(def: &ResourceDef, name: &str) -> Option<String> {
@@ -54,7 +56,9 @@ fn check_keys(def: &ResourceDef, name: &str, field: &str, m: &Map<String, Value>
                 name,
                 &format!("{field}[{k}]"),
                 "FieldValueInvalid",
-                format!("Invalid value: \"{k}\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"),
+                format!(
+                    "Invalid value: \"{k}\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+                ),
             ));
         }
     }
@@ -63,11 +67,16 @@ fn check_keys(def: &ResourceDef, name: &str, field: &str, m: &Map<String, Value>
 
 /// Normalise and validate a built-in object before it is stored.
 pub fn prepare(def: &ResourceDef, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     match (def.group.as_str(), def.plural.as_str()) {
         ("", "secrets") => {
             // stringData is write-only: merged into data, then dropped.
-            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
                 let data = obj
                     .as_object_mut()
                     .expect("object")
@@ -88,7 +97,9 @@ pub fn prepare(def: &ResourceDef, obj: &mut Value, old: Option<&Value>) -> ApiRe
                 check_keys(def, &name, "data", m)?;
                 for v in m.values() {
                     let ok = match v {
-                        Value::String(s) => base64::engine::general_purpose::STANDARD.decode(s).is_ok(),
+                        Value::String(s) => {
+                            base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+                        }
                         Value::Null => true,
                         _ => false,
                     };
@@ -101,7 +112,16 @@ pub fn prepare(def: &ResourceDef, obj: &mut Value, old: Option<&Value>) -> ApiRe
             }
             if let Some(old) = old {
                 if old["type"] != obj["type"] {
-                    return Err(invalid(def, &name, "type", "FieldValueInvalid", format!("Invalid value: {:?}: field is immutable", obj["type"].as_str().unwrap_or_default())));
+                    return Err(invalid(
+                        def,
+                        &name,
+                        "type",
+                        "FieldValueInvalid",
+                        format!(
+                            "Invalid value: {:?}: field is immutable",
+                            obj["type"].as_str().unwrap_or_default()
+                        ),
+                    ));
                 }
                 immutable_data(def, &name, obj, old)?;
             }
@@ -132,14 +152,22 @@ pub fn prepare(def: &ResourceDef, obj: &mut Value, old: Option<&Value>) -> ApiRe
             }
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            let d = def_from_crd(obj).map_err(|(field, reason, detail)| {
-                invalid(def, &name, &field, &reason, detail)
-            })?;
+            let d = def_from_crd(obj)
+                .map_err(|(field, reason, detail)| invalid(def, &name, &field, &reason, detail))?;
             if let Some(old) = old
                 && (old["spec"]["group"] != obj["spec"]["group"]
                     || old["spec"]["names"]["plural"] != obj["spec"]["names"]["plural"])
             {
-                return Err(invalid(def, &name, "spec.group", "FieldValueInvalid", format!("Invalid value: {}: field is immutable", obj["spec"]["group"])));
+                return Err(invalid(
+                    def,
+                    &name,
+                    "spec.group",
+                    "FieldValueInvalid",
+                    format!(
+                        "Invalid value: {}: field is immutable",
+                        obj["spec"]["group"]
+                    ),
+                ));
             }
             set_crd_status(obj, old, &d);
         }
@@ -151,10 +179,22 @@ pub fn prepare(def: &ResourceDef, obj: &mut Value, old: Option<&Value>) -> ApiRe
 fn immutable_data(def: &ResourceDef, name: &str, obj: &Value, old: &Value) -> ApiResult<()> {
     if old["immutable"] == json!(true) {
         if obj["data"] != old["data"] || obj["binaryData"] != old["binaryData"] {
-            return Err(invalid(def, name, "data", "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set".into()));
+            return Err(invalid(
+                def,
+                name,
+                "data",
+                "FieldValueForbidden",
+                "Forbidden: field is immutable when `immutable` is set".into(),
+            ));
         }
         if obj["immutable"] != json!(true) {
-            return Err(invalid(def, name, "immutable", "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set".into()));
+            return Err(invalid(
+                def,
+                name,
+                "immutable",
+                "FieldValueForbidden",
+                "Forbidden: field is immutable when `immutable` is set".into(),
+            ));
         }
     }
     Ok(())
@@ -165,7 +205,11 @@ fn set_crd_status(obj: &mut Value, old: Option<&Value>, d: &ResourceDef) {
     let now = now_ts();
     let mut stored: Vec<String> = old
         .and_then(|o| o["status"]["storedVersions"].as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     if !stored.contains(&d.storage_version) {
         stored.push(d.storage_version.clone());
@@ -195,9 +239,7 @@ fn set_crd_status(obj: &mut Value, old: Option<&Value>, d: &ResourceDef) {
 
 /// Whether the resource keeps `metadata.generation`.
 pub fn tracks_generation(def: &ResourceDef) -> bool {
-    def.custom
-        || def.group == "apiextensions.k8s.io"
-        || def.group == "admissionregistration.k8s.io"
+    def.custom || def.group == "apiextensions.k8s.io" || def.group == "admissionregistration.k8s.io"
 }
 
 /// The object without metadata (and without status when status is a subresource),

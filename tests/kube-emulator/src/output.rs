@@ -87,7 +87,11 @@ pub fn human_duration(secs: i64) -> String {
     let minutes = secs / 60;
     if minutes < 10 {
         let s = secs % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 180 {
         return format!("{minutes}m");
@@ -95,14 +99,22 @@ pub fn human_duration(secs: i64) -> String {
     let hours = minutes / 60;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
@@ -111,7 +123,10 @@ pub fn human_duration(secs: i64) -> String {
 }
 
 fn age(ts: &Value) -> Value {
-    match ts.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
+    match ts
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    {
         Some(t) => json!(human_duration(
             (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()
         )),
@@ -129,59 +144,100 @@ const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server
 type Cell = fn(&Value) -> Value;
 
 fn builtin_columns(def: &ResourceDef) -> Vec<(Value, Cell)> {
-    let name: (Value, Cell) = (
-        col("Name", "string", "name", NAME_DESC, 0),
-        |o| o["metadata"]["name"].clone(),
-    );
-    let created: (Value, Cell) = (
-        col("Age", "string", "", AGE_DESC, 0),
-        |o| age(&o["metadata"]["creationTimestamp"]),
-    );
+    let name: (Value, Cell) = (col("Name", "string", "name", NAME_DESC, 0), |o| {
+        o["metadata"]["name"].clone()
+    });
+    let created: (Value, Cell) = (col("Age", "string", "", AGE_DESC, 0), |o| {
+        age(&o["metadata"]["creationTimestamp"])
+    });
     match (def.group.as_str(), def.plural.as_str()) {
         ("", "secrets") => vec![
             name,
-            (col("Type", "string", "", "The type of the secret", 0), |o| {
-                json!(o["type"].as_str().unwrap_or("Opaque"))
-            }),
-            (col("Data", "string", "", "The number of entries in the secret", 0), |o| {
-                json!(o["data"].as_object().map(|m| m.len()).unwrap_or(0))
-            }),
+            (
+                col("Type", "string", "", "The type of the secret", 0),
+                |o| json!(o["type"].as_str().unwrap_or("Opaque")),
+            ),
+            (
+                col(
+                    "Data",
+                    "string",
+                    "",
+                    "The number of entries in the secret",
+                    0,
+                ),
+                |o| json!(o["data"].as_object().map(|m| m.len()).unwrap_or(0)),
+            ),
             created,
         ],
         ("", "configmaps") => vec![
             name,
-            (col("Data", "string", "", "The number of entries in the configmap", 0), |o| {
-                json!(
-                    o["data"].as_object().map(|m| m.len()).unwrap_or(0)
-                        + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0)
-                )
-            }),
+            (
+                col(
+                    "Data",
+                    "string",
+                    "",
+                    "The number of entries in the configmap",
+                    0,
+                ),
+                |o| {
+                    json!(
+                        o["data"].as_object().map(|m| m.len()).unwrap_or(0)
+                            + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0)
+                    )
+                },
+            ),
             created,
         ],
         ("", "namespaces") => vec![
             name,
-            (col("Status", "string", "", "The status of the namespace", 0), |o| {
-                json!(o["status"]["phase"].as_str().unwrap_or("Active"))
-            }),
+            (
+                col("Status", "string", "", "The status of the namespace", 0),
+                |o| json!(o["status"]["phase"].as_str().unwrap_or("Active")),
+            ),
             created,
         ],
         ("", "events") => vec![
-            (col("Last Seen", "string", "", "Time of the last occurrence", 0), |o| {
-                let t = if o["lastTimestamp"].is_string() { &o["lastTimestamp"] } else { &o["eventTime"] };
-                age(t)
+            (
+                col("Last Seen", "string", "", "Time of the last occurrence", 0),
+                |o| {
+                    let t = if o["lastTimestamp"].is_string() {
+                        &o["lastTimestamp"]
+                    } else {
+                        &o["eventTime"]
+                    };
+                    age(t)
+                },
+            ),
+            (col("Type", "string", "", "Type of this event", 0), |o| {
+                o["type"].clone()
             }),
-            (col("Type", "string", "", "Type of this event", 0), |o| o["type"].clone()),
-            (col("Reason", "string", "", "Why the action was taken", 0), |o| o["reason"].clone()),
-            (col("Object", "string", "", "The object this event is about", 0), |o| {
-                json!(format!(
-                    "{}/{}",
-                    o["involvedObject"]["kind"].as_str().unwrap_or_default().to_lowercase(),
-                    o["involvedObject"]["name"].as_str().unwrap_or_default()
-                ))
-            }),
-            (col("Message", "string", "", "A description of the status of this operation", 0), |o| {
-                o["message"].clone()
-            }),
+            (
+                col("Reason", "string", "", "Why the action was taken", 0),
+                |o| o["reason"].clone(),
+            ),
+            (
+                col("Object", "string", "", "The object this event is about", 0),
+                |o| {
+                    json!(format!(
+                        "{}/{}",
+                        o["involvedObject"]["kind"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_lowercase(),
+                        o["involvedObject"]["name"].as_str().unwrap_or_default()
+                    ))
+                },
+            ),
+            (
+                col(
+                    "Message",
+                    "string",
+                    "",
+                    "A description of the status of this operation",
+                    0,
+                ),
+                |o| o["message"].clone(),
+            ),
         ],
         _ => vec![name, created],
     }
@@ -198,14 +254,26 @@ fn cell_for(type_: &str, v: Option<&Value>) -> Value {
 }
 
 /// A meta.k8s.io/v1 Table of `objs`.
-pub fn table(def: &ResourceDef, version: &str, objs: &[Cow<'_, Value>], include: Include, rv: Option<u64>) -> Value {
+pub fn table(
+    def: &ResourceDef,
+    version: &str,
+    objs: &[Cow<'_, Value>],
+    include: Include,
+    rv: Option<u64>,
+) -> Value {
     let printer = def.printer_columns.get(version).filter(|c| !c.is_empty());
     let mut defs = vec![];
     let mut rows = vec![];
     if let Some(cols) = printer {
         defs.push(col("Name", "string", "name", NAME_DESC, 0));
         for c in cols {
-            defs.push(col(&c.name, &c.type_, &c.format, &c.description, c.priority));
+            defs.push(col(
+                &c.name,
+                &c.type_,
+                &c.format,
+                &c.description,
+                c.priority,
+            ));
         }
         for o in objs {
             let mut cells = vec![o["metadata"]["name"].clone()];
@@ -274,14 +342,18 @@ pub fn render_list(
     }
     match fmt {
         Format::Table(inc) => {
-            let objs: Vec<Cow<'_, Value>> = items.iter().map(|o| at_version(def, version, o)).collect();
+            let objs: Vec<Cow<'_, Value>> =
+                items.iter().map(|o| at_version(def, version, o)).collect();
             let mut t = table(def, version, &objs, inc, Some(rv));
             t["metadata"] = md;
             serde_json::to_vec(&t).unwrap_or_default()
         }
         Format::Json | Format::Meta => {
             let (kind, api_version) = if fmt == Format::Meta {
-                ("PartialObjectMetadataList".to_string(), "meta.k8s.io/v1".to_string())
+                (
+                    "PartialObjectMetadataList".to_string(),
+                    "meta.k8s.io/v1".to_string(),
+                )
             } else {
                 (def.list_kind.clone(), def.api_version(version))
             };

@@ -28,7 +28,11 @@ pub fn json_patch(target: &Value, patch_body: &[u8]) -> Result<Value, ApiError> 
     let mut doc = target.clone();
     json_patch::patch(&mut doc, &p).map_err(|e| {
         // kube-apiserver reports failed JSON patch operations as 422.
-        ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("the server rejected our request due to an error in our request: {e}"),
+        )
     })?;
     Ok(doc)
 }
@@ -62,7 +66,11 @@ pub fn strategic_merge_patch(target: &Value, patch_body: &[u8]) -> Result<Value,
     Ok(doc)
 }
 
-fn merge_map(target: &mut Value, patch: &Map<String, Value>, path: &mut Vec<String>) -> Result<(), ApiError> {
+fn merge_map(
+    target: &mut Value,
+    patch: &Map<String, Value>,
+    path: &mut Vec<String>,
+) -> Result<(), ApiError> {
     match patch.get("$patch").and_then(|v| v.as_str()) {
         Some("replace") => {
             let mut m = patch.clone();
@@ -85,17 +93,18 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>, path: &mut Vec<Stri
         *target = Value::Object(Map::new());
     }
     let retain: Option<Vec<String>> = patch.get("$retainKeys").and_then(|v| {
-        v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        v.as_array().map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
     });
     for (k, v) in patch {
         if k == "$retainKeys" || k.starts_with("$setElementOrder/") {
             continue;
         }
         if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(list)), Some(del)) =
-                (target.get_mut(field), v.as_array())
-            {
+            if let (Some(Value::Array(list)), Some(del)) = (target.get_mut(field), v.as_array()) {
                 list.retain(|x| !del.contains(x));
             }
             continue;

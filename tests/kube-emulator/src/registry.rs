@@ -110,7 +110,15 @@ fn builtin(
 pub fn builtins() -> Vec<ResourceDef> {
     let mut ns = builtin("", "v1", "namespaces", "Namespace", false, &["ns"], &[]);
     ns.status_subresource = true;
-    let mut sa = builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], &[]);
+    let mut sa = builtin(
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        &[],
+    );
     sa.extra_subresources.push((
         "token".into(),
         "authentication.k8s.io".into(),
@@ -144,7 +152,15 @@ pub fn builtins() -> Vec<ResourceDef> {
         builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], &[]),
         sa,
         builtin("", "v1", "events", "Event", true, &["ev"], &[]),
-        builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], &[]),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "leases",
+            "Lease",
+            true,
+            &[],
+            &[],
+        ),
         builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"], &[]),
         tr,
         builtin(
@@ -382,7 +398,11 @@ pub fn def_from_crd(crd: &Value) -> Result<ResourceDef, (String, String, String)
     let plural = names["plural"].as_str().unwrap_or_default().to_string();
     let kind = names["kind"].as_str().unwrap_or_default().to_string();
     if group.is_empty() {
-        return Err(("spec.group".into(), "FieldValueRequired".into(), "Required value".into()));
+        return Err((
+            "spec.group".into(),
+            "FieldValueRequired".into(),
+            "Required value".into(),
+        ));
     }
     if plural.is_empty() {
         return Err((
@@ -414,7 +434,9 @@ pub fn def_from_crd(crd: &Value) -> Result<ResourceDef, (String, String, String)
             return Err((
                 "spec.scope".into(),
                 "FieldValueNotSupported".into(),
-                format!("Unsupported value: \"{other}\": supported values: \"Cluster\", \"Namespaced\""),
+                format!(
+                    "Unsupported value: \"{other}\": supported values: \"Cluster\", \"Namespaced\""
+                ),
             ));
         }
     };
@@ -426,7 +448,10 @@ pub fn def_from_crd(crd: &Value) -> Result<ResourceDef, (String, String, String)
             "Invalid value: null: must have exactly one version marked as storage version".into(),
         ));
     }
-    let storage: Vec<&Value> = versions.iter().filter(|v| v["storage"] == json!(true)).collect();
+    let storage: Vec<&Value> = versions
+        .iter()
+        .filter(|v| v["storage"] == json!(true))
+        .collect();
     if storage.len() != 1 {
         return Err((
             "spec.versions".into(),
@@ -472,7 +497,11 @@ pub fn def_from_crd(crd: &Value) -> Result<ResourceDef, (String, String, String)
     sort_versions(&mut served);
     let str_list = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     Ok(ResourceDef {
@@ -514,7 +543,11 @@ impl Registry {
             }
         }
         for (g, v) in gvs {
-            let p = if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+            let p = if g.is_empty() {
+                format!("api/{v}")
+            } else {
+                format!("apis/{g}/{v}")
+            };
             let doc = self.openapi_v3_gv(&g, &v).unwrap_or_default();
             let hash = storage_hash(&doc.to_string());
             paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash.replace(['+', '/', '='], ""))}));
@@ -528,11 +561,19 @@ impl Registry {
         if !self.has_group_version(group, version) {
             return None;
         }
-        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let mut paths = serde_json::Map::new();
         let mut schemas = serde_json::Map::new();
         let param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-        for d in self.by_id.values().filter(|d| d.group == group && d.serves(version)) {
+        for d in self
+            .by_id
+            .values()
+            .filter(|d| d.group == group && d.serves(version))
+        {
             let gvk = json!({"group": group, "version": version, "kind": d.kind});
             let ok = json!({"200": {"description": "OK"}});
             let item = if d.namespaced {
@@ -559,15 +600,22 @@ impl Registry {
                 continue;
             }
             let mut patch = op("patch");
-            patch["parameters"].as_array_mut().expect("array").push(param("force"));
-            paths.insert(item, json!({"get": op("get"), "put": op("put"), "patch": patch, "delete": op("delete")}));
-            paths.insert(coll, json!({"get": op("list"), "post": op("post"), "delete": op("deletecollection")}));
+            patch["parameters"]
+                .as_array_mut()
+                .expect("array")
+                .push(param("force"));
+            paths.insert(
+                item,
+                json!({"get": op("get"), "put": op("put"), "patch": patch, "delete": op("delete")}),
+            );
+            paths.insert(
+                coll,
+                json!({"get": op("list"), "post": op("post"), "delete": op("deletecollection")}),
+            );
             if d.custom {
-                let mut s = d
-                    .schemas
-                    .get(version)
-                    .cloned()
-                    .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+                let mut s = d.schemas.get(version).cloned().unwrap_or_else(
+                    || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+                );
                 s["x-kubernetes-group-version-kind"] = json!([gvk]);
                 let name = format!("{}.{version}.{}", reverse_domain(group), d.kind);
                 schemas.insert(name, s);

@@ -56,8 +56,9 @@ static LABEL_KEY: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("static regex")
 });
-static LABEL_VALUE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$").expect("static regex"));
+static LABEL_VALUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$").expect("static regex")
+});
 static SET_TERM: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(\S+)\s+(in|notin)\s*\((.*)\)$").expect("static regex"));
 
@@ -66,8 +67,7 @@ fn valid_label_key(k: &str) -> bool {
 }
 
 fn valid_label_value(v: &str) -> bool {
-    v.is_empty()
-        || LABEL_VALUE.is_match(v)
+    v.is_empty() || LABEL_VALUE.is_match(v)
 }
 
 impl LabelSelector {
@@ -77,7 +77,8 @@ impl LabelSelector {
         if s.is_empty() {
             return Ok(LabelSelector { reqs });
         }
-        let bad = |why: String| ApiError::bad_request(format!("unable to parse requirement: {why}"));
+        let bad =
+            |why: String| ApiError::bad_request(format!("unable to parse requirement: {why}"));
         for term in split_top_level(s) {
             let t = term.trim();
             if t.is_empty() {
@@ -107,12 +108,9 @@ impl LabelSelector {
                     op: Op::Eq,
                     values: vec![v.trim().into()],
                 }
-            } else if let Some(caps) = SET_TERM.captures(t)
-            {
-                let values: Vec<String> = caps[3]
-                    .split(',')
-                    .map(|v| v.trim().to_string())
-                    .collect();
+            } else if let Some(caps) = SET_TERM.captures(t) {
+                let values: Vec<String> =
+                    caps[3].split(',').map(|v| v.trim().to_string()).collect();
                 Requirement {
                     key: caps[1].into(),
                     op: if &caps[2] == "in" { Op::In } else { Op::NotIn },
@@ -125,7 +123,9 @@ impl LabelSelector {
                     values: vec![],
                 }
             } else {
-                return Err(bad(format!("found '{t}', expected: in, notin, =, ==, !=, gt, lt")));
+                return Err(bad(format!(
+                    "found '{t}', expected: in, notin, =, ==, !=, gt, lt"
+                )));
             };
             if !valid_label_key(&req.key) {
                 return Err(bad(format!(
@@ -237,7 +237,10 @@ impl FieldSelector {
     pub fn matches(&self, obj: &Value) -> bool {
         self.reqs.iter().all(|(k, eq, v)| {
             let actual = if k == "source" {
-                obj["source"]["component"].as_str().unwrap_or_default().to_string()
+                obj["source"]["component"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
             } else {
                 let mut cur = obj;
                 for part in k.split('.') {

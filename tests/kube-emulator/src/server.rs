@@ -32,7 +32,10 @@ pub struct Shared {
 
 impl Shared {
     pub fn registry(&self) -> Arc<Registry> {
-        self.registry.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn update_registry(&self, f: impl FnOnce(&mut Registry)) {
@@ -84,7 +87,10 @@ struct Tls {
 }
 
 fn make_tls() -> anyhow::Result<Tls> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        SanType,
+    };
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
@@ -100,11 +106,16 @@ fn make_tls() -> anyhow::Result<Tls> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "kubernetes.default.svc".to_string()])?;
+    let mut params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ])?;
     params
         .subject_alt_names
         .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
     let cert = params.signed_by(&key, &issuer)?;
 
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -123,7 +134,11 @@ fn make_tls() -> anyhow::Result<Tls> {
 
 pub async fn start(cfg: KubeEmulatorConfig) -> anyhow::Result<(Arc<Shared>, ServerHandle)> {
     let tls = make_tls()?;
-    let listener = TcpListener::bind(cfg.bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
+    let listener = TcpListener::bind(
+        cfg.bind
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+    )
+    .await?;
     let addr = listener.local_addr()?;
     let url = format!("https://{addr}");
     let (drop_tx, _) = tokio::sync::watch::channel(0u64);
@@ -169,12 +184,17 @@ pub async fn start(cfg: KubeEmulatorConfig) -> anyhow::Result<(Arc<Shared>, Serv
             let router = router.clone();
             let mut stop_rx = stop_rx.clone();
             conns.spawn(async move {
-                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                else {
                     return;
                 };
                 let svc = hyper_util::service::TowerToHyperService::new(router);
-                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc);
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                let conn =
+                    builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc);
                 tokio::select! {
                     _ = conn => {}
                     _ = stop_rx.wait_for(|s| *s) => {}
@@ -236,7 +256,10 @@ impl Shared {
     }
 
     pub fn record(&self, rec: AuditRecord) {
-        self.audit.lock().unwrap_or_else(|e| e.into_inner()).push(rec);
+        self.audit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(rec);
     }
 }
 
@@ -307,7 +330,7 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
         .trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     let segs: Vec<&str> = segs.iter().map(|s| s.as_str()).collect();
     let reg = shared.registry();
@@ -323,7 +346,9 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
         ["openapi", "v3", "apis", g, v] => Some(reg.openapi_v3_gv(g, v)),
         // Without a v2 document kubectl falls back to its compiled-in patch metadata.
         ["openapi", ..] => Some(None),
-        [] => Some(Some(json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openid/v1/jwks", "/.well-known/openid-configuration"]}))),
+        [] => Some(Some(
+            json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openid/v1/jwks", "/.well-known/openid-configuration"]}),
+        )),
         _ => None,
     };
     if let Some(d) = discovery {
@@ -408,7 +433,10 @@ fn verb_of(method: &Method, path: &str, query: &str) -> String {
             Some(&"api") => segs.len().saturating_sub(2),
             _ => segs.len().saturating_sub(3),
         };
-        let after = if segs.get(if segs.first() == Some(&"api") { 2 } else { 3 }) == Some(&"namespaces") && after >= 3 {
+        let after = if segs.get(if segs.first() == Some(&"api") { 2 } else { 3 })
+            == Some(&"namespaces")
+            && after >= 3
+        {
             after - 2
         } else {
             after
@@ -438,7 +466,8 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'%'
             && i + 2 < b.len()
-            && let Ok(x) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+            && let Ok(x) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
         {
             out.push(x);
             i += 3;

@@ -61,7 +61,11 @@ fn list_type(shape: Shape, s: Option<&Value>, fpath: &[String]) -> ListType {
     match s.and_then(|s| s["x-kubernetes-list-type"].as_str()) {
         Some("map") => ListType::Map(
             s.and_then(|s| s["x-kubernetes-list-map-keys"].as_array())
-                .map(|a| a.iter().filter_map(|k| k.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|k| k.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
         ),
         Some("set") => ListType::Set,
@@ -89,7 +93,14 @@ fn key_of(item: &Value, keys: &[String]) -> String {
     Value::Object(m).to_string()
 }
 
-fn walk(v: &Value, shape: Shape, s: Option<&Value>, path: &mut Path, fpath: &mut Vec<String>, out: &mut FieldSet) {
+fn walk(
+    v: &Value,
+    shape: Shape,
+    s: Option<&Value>,
+    path: &mut Path,
+    fpath: &mut Vec<String>,
+    out: &mut FieldSet,
+) {
     match v {
         Value::Object(m) if !map_atomic(s) || fpath.is_empty() => {
             if m.is_empty() && !path.is_empty() {
@@ -98,7 +109,11 @@ fn walk(v: &Value, shape: Shape, s: Option<&Value>, path: &mut Path, fpath: &mut
             for (k, child) in m {
                 path.push(PE::Field(k.clone()));
                 fpath.push(k.clone());
-                let cs = if fpath.len() == 1 && k == "metadata" { None } else { child_schema(s, k) };
+                let cs = if fpath.len() == 1 && k == "metadata" {
+                    None
+                } else {
+                    child_schema(s, k)
+                };
                 walk(child, shape, cs, path, fpath, out);
                 fpath.pop();
                 path.pop();
@@ -266,7 +281,11 @@ fn merge(live: &mut Value, cfg: &Value, shape: Shape, s: Option<&Value>, fpath: 
                     continue;
                 }
                 fpath.push(k.clone());
-                let cs = if fpath.len() == 1 && k == "metadata" { None } else { child_schema(s, k) };
+                let cs = if fpath.len() == 1 && k == "metadata" {
+                    None
+                } else {
+                    child_schema(s, k)
+                };
                 let lm = live.as_object_mut().expect("object");
                 let slot = lm.entry(k.clone()).or_insert(Value::Null);
                 merge(slot, cv, shape, cs, fpath);
@@ -464,10 +483,7 @@ pub fn record_update(
     let new_set = field_set(new, shape, scope);
     let changed: FieldSet = new_set
         .iter()
-        .filter(|p| {
-            !old_set.contains(*p)
-                || old.and_then(|o| value_at(o, p)) != value_at(new, p)
-        })
+        .filter(|p| !old_set.contains(*p) || old.and_then(|o| value_at(o, p)) != value_at(new, p))
         .cloned()
         .collect();
     let removed: FieldSet = old_set.difference(&new_set).cloned().collect();
@@ -477,7 +493,8 @@ pub fn record_update(
         return;
     }
     for e in entries.iter_mut() {
-        e.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
+        e.fields
+            .retain(|p| !changed.contains(p) && !removed.contains(p));
     }
     match entries
         .iter_mut()
@@ -563,7 +580,8 @@ pub fn apply(
 ) -> Result<Value, Vec<Conflict>> {
     let mut entries = read_entries(live);
     let cfg_set = field_set(cfg, shape, scope);
-    let mine = |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == subresource;
+    let mine =
+        |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == subresource;
     let prev: FieldSet = entries
         .iter()
         .find(|e| mine(e))
@@ -621,8 +639,9 @@ pub fn apply(
     gone.sort_by_key(|p| (p.last() != Some(&PE::Dot), std::cmp::Reverse(p.len())));
     for p in gone {
         let is_key_field = match (p.last(), p.len().checked_sub(2).map(|i| &p[i])) {
-            (Some(PE::Field(f)), Some(PE::Key(k))) => serde_json::from_str::<Map<String, Value>>(k)
-                .is_ok_and(|m| m.contains_key(f)),
+            (Some(PE::Field(f)), Some(PE::Key(k))) => {
+                serde_json::from_str::<Map<String, Value>>(k).is_ok_and(|m| m.contains_key(f))
+            }
             _ => false,
         };
         if !is_key_field {
@@ -636,7 +655,9 @@ pub fn apply(
                 m.remove("status");
             }
             Scope::StatusOnly => {
-                m.retain(|k, _| k == "status" || k == "apiVersion" || k == "kind" || k == "metadata");
+                m.retain(|k, _| {
+                    k == "status" || k == "apiVersion" || k == "kind" || k == "metadata"
+                });
                 if let Some(md) = m.get_mut("metadata").and_then(|v| v.as_object_mut()) {
                     md.retain(|k, _| k == "name" || k == "namespace");
                 }

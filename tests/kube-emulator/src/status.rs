@@ -68,8 +68,12 @@ impl ApiError {
 
     /// A URL that names no served resource.
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
@@ -102,7 +106,13 @@ impl ApiError {
         )
     }
 
-    pub fn invalid(group: &str, kind: &str, name: &str, message: String, causes: Vec<Value>) -> Self {
+    pub fn invalid(
+        group: &str,
+        kind: &str,
+        name: &str,
+        message: String,
+        causes: Vec<Value>,
+    ) -> Self {
         let mut d = details(name, group, kind);
         if !causes.is_empty() {
             d["causes"] = Value::Array(causes);
@@ -111,7 +121,14 @@ impl ApiError {
     }
 
     /// 422 for a single field error, with kube-apiserver's message layout.
-    pub fn invalid_field(group: &str, kind: &str, name: &str, field: &str, reason: &str, detail: &str) -> Self {
+    pub fn invalid_field(
+        group: &str,
+        kind: &str,
+        name: &str,
+        field: &str,
+        reason: &str,
+        detail: &str,
+    ) -> Self {
         let what = if group.is_empty() {
             kind.to_string()
         } else {
@@ -155,7 +172,10 @@ impl ApiError {
         Self::new(
             403,
             "Forbidden",
-            format!("{} \"{name}\" is forbidden: {why}", qualified(group, resource)),
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                qualified(group, resource)
+            ),
         )
         .with_details(details(name, group, resource))
     }

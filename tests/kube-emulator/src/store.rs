@@ -56,10 +56,13 @@ pub struct Snapshot {
     pub items: Vec<Arc<Value>>,
 }
 
+/// Last snapshot id and the retained snapshots.
+type Snapshots = (u64, VecDeque<(u64, Arc<Snapshot>)>);
+
 pub struct Store {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Arc<WatchEvent>>,
-    snapshots: Mutex<(u64, VecDeque<(u64, Arc<Snapshot>)>)>,
+    snapshots: Mutex<Snapshots>,
 }
 
 /// Storage key of an object within its resource.
@@ -170,8 +173,14 @@ impl Store {
         let rv = g.rv;
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let obj = Arc::new(obj);
-        let namespace = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-        let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        let namespace = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let uid = obj["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         g.tables
             .entry(id.to_string())
             .or_default()
@@ -248,7 +257,10 @@ impl Store {
         let ev = Arc::new(WatchEvent {
             rv,
             resource: id.to_string(),
-            namespace: old["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
+            namespace: old["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             type_: EventType::Deleted,
             object: gone.clone(),
             old: Some(old),

@@ -49,7 +49,10 @@ fn render_line(def: &ResourceDef, version: &str, fmt: Format, type_: &str, o: &V
 
 fn bookmark(def: &ResourceDef, version: &str, fmt: Format, rv: u64, initial_end: bool) -> Bytes {
     let (kind, api_version) = match fmt {
-        Format::Meta => ("PartialObjectMetadata".to_string(), "meta.k8s.io/v1".to_string()),
+        Format::Meta => (
+            "PartialObjectMetadata".to_string(),
+            "meta.k8s.io/v1".to_string(),
+        ),
         _ => (def.kind.clone(), def.api_version(version)),
     };
     let mut md = json!({"resourceVersion": rv.to_string()});
@@ -71,9 +74,11 @@ pub fn start(
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut drop_rx = shared.drop_tx.subscribe();
-    let started = shared
-        .store
-        .watch(&def.id(), namespace.as_deref(), if p.send_initial_events { None } else { p.from });
+    let started = shared.store.watch(
+        &def.id(),
+        namespace.as_deref(),
+        if p.send_initial_events { None } else { p.from },
+    );
     tokio::spawn(async move {
         let (start, mut events, start_rv) = match started {
             Ok(s) => s,
@@ -98,7 +103,9 @@ pub fn start(
                     }
                 }
                 if p.send_initial_events && p.bookmarks {
-                    let _ = tx.send(bookmark(&def, &version, p.format, start_rv, true)).await;
+                    let _ = tx
+                        .send(bookmark(&def, &version, p.format, start_rv, true))
+                        .await;
                 }
             }
             WatchStart::Replay(evs) => {
@@ -148,7 +155,9 @@ pub fn start(
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
     });
     Response::builder()
         .status(200)

@@ -17,7 +17,11 @@ struct Kubectl {
 impl Kubectl {
     fn new(k: &kube_emulator::KubeEmulator, tag: &str) -> Self {
         assert!(
-            std::process::Command::new("kubectl").arg("version").arg("--client").output().is_ok(),
+            std::process::Command::new("kubectl")
+                .arg("version")
+                .arg("--client")
+                .output()
+                .is_ok(),
             "kubectl is not installed or not on PATH; these tests need a real kubectl binary"
         );
         let dir = std::env::temp_dir().join(format!("kube-emulator-{tag}-{}", std::process::id()));
@@ -50,7 +54,10 @@ impl Kubectl {
         let out = within(20, self.command(args).output()).await.unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}"
+        );
         stdout
     }
 
@@ -84,12 +91,23 @@ async fn get_namespaces_and_version() {
     let k = start().await;
     let kc = Kubectl::new(&k, "ns");
     let out = kc.ok(&["get", "ns"]).await;
-    assert!(out.contains("NAME") && out.contains("STATUS") && out.contains("default") && out.contains("kube-system"), "{out}");
+    assert!(
+        out.contains("NAME")
+            && out.contains("STATUS")
+            && out.contains("default")
+            && out.contains("kube-system"),
+        "{out}"
+    );
     assert!(out.contains("Active"), "{out}");
     let out = kc.ok(&["version", "-o", "json"]).await;
     assert!(out.contains("serverVersion"), "{out}");
     let out = kc.ok(&["api-resources"]).await;
-    assert!(out.contains("secrets") && out.contains("customresourcedefinitions") && out.contains("leases"), "{out}");
+    assert!(
+        out.contains("secrets")
+            && out.contains("customresourcedefinitions")
+            && out.contains("leases"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +116,10 @@ async fn apply_crd_and_custom_resource_then_get_describe_delete() {
     let kc = Kubectl::new(&k, "crd");
     let crd = kc.file("crd.yaml", WIDGET_CRD);
     let out = kc.ok(&["apply", "-f", crd.to_str().unwrap()]).await;
-    assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created"), "{out}");
+    assert!(
+        out.contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created"),
+        "{out}"
+    );
 
     let cr = kc.file("w1.yaml", WIDGET);
     let out = kc.ok(&["apply", "-f", cr.to_str().unwrap()]).await;
@@ -112,21 +133,35 @@ async fn apply_crd_and_custom_resource_then_get_describe_delete() {
     let out = kc.ok(&["get", "widgets"]).await;
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "SIZE", "READY", "AGE"], "{out}");
-    assert!(out.lines().nth(1).unwrap().starts_with("w1 ") && out.contains(" 5 "), "{out}");
-    let out = kc.ok(&["get", "wg", "w1", "-o", "jsonpath={.spec.color}"]).await;
+    assert!(
+        out.lines().nth(1).unwrap().starts_with("w1 ") && out.contains(" 5 "),
+        "{out}"
+    );
+    let out = kc
+        .ok(&["get", "wg", "w1", "-o", "jsonpath={.spec.color}"])
+        .await;
     assert_eq!(out, "blue", "schema default applied");
 
     let out = kc.ok(&["describe", "widget", "w1"]).await;
-    assert!(out.contains("Name:") && out.contains("w1") && out.contains("Size:") && out.contains("5"), "{out}");
+    assert!(
+        out.contains("Name:") && out.contains("w1") && out.contains("Size:") && out.contains("5"),
+        "{out}"
+    );
 
     let bad = kc.file("bad.yaml", &WIDGET.replace("size: 3", "size: 0"));
     let err = kc.fails(&["apply", "-f", bad.to_str().unwrap()]).await;
-    assert!(err.contains("spec.size") && err.contains("should be greater than or equal to 1"), "{err}");
+    assert!(
+        err.contains("spec.size") && err.contains("should be greater than or equal to 1"),
+        "{err}"
+    );
 
     let out = kc.ok(&["delete", "widget", "w1"]).await;
     assert!(out.contains("widget.example.com \"w1\" deleted"), "{out}");
     let err = kc.fails(&["get", "widget", "w1"]).await;
-    assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -138,9 +173,15 @@ async fn apply_builtin_kinds_client_side() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: \"1\"\n  b: \"2\"\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: sec\nstringData:\n  password: hunter2\n",
     );
     let out = kc.ok(&["apply", "-f", f.to_str().unwrap()]).await;
-    assert!(out.contains("configmap/cfg created") && out.contains("secret/sec created"), "{out}");
+    assert!(
+        out.contains("configmap/cfg created") && out.contains("secret/sec created"),
+        "{out}"
+    );
     // Dropping a key from the manifest removes it (three-way strategic merge).
-    let f = kc.file("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: \"1\"\n");
+    let f = kc.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: \"1\"\n",
+    );
     let out = kc.ok(&["apply", "-f", f.to_str().unwrap()]).await;
     assert!(out.contains("configmap/cfg configured"), "{out}");
     let out = kc.ok(&["get", "cm", "cfg", "-o", "json"]).await;
@@ -150,7 +191,15 @@ async fn apply_builtin_kinds_client_side() {
     assert!(out.contains("sec") && out.contains("Opaque"), "{out}");
     let out = kc.ok(&["describe", "secret", "sec"]).await;
     assert!(out.contains("password:  7 bytes"), "{out}");
-    let out = kc.ok(&["apply", "--server-side", "-f", f.to_str().unwrap(), "--force-conflicts"]).await;
+    let out = kc
+        .ok(&[
+            "apply",
+            "--server-side",
+            "-f",
+            f.to_str().unwrap(),
+            "--force-conflicts",
+        ])
+        .await;
     assert!(out.contains("configmap/cfg serverside-applied"), "{out}");
 }
 

@@ -17,7 +17,9 @@ async fn seeded() -> (kube_emulator::KubeEmulator, Api<ConfigMap>) {
         "data": {"x": "1", "y": "2"},
     }))
     .unwrap();
-    within(10, api.create(&PostParams::default(), &cm)).await.unwrap();
+    within(10, api.create(&PostParams::default(), &cm))
+        .await
+        .unwrap();
     (k, api)
 }
 
@@ -30,28 +32,71 @@ async fn json_merge_and_strategic_patches() {
         {"op": "remove", "path": "/data/y"},
     ]))
     .unwrap();
-    let out = within(10, api.patch("c", &pp, &Patch::<()>::Json(jp))).await.unwrap();
-    assert_eq!(out.data.unwrap(), [("x".to_string(), "10".to_string())].into());
+    let out = within(10, api.patch("c", &pp, &Patch::<()>::Json(jp)))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.data.unwrap(),
+        [("x".to_string(), "10".to_string())].into()
+    );
 
-    let out = within(10, api.patch("c", &pp, &Patch::Merge(json!({"data": {"z": "3", "x": null}})))).await.unwrap();
-    assert_eq!(out.data.unwrap(), [("z".to_string(), "3".to_string())].into());
+    let out = within(
+        10,
+        api.patch(
+            "c",
+            &pp,
+            &Patch::Merge(json!({"data": {"z": "3", "x": null}})),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.data.unwrap(),
+        [("z".to_string(), "3".to_string())].into()
+    );
 
-    let out = within(10, api.patch("c", &pp, &Patch::Strategic(json!({"metadata": {"labels": {"b": "2"}}})))).await.unwrap();
+    let out = within(
+        10,
+        api.patch(
+            "c",
+            &pp,
+            &Patch::Strategic(json!({"metadata": {"labels": {"b": "2"}}})),
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.metadata.labels.unwrap().len(), 2);
 
     // A failing test operation is refused and nothing changes.
-    let jp: json_patch::Patch = serde_json::from_value(json!([{"op": "test", "path": "/data/z", "value": "nope"}])).unwrap();
-    let err = api_error(within(10, api.patch("c", &pp, &Patch::<()>::Json(jp))).await.unwrap_err());
+    let jp: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "test", "path": "/data/z", "value": "nope"}]))
+            .unwrap();
+    let err = api_error(
+        within(10, api.patch("c", &pp, &Patch::<()>::Json(jp)))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.code, 422);
 
     // A resourceVersion in the patch is a precondition.
     let err = api_error(
-        within(10, api.patch("c", &pp, &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "data": {"q": "1"}}))))
+        within(
+            10,
+            api.patch(
+                "c",
+                &pp,
+                &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "data": {"q": "1"}})),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    let err = api_error(
+        within(10, api.patch("missing", &pp, &Patch::Merge(json!({}))))
             .await
             .unwrap_err(),
     );
-    assert_eq!(err.code, 409);
-    let err = api_error(within(10, api.patch("missing", &pp, &Patch::Merge(json!({})))).await.unwrap_err());
     assert_eq!(err.code, 404);
 }
 
@@ -59,29 +104,87 @@ async fn json_merge_and_strategic_patches() {
 async fn strategic_merge_patch_merges_owner_references_and_webhooks_by_key() {
     let (k, api) = seeded().await;
     let pp = PatchParams::default();
-    let owner = |uid: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": uid, "uid": uid});
-    within(10, api.patch("c", &pp, &Patch::Strategic(json!({"metadata": {"ownerReferences": [owner("u1")]}})))).await.unwrap();
-    let out = within(10, api.patch("c", &pp, &Patch::Strategic(json!({"metadata": {"ownerReferences": [owner("u2")]}})))).await.unwrap();
-    assert_eq!(out.metadata.owner_references.unwrap().len(), 2, "merged by uid");
-    let out = within(10, api.patch("c", &pp, &Patch::Strategic(json!({"metadata": {"ownerReferences": [{"uid": "u1", "$patch": "delete"}]}})))).await.unwrap();
+    let owner =
+        |uid: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": uid, "uid": uid});
+    within(
+        10,
+        api.patch(
+            "c",
+            &pp,
+            &Patch::Strategic(json!({"metadata": {"ownerReferences": [owner("u1")]}})),
+        ),
+    )
+    .await
+    .unwrap();
+    let out = within(
+        10,
+        api.patch(
+            "c",
+            &pp,
+            &Patch::Strategic(json!({"metadata": {"ownerReferences": [owner("u2")]}})),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.metadata.owner_references.unwrap().len(),
+        2,
+        "merged by uid"
+    );
+    let out = within(
+        10,
+        api.patch(
+            "c",
+            &pp,
+            &Patch::Strategic(
+                json!({"metadata": {"ownerReferences": [{"uid": "u1", "$patch": "delete"}]}}),
+            ),
+        ),
+    )
+    .await
+    .unwrap();
     let refs = out.metadata.owner_references.unwrap();
     assert_eq!(refs.len(), 1);
     assert_eq!(refs[0].uid, "u2");
     // A merge patch replaces the list instead.
-    let out = within(10, api.patch("c", &pp, &Patch::Merge(json!({"metadata": {"ownerReferences": [owner("u3")]}})))).await.unwrap();
+    let out = within(
+        10,
+        api.patch(
+            "c",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"ownerReferences": [owner("u3")]}})),
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.metadata.owner_references.unwrap()[0].uid, "u3");
 
     let vw: Api<ValidatingWebhookConfiguration> = Api::all(k.client().await);
-    let hook = |name: &str, timeout: i32| json!({
-        "name": name, "admissionReviewVersions": ["v1"], "sideEffects": "None", "timeoutSeconds": timeout,
-        "clientConfig": {"url": "https://127.0.0.1:1/validate"},
-    });
+    let hook = |name: &str, timeout: i32| {
+        json!({
+            "name": name, "admissionReviewVersions": ["v1"], "sideEffects": "None", "timeoutSeconds": timeout,
+            "clientConfig": {"url": "https://127.0.0.1:1/validate"},
+        })
+    };
     let cfg: ValidatingWebhookConfiguration = serde_json::from_value(json!({
         "metadata": {"name": "v"}, "webhooks": [hook("a.example.com", 5), hook("b.example.com", 5)],
     }))
     .unwrap();
-    within(10, vw.create(&PostParams::default(), &cfg)).await.unwrap();
-    let out = within(10, vw.patch("v", &pp, &Patch::Strategic(json!({"webhooks": [{"name": "b.example.com", "timeoutSeconds": 9}]})))).await.unwrap();
+    within(10, vw.create(&PostParams::default(), &cfg))
+        .await
+        .unwrap();
+    let out = within(
+        10,
+        vw.patch(
+            "v",
+            &pp,
+            &Patch::Strategic(
+                json!({"webhooks": [{"name": "b.example.com", "timeoutSeconds": 9}]}),
+            ),
+        ),
+    )
+    .await
+    .unwrap();
     let hooks = out.webhooks.unwrap();
     assert_eq!(hooks.len(), 2);
     assert_eq!(hooks[1].timeout_seconds, Some(9));
@@ -94,15 +197,33 @@ async fn strategic_merge_patch_on_custom_resources_is_415() {
     let k = with_widgets().await;
     let client = k.client().await;
     let api = widget_api(&client, "default");
-    within(10, api.create(&PostParams::default(), &widget("w", 1))).await.unwrap();
+    within(10, api.create(&PostParams::default(), &widget("w", 1)))
+        .await
+        .unwrap();
     let err = api_error(
-        within(10, api.patch("w", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"size": 2}}))))
-            .await
-            .unwrap_err(),
+        within(
+            10,
+            api.patch(
+                "w",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({"spec": {"size": 2}})),
+            ),
+        )
+        .await
+        .unwrap_err(),
     );
     assert_eq!(err.code, 415);
     assert_eq!(err.reason, "UnsupportedMediaType");
-    let out = within(10, api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}})))).await.unwrap();
+    let out = within(
+        10,
+        api.patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 2}})),
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.data["spec"]["size"], 2);
 }
 
@@ -119,7 +240,16 @@ async fn server_side_apply_tracks_owners() {
     let v = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
 
     // Create-if-absent.
-    let out = within(10, api.patch("s", &a, &Patch::Apply(secret_cfg(json!({"k1": v("1"), "k2": v("2")}))))).await.unwrap();
+    let out = within(
+        10,
+        api.patch(
+            "s",
+            &a,
+            &Patch::Apply(secret_cfg(json!({"k1": v("1"), "k2": v("2")}))),
+        ),
+    )
+    .await
+    .unwrap();
     let mf = out.metadata.managed_fields.clone().unwrap();
     assert_eq!(mf.len(), 1);
     assert_eq!(mf[0].manager.as_deref(), Some("manager-a"));
@@ -129,55 +259,148 @@ async fn server_side_apply_tracks_owners() {
     assert_eq!(fields, json!({"f:data": {"f:k1": {}, "f:k2": {}}}));
 
     // Another manager adds its own key: both keys stay.
-    let out = within(10, api.patch("s", &b, &Patch::Apply(secret_cfg(json!({"k3": v("3")}))))).await.unwrap();
+    let out = within(
+        10,
+        api.patch("s", &b, &Patch::Apply(secret_cfg(json!({"k3": v("3")})))),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.data.as_ref().unwrap().len(), 3);
 
     // Conflict on a value owned by manager-a.
-    let err = api_error(within(10, api.patch("s", &b, &Patch::Apply(secret_cfg(json!({"k1": v("x"), "k3": v("3")}))))).await.unwrap_err());
+    let err = api_error(
+        within(
+            10,
+            api.patch(
+                "s",
+                &b,
+                &Patch::Apply(secret_cfg(json!({"k1": v("x"), "k3": v("3")}))),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(err.code, 409);
     assert_eq!(err.reason, "Conflict");
-    assert_eq!(err.message, "Apply failed with 1 conflict: conflict with \"manager-a\": .data.k1");
+    assert_eq!(
+        err.message,
+        "Apply failed with 1 conflict: conflict with \"manager-a\": .data.k1"
+    );
 
     // The same value is shared ownership, not a conflict.
-    within(10, api.patch("s", &b, &Patch::Apply(secret_cfg(json!({"k1": v("1"), "k3": v("3")}))))).await.unwrap();
+    within(
+        10,
+        api.patch(
+            "s",
+            &b,
+            &Patch::Apply(secret_cfg(json!({"k1": v("1"), "k3": v("3")}))),
+        ),
+    )
+    .await
+    .unwrap();
 
     // manager-a drops k2 (it alone owned it: removed) and k1 (shared with b: kept).
-    let out = within(10, api.patch("s", &a, &Patch::Apply(secret_cfg(json!({}))))).await.unwrap();
+    let out = within(10, api.patch("s", &a, &Patch::Apply(secret_cfg(json!({})))))
+        .await
+        .unwrap();
     let data = out.data.unwrap();
-    assert!(data.contains_key("k1") && data.contains_key("k3") && !data.contains_key("k2"), "{data:?}");
+    assert!(
+        data.contains_key("k1") && data.contains_key("k3") && !data.contains_key("k2"),
+        "{data:?}"
+    );
 
     // Force takes ownership.
     let forced = PatchParams::apply("manager-a").force();
-    let out = within(10, api.patch("s", &forced, &Patch::Apply(secret_cfg(json!({"k3": v("mine")}))))).await.unwrap();
-    assert_eq!(out.data.as_ref().unwrap()["k3"], ByteString(b"mine".to_vec()));
+    let out = within(
+        10,
+        api.patch(
+            "s",
+            &forced,
+            &Patch::Apply(secret_cfg(json!({"k3": v("mine")}))),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.data.as_ref().unwrap()["k3"],
+        ByteString(b"mine".to_vec())
+    );
     let owners_of_k3: Vec<String> = out
         .metadata
         .managed_fields
         .unwrap()
         .into_iter()
-        .filter(|e| serde_json::to_value(&e.fields_v1).unwrap()["f:data"].get("f:k3").is_some())
+        .filter(|e| {
+            serde_json::to_value(&e.fields_v1).unwrap()["f:data"]
+                .get("f:k3")
+                .is_some()
+        })
         .filter_map(|e| e.manager)
         .collect();
     assert_eq!(owners_of_k3, ["manager-a"]);
 
     // Without fieldManager apply is invalid.
-    let err = api_error(within(10, api.patch("s", &PatchParams::default(), &Patch::Apply(secret_cfg(json!({}))))).await.unwrap_err());
+    let err = api_error(
+        within(
+            10,
+            api.patch(
+                "s",
+                &PatchParams::default(),
+                &Patch::Apply(secret_cfg(json!({}))),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(err.code, 422);
-    assert!(err.message.contains("fieldManager: Required value"), "{}", err.message);
+    assert!(
+        err.message.contains("fieldManager: Required value"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
 async fn apply_labels_and_owner_references_per_entry() {
     let k = start().await;
     let api: Api<ConfigMap> = Api::namespaced(k.client().await, "default");
-    let cfg = |labels: serde_json::Value, refs: serde_json::Value| json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "m", "labels": labels, "ownerReferences": refs},
-    });
+    let cfg = |labels: serde_json::Value, refs: serde_json::Value| {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "m", "labels": labels, "ownerReferences": refs},
+        })
+    };
     let owner = |uid: &str| json!({"apiVersion": "v1", "kind": "Secret", "name": uid, "uid": uid});
-    within(10, api.patch("m", &PatchParams::apply("a"), &Patch::Apply(cfg(json!({"x": "1"}), json!([owner("u1")]))))).await.unwrap();
-    within(10, api.patch("m", &PatchParams::apply("b"), &Patch::Apply(cfg(json!({"y": "1"}), json!([owner("u2")]))))).await.unwrap();
-    let out = within(10, api.patch("m", &PatchParams::apply("a"), &Patch::Apply(cfg(json!({}), json!([]))))).await.unwrap();
+    within(
+        10,
+        api.patch(
+            "m",
+            &PatchParams::apply("a"),
+            &Patch::Apply(cfg(json!({"x": "1"}), json!([owner("u1")]))),
+        ),
+    )
+    .await
+    .unwrap();
+    within(
+        10,
+        api.patch(
+            "m",
+            &PatchParams::apply("b"),
+            &Patch::Apply(cfg(json!({"y": "1"}), json!([owner("u2")]))),
+        ),
+    )
+    .await
+    .unwrap();
+    let out = within(
+        10,
+        api.patch(
+            "m",
+            &PatchParams::apply("a"),
+            &Patch::Apply(cfg(json!({}), json!([]))),
+        ),
+    )
+    .await
+    .unwrap();
     let labels = out.metadata.labels.unwrap();
     assert_eq!(labels.keys().collect::<Vec<_>>(), ["y"]);
     let refs = out.metadata.owner_references.unwrap();
@@ -190,13 +413,41 @@ async fn update_moves_ownership_to_the_updater() {
     let k = start().await;
     let api: Api<ConfigMap> = Api::namespaced(k.client().await, "default");
     let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}, "data": {"k": "1"}});
-    within(10, api.patch("u", &PatchParams::apply("applier"), &Patch::Apply(cfg.clone()))).await.unwrap();
-    let mut pp = PatchParams::default();
-    pp.field_manager = Some("editor".into());
-    within(10, api.patch("u", &pp, &Patch::Merge(json!({"data": {"k": "2"}})))).await.unwrap();
+    within(
+        10,
+        api.patch(
+            "u",
+            &PatchParams::apply("applier"),
+            &Patch::Apply(cfg.clone()),
+        ),
+    )
+    .await
+    .unwrap();
+    let pp = PatchParams {
+        field_manager: Some("editor".into()),
+        ..Default::default()
+    };
+    within(
+        10,
+        api.patch("u", &pp, &Patch::Merge(json!({"data": {"k": "2"}}))),
+    )
+    .await
+    .unwrap();
     // The applier now conflicts with the editor's update.
-    let err = api_error(within(10, api.patch("u", &PatchParams::apply("applier"), &Patch::Apply(cfg))).await.unwrap_err());
+    let err = api_error(
+        within(
+            10,
+            api.patch("u", &PatchParams::apply("applier"), &Patch::Apply(cfg)),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(err.code, 409);
-    assert!(err.message.starts_with("Apply failed with 1 conflict: conflict with \"editor\" using v1 at "), "{}", err.message);
+    assert!(
+        err.message
+            .starts_with("Apply failed with 1 conflict: conflict with \"editor\" using v1 at "),
+        "{}",
+        err.message
+    );
     assert!(err.message.ends_with(": .data.k"), "{}", err.message);
 }

@@ -21,22 +21,34 @@ async fn thousands_of_secrets_and_custom_objects_with_watches() {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let widgets = widget_api(&client, "default");
 
-    let counter = |mut s: futures::stream::BoxStream<'static, kube::Result<WatchEvent<DynamicObject>>>| {
-        tokio::spawn(async move {
-            let mut added = 0;
-            while added < N {
-                match s.try_next().await {
-                    Ok(Some(WatchEvent::Added(_))) => added += 1,
-                    Ok(Some(_)) => {}
-                    _ => break,
+    let counter =
+        |mut s: futures::stream::BoxStream<'static, kube::Result<WatchEvent<DynamicObject>>>| {
+            tokio::spawn(async move {
+                let mut added = 0;
+                while added < N {
+                    match s.try_next().await {
+                        Ok(Some(WatchEvent::Added(_))) => added += 1,
+                        Ok(Some(_)) => {}
+                        _ => break,
+                    }
                 }
-            }
-            added
-        })
-    };
-    let raw_secrets: Api<DynamicObject> = Api::all_with(client.clone(), &kube::discovery::ApiResource::erase::<Secret>(&()));
-    let s1 = raw_secrets.watch(&WatchParams::default().timeout(60), "0").await.unwrap().boxed();
-    let w1 = widgets.watch(&WatchParams::default().timeout(60), "0").await.unwrap().boxed();
+                added
+            })
+        };
+    let raw_secrets: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::discovery::ApiResource::erase::<Secret>(&()),
+    );
+    let s1 = raw_secrets
+        .watch(&WatchParams::default().timeout(60), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let w1 = widgets
+        .watch(&WatchParams::default().timeout(60), "0")
+        .await
+        .unwrap()
+        .boxed();
     let secret_watch = counter(s1);
     let widget_watch = counter(w1);
 

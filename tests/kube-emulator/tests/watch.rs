@@ -7,9 +7,9 @@ use common::*;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Secret};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use kube::runtime::watcher::{self, Event, watcher};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event, watcher};
 use kube_emulator::KubeEmulatorConfig;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -23,7 +23,9 @@ fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
 async fn watcher_lists_then_streams_and_resumes() {
     let k = start().await;
     let api: Api<ConfigMap> = Api::namespaced(k.client().await, "default");
-    api.create(&PostParams::default(), &cm("before", json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("before", json!({})))
+        .await
+        .unwrap();
     let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
     let mut seen = BTreeSet::new();
     within(10, async {
@@ -40,7 +42,9 @@ async fn watcher_lists_then_streams_and_resumes() {
     .await;
     assert_eq!(seen, BTreeSet::from(["before".to_string()]));
 
-    api.create(&PostParams::default(), &cm("live", json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("live", json!({})))
+        .await
+        .unwrap();
     let name = within(10, async {
         loop {
             if let Event::Apply(o) = stream.try_next().await.unwrap().unwrap() {
@@ -54,7 +58,9 @@ async fn watcher_lists_then_streams_and_resumes() {
     // Closed streams are resumed from the last version without a relist.
     k.drop_watches();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    api.create(&PostParams::default(), &cm("after-drop", json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("after-drop", json!({})))
+        .await
+        .unwrap();
     let ev = within(10, async {
         loop {
             match stream.try_next().await.unwrap().unwrap() {
@@ -72,19 +78,31 @@ async fn watcher_lists_then_streams_and_resumes() {
 async fn compacted_history_gives_410_and_relist() {
     let k = start().await;
     let api: Api<ConfigMap> = Api::namespaced(k.client().await, "default");
-    api.create(&PostParams::default(), &cm("a", json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("a", json!({})))
+        .await
+        .unwrap();
     let list = api.list(&ListParams::default()).await.unwrap();
     let rv = list.metadata.resource_version.unwrap();
-    api.create(&PostParams::default(), &cm("b", json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("b", json!({})))
+        .await
+        .unwrap();
     k.compact();
 
     // A raw watch from the old version gets an ERROR event with a 410 Status.
-    let mut s = api.watch(&WatchParams::default().timeout(5), &rv).await.unwrap().boxed();
+    let mut s = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
     match within(10, s.try_next()).await.unwrap().unwrap() {
         WatchEvent::Error(e) => {
             assert_eq!(e.code, 410);
             assert_eq!(e.reason, "Expired");
-            assert!(e.message.starts_with("too old resource version: "), "{}", e.message);
+            assert!(
+                e.message.starts_with("too old resource version: "),
+                "{}",
+                e.message
+            );
         }
         other => panic!("expected a 410 error event, got {other:?}"),
     }
@@ -101,7 +119,9 @@ async fn compacted_history_gives_410_and_relist() {
     .await;
     k.compact();
     k.drop_watches();
-    api.create(&PostParams::default(), &cm("c", json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("c", json!({})))
+        .await
+        .unwrap();
     let (saw_410, relisted) = within(15, async {
         let mut names = BTreeSet::new();
         let mut in_init = false;
@@ -122,7 +142,10 @@ async fn compacted_history_gives_410_and_relist() {
     })
     .await;
     assert!(saw_410);
-    assert_eq!(relisted, BTreeSet::from(["a".into(), "b".into(), "c".into()]));
+    assert_eq!(
+        relisted,
+        BTreeSet::from(["a".into(), "b".into(), "c".into()])
+    );
 }
 
 #[tokio::test]
@@ -133,10 +156,29 @@ async fn bookmarks_and_timeouts() {
     })
     .await;
     let api: Api<ConfigMap> = Api::namespaced(k.client().await, "default");
-    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let mut s = api.watch(&WatchParams { bookmarks: true, ..WatchParams::default() }.timeout(2), &rv).await.unwrap().boxed();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut s = api
+        .watch(
+            &WatchParams {
+                bookmarks: true,
+                ..WatchParams::default()
+            }
+            .timeout(2),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
     match within(5, s.try_next()).await.unwrap().unwrap() {
-        WatchEvent::Bookmark(b) => assert!(b.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse().unwrap()),
+        WatchEvent::Bookmark(b) => {
+            assert!(b.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse().unwrap())
+        }
         other => panic!("expected a bookmark, got {other:?}"),
     }
     // timeoutSeconds ends the stream.
@@ -147,7 +189,11 @@ async fn bookmarks_and_timeouts() {
 async fn label_and_field_selectors_on_list_and_watch() {
     let k = start().await;
     let api: Api<ConfigMap> = Api::namespaced(k.client().await, "default");
-    for (n, l) in [("a", json!({"app": "x", "tier": "web"})), ("b", json!({"app": "y"})), ("c", json!({"tier": "db"}))] {
+    for (n, l) in [
+        ("a", json!({"app": "x", "tier": "web"})),
+        ("b", json!({"app": "y"})),
+        ("c", json!({"tier": "db"})),
+    ] {
         api.create(&PostParams::default(), &cm(n, l)).await.unwrap();
     }
     let names = |sel: &str| {
@@ -171,14 +217,29 @@ async fn label_and_field_selectors_on_list_and_watch() {
     assert_eq!(names("tier").await, ["a", "c"]);
     assert_eq!(names("!app").await, ["c"]);
     assert_eq!(names("app,tier=web").await, ["a"]);
-    let err = api_error(api.list(&ListParams::default().labels("app in x")).await.unwrap_err());
+    let err = api_error(
+        api.list(&ListParams::default().labels("app in x"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.code, 400);
 
-    let by_name = api.list(&ListParams::default().fields("metadata.name=b")).await.unwrap();
+    let by_name = api
+        .list(&ListParams::default().fields("metadata.name=b"))
+        .await
+        .unwrap();
     assert_eq!(by_name.items.len(), 1);
-    let err = api_error(api.list(&ListParams::default().fields("spec.nope=1")).await.unwrap_err());
+    let err = api_error(
+        api.list(&ListParams::default().fields("spec.nope=1"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.code, 400);
-    assert!(err.message.contains("field label not supported"), "{}", err.message);
+    assert!(
+        err.message.contains("field label not supported"),
+        "{}",
+        err.message
+    );
 
     // Secrets select by type; events by involvedObject.
     let secrets: Api<Secret> = Api::namespaced(k.client().await, "default");
@@ -186,7 +247,10 @@ async fn label_and_field_selectors_on_list_and_watch() {
     secrets.create(&PostParams::default(), &s).await.unwrap();
     let s: Secret = serde_json::from_value(json!({"metadata": {"name": "opaque"}})).unwrap();
     secrets.create(&PostParams::default(), &s).await.unwrap();
-    let tls = secrets.list(&ListParams::default().fields("type=kubernetes.io/tls")).await.unwrap();
+    let tls = secrets
+        .list(&ListParams::default().fields("type=kubernetes.io/tls"))
+        .await
+        .unwrap();
     assert_eq!(tls.items.len(), 1);
     let events: Api<CoreEvent> = Api::namespaced(k.client().await, "default");
     let ev: CoreEvent = serde_json::from_value(json!({
@@ -196,16 +260,41 @@ async fn label_and_field_selectors_on_list_and_watch() {
     .unwrap();
     events.create(&PostParams::default(), &ev).await.unwrap();
     let found = events
-        .list(&ListParams::default().fields("involvedObject.name=a,involvedObject.kind=ConfigMap,reason=Synced"))
+        .list(
+            &ListParams::default()
+                .fields("involvedObject.name=a,involvedObject.kind=ConfigMap,reason=Synced"),
+        )
         .await
         .unwrap();
     assert_eq!(found.items.len(), 1);
 
     // A watch with a selector sees objects entering and leaving it.
-    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let mut s = api.watch(&WatchParams::default().labels("app=x").timeout(5), &rv).await.unwrap().boxed();
-    api.patch("b", &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}}))).await.unwrap();
-    api.patch("a", &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"labels": {"app": "z"}}}))).await.unwrap();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut s = api
+        .watch(&WatchParams::default().labels("app=x").timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.patch(
+        "b",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "a",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"app": "z"}}})),
+    )
+    .await
+    .unwrap();
     match within(5, s.try_next()).await.unwrap().unwrap() {
         WatchEvent::Added(o) => assert_eq!(o.metadata.name.as_deref(), Some("b")),
         other => panic!("{other:?}"),
@@ -221,19 +310,33 @@ async fn paging_is_consistent() {
     let k = start().await;
     let api: Api<ConfigMap> = Api::namespaced(k.client().await, "default");
     for i in 0..25 {
-        api.create(&PostParams::default(), &cm(&format!("p{i:02}"), json!({}))).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("p{i:02}"), json!({})))
+            .await
+            .unwrap();
     }
     let first = api.list(&ListParams::default().limit(10)).await.unwrap();
     assert_eq!(first.items.len(), 10);
     assert_eq!(first.metadata.remaining_item_count, Some(15));
     let token = first.metadata.continue_.clone().unwrap();
     // Writes after the first page do not show up in later pages.
-    api.create(&PostParams::default(), &cm("p99", json!({}))).await.unwrap();
-    let mut all: Vec<String> = first.items.into_iter().map(|c| c.metadata.name.unwrap()).collect();
+    api.create(&PostParams::default(), &cm("p99", json!({})))
+        .await
+        .unwrap();
+    let mut all: Vec<String> = first
+        .items
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
     let mut cont = Some(token);
     while let Some(c) = cont {
-        let page = api.list(&ListParams::default().limit(10).continue_token(&c)).await.unwrap();
-        assert_eq!(page.metadata.resource_version, first.metadata.resource_version);
+        let page = api
+            .list(&ListParams::default().limit(10).continue_token(&c))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.metadata.resource_version,
+            first.metadata.resource_version
+        );
         all.extend(page.items.into_iter().map(|c| c.metadata.name.unwrap()));
         cont = page.metadata.continue_;
     }
@@ -249,23 +352,42 @@ async fn all_namespace_watch_and_metadata_watcher() {
     let k = start().await;
     let client = k.client().await;
     let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap()).await.unwrap();
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     // Metadata-only requests (Accept: ...;as=PartialObjectMetadataList).
     let all: Api<PartialObjectMeta<Secret>> = Api::all(client.clone());
-    let mut names = watcher(all, watcher::Config::default()).applied_objects().boxed();
+    let mut names = watcher(all, watcher::Config::default())
+        .applied_objects()
+        .boxed();
     tokio::time::sleep(Duration::from_millis(200)).await;
     for ns in ["default", "other"] {
         let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-        api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": format!("s-{ns}")}})).unwrap()).await.unwrap();
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": format!("s-{ns}")}})).unwrap(),
+        )
+        .await
+        .unwrap();
     }
     let got = within(10, async {
         let mut got = BTreeSet::new();
         while got.len() < 2 {
             let m = names.try_next().await.unwrap().unwrap();
-            got.insert(format!("{}/{}", m.metadata.namespace.unwrap(), m.metadata.name.unwrap()));
+            got.insert(format!(
+                "{}/{}",
+                m.metadata.namespace.unwrap(),
+                m.metadata.name.unwrap()
+            ));
         }
         got
     })
     .await;
-    assert_eq!(got, BTreeSet::from(["default/s-default".into(), "other/s-other".into()]));
+    assert_eq!(
+        got,
+        BTreeSet::from(["default/s-default".into(), "other/s-other".into()])
+    );
 }

@@ -6,7 +6,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use base64::Engine as _;
 use common::*;
-use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, PostParams};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -27,8 +29,12 @@ impl axum::serve::Listener for TlsListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            let Ok((s, a)) = self.tcp.accept().await else { continue };
-            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(s)).await {
+            let Ok((s, a)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(s)).await
+            {
                 return (tls, a);
             }
         }
@@ -49,7 +55,10 @@ async fn webhook_server() -> (SocketAddr, String, Seen) {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["hooks.webhooks.svc".to_string()]).unwrap().signed_by(&key, &ca).unwrap();
+    let cert = CertificateParams::new(vec!["hooks.webhooks.svc".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
     let cfg = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(
@@ -98,7 +107,10 @@ async fn webhook_server() -> (SocketAddr, String, Seen) {
         .with_state(seen.clone());
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
-    let listener = TlsListener { tcp, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(cfg)) };
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
+    };
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     (addr, ca.pem(), seen)
 }
@@ -130,33 +142,59 @@ async fn webhooks_mutate_warn_and_deny() {
     let client = k.client().await;
     let mw: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let vw: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    mw.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "m"}, "webhooks": [hook("m.example.com", "/mutate", &ca)]})).unwrap())
-        .await
-        .unwrap();
+    mw.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "m"}, "webhooks": [hook("m.example.com", "/mutate", &ca)]}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
     vw.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "v"}, "webhooks": [hook("v.example.com", "/validate", &ca)]})).unwrap())
         .await
         .unwrap();
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let out = within(15, cms.create(&PostParams::default(), &cm("ok"))).await.unwrap();
+    let out = within(15, cms.create(&PostParams::default(), &cm("ok")))
+        .await
+        .unwrap();
     assert_eq!(out.metadata.labels.unwrap()["mutated"], "yes");
 
-    let err = api_error(within(15, cms.create(&PostParams::default(), &cm("forbidden"))).await.unwrap_err());
+    let err = api_error(
+        within(15, cms.create(&PostParams::default(), &cm("forbidden")))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.code, 403);
-    assert!(err.message.contains("forbidden names are refused"), "{}", err.message);
+    assert!(
+        err.message.contains("forbidden names are refused"),
+        "{}",
+        err.message
+    );
     assert!(cms.get_opt("forbidden").await.unwrap().is_none());
 
     // Dry-run runs admission marked as such and stores nothing.
     let before = seen.lock().unwrap().len();
-    let pp = PostParams { dry_run: true, ..Default::default() };
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
     let out = within(15, cms.create(&pp, &cm("dry"))).await.unwrap();
     assert_eq!(out.metadata.labels.unwrap()["mutated"], "yes");
     assert!(cms.get_opt("dry").await.unwrap().is_none());
     let reviews = seen.lock().unwrap()[before..].to_vec();
-    assert!(!reviews.is_empty() && reviews.iter().all(|r| r["request"]["dryRun"] == json!(true)));
+    assert!(
+        !reviews.is_empty()
+            && reviews
+                .iter()
+                .all(|r| r["request"]["dryRun"] == json!(true))
+    );
 
     // Deletes are admitted with the old object.
-    within(15, cms.delete("ok", &DeleteParams::default())).await.unwrap();
+    within(15, cms.delete("ok", &DeleteParams::default()))
+        .await
+        .unwrap();
     let last = seen.lock().unwrap().last().cloned().unwrap();
     assert_eq!(last["request"]["operation"], "DELETE");
     assert_eq!(last["request"]["oldObject"]["metadata"]["name"], "ok");
@@ -176,6 +214,11 @@ async fn webhooks_mutate_warn_and_deny() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
-    let warnings: Vec<String> = resp.headers().get_all("warning").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let warnings: Vec<String> = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
     assert_eq!(warnings, ["299 - \"labelled by the test webhook\""]);
 }
