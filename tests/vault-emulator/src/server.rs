@@ -557,14 +557,13 @@ async fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> (Resp, bool, bool) {
     if let Some(sub) = path.strip_prefix("auth/") {
         let login = {
             let st = shared.read();
-            let Some(ns) = st.ns(&ctx.ns) else {
-                return (unknown_namespace(&ctx.ns, path), false, false);
-            };
-            ns.auth_for(sub)
-                .filter(|(mount, rest)| {
-                    mount != "token/" && auth::is_login_path(&ns.auths[mount].backend, rest)
-                })
-                .map(|(m, r)| (m, r.to_string()))
+            st.ns(&ctx.ns).and_then(|ns| {
+                ns.auth_for(sub)
+                    .filter(|(mount, rest)| {
+                        mount != "token/" && auth::is_login_path(&ns.auths[mount].backend, rest)
+                    })
+                    .map(|(m, r)| (m, r.to_string()))
+            })
         };
         if let Some((mount, rest)) = login {
             if ctx.op != Op::Write {
@@ -606,15 +605,19 @@ async fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> (Resp, bool, bool) {
 
 struct ReadOnly<'a>(&'a State);
 
-fn unknown_namespace(ns: &str, path: &str) -> Resp {
-    let _ = ns;
-    Resp::no_route(path)
+/// A namespace that does not exist has no routes; only a root token gets
+/// as far as being told so, others are denied first.
+fn unknown_namespace(st: &State, token_id: &str, path: &str) -> Resp {
+    match st.tokens.get(token_id) {
+        Some(t) if t.is_root() && !t.expired() => Resp::no_route(path),
+        _ => Resp::denied(),
+    }
 }
 
 /// ACL check common to reads and writes.
 fn check_acl(st: &State, ctx: &Ctx, token_id: &str) -> Result<crate::state::Token, Resp> {
     let Some(ns) = st.ns(&ctx.ns) else {
-        return Err(unknown_namespace(&ctx.ns, &ctx.path));
+        return Err(unknown_namespace(st, token_id, &ctx.path));
     };
     let Some(token) = st.token(token_id, &ctx.ns) else {
         return Err(Resp::denied());

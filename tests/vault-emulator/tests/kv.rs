@@ -512,8 +512,13 @@ async fn raw_error_shapes() {
     assert_eq!(s, 405);
     let (s, body) = call(&http, &vault, "GET", "auth/nope/login", Some(&root), None).await;
     assert_eq!(s, 404);
-    assert_eq!(errors(&body), vec!["no handler for route \"auth/nope/login\". route entry not found."]);
-    let resp = within(http.get(format!("{}/not-the-api", vault.addr())).send()).await.unwrap();
+    assert_eq!(
+        errors(&body),
+        vec!["no handler for route \"auth/nope/login\". route entry not found."]
+    );
+    let resp = within(http.get(format!("{}/not-the-api", vault.addr())).send())
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     // Bad version parameter.
     vault.kv2_put("secret", "x", json!({"a": "b"})).unwrap();

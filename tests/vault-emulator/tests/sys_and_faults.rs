@@ -296,7 +296,32 @@ async fn namespaces_isolate_state() {
     )
     .await;
     assert_eq!(s, 404);
-    assert!(!errors(&body).is_empty());
+    assert_eq!(
+        errors(&body),
+        vec!["no handler for route \"kv/data/app\". route entry not found."]
+    );
+    let (s, body) = call_ns(
+        &http,
+        &vault,
+        "GET",
+        "kv/data/app",
+        Some(&ta),
+        Some("nope"),
+        None,
+    )
+    .await;
+    assert_eq!((s, body), (403, json!({"errors": ["permission denied"]})));
+    let (s, _) = call_ns(
+        &http,
+        &vault,
+        "POST",
+        "auth/approle/login",
+        None,
+        Some("nope"),
+        Some(json!({"role_id": "x"})),
+    )
+    .await;
+    assert_eq!(s, 403);
 }
 
 #[tokio::test]
