@@ -119,6 +119,20 @@ pub fn write_dir(bundle: &CertBundle, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// RFC 1123 host names (with an optional leading `*.` wildcard label).
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 fn window(validity: Duration) -> anyhow::Result<(OffsetDateTime, OffsetDateTime)> {
     // Back-date a little: clocks in a cluster are not perfectly in step.
     let now = OffsetDateTime::now_utc();
@@ -179,6 +193,11 @@ mod tests {
 
     #[test]
     fn bad_names_are_errors() {
-        assert!(generate(&["not a name!".into()], Duration::from_secs(60)).is_err());
+        for bad in ["not a name!", "", "a..b", "-a.b", "a_b.svc"] {
+            assert!(generate(&[bad.into()], Duration::from_secs(60)).is_err(), "{bad:?}");
+        }
+        for good in ["*.ns.svc", "localhost", "::1", "a-b.c"] {
+            assert!(generate(&[good.into()], Duration::from_secs(60)).is_ok(), "{good:?}");
+        }
     }
 }

@@ -55,7 +55,7 @@ mod tests {
             status: status.into(),
             reason: Some(reason.into()),
             message: None,
-            last_transition_time: t.map(|s| Time(chrono::DateTime::from_timestamp(s, 0).unwrap())),
+            last_transition_time: t.map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap())),
         }
     }
 
