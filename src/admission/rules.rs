@@ -157,10 +157,11 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
 
     let mut keys = HashSet::with_capacity(data.len());
     for (i, d) in data.iter().enumerate() {
-        let at = format!("spec.data[{i}]");
+        // Field paths are built only for problems: valid objects cost no allocation here.
+        let at = || format!("spec.data[{i}]");
         if !valid_secret_key(&d.secret_key) {
             p.push(Problem::new(
-                format!("{at}.secretKey"),
+                format!("{}.secretKey", at()),
                 format!(
                     "{:?} is not a valid Secret key (letters, digits, '-', '.' and '_' only)",
                     d.secret_key
@@ -169,67 +170,67 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
         }
         if !keys.insert(d.secret_key.as_str()) {
             p.push(Problem::new(
-                format!("{at}.secretKey"),
+                format!("{}.secretKey", at()),
                 format!("duplicate secretKey {:?}", d.secret_key),
             ));
         }
-        remote_ref(&mut p, &format!("{at}.remoteRef"), &d.remote_ref);
+        remote_ref(&mut p, "data", i, ".remoteRef", &d.remote_ref);
         if let Some(s) = &d.source_ref {
-            source_ref(&mut p, &format!("{at}.sourceRef"), s);
+            source_ref(&mut p, &format!("{}.sourceRef", at()), s);
         }
     }
 
     for (i, d) in data_from.iter().enumerate() {
-        let at = format!("spec.dataFrom[{i}]");
+        let at = || format!("spec.dataFrom[{i}]");
         let set = usize::from(d.extract.is_some()) + usize::from(d.find.is_some());
         if let Some(s) = &d.source_ref {
-            source_ref(&mut p, &format!("{at}.sourceRef"), s);
+            source_ref(&mut p, &format!("{}.sourceRef", at()), s);
         } else if set != 1 {
             p.push(Problem::new(
-                &at,
+                at(),
                 "exactly one of extract or find must be set",
             ));
         }
         if let Some(e) = &d.extract {
-            remote_ref(&mut p, &format!("{at}.extract"), e);
+            remote_ref(&mut p, "dataFrom", i, ".extract", e);
         }
         if let Some(f) = &d.find {
             if let Some(path) = &f.path
                 && let Err(e) = check_key(path)
             {
-                p.push(Problem::new(format!("{at}.find.path"), e));
+                p.push(Problem::new(format!("{}.find.path", at()), e));
             }
             if let Some(re) = f.name.as_ref().and_then(|n| n.regexp.as_deref())
                 && let Err(e) = regex_compiles(re)
             {
                 p.push(Problem::new(
-                    format!("{at}.find.name.regexp"),
+                    format!("{}.find.name.regexp", at()),
                     format!("{re:?} does not compile: {e}"),
                 ));
             }
         }
         for (j, rw) in d.rewrite.iter().flatten().enumerate() {
-            let at = format!("{at}.rewrite[{j}]");
+            let at = || format!("spec.dataFrom[{i}].rewrite[{j}]");
             if let Some(r) = &rw.regexp
                 && let Err(e) = regex_compiles(&r.source)
             {
                 p.push(Problem::new(
-                    format!("{at}.regexp.source"),
+                    format!("{}.regexp.source", at()),
                     format!("{:?} does not compile: {e}", r.source),
                 ));
             }
             if rw.transform.is_some() {
                 p.push(Problem::new(
-                    format!("{at}.transform"),
+                    format!("{}.transform", at()),
                     TEMPLATES_NOT_SUPPORTED,
                 ));
             }
             if rw.merge.is_some() {
-                p.push(Problem::new(format!("{at}.merge"), NOT_SUPPORTED));
+                p.push(Problem::new(format!("{}.merge", at()), NOT_SUPPORTED));
             }
             if rw.regexp.is_none() && rw.transform.is_none() && rw.merge.is_none() {
                 p.push(Problem::new(
-                    &at,
+                    at(),
                     "one of regexp, transform or merge must be set",
                 ));
             }
@@ -258,14 +259,21 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
     p
 }
 
-fn remote_ref(p: &mut Vec<Problem>, at: &str, r: &ExternalSecretDataRemoteRef) {
+/// `spec.<list>[<i>]<part>`: a remote reference's key and version.
+fn remote_ref(
+    p: &mut Vec<Problem>,
+    list: &str,
+    i: usize,
+    part: &str,
+    r: &ExternalSecretDataRemoteRef,
+) {
     if let Err(e) = check_key(&r.key) {
-        p.push(Problem::new(format!("{at}.key"), e));
+        p.push(Problem::new(format!("spec.{list}[{i}]{part}.key"), e));
     }
     if let Some(v) = &r.version
         && let Err(e) = check_version(v)
     {
-        p.push(Problem::new(format!("{at}.version"), e));
+        p.push(Problem::new(format!("spec.{list}[{i}]{part}.version"), e));
     }
 }
 
