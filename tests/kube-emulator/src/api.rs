@@ -283,6 +283,18 @@ async fn handle_inner(
 
 // ---------------------------------------------------------------- reads
 
+/// Selectors apply to the object as served at the requested version.
+fn selected(
+    def: &ResourceDef,
+    version: &str,
+    o: &Value,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+) -> bool {
+    let v = crate::output::at_version(def, version, o);
+    labels.matches(&v) && fields.matches(&v)
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     rv: u64,
@@ -347,7 +359,7 @@ fn list(cx: &Cx) -> ApiResult<Response> {
                             o["metadata"]["name"].as_str().unwrap_or_default(),
                         ) > tok.start
                     })
-                    .filter(|o| labels.matches(o) && fields.matches(o))
+                    .filter(|o| selected(&cx.def, &cx.version, o, &labels, &fields))
                     .collect();
                 (rv, items, 0)
             }
@@ -376,7 +388,7 @@ fn list(cx: &Cx) -> ApiResult<Response> {
         }
         let items: Vec<Arc<Value>> = all
             .into_iter()
-            .filter(|o| labels.matches(o) && fields.matches(o))
+            .filter(|o| selected(&cx.def, &cx.version, o, &labels, &fields))
             .collect();
         (cur, items, 0)
     };
@@ -687,6 +699,15 @@ async fn commit(
     managed_done: bool,
     client_rv: bool,
 ) -> ApiResult<Outcome> {
+    // Compare and patch in the shape of the request (Events are stored as core/v1).
+    let old_view: Option<Arc<Value>> = old.map(|o| {
+        if cx.def.is_events_v1() {
+            Arc::new(crate::output::at_version(&cx.def, &cx.version, o).into_owned())
+        } else {
+            o.clone()
+        }
+    });
+    let old = old_view.as_ref();
     let def = cx.def.clone();
     let now = now_ts();
     match old {
@@ -821,7 +842,11 @@ async fn commit(
     if cx.dry_run {
         return Ok(Outcome::Done(if old.is_some() { 200 } else { 201 }, obj));
     }
-    obj["apiVersion"] = json!(def.api_version(&def.storage_version));
+    if def.is_events_v1() {
+        obj = crate::output::events_to_core(&obj);
+    } else {
+        obj["apiVersion"] = json!(def.api_version(&def.storage_version));
+    }
     let key = cx.key();
     let id = def.id();
     let store = &cx.shared.store;
@@ -1368,7 +1393,7 @@ fn after_delete(shared: &Arc<Shared>, def: &ResourceDef, gone: &Value, policy: &
         for k in shared.store.keys(&id) {
             let _ = shared.store.delete(&id, &k, 0);
         }
-        shared.update_registry(|r| r.remove(&id));
+        shared.update_registry(|r| r.remove(&d.key()));
     }
     if policy == "Orphan" {
         return;
@@ -1557,10 +1582,11 @@ async fn delete_collection(cx: &mut Cx, opts: &Value) -> ApiResult<Response> {
     )?;
     let (_, items) = cx.shared.store.list(&cx.def.id(), cx.ns.as_deref());
     let mut deleted = vec![];
-    for o in items
+    let chosen: Vec<Arc<Value>> = items
         .into_iter()
-        .filter(|o| labels.matches(o) && fields.matches(o))
-    {
+        .filter(|o| selected(&cx.def, &cx.version, o, &labels, &fields))
+        .collect();
+    for o in chosen {
         cx.name = o["metadata"]["name"]
             .as_str()
             .unwrap_or_default()

@@ -287,7 +287,7 @@ impl KubeEmulator {
         let reg = self.shared.registry();
         reg.by_id
             .values()
-            .filter(|d| d.plural == plural)
+            .filter(|d| d.plural == plural && !d.is_events_v1())
             .map(|d| self.shared.store.count(&d.id()))
             .sum()
     }

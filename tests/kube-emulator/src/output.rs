@@ -53,9 +53,13 @@ pub fn negotiate(accept: &str, include: Option<&str>) -> Format {
     Format::Json
 }
 
-/// The object as served at `version` (conversion strategy None: only apiVersion changes).
+/// The object as served at `version` (conversion strategy None: only apiVersion changes;
+/// Events are converted between the core and events.k8s.io shapes).
 pub fn at_version<'a>(def: &ResourceDef, version: &str, obj: &'a Value) -> Cow<'a, Value> {
     let want = def.api_version(version);
+    if def.is_events_v1() && obj["apiVersion"] == json!("v1") {
+        return Cow::Owned(core_to_events(obj, &want));
+    }
     if obj["apiVersion"].as_str() == Some(want.as_str()) {
         Cow::Borrowed(obj)
     } else {
@@ -379,4 +383,75 @@ pub fn render_list(
             out
         }
     }
+}
+
+fn copy_fields(from: &Value, pairs: &[(&str, &str)], out: &mut serde_json::Map<String, Value>) {
+    for (src, dst) in pairs {
+        if let Some(v) = from.get(*src).filter(|v| !v.is_null()) {
+            out.insert(dst.to_string(), v.clone());
+        }
+    }
+}
+
+/// A stored core/v1 Event in the events.k8s.io/v1 shape.
+pub fn core_to_events(obj: &Value, api_version: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("apiVersion".into(), json!(api_version));
+    out.insert("kind".into(), json!("Event"));
+    copy_fields(
+        obj,
+        &[
+            ("metadata", "metadata"),
+            ("eventTime", "eventTime"),
+            ("series", "series"),
+            ("reportingComponent", "reportingController"),
+            ("reportingInstance", "reportingInstance"),
+            ("action", "action"),
+            ("reason", "reason"),
+            ("involvedObject", "regarding"),
+            ("related", "related"),
+            ("message", "note"),
+            ("type", "type"),
+            ("source", "deprecatedSource"),
+            ("firstTimestamp", "deprecatedFirstTimestamp"),
+            ("lastTimestamp", "deprecatedLastTimestamp"),
+            ("count", "deprecatedCount"),
+        ],
+        &mut out,
+    );
+    Value::Object(out)
+}
+
+/// An events.k8s.io/v1 Event in the stored core/v1 shape.
+pub fn events_to_core(obj: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("apiVersion".into(), json!("v1"));
+    out.insert("kind".into(), json!("Event"));
+    copy_fields(
+        obj,
+        &[
+            ("metadata", "metadata"),
+            ("eventTime", "eventTime"),
+            ("series", "series"),
+            ("reportingController", "reportingComponent"),
+            ("reportingInstance", "reportingInstance"),
+            ("action", "action"),
+            ("reason", "reason"),
+            ("regarding", "involvedObject"),
+            ("related", "related"),
+            ("note", "message"),
+            ("type", "type"),
+            ("deprecatedSource", "source"),
+            ("deprecatedFirstTimestamp", "firstTimestamp"),
+            ("deprecatedLastTimestamp", "lastTimestamp"),
+            ("deprecatedCount", "count"),
+        ],
+        &mut out,
+    );
+    if !out.contains_key("source")
+        && let Some(c) = obj.get("reportingController")
+    {
+        out.insert("source".into(), json!({"component": c}));
+    }
+    Value::Object(out)
 }

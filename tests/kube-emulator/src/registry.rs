@@ -41,9 +41,23 @@ pub struct ResourceDef {
 }
 
 impl ResourceDef {
-    /// Storage key of this resource, unique across versions.
-    pub fn id(&self) -> String {
+    /// Registry key of this resource, unique across versions.
+    pub fn key(&self) -> String {
         format!("{}/{}", self.group, self.plural)
+    }
+
+    /// Storage key: events.k8s.io Events share storage with core Events, as in
+    /// kube-apiserver, and are converted on the way in and out.
+    pub fn id(&self) -> String {
+        if self.is_events_v1() {
+            "/events".to_string()
+        } else {
+            self.key()
+        }
+    }
+
+    pub fn is_events_v1(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
     }
 
     pub fn api_version(&self, version: &str) -> String {
@@ -205,7 +219,7 @@ impl Registry {
     }
 
     pub fn insert(&mut self, def: ResourceDef) {
-        self.remove(&def.id());
+        self.remove(&def.key());
         if !self.group_order.contains(&def.group) {
             self.group_order.push(def.group.clone());
         }
@@ -216,7 +230,7 @@ impl Registry {
                 def.clone(),
             );
         }
-        self.by_id.insert(def.id(), def);
+        self.by_id.insert(def.key(), def);
     }
 
     pub fn remove(&mut self, id: &str) {
@@ -329,7 +343,7 @@ impl Registry {
                 r["categories"] = json!(d.categories);
             }
             if !d.custom && d.group != "authentication.k8s.io" {
-                r["storageVersionHash"] = json!(storage_hash(&d.id()));
+                r["storageVersionHash"] = json!(storage_hash(&d.key()));
             }
             resources.push(r);
             if d.status_subresource {

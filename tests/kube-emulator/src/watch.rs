@@ -92,7 +92,10 @@ pub fn start(
                 return;
             }
         };
-        let matches = |o: &Value| p.labels.matches(o) && p.fields.matches(o);
+        let matches = |o: &Value| {
+            let v = at_version(&def, &version, o);
+            p.labels.matches(&v) && p.fields.matches(&v)
+        };
         let render = |t: &str, o: &Value| render_line(&def, &version, p.format, t, o);
         let mut last_rv = start_rv;
         match start {

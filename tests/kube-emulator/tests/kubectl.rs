@@ -233,3 +233,68 @@ async fn get_watch_prints_new_objects() {
     assert!(seen.contains(" 2 "), "{seen}");
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn describe_shows_events_recorded_through_the_events_api() {
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let k = start().await;
+    k.apply_yaml(WIDGET_CRD).await.unwrap();
+    let client = k.client().await;
+    let w = widget_api(&client, "default")
+        .create(&Default::default(), &widget("evented", 1))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "widget-controller".into(),
+            instance: None,
+        },
+    );
+    let reference = w.object_ref(&common::widget_resource("v1"));
+    within(
+        10,
+        recorder.publish(
+            &Event {
+                type_: EventType::Warning,
+                reason: "SyncFailed".into(),
+                note: Some("the vault path does not exist".into()),
+                action: "Sync".into(),
+                secondary: None,
+            },
+            &reference,
+        ),
+    )
+    .await
+    .unwrap();
+    // Stored once, visible through the core API with kubectl's field selector.
+    let core: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(client, "default");
+    let found = core
+        .list(
+            &kube::api::ListParams::default()
+                .fields("involvedObject.name=evented,involvedObject.kind=Widget"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(
+        found.items[0].message.as_deref(),
+        Some("the vault path does not exist")
+    );
+
+    let kc = Kubectl::new(&k, "events");
+    let out = kc.ok(&["describe", "widget", "evented"]).await;
+    assert!(
+        out.contains("Events:")
+            && out.contains("SyncFailed")
+            && out.contains("the vault path does not exist"),
+        "{out}"
+    );
+    let out = kc.ok(&["get", "events"]).await;
+    assert!(
+        out.contains("SyncFailed") && out.contains("widget/evented"),
+        "{out}"
+    );
+}
