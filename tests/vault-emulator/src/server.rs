@@ -583,7 +583,8 @@ async fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> (Resp, bool, bool) {
     let exhausted = |st: &State| st.tokens.get(token_id).is_some_and(|t| t.exhausted());
     if needs_write {
         let mut st = shared.write();
-        let (r, kvr) = authorized(&mut st, shared, ctx, token_id);
+        let (mut r, kvr) = authorized(&mut st, shared, ctx, token_id);
+        stamp_mount_type(&st, ctx, &mut r);
         if exhausted(&st) {
             st.revoke_tree(token_id);
         }
@@ -592,7 +593,8 @@ async fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> (Resp, bool, bool) {
         let (r, kvr, done) = {
             let st = shared.read();
             let guard = ReadOnly(&st);
-            let (r, kvr) = authorized_read(&guard, shared, ctx, token_id);
+            let (mut r, kvr) = authorized_read(&guard, shared, ctx, token_id);
+            stamp_mount_type(&st, ctx, &mut r);
             (r, kvr, exhausted(&st))
         };
         if done {
@@ -604,6 +606,28 @@ async fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> (Resp, bool, bool) {
 }
 
 struct ReadOnly<'a>(&'a State);
+
+/// Vault (1.14+) names the type of the mount that served a request in
+/// every response envelope.
+fn stamp_mount_type(st: &State, ctx: &Ctx, resp: &mut Resp) {
+    let Some(Value::Object(body)) = resp.body.as_mut() else {
+        return;
+    };
+    if !body.contains_key("request_id") {
+        return;
+    }
+    let Some(ns) = st.ns(&ctx.ns) else { return };
+    let kind = if ctx.path.starts_with("sys/") {
+        Some("system")
+    } else if let Some(sub) = ctx.path.strip_prefix("auth/") {
+        ns.auth_for(sub).map(|(m, _)| ns.auths[&m].kind)
+    } else {
+        ns.mount_for(&ctx.path).map(|(m, _)| ns.mounts[&m].kind)
+    };
+    if let Some(kind) = kind {
+        body.insert("mount_type".into(), Value::String(kind.to_string()));
+    }
+}
 
 /// A namespace that does not exist has no routes; only a root token gets
 /// as far as being told so, others are denied first.

@@ -387,6 +387,7 @@ async fn kv1_read_write_list_delete() {
     assert_eq!(s, 200);
     assert_eq!(body["data"], json!({"k": "v"}));
     assert_eq!(body["lease_duration"], 2764800);
+    assert_eq!(body["mount_type"], "kv");
     let (s, body) = call(
         &http,
         &vault,
