@@ -1201,3 +1201,51 @@ async fn leader_steps_down_when_the_lease_is_taken() {
     assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("intruder"));
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_read_vault_but_write_only_changes() {
+    let env = env().await;
+    env.secret_store("secret", "v2", "1m").await;
+    env.vault.kv2_put("secret", "p", json!({"k": "v"})).unwrap();
+    env.external_secret("steady", "steady", "", &data_entry("k", "p", "k"))
+        .await;
+    env.wait_value("team-a", "steady", "k", "v").await;
+    let rv = env
+        .secret("team-a", "steady")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    let refreshed = env
+        .es_api("team-a")
+        .get("steady")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .refresh_time;
+    let reads = env.vault.count_kv_reads();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Vault was read again (refreshInterval 1 s) …
+    assert!(env.vault.count_kv_reads() >= reads + 2);
+    let st = env
+        .es_api("team-a")
+        .get("steady")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_ne!(st.refresh_time, refreshed);
+    // … but the unchanged Secret was not written.
+    assert_eq!(
+        env.secret("team-a", "steady")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        rv
+    );
+    let updated = env.events("team-a", "steady").await;
+    assert!(!updated.iter().any(|e| e.1 == "Updated"), "{updated:?}");
+    env.stop().await;
+}

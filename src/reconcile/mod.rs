@@ -96,12 +96,12 @@ pub async fn run(
         }
         let soft = shutdown.child_token();
         let hard = CancellationToken::new();
-        let (stopped, ()) = tokio::join!(
-            elector.keep(&shutdown, &soft, &hard),
-            run_controllers(&kube, &vault, &metrics, &cfg, soft.clone(), hard.clone()),
-        );
-        // Stop renewing if the controllers ended on their own.
-        soft.cancel();
+        let controllers = async {
+            run_controllers(&kube, &vault, &metrics, &cfg, soft.clone(), hard.clone()).await;
+            // Should the controllers end on their own, stop renewing too.
+            soft.cancel();
+        };
+        let (stopped, ()) = tokio::join!(elector.keep(&shutdown, &soft, &hard), controllers);
         if stopped == leader::Stopped::Shutdown || shutdown.is_cancelled() {
             elector.release().await;
             return Ok(());
