@@ -915,7 +915,8 @@ mod tests {
 
     #[test]
     fn token_freshness() {
-        let now = Instant::now();
+        // Ahead of the real clock, so that subtracting ages cannot underflow.
+        let now = Instant::now() + Duration::from_secs(20_000);
         let st = |ttl: Option<u64>, from_login: bool, age: u64| TokenState {
             token: Zeroizing::new("t".into()),
             generation: 0,
