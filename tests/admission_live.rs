@@ -726,3 +726,57 @@ async fn hundred_applies_through_the_api_server_cost_one_login() {
     assert_eq!(e.vault.count_logins(), 1);
     hook.stop().await;
 }
+
+#[tokio::test]
+async fn check_with_live_reports_vault_problems_per_object() {
+    let e = env().await;
+    let file = r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: fine, namespace: team-a}
+spec:
+  secretStoreRef: {name: vault}
+  data:
+  - secretKey: password
+    remoteRef: {key: app/db, property: password}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: gone, namespace: team-a}
+spec:
+  secretStoreRef: {name: vault}
+  data:
+  - secretKey: password
+    remoteRef: {key: app/gone, property: password}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: nostore, namespace: team-a}
+spec:
+  secretStoreRef: {name: absent}
+  data:
+  - secretKey: password
+    remoteRef: {key: app/db}
+"#;
+    let mut report = vaultgate::check::check_text(file).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let vault = VaultClients::new(e.client.clone(), Metrics::new());
+    let checker = vaultgate::admission::LiveChecker::new(
+        e.client.clone(),
+        vault.clone(),
+        Duration::from_secs(2),
+    );
+    vaultgate::check::check_live(&mut report, &checker).await;
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    assert!(
+        report.problems[0].starts_with("ExternalSecret/team-a/gone: spec.data[0].remoteRef.key: ")
+            && report.problems[0].contains("secret/data/app/gone"),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(
+        report.problems[1],
+        "ExternalSecret/team-a/nostore: spec.secretStoreRef: SecretStore team-a/absent does not exist (yet)"
+    );
+    vault.revoke_all().await;
+}

@@ -142,7 +142,7 @@ impl LiveChecker {
         };
         let Some(store) = entry.store else {
             f.problems.push(format!(
-                "{shown} does not exist (yet): spec.secretStoreRef cannot be checked"
+                "spec.secretStoreRef: {shown} does not exist (yet)"
             ));
             return f;
         };
