@@ -552,14 +552,69 @@ fn generate_name(prefix: &str) -> String {
     format!("{p}{suffix}")
 }
 
-fn run_schema(cx: &Cx, obj: &mut Value) -> ApiResult<()> {
+/// Fields present in `before` but pruned from `after` (`spec.x`, `spec.list[0].y`).
+fn pruned_fields(before: &Value, after: &Value, path: &str, out: &mut Vec<String>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (k, bv) in b {
+                if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match a.get(k) {
+                    None => out.push(p),
+                    Some(av) => pruned_fields(bv, av, &p, out),
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(a)) if a.len() == b.len() => {
+            for (i, (bv, av)) in b.iter().zip(a).enumerate() {
+                pruned_fields(bv, av, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn run_schema(cx: &mut Cx, obj: &mut Value) -> ApiResult<()> {
     if !cx.def.custom {
         return Ok(());
     }
     let Some(s) = cx.def.schemas.get(&cx.version) else {
         return Ok(());
     };
-    if let Err(errs) = schema::default_prune_validate(s, obj) {
+    let before = obj.clone();
+    let result = schema::default_prune_validate(s, obj);
+    // fieldValidation: unknown fields are refused (Strict), reported (Warn, the default) or dropped.
+    let mode = cx
+        .query
+        .get("fieldValidation")
+        .map(|s| s.as_str())
+        .unwrap_or("Warn");
+    if mode != "Ignore" {
+        let mut unknown = vec![];
+        pruned_fields(&before, obj, "", &mut unknown);
+        let texts: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        if !texts.is_empty() {
+            if mode == "Strict" {
+                return Err(ApiError::bad_request(format!(
+                    "{kind} in version \"{v}\" cannot be handled as a {kind}: strict decoding error: {}",
+                    texts.join(", "),
+                    kind = cx.def.kind,
+                    v = cx.version,
+                )));
+            }
+            cx.warnings.extend(texts);
+        }
+    }
+    if let Err(errs) = result {
         let name = obj["metadata"]["name"]
             .as_str()
             .unwrap_or_default()

@@ -155,6 +155,17 @@ async fn apply_crd_and_custom_resource_then_get_describe_delete() {
         "{err}"
     );
 
+    // kubectl asks for strict field validation: unknown fields are refused.
+    let unknown = kc.file(
+        "unknown.yaml",
+        &WIDGET.replace("size: 3", "size: 3\n  unknown: 1"),
+    );
+    let err = kc.fails(&["apply", "-f", unknown.to_str().unwrap()]).await;
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.unknown\""),
+        "{err}"
+    );
+
     let out = kc.ok(&["delete", "widget", "w1"]).await;
     assert!(out.contains("widget.example.com \"w1\" deleted"), "{out}");
     let err = kc.fails(&["get", "widget", "w1"]).await;
