@@ -704,3 +704,88 @@ async fn cert_login_over_tls() {
     let (s, _) = call(&http, &vault, "GET", "sys/health", None, None).await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn jwt_login_with_oidc_discovery() {
+    let vault = start().await;
+    let ec = ec_key();
+    let point = ec.kp.public_key().as_ref().to_vec();
+    let jwks = json!({"keys": [
+        {"kty": "EC", "kid": "k1", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])},
+    ]});
+    // The discovery document names the server's own URL, known once it listens.
+    let base = Arc::new(std::sync::OnceLock::<String>::new());
+    let b = base.clone();
+    let router = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || {
+                let issuer = b.get().cloned().unwrap_or_default();
+                async move {
+                    Json(json!({"issuer": issuer, "jwks_uri": format!("{issuer}/openid/v1/jwks")}))
+                }
+            }),
+        )
+        .route(
+            "/openid/v1/jwks",
+            get(move || {
+                let jwks = jwks.clone();
+                async move { Json(jwks) }
+            }),
+        );
+    let (url, ca) = https_server(router).await;
+    base.set(url.clone()).unwrap();
+
+    vault.enable_auth("jwt", "jwt").unwrap();
+    let http = raw(&vault);
+    let root = vault.root_token();
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/jwt/config",
+        Some(&root),
+        Some(json!({"oidc_discovery_url": url, "oidc_discovery_ca_pem": ca})),
+    )
+    .await;
+    assert_eq!(s, 204, "{body}");
+    let (s, _) = call(&http, &vault, "POST", "auth/jwt/role/sa", Some(&root), Some(json!({"role_type": "jwt", "user_claim": "sub", "bound_audiences": ["vault"], "token_policies": ["p"]}))).await;
+    assert_eq!(s, 204);
+    let claims = json!({"iss": url, "sub": "system:serviceaccount:apps:web", "aud": "vault", "exp": now() + 60});
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/jwt/login",
+        None,
+        Some(json!({"role": "sa", "jwt": es256(&ec, Some("k1"), &claims)})),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["auth"]["policies"], json!(["default", "p"]));
+    // Signed by the right key but issued by another provider.
+    let mut other = claims.clone();
+    other["iss"] = json!("https://elsewhere");
+    let (s, body) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/jwt/login",
+        None,
+        Some(json!({"role": "sa", "jwt": es256(&ec, Some("k1"), &other)})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(errors(&body)[0].contains("different provider"), "{body}");
+    // Exactly one key source may be configured.
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/jwt/config",
+        Some(&root),
+        Some(json!({"oidc_discovery_url": url, "jwks_url": format!("{url}/openid/v1/jwks")})),
+    )
+    .await;
+    assert_eq!(s, 400);
+}

@@ -229,6 +229,8 @@ struct Config {
     raw: Map<String, Value>,
     pubkeys: Vec<Jwk>,
     jwks_url: Option<String>,
+    discovery_url: Option<String>,
+    discovery_ca_pem: Option<String>,
     jwks_ca_pem: Option<String>,
     bound_issuer: Option<String>,
     supported_algs: Vec<String>,
@@ -254,14 +256,21 @@ struct Role {
 pub(crate) struct JwtAuth {
     config: Option<Config>,
     roles: BTreeMap<String, Role>,
-    jwks_cache: Option<(Instant, Vec<Jwk>)>,
+    /// Remote keys (and, with discovery, the provider's issuer).
+    jwks_cache: Option<(Instant, RemoteKeys)>,
+}
+
+#[derive(Clone)]
+pub(crate) struct RemoteKeys {
+    keys: Vec<Jwk>,
+    issuer: Option<String>,
 }
 
 pub(crate) struct LoginPlan {
     role_name: String,
     role: Role,
     config: Config,
-    cached: Option<Vec<Jwk>>,
+    cached: Option<RemoteKeys>,
     jwt: String,
 }
 
@@ -274,7 +283,7 @@ fn leeway(body: &Value, key: &str, default: i64) -> Result<i64, String> {
 }
 
 impl JwtAuth {
-    pub fn store_jwks(&mut self, keys: Vec<Jwk>) {
+    pub fn store_jwks(&mut self, keys: RemoteKeys) {
         self.jwks_cache = Some((Instant::now(), keys));
     }
 
@@ -383,11 +392,10 @@ impl JwtAuth {
                 "exactly one of 'jwt_validation_pubkeys', 'jwks_url' or 'oidc_discovery_url' must be set".into(),
             );
         }
-        if discovery.is_some() {
-            return Err(
-                "error checking oidc discovery URL: OIDC discovery is not available in this server"
-                    .into(),
-            );
+        let discovery_ca_pem = opt_str(body, "oidc_discovery_ca_pem").filter(|s| !s.is_empty());
+        if let Some(ca) = &discovery_ca_pem {
+            crate::tls::roots_from_pem(ca)
+                .map_err(|e| format!("could not parse 'oidc_discovery_ca_pem': {e}"))?;
         }
         let mut pubkeys = Vec::new();
         for pem in &pem_list {
@@ -411,6 +419,7 @@ impl JwtAuth {
             "jwks_ca_pem",
             "bound_issuer",
             "oidc_discovery_url",
+            "oidc_discovery_ca_pem",
             "default_role",
         ] {
             raw.entry(k.to_string()).or_insert(json!(""));
@@ -420,6 +429,8 @@ impl JwtAuth {
             pubkeys,
             jwks_url,
             jwks_ca_pem,
+            discovery_url: discovery.map(|d| d.trim_end_matches('/').to_string()),
+            discovery_ca_pem,
             bound_issuer: opt_str(body, "bound_issuer").filter(|s| !s.is_empty()),
             supported_algs,
             default_role: opt_str(body, "default_role").filter(|s| !s.is_empty()),
@@ -521,6 +532,39 @@ fn string_list_raw(v: Option<&Value>) -> Result<Vec<String>, String> {
     }
 }
 
+/// Follows an OIDC discovery document to the provider's keys.
+async fn fetch_discovery(url: &str, ca: Option<&str>) -> Result<RemoteKeys, String> {
+    let client = crate::tls::http_client(ca)
+        .map_err(|e| format!("error checking oidc discovery URL: {e}"))?;
+    let doc_url = format!("{url}/.well-known/openid-configuration");
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.get(&doc_url).send())
+        .await
+        .map_err(|_| "error checking oidc discovery URL: timeout".to_string())?
+        .map_err(|e| format!("error checking oidc discovery URL: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "error checking oidc discovery URL: status {}",
+            resp.status()
+        ));
+    }
+    let doc: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("error checking oidc discovery URL: {e}"))?;
+    let jwks_uri = doc
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or("error checking oidc discovery URL: no jwks_uri in discovery document")?;
+    let keys = fetch_jwks(jwks_uri, ca).await?;
+    Ok(RemoteKeys {
+        keys,
+        issuer: doc
+            .get("issuer")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
 async fn fetch_jwks(url: &str, ca: Option<&str>) -> Result<Vec<Jwk>, String> {
     let client = crate::tls::http_client(ca).map_err(|e| format!("error fetching JWKS: {e}"))?;
     let resp = tokio::time::timeout(Duration::from_secs(10), client.get(url).send())
@@ -558,7 +602,7 @@ fn claim<'a>(claims: &'a Value, key: &str) -> Option<&'a Value> {
 
 impl LoginPlan {
     /// Verifies the JWT; returns freshly fetched JWKS keys for caching.
-    pub async fn run(self) -> (Result<LoginOk, Resp>, Option<Vec<Jwk>>) {
+    pub async fn run(self) -> (Result<LoginOk, Resp>, Option<RemoteKeys>) {
         let jws = match decode(&self.jwt) {
             Ok(j) => j,
             Err(e) => {
@@ -591,17 +635,32 @@ impl LoginPlan {
             );
         }
         let mut refreshed = None;
-        let verified = if let Some(url) = &self.config.jwks_url {
-            let mut ok = self.cached.as_ref().is_some_and(|k| jws.verify(k));
+        let remote = self.config.jwks_url.is_some() || self.config.discovery_url.is_some();
+        let mut issuer = None;
+        let verified = if remote {
+            let mut current = self.cached.clone();
+            let mut ok = current.as_ref().is_some_and(|k| jws.verify(&k.keys));
             if !ok {
-                match fetch_jwks(url, self.config.jwks_ca_pem.as_deref()).await {
-                    Ok(keys) => {
-                        ok = jws.verify(&keys);
-                        refreshed = Some(keys);
+                // Unknown key or nothing cached: fetch again, as keys rotate.
+                let fetched = match (&self.config.jwks_url, &self.config.discovery_url) {
+                    (Some(url), _) => fetch_jwks(url, self.config.jwks_ca_pem.as_deref())
+                        .await
+                        .map(|keys| RemoteKeys { keys, issuer: None }),
+                    (None, Some(url)) => {
+                        fetch_discovery(url, self.config.discovery_ca_pem.as_deref()).await
+                    }
+                    (None, None) => unreachable!("remote key source checked above"),
+                };
+                match fetched {
+                    Ok(k) => {
+                        ok = jws.verify(&k.keys);
+                        refreshed = Some(k.clone());
+                        current = Some(k);
                     }
                     Err(e) => return (Err(Resp::bad_request(e)), None),
                 }
             }
+            issuer = current.and_then(|k| k.issuer);
             ok
         } else {
             jws.verify(&self.config.pubkeys)
@@ -611,6 +670,17 @@ impl LoginPlan {
                 Err(Resp::bad_request(
                     "error validating token: failed to verify signature",
                 )),
+                refreshed,
+            );
+        }
+        // With discovery the token must come from the discovered provider.
+        if let Some(iss) = issuer
+            && jws.claims.get("iss").and_then(Value::as_str) != Some(iss.as_str())
+        {
+            return (
+                Err(Resp::bad_request(format!(
+                    "error validating token: oidc: id token issued by a different provider, expected {iss:?}"
+                ))),
                 refreshed,
             );
         }
