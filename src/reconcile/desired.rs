@@ -574,10 +574,13 @@ mod tests {
     /// A Secret as a previous apply of `es` left it (with managedFields for its manager).
     fn written_by(es: &ExternalSecret, pairs: &[(&str, &str)]) -> Secret {
         let d = data(pairs);
+        // A merge needs a Secret to merge into.
+        let empty = secret(&[]);
+        let existing = (creation_policy(es) == CreationPolicy::Merge).then_some(&empty);
         let plan = desired(&Inputs {
             es,
             data: &d,
-            existing: None,
+            existing,
         })
         .unwrap();
         let Plan::Apply(w) = plan else {
