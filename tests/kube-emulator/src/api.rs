@@ -1313,6 +1313,17 @@ async fn delete(cx: &mut Cx, opts: &Value) -> ApiResult<(u16, Value)> {
             vec![],
         ));
     }
+    if def.group.is_empty()
+        && def.plural == "namespaces"
+        && matches!(cx.name.as_str(), "default" | "kube-system" | "kube-public")
+    {
+        return Err(ApiError::forbidden(
+            "",
+            "namespaces",
+            &cx.name,
+            "this namespace may not be deleted",
+        ));
+    }
     if opts["dryRun"]
         .as_array()
         .is_some_and(|a| a.iter().any(|x| x == "All"))
@@ -1724,13 +1735,16 @@ fn token_request(cx: &Cx, body: &[u8]) -> ApiResult<Response> {
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let out = json!({
+    let mut out = json!({
         "kind": "TokenRequest",
         "apiVersion": "authentication.k8s.io/v1",
         "metadata": {"name": cx.name, "namespace": ns, "creationTimestamp": now_ts()},
-        "spec": {"audiences": audiences, "expirationSeconds": exp_secs, "boundObjectRef": req["spec"]["boundObjectRef"]},
+        "spec": {"audiences": audiences, "expirationSeconds": exp_secs},
         "status": {"token": token, "expirationTimestamp": exp_ts},
     });
+    if req["spec"]["boundObjectRef"].is_object() {
+        out["spec"]["boundObjectRef"] = req["spec"]["boundObjectRef"].clone();
+    }
     Ok(json_response(201, &out))
 }
 

@@ -185,6 +185,16 @@ async fn namespace_deletion_removes_contents() {
     })
     .await;
     assert_eq!(k.object_count("configmaps"), 0);
+    let err = api_error(
+        nss.delete("default", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 403);
+    assert_eq!(
+        err.message,
+        "namespaces \"default\" is forbidden: this namespace may not be deleted"
+    );
 }
 
 #[tokio::test]

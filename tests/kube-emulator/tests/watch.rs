@@ -341,6 +341,21 @@ async fn paging_is_consistent() {
         cont = page.metadata.continue_;
     }
     assert_eq!(all.len(), 25);
+
+    // After compaction an old continue token is refused with 410.
+    let page = api.list(&ListParams::default().limit(5)).await.unwrap();
+    k.compact();
+    let err = api_error(
+        api.list(
+            &ListParams::default()
+                .limit(5)
+                .continue_token(page.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 410);
+    assert_eq!(err.reason, "Expired");
     assert!(!all.contains(&"p99".to_string()));
     let mut sorted = all.clone();
     sorted.sort();
