@@ -372,7 +372,8 @@ mod tests {
     #[test]
     fn decoding() {
         use DecodingStrategy::*;
-        let cases: &[(DecodingStrategy, &[u8], Result<&[u8], ()>)] = &[
+        type Case<'a> = (DecodingStrategy, &'a [u8], Result<&'a [u8], ()>);
+        let cases: &[Case] = &[
             (None, b"aGVsbG8=", Ok(b"aGVsbG8=")),
             (Base64, b"aGVsbG8=", Ok(b"hello")),
             (Base64, b"aGVs\nbG8=", Ok(b"hello")),
@@ -464,7 +465,8 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect();
-        let cases: &[(&[(&str, &str)], &[&str])] = &[
+        type Rules<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Rules, &[&str])] = &[
             (&[("team/app/", "")], &["api", "db"]),
             (&[("^team/(.*)/(.*)$", "${2}_$1")], &["api_app", "db_app"]),
             (
