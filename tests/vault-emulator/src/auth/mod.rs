@@ -173,7 +173,7 @@ pub(crate) async fn login(shared: &Arc<Shared>, ctx: &Ctx, mount: &str, rest: &s
     enum Plan {
         Done(Result<LoginOk, Resp>),
         Kube(kubernetes::LoginPlan),
-        Jwt(jwt::LoginPlan),
+        Jwt(Box<jwt::LoginPlan>),
     }
     let plan = {
         let mut st = shared.write();
@@ -193,7 +193,7 @@ pub(crate) async fn login(shared: &Arc<Shared>, ctx: &Ctx, mount: &str, rest: &s
                 Err(e) => return e,
             },
             AuthBackend::Jwt(j) => match j.plan(&ctx.body) {
-                Ok(p) => Plan::Jwt(p),
+                Ok(p) => Plan::Jwt(Box::new(p)),
                 Err(e) => return e,
             },
             AuthBackend::Token => return Resp::no_route(&ctx.path),
