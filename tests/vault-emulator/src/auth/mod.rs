@@ -172,7 +172,7 @@ fn issue(shared: &Arc<Shared>, ctx: &Ctx, mount: &str, ok: LoginOk) -> Resp {
 pub(crate) async fn login(shared: &Arc<Shared>, ctx: &Ctx, mount: &str, rest: &str) -> Resp {
     enum Plan {
         Done(Result<LoginOk, Resp>),
-        Kube(kubernetes::LoginPlan),
+        Kube(Box<kubernetes::LoginPlan>),
         Jwt(Box<jwt::LoginPlan>),
     }
     let plan = {
@@ -189,7 +189,7 @@ pub(crate) async fn login(shared: &Arc<Shared>, ctx: &Ctx, mount: &str, rest: &s
             AuthBackend::Ldap(l) => Plan::Done(l.login(rest, &ctx.body)),
             AuthBackend::Cert(c) => Plan::Done(c.login(&ctx.body, ctx.peer_certs.as_deref())),
             AuthBackend::Kubernetes(k) => match k.plan(&ctx.body) {
-                Ok(p) => Plan::Kube(p),
+                Ok(p) => Plan::Kube(Box::new(p)),
                 Err(e) => return e,
             },
             AuthBackend::Jwt(j) => match j.plan(&ctx.body) {
