@@ -222,3 +222,48 @@ async fn dry_run_stores_nothing() {
     );
     assert_eq!(k.writes_of("secrets"), 0);
 }
+
+#[tokio::test]
+async fn delete_collection_by_label() {
+    let k = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(k.client().await, "default");
+    for (n, team) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        let cm: ConfigMap = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": n, "labels": {"team": team}}}),
+        )
+        .unwrap();
+        within(10, api.create(&PostParams::default(), &cm))
+            .await
+            .unwrap();
+    }
+    let r = within(
+        10,
+        api.delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("team=x"),
+        ),
+    )
+    .await
+    .unwrap();
+    let deleted: Vec<String> = r
+        .left()
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(deleted, ["a", "b"]);
+    let left: Vec<String> = within(10, api.list(&ListParams::default()))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, ["c"]);
+    assert!(
+        k.audit()
+            .iter()
+            .any(|r| r.verb == "deletecollection" && r.resource == "configmaps" && r.code == 200)
+    );
+}

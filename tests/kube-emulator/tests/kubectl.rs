@@ -212,6 +212,10 @@ async fn apply_builtin_kinds_client_side() {
         ])
         .await;
     assert!(out.contains("configmap/cfg serverside-applied"), "{out}");
+    let out = kc.ok(&["delete", "configmap", "cfg"]).await;
+    assert!(out.contains("configmap \"cfg\" deleted"), "{out}");
+    let out = kc.ok(&["get", "configmaps", "-o", "name"]).await;
+    assert!(!out.contains("configmap/cfg"), "{out}");
 }
 
 #[tokio::test]
