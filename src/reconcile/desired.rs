@@ -681,7 +681,8 @@ mod tests {
             Skip(Skip),
             Delete,
         }
-        let cases: Vec<(C, D, &[(&str, &str)], Option<&Secret>, Want)> = vec![
+        type Case<'a> = (C, D, &'a [(&'a str, &'a str)], Option<&'a Secret>, Want);
+        let cases: Vec<Case> = vec![
             (
                 C::Owner,
                 D::Retain,
