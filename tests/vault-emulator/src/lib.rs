@@ -47,7 +47,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::server::{Fault, Metrics, Shared, lock};
+use crate::server::{Metrics, Shared, lock};
 use crate::state::{Engine, State, TokenSpec};
 use crate::util::Resp;
 
@@ -456,16 +456,11 @@ impl VaultEmulator {
         password: &str,
         groups: &[&str],
     ) -> anyhow::Result<()> {
-        let mut st = self.inner.shared.write();
-        let ns = st.ns_mut("").expect("root namespace");
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-        match ns.auths.get_mut(&mount_key(mount)).map(|a| &mut a.backend) {
-            Some(auth::AuthBackend::Ldap(l)) => {
-                l.set_password(username, password, &groups);
-                Ok(())
-            }
-            _ => Err(anyhow!("no ldap auth method at {mount:?}")),
-        }
+        self.inner
+            .shared
+            .ldap_set_user(mount, username, password, &groups)
+            .map_err(|e| anyhow!(e))
     }
 
     // ---- faults ---------------------------------------------------------
@@ -494,23 +489,11 @@ impl VaultEmulator {
     }
 
     fn push_fault(&self, prefix: Option<String>, n: usize, status: u16, retry_after: Option<u64>) {
-        if n == 0 {
-            return;
-        }
-        let shared = &self.inner.shared;
-        lock(&shared.faults).push_back(Fault {
-            prefix,
-            remaining: n,
-            status,
-            retry_after,
-        });
-        shared.has_faults.store(true, Ordering::Release);
+        self.inner.shared.push_fault(prefix, n, status, retry_after);
     }
 
     pub fn clear_faults(&self) {
-        let shared = &self.inner.shared;
-        lock(&shared.faults).clear();
-        shared.has_faults.store(false, Ordering::Release);
+        self.inner.shared.clear_faults();
     }
 
     /// Delay added before every API response.

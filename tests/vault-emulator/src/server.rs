@@ -113,6 +113,51 @@ impl Shared {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub fn push_fault(
+        &self,
+        prefix: Option<String>,
+        n: usize,
+        status: u16,
+        retry_after: Option<u64>,
+    ) {
+        if n == 0 {
+            return;
+        }
+        lock(&self.faults).push_back(Fault {
+            prefix,
+            remaining: n,
+            status,
+            retry_after,
+        });
+        self.has_faults.store(true, Ordering::Release);
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.faults).clear();
+        self.has_faults.store(false, Ordering::Release);
+    }
+
+    /// Adds or updates an entry in the directory behind an LDAP mount of
+    /// the root namespace.
+    pub fn ldap_set_user(
+        &self,
+        mount: &str,
+        user: &str,
+        password: &str,
+        groups: &[String],
+    ) -> Result<(), String> {
+        let mut st = self.write();
+        let ns = st.ns_mut("").expect("root namespace");
+        let key = format!("{}/", mount.trim_matches('/'));
+        match ns.auths.get_mut(&key).map(|a| &mut a.backend) {
+            Some(auth::AuthBackend::Ldap(l)) => {
+                l.set_password(user, password, groups);
+                Ok(())
+            }
+            _ => Err(format!("no ldap auth method at {mount:?}")),
+        }
+    }
+
     fn take_fault(&self, path: &str) -> Option<(u16, Option<u64>)> {
         if !self.has_faults.load(Ordering::Acquire) {
             return None;
@@ -295,7 +340,12 @@ async fn handle_http(
     let head = parts.method == Method::HEAD;
 
     if let Some(rest) = raw_path.strip_prefix("/_emulator/") {
-        return to_response(emulator_api(&shared, &parts.method, rest), head);
+        let body = match Limited::new(body, 1 << 20).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => Bytes::new(),
+        };
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        return to_response(emulator_api(&shared, &parts.method, rest, &body), head);
     }
 
     let ns_header = header_str(&parts.headers, "x-vault-namespace")
@@ -505,12 +555,62 @@ fn build_ctx(
     })
 }
 
-fn emulator_api(shared: &Shared, method: &Method, rest: &str) -> Resp {
+/// Test-control endpoints for out-of-process users (benchmarks, the
+/// sandbox); not part of Vault's API.
+fn emulator_api(shared: &Shared, method: &Method, rest: &str, body: &Value) -> Resp {
+    let num = |k: &str| body.get(k).and_then(Value::as_u64);
     match (method.as_str(), rest) {
         ("GET", "counters") => Resp::new(200, Some(shared.metrics.to_json())),
         ("POST", "counters/reset") => {
             shared.metrics.reset();
             Resp::no_content()
+        }
+        ("GET", "requests") => {
+            let log: Vec<Value> = lock(&shared.metrics.log)
+                .iter()
+                .map(|r| json!({"method": r.method, "path": r.path, "namespace": r.namespace, "status": r.status}))
+                .collect();
+            Resp::new(200, Some(json!({ "requests": log })))
+        }
+        ("POST", "faults") => {
+            let (Some(count), Some(status)) = (num("count"), num("status")) else {
+                return Resp::bad_request("count and status are required");
+            };
+            let prefix = body
+                .get("path_prefix")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            shared.push_fault(prefix, count as usize, status as u16, num("retry_after"));
+            Resp::no_content()
+        }
+        ("DELETE", "faults") => {
+            shared.clear_faults();
+            Resp::no_content()
+        }
+        ("POST", "latency") => {
+            shared
+                .latency_ms
+                .store(num("ms").unwrap_or(0), Ordering::Relaxed);
+            Resp::no_content()
+        }
+        ("POST", "sealed") => {
+            let sealed = body.get("sealed").and_then(Value::as_bool).unwrap_or(false);
+            shared.sealed.store(sealed, Ordering::Relaxed);
+            Resp::no_content()
+        }
+        ("POST", r) if r.starts_with("ldap/") => {
+            // ldap/<mount>/users/<name> {"password": .., "groups": [..]}
+            let Some((mount, user)) = r["ldap/".len()..].rsplit_once("/users/") else {
+                return Resp::not_found();
+            };
+            let Some(password) = body.get("password").and_then(Value::as_str) else {
+                return Resp::bad_request("password is required");
+            };
+            let groups = crate::util::string_list(body.get("groups")).unwrap_or_default();
+            match shared.ldap_set_user(mount, user, password, &groups) {
+                Ok(()) => Resp::no_content(),
+                Err(e) => Resp::bad_request(e),
+            }
         }
         _ => Resp::not_found(),
     }

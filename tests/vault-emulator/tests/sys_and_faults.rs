@@ -612,3 +612,96 @@ async fn shutdown_stops_serving() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn control_endpoints_for_out_of_process_users() {
+    let vault = start().await;
+    let http = raw(&vault);
+    let base = vault.addr();
+    let post = |path: &str, body: Value| {
+        let http = http.clone();
+        let url = format!("{base}/_emulator/{path}");
+        async move {
+            within(http.post(url).json(&body).send())
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+
+    assert_eq!(
+        post(
+            "faults",
+            json!({"count": 1, "status": 502, "path_prefix": "sys/"})
+        )
+        .await,
+        204
+    );
+    let (s, _) = call(&http, &vault, "GET", "sys/health", None, None).await;
+    assert_eq!(s, 502);
+    let (s, _) = call(&http, &vault, "GET", "sys/health", None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        post("faults", json!({"count": 5, "status": 500})).await,
+        204
+    );
+    let resp = within(http.delete(format!("{base}/_emulator/faults")).send())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let (s, _) = call(&http, &vault, "GET", "sys/health", None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(post("faults", json!({"status": 500})).await, 400);
+
+    assert_eq!(post("sealed", json!({"sealed": true})).await, 204);
+    let (s, _) = call(&http, &vault, "GET", "sys/health", None, None).await;
+    assert_eq!(s, 503);
+    assert_eq!(post("sealed", json!({"sealed": false})).await, 204);
+
+    assert_eq!(post("latency", json!({"ms": 100})).await, 204);
+    let t0 = Instant::now();
+    call(&http, &vault, "GET", "sys/health", None, None).await;
+    assert!(t0.elapsed() >= Duration::from_millis(100));
+    assert_eq!(post("latency", json!({"ms": 0})).await, 204);
+
+    vault.enable_auth("ldap", "ldap").unwrap();
+    assert_eq!(
+        post("ldap/ldap/users/carol", json!({"password": "pw"})).await,
+        204
+    );
+    let (s, _) = call(
+        &http,
+        &vault,
+        "POST",
+        "auth/ldap/login/carol",
+        None,
+        Some(json!({"password": "pw"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        post("ldap/nope/users/carol", json!({"password": "pw"})).await,
+        400
+    );
+
+    let resp = within(http.get(format!("{base}/_emulator/requests")).send())
+        .await
+        .unwrap();
+    let log: Value = resp.json().await.unwrap();
+    let last = log["requests"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["path"], "auth/ldap/login/carol");
+    assert_eq!(last["status"], 200);
+    // Control calls are not Vault requests and are not logged.
+    assert!(
+        log["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| !r["path"].as_str().unwrap().starts_with("_emulator"))
+    );
+    let resp = within(http.get(format!("{base}/_emulator/nothing")).send())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+}
