@@ -1184,7 +1184,11 @@ async fn patch_req(cx: &mut Cx, body: &[u8], content_type: &str) -> ApiResult<(u
                 &now,
             )
             .map_err(|c| conflict_error(cx, &c))?;
-            return create(cx, merged, true).await;
+            match create(cx, merged, true).await {
+                // Created concurrently by someone else: apply to that object instead.
+                Err(e) if e.reason == "AlreadyExists" => continue,
+                other => return other,
+            }
         };
         let current = crate::output::at_version(&cx.def, &cx.version, &old).into_owned();
         let (mut new, managed_done) = match ct.as_str() {

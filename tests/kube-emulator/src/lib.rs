@@ -1,6 +1,18 @@
 //! A Kubernetes API server emulator for tests: HTTPS, in-memory objects, the
 //! behaviour of kube-apiserver for what vaultgate, kube-rs and kubectl use.
 //!
+//! Served: core v1 namespaces, secrets, configmaps, serviceaccounts (+ `token`),
+//! events; coordination.k8s.io leases; events.k8s.io events (same storage as
+//! core events); authentication.k8s.io tokenreviews; admissionregistration.k8s.io
+//! webhook configurations; apiextensions.k8s.io CRDs and every CRD's versions.
+//! Discovery, OpenAPI v3 (operations only, enough for kubectl's server-side
+//! validation check), Table and PartialObjectMetadata representations.
+//!
+//! Not modelled: RBAC (any authenticated user may do anything), conversion
+//! webhooks (versions differ only in apiVersion), aggregated discovery (plain
+//! discovery is served), protobuf, `/openapi/v2`, unknown-field detection for
+//! built-in kinds.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let kube = kube_emulator::KubeEmulator::start(Default::default()).await?;
