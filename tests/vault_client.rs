@@ -440,6 +440,21 @@ async fn userpass_and_ldap_logins() {
         );
         assert!(!msg.contains("wrong-password"), "{msg}");
         assert_eq!(e.clients.login_count(), 3);
+
+        // Many callers of a misconfigured store share one failed login.
+        let bad2 = StoreHandle {
+            name: "bad2".into(),
+            ..bad
+        };
+        let calls = (0..20).map(|_| e.clients.client(&bad2, "team-a"));
+        let results = futures::future::join_all(calls).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(VaultError::Auth { .. })))
+        );
+        assert_eq!(e.clients.login_count(), 4);
+        assert_eq!(e.vault.count_logins(), 4);
     })
     .await
 }
@@ -1046,6 +1061,11 @@ async fn cache_follows_store_versions_and_referent_namespaces() {
             assert!(Instant::now() < deadline, "old token not revoked");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // A deleted store's clients are dropped and their tokens revoked.
+        e.clients.forget(&store).await;
+        assert_eq!(e.vault.live_tokens(), live);
+        let c3 = e.clients.client(&newer, "team-a").await.unwrap();
+        assert!(!Arc::ptr_eq(&c2, &c3));
 
         // A ClusterSecretStore with a namespace-less reference logs in per ExternalSecret
         // namespace, with that namespace's Secret.

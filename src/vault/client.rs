@@ -23,6 +23,9 @@ const READ_SHARE_WINDOW: Duration = Duration::from_secs(1);
 /// A renewal that leaves less than this fraction of the login TTL means the token is near its
 /// max TTL: log in again instead of renewing ever more often.
 const MIN_RENEW_FRACTION: u32 = 3;
+/// How long a failed login answers further callers for the same store identity, so that many
+/// ExternalSecrets of a misconfigured store cause one login attempt, not one each.
+const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(5);
 /// Pause between attempts to replace a token that is due for renewal but still valid.
 const REFRESH_HOLD: Duration = Duration::from_secs(10);
 /// Upper bound of secrets a `find` may list, so a huge mount cannot exhaust memory.
@@ -52,7 +55,15 @@ impl CacheKey {
     }
 }
 
-type Slot = Arc<OnceCell<Arc<StoreClient>>>;
+/// One cache entry: the client once logged in, and the last failure, which callers within
+/// `LOGIN_FAILURE_WINDOW` share instead of each trying to log in again.
+#[derive(Default)]
+struct Entry {
+    client: OnceCell<Arc<StoreClient>>,
+    failure: Mutex<Option<(Instant, VaultError)>>,
+}
+
+type Slot = Arc<Entry>;
 
 /// The process's Vault clients, shared by the webhook and the reconciler.
 #[derive(Clone)]
@@ -118,22 +129,69 @@ impl VaultClients {
             (slot, evicted)
         };
         for old in evicted {
-            if let Some(c) = old.get().cloned() {
+            if let Some(c) = old.client.get().cloned() {
                 tokio::spawn(async move { c.retire().await });
             }
         }
+        let recent_failure = || {
+            lock(&slot.failure)
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < LOGIN_FAILURE_WINDOW)
+                .map(|(_, e)| e.clone())
+        };
+        if slot.client.get().is_none()
+            && let Some(e) = recent_failure()
+        {
+            return Err(e);
+        }
         let client = slot
-            .get_or_try_init(|| StoreClient::connect(self.env.clone(), store.clone(), es_namespace))
+            .client
+            .get_or_try_init(|| async {
+                // Callers queued behind a failed login get its error, not a login each.
+                if let Some(e) = recent_failure() {
+                    return Err(e);
+                }
+                let r = StoreClient::connect(self.env.clone(), store.clone(), es_namespace).await;
+                if let Err(e) = &r {
+                    *lock(&slot.failure) = Some((Instant::now(), e.clone()));
+                }
+                r
+            })
             .await?;
         Ok(client.clone())
+    }
+
+    /// Drops every cached client of a store (all versions and namespaces) and revokes their
+    /// tokens; for a deleted store.
+    pub async fn forget(&self, store: &StoreHandle) {
+        let slots: Vec<Slot> = {
+            let mut cache = lock(&self.cache);
+            let keys: Vec<CacheKey> = cache
+                .keys()
+                .filter(|k| {
+                    k.kind == store.kind.as_str()
+                        && k.namespace == store.namespace
+                        && k.name == store.name
+                })
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| cache.remove(k)).collect()
+        };
+        let clients: Vec<Arc<StoreClient>> = slots
+            .iter()
+            .filter_map(|s| s.client.get().cloned())
+            .collect();
+        futures::future::join_all(clients.iter().map(|c| c.retire())).await;
     }
 
     /// Revokes every token obtained by a login (never a static token) and empties the cache;
     /// for shutdown.
     pub async fn revoke_all(&self) {
         let slots: Vec<Slot> = lock(&self.cache).drain().map(|(_, s)| s).collect();
-        let clients: Vec<Arc<StoreClient>> =
-            slots.iter().filter_map(|s| s.get().cloned()).collect();
+        let clients: Vec<Arc<StoreClient>> = slots
+            .iter()
+            .filter_map(|s| s.client.get().cloned())
+            .collect();
         futures::future::join_all(clients.iter().map(|c| c.retire())).await;
     }
 
