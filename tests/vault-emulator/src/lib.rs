@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -604,7 +604,3 @@ impl VaultEmulator {
         }
     }
 }
-
-/// Keeps `Map` in the public dependency surface minimal while letting
-/// callers build KV payloads conveniently.
-pub type KvData = Map<String, Value>;
