@@ -323,6 +323,18 @@ async fn token_auth_reads_kv2_and_kv1_with_properties() {
         let live = e.vault.live_tokens();
         e.clients.revoke_all().await;
         assert_eq!(e.vault.live_tokens(), live);
+
+        // A revoked static token is reported as such, not as a missing policy; a new token
+        // in the Secret is picked up without any change to the store.
+        let c1 = e.clients.client(&store_v1, "team-a").await.unwrap();
+        e.vault.revoke_all_tokens();
+        let err = c1.read_secret("legacy", None).await.unwrap_err();
+        assert!(matches!(err, VaultError::Auth { .. }), "{err}");
+        assert!(err.to_string().contains("tokenSecretRef"), "{err}");
+        let fresh = e.vault.create_token(&["reader"], None);
+        e.put_secret("team-a", "vault-token", &[("token", fresh.as_bytes())])
+            .await;
+        assert!(c1.read_secret("legacy", None).await.unwrap().is_some());
     })
     .await
 }

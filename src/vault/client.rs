@@ -508,12 +508,29 @@ impl StoreClient {
         tracing::info!(store = %self.store.display(), "Vault token no longer valid; logging in again");
         self.relogin_after(generation).await?;
         let (token, _) = self.token().await?;
-        self.transport
+        let reply = self
+            .transport
             .send(&Req {
                 token: Some(&token),
                 ..req
             })
-            .await
+            .await?;
+        if matches!(reply.status, 401 | 403) && self.token_dead(&token).await? {
+            // Only a static token can still be dead here: the Secret holds a stale one.
+            let advice = if self.kind == AuthKind::Token {
+                "put a valid token into the Secret referenced by tokenSecretRef"
+            } else {
+                "check the auth method's token policies and TTLs"
+            };
+            return Err(VaultError::Auth {
+                method: self.kind.name().into(),
+                message: format!(
+                    "the Vault token is revoked or expired (auth/token/lookup-self answered \
+                     HTTP 403): {advice}"
+                ),
+            });
+        }
+        Ok(reply)
     }
 
     fn status_error(&self, call: &str, method: &Method, path: &str, reply: &Reply) -> VaultError {
