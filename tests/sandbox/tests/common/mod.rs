@@ -1,0 +1,127 @@
+//! Helpers shared by the end-to-end tests that run vaultgate in the sandbox.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use serde_json::{Value, json};
+use vaultgate::api::ExternalSecret;
+use vaultgate_sandbox::{Sandbox, SandboxOptions};
+
+/// A sandbox with the given live-admission mode.
+pub async fn sandbox(live: vaultgate::cli::LiveMode) -> Sandbox {
+    let mut opts = SandboxOptions::from_env().unwrap();
+    opts.run_args.admission_live = live;
+    opts.run_args.log_level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
+    vaultgate::telemetry::init(vaultgate::cli::LogFormat::Text, &opts.run_args.log_level).unwrap();
+    Sandbox::start(opts).await.unwrap()
+}
+
+/// A Vault token that may read (and list) everything under `secret/`.
+pub fn reader_token(sb: &Sandbox) -> String {
+    sb.vault
+        .put_policy(
+            "reader",
+            "path \"secret/*\" { capabilities = [\"read\", \"list\"] }",
+        )
+        .unwrap();
+    sb.vault
+        .create_token(&["reader"], Some(Duration::from_secs(3600)))
+}
+
+/// Applies YAML through the API server (admission included); the error text on refusal.
+pub async fn apply(sb: &Sandbox, yaml: &str) -> Result<(), String> {
+    let client = sb.kube.client().await;
+    vaultgate_sandbox::apply_all(&client, yaml)
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// The Ready condition of an ExternalSecret: (status, reason, message).
+pub async fn ready(sb: &Sandbox, ns: &str, name: &str) -> Option<(String, String, String)> {
+    let api: Api<ExternalSecret> = Api::namespaced(sb.kube.client().await, ns);
+    let es = api.get_opt(name).await.ok()??;
+    let c = es
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((
+        c.status,
+        c.reason.unwrap_or_default(),
+        c.message.unwrap_or_default(),
+    ))
+}
+
+/// Waits until the Ready condition satisfies `pred`; returns it.
+pub async fn wait_ready(
+    sb: &Sandbox,
+    ns: &str,
+    name: &str,
+    limit: Duration,
+    pred: impl Fn(&(String, String, String)) -> bool,
+) -> (String, String, String) {
+    let start = Instant::now();
+    loop {
+        let r = ready(sb, ns, name).await;
+        if let Some(r) = &r
+            && pred(r)
+        {
+            return r.clone();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{ns}/{name}: condition never matched; last {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of a key of a Secret, if both exist.
+pub async fn secret_value(sb: &Sandbox, ns: &str, name: &str, key: &str) -> Option<Vec<u8>> {
+    let api: Api<Secret> = Api::namespaced(sb.kube.client().await, ns);
+    api.get_opt(name)
+        .await
+        .ok()??
+        .data?
+        .get(key)
+        .map(|v| v.0.clone())
+}
+
+/// Waits until `ns/name[key]` holds `want`; returns how long it took.
+pub async fn wait_value(
+    sb: &Sandbox,
+    ns: &str,
+    name: &str,
+    key: &str,
+    want: &str,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let v = secret_value(sb, ns, name, key).await;
+        if v.as_deref() == Some(want.as_bytes()) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{ns}/{name}[{key}] never became the expected value"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn namespace(name: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
+}
+
+pub fn token_secret(ns: &str, name: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData: {{token: \"{token}\"}}\n"
+    )
+}
+
+pub fn json_of(v: &Value) -> String {
+    json!(v).to_string()
+}
