@@ -112,6 +112,8 @@ pub struct AuditRecord {
     pub namespace: String,
     pub name: String,
     pub code: u16,
+    /// Request path, also set for non-resource requests (discovery, /version, ...).
+    pub uri: String,
 }
 
 /// A running emulator; clones share the same server.

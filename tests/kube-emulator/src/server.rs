@@ -275,6 +275,24 @@ pub struct Target {
 }
 
 async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response {
+    let mut rec = AuditRecord {
+        user: "system:anonymous".into(),
+        verb: req.method().as_str().to_lowercase(),
+        api_group: String::new(),
+        resource: String::new(),
+        subresource: String::new(),
+        namespace: String::new(),
+        name: String::new(),
+        code: 0,
+        uri: req.uri().path().to_string(),
+    };
+    let resp = route(&shared, req, &mut rec).await;
+    rec.code = resp.status().as_u16();
+    shared.record(rec);
+    resp
+}
+
+async fn route(shared: &Arc<Shared>, req: Request<Body>, rec: &mut AuditRecord) -> Response {
     let latency = *shared.latency.lock().unwrap_or_else(|e| e.into_inner());
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -313,19 +331,11 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
     let user = match bearer(req.headers()).and_then(|t| shared.authenticate(t)) {
         Some(u) => u,
         None => {
-            shared.record(AuditRecord {
-                user: "system:anonymous".into(),
-                verb: verb_of(req.method(), &path, req.uri().query().unwrap_or_default()),
-                api_group: String::new(),
-                resource: String::new(),
-                subresource: String::new(),
-                namespace: String::new(),
-                name: String::new(),
-                code: 401,
-            });
+            rec.verb = verb_of(req.method(), &path, req.uri().query().unwrap_or_default());
             return error_response(&ApiError::unauthorized());
         }
     };
+    rec.user = user.username.clone();
     let segs: Vec<String> = path
         .trim_matches('/')
         .split('/')
@@ -406,23 +416,16 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Respons
             v => v.to_string(),
         }
     };
-    let mut rec = AuditRecord {
-        user: user.username.clone(),
-        verb: verb.clone(),
-        api_group: t.group.clone(),
-        resource: t.resource.clone(),
-        subresource: t.subresource.clone(),
-        namespace: t.namespace.clone().unwrap_or_default(),
-        name: t.name.clone(),
-        code: 0,
-    };
-    let resp = match shared.take_fault(&verb, &t.resource) {
+    rec.verb = verb.clone();
+    rec.api_group = t.group.clone();
+    rec.resource = t.resource.clone();
+    rec.subresource = t.subresource.clone();
+    rec.namespace = t.namespace.clone().unwrap_or_default();
+    rec.name = t.name.clone();
+    match shared.take_fault(&verb, &t.resource) {
         Some(code) => error_response(&ApiError::from_code(code)),
         None => api::handle(shared.clone(), reg, t, verb, user, req).await,
-    };
-    rec.code = resp.status().as_u16();
-    shared.record(rec);
-    resp
+    }
 }
 
 fn verb_of(method: &Method, path: &str, query: &str) -> String {

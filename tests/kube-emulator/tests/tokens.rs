@@ -243,6 +243,11 @@ async fn oidc_discovery_and_jwks_verify_tokens() {
         k.jwt_public_key_pem()
             .starts_with("-----BEGIN PUBLIC KEY-----\n")
     );
+    // Non-resource requests are audited too.
+    assert!(k.audit().iter().any(|r| r.uri == "/openid/v1/jwks"
+        && r.user == "system:anonymous"
+        && r.verb == "get"
+        && r.code == 200));
 }
 
 #[tokio::test]
