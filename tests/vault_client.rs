@@ -494,6 +494,11 @@ async fn concurrent_reads_share_one_vault_request() {
                 .all(|r| r.as_ref().unwrap().as_ref().unwrap()["a"] == "2")
         );
         assert_eq!(e.vault.count_kv_reads(), 1);
+        let m = e.metrics.render();
+        assert!(
+            m.contains("vaultgate_vault_requests_total{call=\"read\",status=\"200\"} 1"),
+            "{m}"
+        );
         // Within the share window a later read is served from the same answer…
         client.read_secret("shared", None).await.unwrap();
         assert_eq!(e.vault.count_kv_reads(), 1);
@@ -807,7 +812,13 @@ async fn extract_find_decoding_rewrite_and_metadata() {
         let mut auto = extract("app/config");
         auto.decoding_strategy = Some(DecodingStrategy::Auto);
         let spec = ExternalSecretSpec {
-            data: Some(vec![cert, owner, data("url", "app/config", Some("url"))]),
+            data: Some(vec![
+                cert,
+                owner,
+                data("url", "app/config", Some("url")),
+                // `data` wins over `dataFrom` on the same key, as in ESO.
+                data("cfg-url", "team/db", Some("password")),
+            ]),
             data_from: Some(vec![
                 ExternalSecretDataFromRemoteRef {
                     extract: Some(auto),
@@ -864,7 +875,7 @@ async fn extract_find_decoding_rewrite_and_metadata() {
         assert_eq!(text(&got["cert"]), "PEM DATA");
         assert_eq!(text(&got["cfg-cert"]), "PEM DATA");
         assert_eq!(text(&got["cfg-obj"]), r#"{"a":[true],"z":1}"#);
-        assert_eq!(text(&got["cfg-url"]), "https://x");
+        assert_eq!(text(&got["cfg-url"]), "p1");
         assert_eq!(text(&got["owner"]), "a");
         assert_eq!(text(&got["team_db"]), r#"{"password":"p1"}"#);
         assert_eq!(text(&got["other_db"]), r#"{"password":"p2"}"#);
