@@ -734,7 +734,8 @@ fn stamp_mount_type(st: &State, ctx: &Ctx, resp: &mut Resp) {
 fn unknown_namespace(st: &State, token_id: &str, path: &str) -> Resp {
     match st.tokens.get(token_id) {
         Some(t) if t.is_root() && !t.expired() => Resp::no_route(path),
-        _ => Resp::denied(),
+        Some(t) if !t.expired() => Resp::denied(),
+        _ => Resp::invalid_token(),
     }
 }
 
@@ -744,11 +745,11 @@ fn check_acl(st: &State, ctx: &Ctx, token_id: &str) -> Result<crate::state::Toke
         return Err(unknown_namespace(st, token_id, &ctx.path));
     };
     let Some(token) = st.token(token_id, &ctx.ns) else {
-        return Err(Resp::denied());
+        return Err(Resp::invalid_token());
     };
     let token = token.clone();
     if !token.take_use() {
-        return Err(Resp::denied());
+        return Err(Resp::invalid_token());
     }
     if acl_exempt(&ctx.path) {
         return Ok(token);

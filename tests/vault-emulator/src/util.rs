@@ -42,9 +42,18 @@ impl Resp {
         Resp::err(400, msg)
     }
 
-    /// Missing, unknown or expired token.
+    /// No token, or a request the auth method refuses.
     pub fn denied() -> Self {
         Resp::err(403, "permission denied")
+    }
+
+    /// An unknown, revoked or expired token: Vault (1.15+) reports both
+    /// errors in its multierror format.
+    pub fn invalid_token() -> Self {
+        Resp::err(
+            403,
+            "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n",
+        )
     }
 
     /// A valid token whose policies do not grant the capability; Vault wraps

@@ -467,7 +467,13 @@ async fn raw_error_shapes() {
         None,
     )
     .await;
-    assert_eq!((s, body), (403, json!({"errors": ["permission denied"]})));
+    assert_eq!(
+        (s, body),
+        (
+            403,
+            json!({"errors": ["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]})
+        )
+    );
     // Unknown mount.
     let (s, body) = call(&http, &vault, "GET", "nomount/x", Some(&root), None).await;
     assert_eq!(s, 404);

@@ -195,7 +195,13 @@ async fn token_expiry_is_wall_clock() {
         None,
     )
     .await;
-    assert_eq!((s, body), (403, json!({"errors": ["permission denied"]})));
+    assert_eq!(
+        (s, body),
+        (
+            403,
+            json!({"errors": ["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]})
+        )
+    );
 }
 
 #[tokio::test]
@@ -424,7 +430,13 @@ async fn limited_use_tokens_are_revoked_after_their_last_use() {
         None,
     )
     .await;
-    assert_eq!((s, body), (403, json!({"errors": ["permission denied"]})));
+    assert_eq!(
+        (s, body),
+        (
+            403,
+            json!({"errors": ["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]})
+        )
+    );
     let (s, _) = call(
         &http,
         &vault,
