@@ -1249,3 +1249,46 @@ async fn refreshes_read_vault_but_write_only_changes() {
     assert!(!updated.iter().any(|e| e.1 == "Updated"), "{updated:?}");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_recover_after_410_and_api_errors_back_off() {
+    let env = env().await;
+    env.secret_store("secret", "v2", "1m").await;
+    env.vault.kv2_put("secret", "p", json!({"k": "v"})).unwrap();
+    env.external_secret("es", "target", "", &data_entry("k", "p", "k"))
+        .await;
+    env.wait_value("team-a", "target", "k", "v").await;
+
+    // Every watch ends and its resourceVersion is too old to resume (410 Gone): the
+    // controller relists and keeps working.
+    env.kube.compact();
+    env.kube.drop_watches();
+    env.secrets("team-a")
+        .delete("target", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_value("team-a", "target", "k", "v").await;
+
+    // The API server refuses the next writes of the Secret: the sync fails, is reported, and
+    // succeeds on a later attempt without any outside help.
+    env.kube.fail_next(
+        kube_emulator::FaultFilter::verb_resource("patch", "secrets"),
+        1,
+        500,
+    );
+    env.vault.kv2_put("secret", "p", json!({"k": "w"})).unwrap();
+    let msg = env
+        .wait_es("team-a", "es", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.starts_with("could not update Secret \"target\""),
+        "{msg}"
+    );
+    assert_eq!(
+        env.value("team-a", "target", "k").await.as_deref(),
+        Some("v")
+    );
+    env.wait_value("team-a", "target", "k", "w").await;
+    env.wait_es("team-a", "es", "True", "SecretSynced").await;
+    env.stop().await;
+}
