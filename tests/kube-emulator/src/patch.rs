@@ -23,17 +23,31 @@ fn list_strategy(path: &[String]) -> ListStrategy {
 }
 
 pub fn json_patch(target: &Value, patch_body: &[u8]) -> Result<Value, ApiError> {
-    let p: json_patch::Patch = serde_json::from_slice(patch_body)
+    let ops: Vec<Value> = serde_json::from_slice(patch_body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let mut doc = target.clone();
-    json_patch::patch(&mut doc, &p).map_err(|e| {
-        // kube-apiserver reports failed JSON patch operations as 422.
-        ApiError::new(
-            422,
-            "Invalid",
-            format!("the server rejected our request due to an error in our request: {e}"),
-        )
-    })?;
+    for op in ops {
+        // As in kube-apiserver's JSON patch library, testing for null passes when the
+        // path is absent (kube_runtime::finalizer relies on this).
+        if op["op"] == "test"
+            && op["value"].is_null()
+            && op["path"]
+                .as_str()
+                .is_some_and(|p| doc.pointer(p).is_none())
+        {
+            continue;
+        }
+        let p: json_patch::Patch = serde_json::from_value(Value::Array(vec![op]))
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        json_patch::patch(&mut doc, &p).map_err(|e| {
+            // kube-apiserver reports failed JSON patch operations as 422.
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("the server rejected our request due to an error in our request: {e}"),
+            )
+        })?;
+    }
     Ok(doc)
 }
 

@@ -224,3 +224,47 @@ async fn delete_preconditions() {
     );
     cms.delete("p", &DeleteParams::default()).await.unwrap();
 }
+
+#[tokio::test]
+async fn kube_runtime_finalizer_adds_and_removes() {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{Event as Fin, finalizer};
+    use std::sync::Arc;
+    let k = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(k.client().await, "default");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "fz"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let run = |obj: ConfigMap| {
+        let cms = cms.clone();
+        async move {
+            finalizer(
+                &cms,
+                "example.com/cleanup",
+                Arc::new(obj),
+                |ev| async move {
+                    Ok::<_, std::convert::Infallible>(match ev {
+                        Fin::Apply(_) | Fin::Cleanup(_) => Action::await_change(),
+                    })
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // First pass adds the finalizer (JSON patch testing for a null list).
+    run(cms.get("fz").await.unwrap()).await;
+    assert_eq!(
+        cms.get("fz").await.unwrap().metadata.finalizers,
+        Some(vec!["example.com/cleanup".to_string()])
+    );
+    cms.delete("fz", &DeleteParams::default()).await.unwrap();
+    let deleting = cms.get("fz").await.unwrap();
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    // Cleanup removes it and the deletion completes.
+    run(deleting).await;
+    assert!(cms.get_opt("fz").await.unwrap().is_none());
+}
