@@ -1223,6 +1223,54 @@ async fn tls_with_ca_bundle_and_cert_auth() {
         );
         assert_eq!(e.vault.count_logins(), 1);
 
+        // mTLS from spec.provider.vault.tls (default keys tls.crt / tls.key) carries the
+        // cert login when auth.cert names no certificate of its own.
+        let mtls = StoreHandle {
+            name: "mtls".into(),
+            ..e.store(
+                VaultAuth {
+                    cert: Some(VaultCertAuth {
+                        path: "cert".into(),
+                        vault_role: Some("web".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                |p| {
+                    p.ca_bundle = Some(ca_b64.clone());
+                    p.tls = Some(VaultClientTls {
+                        cert_secret_ref: Some(SecretKeySelector {
+                            name: Some("client-cert".into()),
+                            ..Default::default()
+                        }),
+                        key_secret_ref: Some(SecretKeySelector {
+                            name: Some("client-cert".into()),
+                            ..Default::default()
+                        }),
+                    });
+                },
+            )
+        };
+        let c = e.clients.client(&mtls, "team-a").await.unwrap();
+        assert_eq!(
+            c.read_secret("app", None).await.unwrap().unwrap()["v"],
+            "tls"
+        );
+        assert_eq!(e.vault.count_logins(), 2);
+        // Without any client certificate the cert login is refused by configuration.
+        let none = StoreHandle {
+            name: "no-cert".into(),
+            ..mtls.clone()
+        };
+        let mut spec = (*none.spec).clone();
+        spec.provider.vault.as_mut().unwrap().tls = None;
+        let none = StoreHandle {
+            spec: Arc::new(spec),
+            ..none
+        };
+        let err = e.clients.client(&none, "team-a").await.err().unwrap();
+        assert!(matches!(err, VaultError::Config { .. }), "{err}");
+
         // caProvider from a ConfigMap works like caBundle.
         let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
             Api::namespaced(e.kc.clone(), "team-a");

@@ -265,9 +265,11 @@ impl Resolver<'_> {
                 }
             });
         }
-        // Cert auth presents its certificate on every connection, as ESO does.
+        // Cert auth presents its certificate on every connection, as ESO does. Without
+        // clientCert/secretRef it uses the client certificate of `tls`.
         let cert_auth = p.auth.as_ref().and_then(|a| a.cert.as_ref());
-        let pair = match (cert_auth, &p.tls) {
+        let own_cert = cert_auth.filter(|c| c.client_cert.is_some() || c.secret_ref.is_some());
+        let pair = match (own_cert, &p.tls) {
             (Some(c), _) => {
                 let cert = c.client_cert.as_ref().ok_or_else(|| {
                     VaultError::config("spec.provider.vault.auth.cert.clientCert is not set")
@@ -304,6 +306,12 @@ impl Resolver<'_> {
                     ));
                 }
             },
+            (None, None) if cert_auth.is_some() => {
+                return Err(VaultError::config(
+                    "spec.provider.vault.auth.cert needs clientCert and secretRef (or a client \
+                     certificate in spec.provider.vault.tls)",
+                ));
+            }
             (None, None) => None,
         };
         if let Some((cert, key)) = pair {
