@@ -4,6 +4,8 @@
 //! serde defaults, so "absent" cannot be told from "set to the default" there. Only absent (or
 //! null) fields are set; parents are created when missing.
 
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Map, Value};
 
 use super::Kind;
@@ -23,89 +25,134 @@ pub const AUTH_MOUNT_DEFAULTS: [(&str, &str, &str); 6] = [
 
 /// Sets the defaults of `kind` on `obj` in place; returns whether anything changed.
 pub fn apply(kind: Kind, obj: &mut Value) -> bool {
-    match kind {
-        Kind::ExternalSecret => external_secret(obj),
-        Kind::SecretStore | Kind::ClusterSecretStore => store(obj),
+    match patch(kind, obj) {
+        None => false,
+        // The patch was computed against this very object: every path exists or is an add
+        // at a member of an existing object, so it always applies.
+        Some(p) => json_patch::patch(obj, &p).is_ok(),
     }
 }
 
 /// The defaults as a JSON patch against `obj`; `None` when the object is already complete, so
 /// that the response carries no patch at all.
-pub fn patch(kind: Kind, obj: &Value) -> Option<json_patch::Patch> {
-    let mut defaulted = obj.clone();
-    if !apply(kind, &mut defaulted) {
-        return None;
-    }
-    let patch = json_patch::diff(obj, &defaulted);
-    (!patch.0.is_empty()).then_some(patch)
+pub fn patch(kind: Kind, obj: &Value) -> Option<Patch> {
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str);
+    patch_parts(kind, name, obj)
 }
 
-fn external_secret(obj: &mut Value) -> bool {
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned);
-    let Some(spec) = child(obj, "spec") else {
-        return false;
-    };
-    let mut changed = set_absent(spec, "refreshInterval", REFRESH_INTERVAL);
-    changed |= set_absent(spec, "refreshPolicy", "Periodic");
-    if let Some(store_ref) = child(spec, "secretStoreRef") {
-        changed |= set_absent(store_ref, "kind", "SecretStore");
+/// [`patch`] for an object given as its name and the rest of it (`spec` at the top), as a
+/// `DynamicObject` holds it; computed without copying the object.
+pub fn patch_parts(kind: Kind, name: Option<&str>, obj: &Value) -> Option<Patch> {
+    let mut ops = Vec::new();
+    match kind {
+        Kind::ExternalSecret => external_secret(name.filter(|n| !n.is_empty()), obj, &mut ops),
+        Kind::SecretStore | Kind::ClusterSecretStore => store(obj, &mut ops),
     }
-    if let Some(target) = child(spec, "target") {
-        if let Some(name) = name {
-            changed |= set_absent(target, "name", name);
+    (!ops.is_empty()).then_some(Patch(ops))
+}
+
+/// A field is absent when missing or null (an explicit null is how clients clear a field).
+fn absent(obj: &Value, key: &str) -> bool {
+    obj.get(key).is_none_or(Value::is_null)
+}
+
+fn add(ops: &mut Vec<PatchOperation>, path: &[&str], value: Value) {
+    ops.push(PatchOperation::Add(AddOperation {
+        path: PointerBuf::from_tokens(path.iter().copied()),
+        value,
+    }));
+}
+
+/// Adds each absent `(field, default)` of the object at `path`, or the whole object with all
+/// of them when the object itself is absent.
+fn fill(ops: &mut Vec<PatchOperation>, parent: &Value, path: &[&str], fields: &[(&str, Value)]) {
+    let key = path.last().expect("a non-empty path");
+    match parent.get(*key).filter(|v| !v.is_null()) {
+        None => {
+            let obj: Map<String, Value> = fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            add(ops, path, Value::Object(obj));
         }
-        changed |= set_absent(target, "creationPolicy", "Owner");
-        changed |= set_absent(target, "deletionPolicy", "Retain");
-    }
-    changed
-}
-
-fn store(obj: &mut Value) -> bool {
-    // Without a Vault provider there is nothing to default: the rules refuse the store.
-    let Some(vault) = obj
-        .pointer_mut("/spec/provider/vault")
-        .filter(|v| v.is_object())
-    else {
-        return false;
-    };
-    let mut changed = set_absent(vault, "version", "v2");
-    if let Some(auth) = vault.get_mut("auth").filter(|a| a.is_object()) {
-        for (method, field, default) in AUTH_MOUNT_DEFAULTS {
-            if let Some(m) = auth.get_mut(method).filter(|m| m.is_object()) {
-                changed |= set_absent(m, field, default);
+        // Something other than an object: the schema refuses it, defaults leave it alone.
+        Some(o) if !o.is_object() => {}
+        Some(o) => {
+            for (k, v) in fields {
+                if absent(o, k) {
+                    let mut p = path.to_vec();
+                    p.push(k);
+                    add(ops, &p, v.clone());
+                }
             }
         }
     }
-    changed
 }
 
-/// The object under `key`, created (as `{}`) when absent or null; a created parent always
-/// receives at least one default, so its creation shows in the returned change flag. `None` when the field holds
-/// something other than an object: the schema refuses that, defaults leave it alone.
-fn child<'a>(obj: &'a mut Value, key: &str) -> Option<&'a mut Value> {
-    let map = obj.as_object_mut()?;
-    let slot = map
-        .entry(key.to_owned())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if slot.is_null() {
-        *slot = Value::Object(Map::new());
+fn external_secret(name: Option<&str>, obj: &Value, ops: &mut Vec<PatchOperation>) {
+    let mut target = Vec::with_capacity(3);
+    if let Some(n) = name {
+        target.push(("name", Value::from(n)));
     }
-    slot.is_object().then_some(slot)
+    target.push(("creationPolicy", Value::from("Owner")));
+    target.push(("deletionPolicy", Value::from("Retain")));
+    let Some(spec) = obj.get("spec").filter(|s| !s.is_null()) else {
+        let spec = serde_json::json!({
+            "refreshInterval": REFRESH_INTERVAL,
+            "refreshPolicy": "Periodic",
+            "secretStoreRef": {"kind": "SecretStore"},
+            "target": target.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Map<_, _>>(),
+        });
+        add(ops, &["spec"], spec);
+        return;
+    };
+    if !spec.is_object() {
+        return;
+    }
+    for (k, v) in [
+        ("refreshInterval", REFRESH_INTERVAL),
+        ("refreshPolicy", "Periodic"),
+    ] {
+        if absent(spec, k) {
+            add(ops, &["spec", k], Value::from(v));
+        }
+    }
+    fill(
+        ops,
+        spec,
+        &["spec", "secretStoreRef"],
+        &[("kind", Value::from("SecretStore"))],
+    );
+    fill(ops, spec, &["spec", "target"], &target);
 }
 
-fn set_absent(obj: &mut Value, key: &str, value: impl Into<String>) -> bool {
-    let Some(map) = obj.as_object_mut() else {
-        return false;
+fn store(obj: &Value, ops: &mut Vec<PatchOperation>) {
+    // Without a Vault provider there is nothing to default: the rules refuse the store.
+    let Some(vault) = obj
+        .pointer("/spec/provider/vault")
+        .filter(|v| v.is_object())
+    else {
+        return;
     };
-    match map.get(key) {
-        Some(v) if !v.is_null() => false,
-        _ => {
-            map.insert(key.to_owned(), Value::String(value.into()));
-            true
+    if absent(vault, "version") {
+        add(
+            ops,
+            &["spec", "provider", "vault", "version"],
+            Value::from("v2"),
+        );
+    }
+    let Some(auth) = vault.get("auth").filter(|a| a.is_object()) else {
+        return;
+    };
+    for (method, field, default) in AUTH_MOUNT_DEFAULTS {
+        if let Some(m) = auth.get(method).filter(|m| m.is_object())
+            && absent(m, field)
+        {
+            add(
+                ops,
+                &["spec", "provider", "vault", "auth", method, field],
+                Value::from(default),
+            );
         }
     }
 }

@@ -82,6 +82,20 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: &[u8]) -> Res
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
+fn malformed(e: serde_json::Error) -> String {
+    format!("malformed AdmissionReview: {e}")
+}
+
+fn request_of<K>(body: &[u8]) -> Result<AdmissionRequest<K>, String>
+where
+    K: kube::Resource + serde::de::DeserializeOwned,
+{
+    let review: AdmissionReview<K> = serde_json::from_slice(body).map_err(malformed)?;
+    review
+        .try_into()
+        .map_err(|_| "malformed AdmissionReview: it carries no request".to_string())
+}
+
 /// Decides one AdmissionReview body. `Err` is a malformed body (HTTP 400, with the reason);
 /// otherwise the kind (for metrics, empty when unknown) and the response.
 pub async fn review(
@@ -89,23 +103,47 @@ pub async fn review(
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<(&'static str, AdmissionResponse), String> {
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_slice(body).map_err(|e| format!("malformed AdmissionReview: {e}"))?;
-    let req: AdmissionRequest<DynamicObject> = review
-        .try_into()
-        .map_err(|_| "malformed AdmissionReview: it carries no request".to_string())?;
+    // The hot path: ExternalSecrets are validated from a direct typed parse, tried first since
+    // reading the kind beforehand would cost another pass over the body. Anything else (another
+    // kind, or a spec that does not fit the type) takes the general path below, which denies a
+    // bad spec with the reason.
+    if endpoint == Endpoint::Validate
+        && let Ok(mut req) = request_of::<ExternalSecret>(body)
+        && Kind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind)
+            == Some(Kind::ExternalSecret)
+    {
+        let resp = AdmissionResponse::from(&req);
+        let object = req.object.take();
+        let unchanged =
+            matches!((&req.old_object, &object), (Some(old), Some(new)) if old.spec == new.spec);
+        let typed = object.map(|mut es| {
+            if es.metadata.namespace.is_none() {
+                es.metadata.namespace = req.namespace.clone();
+            }
+            Ok(Typed::ExternalSecret(es))
+        });
+        let resp = validate_typed(state, &req, typed, unchanged, resp).await;
+        return Ok((Kind::ExternalSecret.as_str(), resp));
+    }
+    let mut req: AdmissionRequest<DynamicObject> = request_of(body)?;
     let resp = AdmissionResponse::from(&req);
-    let Some(kind) = Kind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind) else {
+    let gvk = &req.kind;
+    let Some(kind) = Kind::from_gvk(&gvk.group, &gvk.version, &gvk.kind) else {
         let mut resp = resp;
         resp.warnings = Some(vec![format!(
             "vaultgate does not check {}/{} {}",
-            req.kind.group, req.kind.version, req.kind.kind
+            gvk.group, gvk.version, gvk.kind
         )]);
         return Ok(("", resp));
     };
     let resp = match endpoint {
         Endpoint::Mutate => mutate_request(kind, &req, resp),
-        Endpoint::Validate => validate_request(state, kind, req, resp).await,
+        Endpoint::Validate => {
+            let object = req.object.take();
+            let unchanged = matches!((&req.old_object, &object), (Some(old), Some(new)) if old.data.get("spec") == new.data.get("spec"));
+            let typed = object.map(|o| Typed::from_dynamic(kind, o, req.namespace.as_deref()));
+            validate_typed(state, &req, typed, unchanged, resp).await
+        }
     };
     Ok((kind.as_str(), resp))
 }
@@ -122,11 +160,7 @@ fn mutate_request(
     let Some(obj) = &req.object else {
         return resp;
     };
-    let value = match serde_json::to_value(obj) {
-        Ok(v) => v,
-        Err(e) => return resp.deny(format!("reading the object: {e}")),
-    };
-    match defaults::patch(kind, &value) {
+    match defaults::patch_parts(kind, obj.metadata.name.as_deref(), &obj.data) {
         None => resp,
         Some(patch) => match resp.clone().with_patch(patch) {
             Ok(r) => r,
@@ -221,10 +255,11 @@ impl Typed {
     }
 }
 
-async fn validate_request(
+async fn validate_typed<K: kube::Resource>(
     state: &AdmissionState,
-    kind: Kind,
-    mut req: AdmissionRequest<DynamicObject>,
+    req: &AdmissionRequest<K>,
+    typed: Option<Result<Typed, String>>,
+    spec_unchanged: bool,
     resp: AdmissionResponse,
 ) -> AdmissionResponse {
     // Deleting and status writes never depend on the spec's validity.
@@ -232,20 +267,15 @@ async fn validate_request(
     {
         return resp;
     }
-    let Some(obj) = req.object.take() else {
-        return resp.deny("the request carries no object");
-    };
     // An update that leaves the spec alone (metadata, finalizers, status through the main
     // resource) is not judged again: removing a finalizer must never be blocked.
-    if req.operation == Operation::Update
-        && let Some(old) = &req.old_object
-        && old.data.get("spec") == obj.data.get("spec")
-    {
+    if req.operation == Operation::Update && spec_unchanged {
         return resp;
     }
-    let typed = match Typed::from_dynamic(kind, obj, req.namespace.as_deref()) {
-        Ok(t) => t,
-        Err(e) => return resp.deny(e),
+    let typed = match typed {
+        None => return resp.deny("the request carries no object"),
+        Some(Err(e)) => return resp.deny(e),
+        Some(Ok(t)) => t,
     };
     let problems = typed.rules();
     if !problems.is_empty() {

@@ -141,9 +141,8 @@ impl LiveChecker {
             Ok(Ok(e)) => e,
         };
         let Some(store) = entry.store else {
-            f.problems.push(format!(
-                "spec.secretStoreRef: {shown} does not exist (yet)"
-            ));
+            f.problems
+                .push(format!("spec.secretStoreRef: {shown} does not exist (yet)"));
             return f;
         };
         match entry.allowed {
@@ -166,12 +165,7 @@ impl LiveChecker {
             "es".hash(&mut h);
             (store.kind.as_str(), &store.namespace, &store.name).hash(&mut h);
             (&store.uid, &store.resource_version, &ns).hash(&mut h);
-            serde_json::to_vec(&es.spec.data)
-                .unwrap_or_default()
-                .hash(&mut h);
-            serde_json::to_vec(&es.spec.data_from)
-                .unwrap_or_default()
-                .hash(&mut h);
+            hash_refs(es, &mut h);
             h.finish()
         };
         if let Some(cached) = self.cached(key) {
@@ -382,6 +376,30 @@ impl LiveChecker {
             problems.push(r.0);
         }
         (problems, cacheable)
+    }
+}
+
+/// Hashes what the Vault checks of an ExternalSecret depend on (its remote references, in
+/// order, since findings name their index), without serialising anything.
+fn hash_refs(es: &ExternalSecret, h: &mut impl Hasher) {
+    fn one(r: &ExternalSecretDataRemoteRef, h: &mut impl Hasher) {
+        (&r.key, &r.property, &r.version).hash(h);
+        (r.metadata_policy == Some(MetadataPolicy::Fetch)).hash(h);
+    }
+    for d in es.spec.data.iter().flatten() {
+        0u8.hash(h);
+        one(&d.remote_ref, h);
+    }
+    for d in es.spec.data_from.iter().flatten() {
+        1u8.hash(h);
+        if let Some(e) = &d.extract {
+            2u8.hash(h);
+            one(e, h);
+        }
+        if let Some(f) = &d.find {
+            3u8.hash(h);
+            f.path.hash(h);
+        }
     }
 }
 
