@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod reconcile;
 pub mod run;
 pub mod telemetry;
+pub mod template;
 pub mod vault;

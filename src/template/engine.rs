@@ -1,0 +1,445 @@
+//! Compiling and running one Go template with ESO's options (`missingkey=error`, sprig
+//! functions) and hard bounds on output size, work and time.
+//!
+//! The template language itself is the `gotmpl` crate. Around it: a parse-time check
+//! for unknown functions (Go rejects them at parse time, gotmpl only when executed),
+//! an AST pass that adds a budget step to every `range` iteration and template call
+//! (so a template cannot spin without output), and a capped writer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gotmpl::parse::{ActionNode, CommandNode, Expr, ListNode, Node, PipeNode, SmolStr};
+use gotmpl::{FuncMap, MissingKey, Template, Value};
+
+use super::funcs;
+
+/// Most bytes one template may produce (a Secret holds 1 MiB in all).
+pub const MAX_OUTPUT: usize = 1 << 20;
+/// `range` iterations allowed in one execution, across all loops.
+const MAX_RANGE_ITERS: u64 = 100_000;
+/// Function calls, loop iterations and template calls allowed in one execution.
+const MAX_STEPS: u64 = 1_000_000;
+/// Wall-clock limit for one execution (a safety net behind the step count).
+const MAX_TIME: Duration = Duration::from_secs(2);
+/// Longest template source accepted.
+pub const MAX_SOURCE: usize = 1 << 20;
+
+/// Name of the budget function the AST pass inserts; users calling it only spend a step.
+const STEP_FN: &str = "__vaultgate_step";
+
+/// Why a template did not produce output. Messages name positions and keys, never values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// Syntax error or unknown function; the message carries `line:col`.
+    Parse(String),
+    /// Failed while executing (missing key, function error, type error).
+    Exec(String),
+    /// A bound was hit (output size, steps, time, range iterations, recursion).
+    Limit(String),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Parse(m) | EngineError::Exec(m) | EngineError::Limit(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Shared counters of one execution, seen by every function call.
+pub(crate) struct Budget {
+    steps: AtomicU64,
+    start: Mutex<Instant>,
+}
+
+impl Budget {
+    fn reset(&self) {
+        self.steps.store(0, Ordering::Relaxed);
+        *self.start.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn new() -> Self {
+        Budget {
+            steps: AtomicU64::new(0),
+            start: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Spends one step; fails once the step count or the time is used up.
+    pub(crate) fn step(&self) -> gotmpl::Result<()> {
+        let n = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > MAX_STEPS {
+            return Err(gotmpl::TemplateError::Exec(format!(
+                "{LIMIT_MARK}more than {MAX_STEPS} steps (function calls, loop iterations)"
+            )));
+        }
+        let started = *self.start.lock().unwrap_or_else(|p| p.into_inner());
+        if n.is_multiple_of(64) && started.elapsed() > MAX_TIME {
+            return Err(gotmpl::TemplateError::Exec(format!(
+                "{LIMIT_MARK}ran longer than {}s",
+                MAX_TIME.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Prefix that marks an exec error raised by a bound, so it maps to `EngineError::Limit`.
+pub(crate) const LIMIT_MARK: &str = "limit exceeded: ";
+
+/// A parsed template ready to run.
+pub struct Compiled {
+    template: Template,
+    entry: String,
+    budget: Arc<Budget>,
+    /// Body is whitespace only: gotmpl keeps no named tree for it; it runs no action.
+    plain: Option<Template>,
+}
+
+fn func_map(budget: &Arc<Budget>) -> FuncMap {
+    let mut map = funcs::sprig(budget);
+    let b = Arc::clone(budget);
+    map.insert(
+        STEP_FN.to_string(),
+        Arc::new(move |_: &[Value]| {
+            b.step()?;
+            Ok(Value::String("".into()))
+        }),
+    );
+    map
+}
+
+/// Names every template may call: Go's builtins and the sprig/ESO set.
+pub fn known_function(name: &str) -> bool {
+    const BUILTINS: &[&str] = &[
+        "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf",
+        "println", "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
+    ];
+    BUILTINS.contains(&name) || funcs::NAMES.contains(&name)
+}
+
+/// Parses `src` (named `name` in messages). Errors carry `line:col`.
+pub fn compile(name: &str, src: &str) -> Result<Compiled, EngineError> {
+    if src.len() > MAX_SOURCE {
+        return Err(EngineError::Limit(format!(
+            "template {name} is longer than {MAX_SOURCE} bytes"
+        )));
+    }
+    let budget = Arc::new(Budget::new());
+    let parsed = Template::new(name)
+        .funcs(func_map(&budget))
+        .parse(src)
+        .map_err(|e| EngineError::Parse(e.to_string()))?;
+
+    check_structure(name, src)?;
+
+    // Unknown functions, checked over every body as Go's parser does.
+    let mut bodies: Vec<(String, ListNode)> = parsed
+        .templates()
+        .into_iter()
+        .filter_map(|n| parsed.lookup(n).map(|t| (n.to_string(), t.clone())))
+        .collect();
+    for (_, body) in &bodies {
+        check_functions(name, src, body)?;
+    }
+
+    let mut template = Template::new(name)
+        .funcs(func_map(&budget))
+        .missing_key(MissingKey::Error)
+        .max_range_iters(MAX_RANGE_ITERS);
+    for (n, body) in bodies.iter_mut() {
+        instrument(body, true);
+        template = template.add_parse_tree(n, body.clone());
+    }
+    let plain = parsed.lookup(name).is_none().then_some(parsed);
+    Ok(Compiled {
+        template,
+        entry: name.to_string(),
+        budget,
+        plain,
+    })
+}
+
+impl Compiled {
+    /// Runs the template on `data`; the output is at most `limit` bytes.
+    pub fn execute(&self, data: &Value, limit: usize) -> Result<String, EngineError> {
+        self.budget.reset();
+        let mut out = CappedWriter {
+            buf: String::new(),
+            limit,
+            overflow: false,
+        };
+        let res = match &self.plain {
+            Some(t) => t.execute_fmt(&mut out, data),
+            None => self
+                .template
+                .execute_template_fmt(&mut out, &self.entry, data),
+        };
+        if out.overflow {
+            return Err(EngineError::Limit(format!(
+                "output is larger than {limit} bytes"
+            )));
+        }
+        match res {
+            Ok(()) => Ok(out.buf),
+            Err(e) => Err(classify(&self.entry, e)),
+        }
+    }
+}
+
+fn classify(name: &str, e: gotmpl::TemplateError) -> EngineError {
+    use gotmpl::TemplateError as T;
+    let msg = e.to_string();
+    match e {
+        T::RecursionLimit | T::RangeIterLimit => {
+            EngineError::Limit(format!("template: {name}: {LIMIT_MARK}{msg}"))
+        }
+        T::Exec(ref m) if m.starts_with(LIMIT_MARK) => {
+            EngineError::Limit(format!("template: {name}: {m}"))
+        }
+        T::Exec(ref m) if m.contains(LIMIT_MARK) => {
+            // A bound hit inside a function reached us wrapped.
+            EngineError::Limit(format!("template: {name}: {m}"))
+        }
+        T::MissingKey { key } => EngineError::Exec(format!(
+            "template: {name}: map has no entry for key {key:?}"
+        )),
+        T::UndefinedFunction(f) => {
+            EngineError::Exec(format!("template: {name}: function {f:?} not defined"))
+        }
+        _ => EngineError::Exec(format!("template: {name}: {msg}")),
+    }
+}
+
+struct CappedWriter {
+    buf: String,
+    limit: usize,
+    overflow: bool,
+}
+
+impl std::fmt::Write for CappedWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.buf.len() + s.len() > self.limit {
+            self.overflow = true;
+            return Err(std::fmt::Error);
+        }
+        self.buf.push_str(s);
+        Ok(())
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = src.get(..offset).unwrap_or(src);
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+/// Go rejects an unclosed `if`/`range`/`with`/`define`/`block` and a stray `end` or
+/// `else`; gotmpl accepts them (and drops the text after a stray `end`), so the
+/// actions' keywords are matched here.
+fn check_structure(name: &str, src: &str) -> Result<(), EngineError> {
+    let err = |at: usize, msg: &str| {
+        let (line, col) = line_col(src, at);
+        Err(EngineError::Parse(format!(
+            "template: {name}:{line}:{col}: {msg}"
+        )))
+    };
+    let mut open: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while let Some(found) = src[i..].find("{{") {
+        let start = i + found;
+        let mut j = start + 2;
+        let b = src.as_bytes();
+        if b.get(j) == Some(&b'-') && matches!(b.get(j + 1), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            j += 1;
+        }
+        // Find the closing delimiter outside comments and quotes.
+        let body_start = j;
+        let mut end = None;
+        while j < b.len() {
+            match b[j] {
+                b'"' | b'\'' => {
+                    let q = b[j];
+                    j += 1;
+                    while j < b.len() && b[j] != q {
+                        if b[j] == b'\\' {
+                            j += 1;
+                        }
+                        j += 1;
+                    }
+                    j += 1;
+                }
+                b'`' => {
+                    j += 1;
+                    while j < b.len() && b[j] != b'`' {
+                        j += 1;
+                    }
+                    j += 1;
+                }
+                b'/' if b.get(j + 1) == Some(&b'*') => match src[j + 2..].find("*/") {
+                    Some(k) => j = j + 2 + k + 2,
+                    None => return Ok(()),
+                },
+                b'}' if b.get(j + 1) == Some(&b'}') => {
+                    end = Some(j);
+                    break;
+                }
+                _ => j += 1,
+            }
+        }
+        let Some(end) = end else {
+            // Unterminated action: the parser has reported it already.
+            return Ok(());
+        };
+        let body = src[body_start..end].trim_start();
+        let word: String = body
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect();
+        match word.as_str() {
+            "if" | "range" | "with" | "define" | "block" => open.push(start),
+            "end" if open.pop().is_none() => return err(start, "unexpected {{end}}"),
+            "else" if open.is_empty() => return err(start, "unexpected {{else}}"),
+            _ => {}
+        }
+        i = end + 2;
+    }
+    if let Some(at) = open.last() {
+        return err(
+            *at,
+            "unexpected EOF: an action is never closed with {{end}}",
+        );
+    }
+    Ok(())
+}
+
+fn check_functions(name: &str, src: &str, list: &ListNode) -> Result<(), EngineError> {
+    for node in &list.nodes {
+        match node {
+            Node::List(l) => check_functions(name, src, l)?,
+            Node::Action(a) => check_pipe(name, src, &a.pipe)?,
+            Node::If(b) | Node::Range(b) | Node::With(b) => {
+                check_pipe(name, src, &b.pipe)?;
+                check_functions(name, src, &b.body)?;
+                if let Some(e) = &b.else_body {
+                    check_functions(name, src, e)?;
+                }
+            }
+            Node::Template(t) => {
+                if let Some(p) = &t.pipe {
+                    check_pipe(name, src, p)?;
+                }
+            }
+            Node::Define(d) => check_functions(name, src, &d.body)?,
+            Node::Text(_) | Node::Break(_) | Node::Continue(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_pipe(name: &str, src: &str, pipe: &PipeNode) -> Result<(), EngineError> {
+    for cmd in &pipe.commands {
+        for arg in &cmd.args {
+            check_expr(name, src, arg)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_expr(name: &str, src: &str, expr: &Expr) -> Result<(), EngineError> {
+    match expr {
+        Expr::Identifier(pos, f) if !known_function(f) && f.as_str() != STEP_FN => {
+            let (line, col) = line_col(src, pos.offset);
+            Err(EngineError::Parse(format!(
+                "template: {name}:{line}:{col}: function {:?} not defined",
+                f.as_str()
+            )))
+        }
+        Expr::Pipe(_, p) => check_pipe(name, src, p),
+        Expr::Chain(_, inner, _) => check_expr(name, src, inner),
+        _ => Ok(()),
+    }
+}
+
+/// Adds a budget step at the start of every loop body and template body, and turns
+/// sprig's mutating calls (`$_ := set $d ...`) into assignments so `$d` sees the change,
+/// as it does in Go where maps are shared references.
+fn instrument(list: &mut ListNode, is_body: bool) {
+    for node in list.nodes.iter_mut() {
+        match node {
+            Node::List(l) => instrument(l, false),
+            Node::Action(a) => rewrite_mutation(&mut a.pipe),
+            Node::If(b) | Node::With(b) => {
+                instrument(&mut b.body, false);
+                if let Some(e) = &mut b.else_body {
+                    instrument(e, false);
+                }
+            }
+            Node::Range(b) => {
+                instrument(&mut b.body, true);
+                if let Some(e) = &mut b.else_body {
+                    instrument(e, false);
+                }
+            }
+            Node::Define(d) => instrument(&mut d.body, true),
+            Node::Text(_) | Node::Template(_) | Node::Break(_) | Node::Continue(_) => {}
+        }
+    }
+    if is_body {
+        let pos = list.pos;
+        list.nodes.insert(
+            0,
+            Node::Action(ActionNode {
+                pos,
+                pipe: PipeNode {
+                    pos,
+                    decl: Vec::new(),
+                    commands: vec![CommandNode {
+                        pos,
+                        args: vec![Expr::Identifier(pos, SmolStr::new(STEP_FN))],
+                    }],
+                    is_assign: false,
+                },
+            }),
+        );
+    }
+}
+
+fn rewrite_mutation(pipe: &mut PipeNode) {
+    if pipe.commands.len() != 1 {
+        return;
+    }
+    let throwaway = match pipe.decl.as_slice() {
+        [] => true,
+        [d] => d.as_str() == "$_",
+        _ => false,
+    };
+    if !throwaway {
+        return;
+    }
+    let args = &pipe.commands[0].args;
+    let target = match (args.first(), args.get(1)) {
+        (Some(Expr::Identifier(_, f)), Some(Expr::Variable(_, var, fields)))
+            if matches!(
+                f.as_str(),
+                "set" | "unset" | "merge" | "mergeOverwrite" | "mustMerge" | "mustMergeOverwrite"
+            ) && fields.is_empty()
+                && var.as_str() != "$" =>
+        {
+            var.clone()
+        }
+        _ => return,
+    };
+    pipe.decl = vec![target];
+    pipe.is_assign = true;
+}

@@ -1,0 +1,276 @@
+//! ESO's `filterPEM` and `filterCertChain`, with Go's `encoding/pem` decoding rules.
+//!
+//! Errors say what is wrong with the input, never what the input holds.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+pub(crate) struct Block {
+    kind: String,
+    headers: Vec<(String, String)>,
+    bytes: Vec<u8>,
+}
+
+/// Decodes every PEM block Go's `pem.Decode` loop would find; also returns whether
+/// anything but whitespace-free line endings follows the last block (Go's `rest`).
+fn decode_all(input: &str) -> (Vec<Block>, bool) {
+    let mut blocks = Vec::new();
+    let mut data = input;
+    loop {
+        match decode(data) {
+            Some((b, rest)) => {
+                blocks.push(b);
+                data = rest;
+            }
+            None => return (blocks, !data.is_empty()),
+        }
+    }
+}
+
+/// One `pem.Decode`: skips to the first well-formed block; None when there is none.
+fn decode(mut data: &str) -> Option<(Block, &str)> {
+    loop {
+        let start = data.find("-----BEGIN ")?;
+        let after = &data[start + "-----BEGIN ".len()..];
+        let (line, rest) = after.split_once('\n').unwrap_or((after, ""));
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let Some(kind) = line.strip_suffix("-----") else {
+            data = after;
+            continue;
+        };
+        let end_marker = format!("-----END {kind}-----");
+        let Some(end) = rest.find(&end_marker) else {
+            data = after;
+            continue;
+        };
+        let body = &rest[..end];
+        let mut tail = &rest[end + end_marker.len()..];
+        // The END line must end the line (Go: only whitespace may follow on it).
+        let (end_line, after_end) = tail.split_once('\n').unwrap_or((tail, ""));
+        if !end_line.trim().is_empty() {
+            data = after;
+            continue;
+        }
+        tail = after_end;
+
+        let mut headers = Vec::new();
+        let mut b64 = String::new();
+        let mut in_headers = true;
+        for l in body.lines() {
+            if in_headers {
+                if let Some((k, v)) = l.split_once(':') {
+                    headers.push((k.trim().to_string(), v.trim().to_string()));
+                    continue;
+                }
+                in_headers = false;
+                if l.trim().is_empty() && !headers.is_empty() {
+                    continue;
+                }
+            }
+            b64.extend(l.chars().filter(|c| !c.is_whitespace()));
+        }
+        match B64.decode(b64.as_bytes()) {
+            Ok(bytes) => {
+                return Some((
+                    Block {
+                        kind: kind.to_string(),
+                        headers,
+                        bytes,
+                    },
+                    tail,
+                ));
+            }
+            Err(_) => {
+                data = after;
+                continue;
+            }
+        }
+    }
+}
+
+/// Go's `pem.Encode`: headers (Proc-Type first, the rest sorted), 64-column base64.
+fn encode(b: &Block) -> String {
+    let mut out = format!("-----BEGIN {}-----\n", b.kind);
+    if !b.headers.is_empty() {
+        let mut hs = b.headers.clone();
+        hs.sort_by(|x, y| (x.0 != "Proc-Type", &x.0).cmp(&(y.0 != "Proc-Type", &y.0)));
+        for (k, v) in hs {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+        out.push('\n');
+    }
+    let text = B64.encode(&b.bytes);
+    for chunk in text.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {}-----\n", b.kind));
+    out
+}
+
+/// `filterPEM TYPE INPUT`: every block of that type (case-insensitive), re-encoded.
+pub(crate) fn filter_pem(kind: &str, input: &str) -> Result<String, String> {
+    let input = input.find("-----BEGIN").map_or(input, |i| &input[i..]);
+    let (blocks, junk_left) = decode_all(input);
+    let out: String = blocks
+        .iter()
+        .filter(|b| b.kind.eq_ignore_ascii_case(kind))
+        .map(encode)
+        .collect();
+    if out.is_empty() && junk_left {
+        return Err("error filtering pem: found junk".into());
+    }
+    Ok(out)
+}
+
+struct Cert {
+    der: Vec<u8>,
+    ski: Vec<u8>,
+    aki: Vec<u8>,
+}
+
+fn parse_certs(input: &str) -> Result<Vec<Cert>, String> {
+    let (blocks, _) = decode_all(input);
+    let mut out = Vec::new();
+    for (i, b) in blocks.into_iter().enumerate() {
+        let (_, cert) = X509Certificate::from_der(&b.bytes)
+            .map_err(|_| format!("PEM block {} is not an X.509 certificate", i + 1))?;
+        let mut ski = Vec::new();
+        let mut aki = Vec::new();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => ski = k.0.to_vec(),
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    if let Some(k) = &a.key_identifier {
+                        aki = k.0.to_vec();
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(Cert {
+            der: b.bytes.clone(),
+            ski,
+            aki,
+        });
+    }
+    Ok(out)
+}
+
+/// Orders the certificates leaf → intermediates → root by key identifiers (no trust
+/// check, as in ESO).
+fn chain(certs: &[Cert]) -> Result<Vec<usize>, String> {
+    let n = certs.len();
+    let mut parent: Vec<Option<usize>> = vec![None; n];
+    let mut is_parent = vec![false; n];
+    for i in 0..n {
+        for j in 0..n {
+            if i != j && certs[i].aki == certs[j].ski {
+                is_parent[j] = true;
+                parent[i] = Some(j);
+                break;
+            }
+        }
+    }
+    let mut leaf = None;
+    for (i, p) in is_parent.iter().enumerate() {
+        if !p {
+            if leaf.is_some() {
+                return Err("found multiple leaf or disjunct certificates".into());
+            }
+            leaf = Some(i);
+        }
+    }
+    let mut cur = leaf.ok_or("no leaf certificate found")?;
+    let mut ordered = vec![cur];
+    while let Some(p) = parent[cur] {
+        if ordered.len() >= n {
+            return Err("constructing chain resulted in cycle".into());
+        }
+        ordered.push(p);
+        cur = p;
+    }
+    Ok(ordered)
+}
+
+fn is_root(c: &Cert) -> bool {
+    c.aki.is_empty() || c.aki == c.ski
+}
+
+fn cert_pem(c: &Cert) -> String {
+    encode(&Block {
+        kind: "CERTIFICATE".into(),
+        headers: Vec::new(),
+        bytes: c.der.clone(),
+    })
+}
+
+/// `filterCertChain leaf|intermediate|root INPUT`.
+pub(crate) fn filter_cert_chain(kind: &str, input: &str) -> Result<String, String> {
+    let certs = parse_certs(input)?;
+    if certs.is_empty() {
+        return Err("no leaf certificate found".into());
+    }
+    let ordered = chain(&certs)?;
+    let at = |i: usize| &certs[ordered[i]];
+    Ok(match kind {
+        "leaf" => {
+            let c = at(0);
+            if !c.aki.is_empty() && c.aki != c.ski {
+                cert_pem(c)
+            } else {
+                String::new()
+            }
+        }
+        "intermediate" => ordered[1..]
+            .iter()
+            .map(|&i| &certs[i])
+            .take_while(|c| !is_root(c))
+            .map(cert_pem)
+            .collect(),
+        "root" => {
+            let c = at(ordered.len() - 1);
+            if is_root(c) {
+                cert_pem(c)
+            } else {
+                String::new()
+            }
+        }
+        _ => String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nAAEC\n-----END PRIVATE KEY-----\n";
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nAwQF\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn filter_pem_keeps_blocks_of_one_type() {
+        let input = format!("junk before\n{KEY}{CERT}");
+        assert_eq!(filter_pem("CERTIFICATE", &input).unwrap(), CERT);
+        assert_eq!(filter_pem("private key", &input).unwrap(), KEY);
+        assert_eq!(filter_pem("EC PRIVATE KEY", &input).unwrap(), "");
+        assert!(filter_pem("CERTIFICATE", "not pem at all").is_err());
+        assert_eq!(filter_pem("CERTIFICATE", "").unwrap(), "");
+    }
+
+    #[test]
+    fn encode_wraps_at_64_columns() {
+        let b = Block {
+            kind: "X".into(),
+            headers: vec![],
+            bytes: vec![0u8; 60],
+        };
+        let text = encode(&b);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1].len(), 64);
+        assert_eq!(lines[2].len(), 16);
+        let (back, _) = decode_all(&text);
+        assert_eq!(back[0].bytes, vec![0u8; 60]);
+    }
+}
