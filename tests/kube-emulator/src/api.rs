@@ -834,6 +834,40 @@ async fn commit(
             }
         }
     }
+    if let Some(old) = old
+        && old["metadata"]["deletionTimestamp"].is_string()
+    {
+        let had: Vec<&Value> = old["metadata"]["finalizers"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        let added: Vec<String> = obj["metadata"]["finalizers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|f| !had.contains(f))
+                    .map(|f| format!("{f}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !added.is_empty() {
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return Err(ApiError::invalid_field(
+                &def.group,
+                &def.kind,
+                &name,
+                "metadata.finalizers",
+                "FieldValueForbidden",
+                &format!(
+                    "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                    added.join(", ")
+                ),
+            ));
+        }
+    }
     if let Some(d) = name_error(&def, obj["metadata"]["name"].as_str().unwrap_or_default()) {
         let name = obj["metadata"]["name"]
             .as_str()

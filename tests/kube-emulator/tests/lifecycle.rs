@@ -39,6 +39,25 @@ async fn finalizers_hold_deletion_until_removed() {
     assert!(pending.metadata.deletion_timestamp.is_some());
     let got = within(10, api.get("f")).await.unwrap();
     assert!(got.metadata.deletion_timestamp.is_some());
+    // No new finalizers while deleting.
+    let err = api_error(
+        within(
+            10,
+            api.patch(
+                "f",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/cleanup", "late"]}})),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("no new finalizers can be added"),
+        "{}",
+        err.message
+    );
     // Removing the last finalizer completes the deletion.
     within(
         10,
