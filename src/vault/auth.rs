@@ -389,6 +389,7 @@ pub(crate) async fn login(
     transport: &Transport,
     login_namespace: Option<&str>,
     metrics: &crate::metrics::Metrics,
+    attempts: &std::sync::atomic::AtomicU64,
 ) -> Result<LoginToken, VaultError> {
     let p = resolver
         .store
@@ -532,6 +533,7 @@ pub(crate) async fn login(
     // The request body holds credentials: keep it zeroized once sent.
     let body = ZeroizingJson(body);
     metrics.vault_logins.with_label_values(&[kind.name()]).inc();
+    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let reply = transport
         .send(&Req {
             call: "login",

@@ -195,7 +195,8 @@ impl VaultClients {
         futures::future::join_all(clients.iter().map(|c| c.retire())).await;
     }
 
-    /// Vault logins performed so far (token auth reads a Secret and does not count).
+    /// Login requests sent to Vault so far, successful or not (token auth reads a Secret and
+    /// does not count).
     pub fn login_count(&self) -> u64 {
         self.env.logins.load(Ordering::Relaxed)
     }
@@ -360,10 +361,15 @@ impl StoreClient {
             store,
             es_namespace,
         };
-        if kind != AuthKind::Token {
-            env.logins.fetch_add(1, Ordering::Relaxed);
-        }
-        let t = auth::login(&resolver, kind, transport, login_namespace, &env.metrics).await;
+        let t = auth::login(
+            &resolver,
+            kind,
+            transport,
+            login_namespace,
+            &env.metrics,
+            &env.logins,
+        )
+        .await;
         match &t {
             Ok(_) => tracing::debug!(store = %store.display(), method = kind.name(), "Vault login"),
             Err(e) => {
