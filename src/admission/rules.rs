@@ -1027,19 +1027,17 @@ mod tests {
         assert!(got[0].contains("\"bad key!\""), "{got:?}");
     }
 
-    fn auth(method: Value) -> Value {
-        json!({"spec": {"provider": {"vault": {"auth": null}}}, "_auth": method})
-    }
-
-    /// Store cases: (name, merge patch, expected problem) run for both kinds unless `only`.
-    fn store_cases() -> Vec<(
+    /// (name, only for this kind, merge patch, expected `(field, message)` or valid); run for
+    /// both kinds unless restricted.
+    type StoreCase = (
         &'static str,
         Option<&'static str>,
         Value,
         Option<(&'static str, &'static str)>,
-    )> {
+    );
+
+    fn store_cases() -> Vec<StoreCase> {
         let with_auth = |a: Value| json!({"spec": {"provider": {"vault": {"auth": a}}}});
-        let _ = auth;
         vec![
             ("base is valid", None, json!({}), None),
             (
