@@ -702,3 +702,17 @@ fn filter_pem_and_cert_chain() {
     assert!(e.to_string().contains("found junk"), "{e}");
     assert!(!e.to_string().contains("no pem here"), "{e}");
 }
+
+#[test]
+fn execution_errors_point_at_the_template() {
+    let e = render("{{ .a }}\n  {{ .nope }}").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "spec.target.template.data[out]: template: out: map has no entry for key \"nope\" (used at 2:6)"
+    );
+    let e = render("{{ .a }}{{ indent \"x\" .user }}").unwrap_err();
+    assert!(e.to_string().contains("indent"), "{e}");
+    assert!(e.to_string().contains("(used at 1:12)"), "{e}");
+    let e = render("{{ range 1000000000 }}{{ end }}").unwrap_err();
+    assert!(e.to_string().contains("limit exceeded"), "{e}");
+}

@@ -96,6 +96,8 @@ pub struct Compiled {
     budget: Arc<Budget>,
     /// Body is whitespace only: gotmpl keeps no named tree for it; it runs no action.
     plain: Option<Template>,
+    src: String,
+    uses: Uses,
 }
 
 fn func_map(budget: &Arc<Budget>) -> FuncMap {
@@ -141,8 +143,20 @@ pub fn compile(name: &str, src: &str) -> Result<Compiled, EngineError> {
         .into_iter()
         .filter_map(|n| parsed.lookup(n).map(|t| (n.to_string(), t.clone())))
         .collect();
+    let mut uses = Uses::default();
     for (_, body) in &bodies {
-        check_functions(name, src, body)?;
+        uses.list(body);
+    }
+    if let Some((f, off)) = uses
+        .funcs
+        .iter()
+        .filter(|(f, _)| !known_function(f) && f != STEP_FN)
+        .min_by_key(|(_, off)| *off)
+    {
+        let (line, col) = line_col(src, *off);
+        return Err(EngineError::Parse(format!(
+            "template: {name}:{line}:{col}: function {f:?} not defined"
+        )));
     }
 
     let mut template = Template::new(name)
@@ -159,6 +173,8 @@ pub fn compile(name: &str, src: &str) -> Result<Compiled, EngineError> {
         entry: name.to_string(),
         budget,
         plain,
+        src: src.to_string(),
+        uses,
     })
 }
 
@@ -184,32 +200,44 @@ impl Compiled {
         }
         match res {
             Ok(()) => Ok(out.buf),
-            Err(e) => Err(classify(&self.entry, e)),
+            Err(e) => Err(self.classify(e)),
         }
     }
 }
 
-fn classify(name: &str, e: gotmpl::TemplateError) -> EngineError {
-    use gotmpl::TemplateError as T;
-    let msg = e.to_string();
-    match e {
-        T::RecursionLimit | T::RangeIterLimit => {
-            EngineError::Limit(format!("template: {name}: {LIMIT_MARK}{msg}"))
+impl Compiled {
+    fn classify(&self, e: gotmpl::TemplateError) -> EngineError {
+        use gotmpl::TemplateError as T;
+        let name = &self.entry;
+        let msg = e.to_string();
+        match e {
+            T::RecursionLimit | T::RangeIterLimit => {
+                EngineError::Limit(format!("template: {name}: {LIMIT_MARK}{msg}"))
+            }
+            T::Exec(ref m) if m.contains(LIMIT_MARK) => EngineError::Limit(format!(
+                "template: {name}: {LIMIT_MARK}{}",
+                m.replace(LIMIT_MARK, "")
+            )),
+            T::MissingKey { key } => EngineError::Exec(format!(
+                "template: {name}: map has no entry for key {key:?}{}",
+                where_used(&self.src, &self.uses.fields, &key)
+            )),
+            T::UndefinedFunction(f) => {
+                EngineError::Exec(format!("template: {name}: function {f:?} not defined"))
+            }
+            _ => {
+                // Function errors start with the function's name.
+                let at = self
+                    .uses
+                    .funcs
+                    .iter()
+                    .map(|(f, _)| f.as_str())
+                    .find(|f| msg.starts_with(&format!("{f}:")) || msg.contains(&format!(" {f}:")))
+                    .map(|f| where_used(&self.src, &self.uses.funcs, f))
+                    .unwrap_or_default();
+                EngineError::Exec(format!("template: {name}: {msg}{at}"))
+            }
         }
-        T::Exec(ref m) if m.starts_with(LIMIT_MARK) => {
-            EngineError::Limit(format!("template: {name}: {m}"))
-        }
-        T::Exec(ref m) if m.contains(LIMIT_MARK) => {
-            // A bound hit inside a function reached us wrapped.
-            EngineError::Limit(format!("template: {name}: {m}"))
-        }
-        T::MissingKey { key } => EngineError::Exec(format!(
-            "template: {name}: map has no entry for key {key:?}"
-        )),
-        T::UndefinedFunction(f) => {
-            EngineError::Exec(format!("template: {name}: function {f:?} not defined"))
-        }
-        _ => EngineError::Exec(format!("template: {name}: {msg}")),
     }
 }
 
@@ -323,51 +351,83 @@ fn check_structure(name: &str, src: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
-fn check_functions(name: &str, src: &str, list: &ListNode) -> Result<(), EngineError> {
-    for node in &list.nodes {
-        match node {
-            Node::List(l) => check_functions(name, src, l)?,
-            Node::Action(a) => check_pipe(name, src, &a.pipe)?,
-            Node::If(b) | Node::Range(b) | Node::With(b) => {
-                check_pipe(name, src, &b.pipe)?;
-                check_functions(name, src, &b.body)?;
-                if let Some(e) = &b.else_body {
-                    check_functions(name, src, e)?;
-                }
-            }
-            Node::Template(t) => {
-                if let Some(p) = &t.pipe {
-                    check_pipe(name, src, p)?;
-                }
-            }
-            Node::Define(d) => check_functions(name, src, &d.body)?,
-            Node::Text(_) | Node::Break(_) | Node::Continue(_) => {}
-        }
-    }
-    Ok(())
+/// Where each function and each field name appears, as byte offsets, in source order.
+#[derive(Default)]
+struct Uses {
+    funcs: Vec<(String, usize)>,
+    fields: Vec<(String, usize)>,
 }
 
-fn check_pipe(name: &str, src: &str, pipe: &PipeNode) -> Result<(), EngineError> {
-    for cmd in &pipe.commands {
-        for arg in &cmd.args {
-            check_expr(name, src, arg)?;
+impl Uses {
+    fn list(&mut self, list: &ListNode) {
+        for node in &list.nodes {
+            match node {
+                Node::List(l) => self.list(l),
+                Node::Action(a) => self.pipe(&a.pipe),
+                Node::If(b) | Node::Range(b) | Node::With(b) => {
+                    self.pipe(&b.pipe);
+                    self.list(&b.body);
+                    if let Some(e) = &b.else_body {
+                        self.list(e);
+                    }
+                }
+                Node::Template(t) => {
+                    if let Some(p) = &t.pipe {
+                        self.pipe(p);
+                    }
+                }
+                Node::Define(d) => self.list(&d.body),
+                Node::Text(_) | Node::Break(_) | Node::Continue(_) => {}
+            }
         }
     }
-    Ok(())
+
+    fn pipe(&mut self, pipe: &PipeNode) {
+        for cmd in &pipe.commands {
+            for arg in &cmd.args {
+                self.expr(arg);
+            }
+        }
+    }
+
+    fn expr(&mut self, expr: &Expr) {
+        let mut chain = |pos: usize, names: &[SmolStr]| {
+            for n in names {
+                self.fields.push((n.to_string(), pos));
+            }
+        };
+        match expr {
+            Expr::Identifier(pos, f) => self.funcs.push((f.to_string(), pos.offset)),
+            Expr::Field(pos, names) | Expr::Variable(pos, _, names) => chain(pos.offset, names),
+            Expr::Chain(pos, inner, names) => {
+                chain(pos.offset, names);
+                self.expr(inner);
+            }
+            Expr::Pipe(_, p) => self.pipe(p),
+            _ => {}
+        }
+    }
 }
 
-fn check_expr(name: &str, src: &str, expr: &Expr) -> Result<(), EngineError> {
-    match expr {
-        Expr::Identifier(pos, f) if !known_function(f) && f.as_str() != STEP_FN => {
-            let (line, col) = line_col(src, pos.offset);
-            Err(EngineError::Parse(format!(
-                "template: {name}:{line}:{col}: function {:?} not defined",
-                f.as_str()
-            )))
-        }
-        Expr::Pipe(_, p) => check_pipe(name, src, p),
-        Expr::Chain(_, inner, _) => check_expr(name, src, inner),
-        _ => Ok(()),
+/// `line:col` of every use of `name`, for execution errors (gotmpl reports none).
+fn where_used(src: &str, uses: &[(String, usize)], name: &str) -> String {
+    let mut at: Vec<String> = uses
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, off)| {
+            let (l, c) = line_col(src, *off);
+            format!("{l}:{c}")
+        })
+        .collect();
+    at.dedup();
+    match at.len() {
+        0 => String::new(),
+        1..=3 => format!(" (used at {})", at.join(", ")),
+        n => format!(
+            " (used at {} and {} more places)",
+            at[..3].join(", "),
+            n - 3
+        ),
     }
 }
 

@@ -10,7 +10,7 @@ pub mod engine;
 mod funcs;
 mod pem;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gotmpl::Value;
 
@@ -378,6 +378,22 @@ fn apply_item(
         }
     }
     Ok(())
+}
+
+/// Names of the ConfigMaps and Secrets `templateFrom` reads, for the caller to fetch
+/// into [`TemplateSources`] (from the ExternalSecret's namespace).
+pub fn source_names(tpl: &ExternalSecretTemplate) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut config_maps = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    for from in tpl.template_from.iter().flatten() {
+        if let Some(cm) = &from.config_map {
+            config_maps.insert(cm.name.clone());
+        }
+        if let Some(s) = &from.secret {
+            secrets.insert(s.name.clone());
+        }
+    }
+    (config_maps, secrets)
 }
 
 /// `dataFrom[].rewrite[].transform.template`: the template sees the key as `.value`

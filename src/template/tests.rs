@@ -289,3 +289,32 @@ fn check_templates_reports_paths_and_positions() {
     );
     assert!(found[1].1.contains("unclosed:1:"), "{}", found[1].1);
 }
+
+#[test]
+fn source_names_lists_what_to_fetch() {
+    let r = |name: &str| TemplateRef {
+        name: name.into(),
+        items: vec![],
+    };
+    let t = ExternalSecretTemplate {
+        template_from: Some(vec![
+            TemplateFrom {
+                config_map: Some(r("cm-a")),
+                ..Default::default()
+            },
+            TemplateFrom {
+                secret: Some(r("sec")),
+                config_map: Some(r("cm-b")),
+                ..Default::default()
+            },
+            TemplateFrom {
+                literal: Some("a: b".into()),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    };
+    let (cms, secrets) = source_names(&t);
+    assert_eq!(cms.into_iter().collect::<Vec<_>>(), ["cm-a", "cm-b"]);
+    assert_eq!(secrets.into_iter().collect::<Vec<_>>(), ["sec"]);
+}
