@@ -2,6 +2,18 @@
 //! shutdown), deduplicated KV reads with retries, and ESO's rules for turning Vault secrets into
 //! Secret data.
 //!
+//! - One login per store identity (kind, namespace, name, uid, resourceVersion, and the
+//!   ExternalSecret's namespace for ClusterSecretStores with referent references); concurrent
+//!   callers share it, and share a failed login for 5 s. Tokens are renewed from two thirds of
+//!   their TTL, replaced by a login when they cannot be renewed, re-obtained once when Vault
+//!   says they are dead, and revoked when the store changes or on shutdown (static tokens
+//!   never are).
+//! - Identical reads of one store (path and version) in flight at once, or within 1 s of a
+//!   successful one, share one Vault request.
+//! - 429 (after `Retry-After`, up to 10 s), 5xx other than 501 and connection errors are
+//!   retried: by default 3 times from 500 ms doubling to at most 8 s, or as
+//!   `retrySettings{maxRetries, retryInterval}` says. Each request times out after 10 s.
+//!
 //! HTTP goes through reqwest directly rather than vaultrs: vaultrs 0.8 reads CA bundles from
 //! files only, cannot send arbitrary headers (`headers`, `X-Vault-Inconsistent`), has no
 //! metadata LIST or `sys/capabilities-self`, and picks up `VAULT_*` environment variables as
