@@ -5,13 +5,13 @@
 //! events; coordination.k8s.io leases; events.k8s.io events (same storage as
 //! core events); authentication.k8s.io tokenreviews; admissionregistration.k8s.io
 //! webhook configurations; apiextensions.k8s.io CRDs and every CRD's versions.
-//! Discovery, OpenAPI v3 (operations only, enough for kubectl's server-side
-//! validation check), Table and PartialObjectMetadata representations.
+//! Discovery (plain and aggregated v2), OpenAPI v3 (operations only, enough for
+//! kubectl's server-side validation check), Table and PartialObjectMetadata
+//! representations.
 //!
 //! Not modelled: RBAC (any authenticated user may do anything), conversion
-//! webhooks (versions differ only in apiVersion), aggregated discovery (plain
-//! discovery is served), protobuf, `/openapi/v2`, unknown-field detection for
-//! built-in kinds.
+//! webhooks (versions differ only in apiVersion), protobuf, `/openapi/v2`,
+//! unknown-field detection for built-in kinds.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

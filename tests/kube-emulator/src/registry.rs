@@ -649,3 +649,75 @@ fn reverse_domain(group: &str) -> String {
     parts.reverse();
     parts.join(".")
 }
+
+impl Registry {
+    /// Aggregated discovery (`apidiscovery.k8s.io/v2` APIGroupDiscoveryList) of
+    /// the core group (`core = true`, served at `/api`) or of all named groups.
+    pub fn aggregated(&self, core: bool) -> Value {
+        let groups: Vec<String> = if core {
+            vec![String::new()]
+        } else {
+            self.group_order
+                .iter()
+                .filter(|g| !g.is_empty())
+                .cloned()
+                .collect()
+        };
+        let items: Vec<Value> = groups
+            .iter()
+            .map(|g| {
+                let versions: Vec<Value> = self
+                    .group_versions(g)
+                    .iter()
+                    .map(|v| {
+                        let resources: Vec<Value> = self
+                            .by_id
+                            .values()
+                            .filter(|d| d.group == *g && d.serves(v))
+                            .map(|d| {
+                                let kind = json!({"group": g, "version": v, "kind": d.kind});
+                                let mut subs = vec![];
+                                if d.status_subresource {
+                                    subs.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
+                                }
+                                for (name, sg, sv, sk, verbs) in &d.extra_subresources {
+                                    subs.push(json!({
+                                        "subresource": name,
+                                        "responseKind": {"group": sg, "version": sv, "kind": sk},
+                                        "verbs": verbs,
+                                    }));
+                                }
+                                let mut r = json!({
+                                    "resource": d.plural,
+                                    "responseKind": kind,
+                                    "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
+                                    "singularResource": d.singular,
+                                    "verbs": d.verbs(),
+                                });
+                                if !d.short_names.is_empty() {
+                                    r["shortNames"] = json!(d.short_names);
+                                }
+                                if !d.categories.is_empty() {
+                                    r["categories"] = json!(d.categories);
+                                }
+                                if !subs.is_empty() {
+                                    r["subresources"] = Value::Array(subs);
+                                }
+                                r
+                            })
+                            .collect();
+                        json!({"version": v, "resources": resources, "freshness": "Current"})
+                    })
+                    .collect();
+                let md = if g.is_empty() { json!({}) } else { json!({"name": g}) };
+                json!({"metadata": md, "versions": versions})
+            })
+            .collect();
+        json!({
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {},
+            "items": items,
+        })
+    }
+}

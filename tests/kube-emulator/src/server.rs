@@ -361,6 +361,32 @@ async fn route(shared: &Arc<Shared>, req: Request<Body>, rec: &mut AuditRecord) 
         )),
         _ => None,
     };
+    // Aggregated discovery, when the client asks for it first.
+    let wants_aggregated = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split(',').next())
+        .is_some_and(|first| {
+            first.contains("as=APIGroupDiscoveryList")
+                && first.contains("g=apidiscovery.k8s.io")
+                && first.contains("v=v2")
+                && !first.contains("v=v2beta1")
+        });
+    if wants_aggregated
+        && req.method() == Method::GET
+        && matches!(segs.as_slice(), ["api"] | ["apis"])
+    {
+        let body = reg.aggregated(segs.as_slice() == ["api"]);
+        let mut r = json_response(200, &body);
+        r.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static(
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+            ),
+        );
+        return r;
+    }
     if let Some(d) = discovery {
         return match d {
             Some(v) if req.method() == Method::GET => json_response(200, &v),

@@ -35,6 +35,20 @@ async fn crd_becomes_served_and_discoverable() {
     assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
     assert!(caps.subresources.iter().any(|(s, _)| s.plural == "status"));
 
+    // The same through aggregated discovery (apidiscovery.k8s.io/v2).
+    let aggregated = within(10, Discovery::new(client.clone()).run_aggregated())
+        .await
+        .unwrap();
+    let (ar, caps) = aggregated
+        .get("example.com")
+        .expect("group in aggregated discovery")
+        .recommended_kind("Widget")
+        .expect("kind in aggregated discovery");
+    assert_eq!(ar.plural, "widgets");
+    assert!(caps.subresources.iter().any(|(s, _)| s.plural == "status"));
+    let core = aggregated.get("").expect("core group");
+    assert!(core.recommended_kind("Secret").is_some());
+
     // Served at both versions; stored once.
     let v1 = widget_api(&client, "default");
     within(10, v1.create(&PostParams::default(), &widget("w", 2)))
