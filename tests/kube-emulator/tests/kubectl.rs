@@ -121,6 +121,12 @@ async fn apply_crd_and_custom_resource_then_get_describe_delete() {
         "{out}"
     );
 
+    let out = kc.ok(&["apply", "-f", crd.to_str().unwrap()]).await;
+    assert!(
+        out.contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com unchanged"),
+        "{out}"
+    );
+
     let cr = kc.file("w1.yaml", WIDGET);
     let out = kc.ok(&["apply", "-f", cr.to_str().unwrap()]).await;
     assert!(out.contains("widget.example.com/w1 created"), "{out}");
