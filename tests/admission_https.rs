@@ -43,9 +43,13 @@ fn names() -> Vec<String> {
 }
 
 async fn start(tag: &str) -> Server {
+    start_valid_for(tag, Duration::from_secs(3600)).await
+}
+
+async fn start_valid_for(tag: &str, validity: Duration) -> Server {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = temp_dir(tag);
-    let bundle = vaultgate::certs::generate(&names(), Duration::from_secs(3600)).unwrap();
+    let bundle = vaultgate::certs::generate(&names(), validity).unwrap();
     vaultgate::certs::write_dir(&bundle, &dir).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -463,4 +467,29 @@ async fn refuses_to_start_with_a_mismatched_pair() {
     assert!(format!("{err:#}").contains("does not match"), "{err:#}");
     assert!(!ready.load(Ordering::SeqCst));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn not_ready_while_the_certificate_is_expired() {
+    let s = start_valid_for("expiry", Duration::from_secs(2)).await;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while s.ready.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "still ready with an expired certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A valid pair brings it back.
+    let next = vaultgate::certs::generate(&names(), Duration::from_secs(3600)).unwrap();
+    vaultgate::certs::write_dir(&next, &s.dir).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !s.ready.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again after a valid certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
 }

@@ -163,12 +163,13 @@ pub fn router(state: AdmissionState) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            MAX_CONCURRENT,
+        ))
+        // Outermost, so that time spent waiting for a concurrency slot counts too.
         .layer(TimeoutLayer::with_status_code(
             http::StatusCode::SERVICE_UNAVAILABLE,
             timeout,
-        ))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            MAX_CONCURRENT,
         ))
 }
 
@@ -206,10 +207,14 @@ pub async fn serve_listener(
             let loaded = tls::load_files(cert, key)?;
             resolver.set(loaded.key);
             tokio::spawn(tls::watch_files(
-                cert.clone(),
-                key.clone(),
-                loaded.stamp,
+                tls::Watched {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    stamp: loaded.stamp,
+                    not_after: loaded.not_after,
+                },
                 resolver.clone(),
+                ready.clone(),
                 tls::RELOAD_INTERVAL,
                 background.clone(),
             ));
@@ -230,7 +235,22 @@ pub async fn serve_listener(
                 service_name.clone(),
                 webhook_config_name.clone(),
             );
-            let bundle = manager.ensure().await?;
+            // The API server may not answer yet at start-up: keep trying (not ready meanwhile).
+            let bundle = loop {
+                match manager.ensure().await {
+                    Ok(b) => break b,
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "webhook certificates not available yet; retrying"
+                        );
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(selfcert::RETRY_INTERVAL) => {}
+                        }
+                    }
+                }
+            };
             resolver.set(tls::certified_key(
                 bundle.cert_pem.as_bytes(),
                 bundle.key_pem.as_bytes(),

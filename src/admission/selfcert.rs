@@ -23,6 +23,8 @@ use crate::certs::{self, CertBundle};
 
 /// How often the Secret and the webhook configurations are checked.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// Pause between attempts while the certificates cannot be read or written.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 /// Validity of a serving certificate.
 pub const SERVING_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 

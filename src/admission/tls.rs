@@ -121,6 +121,7 @@ pub fn stamp(cert: &Path, key: &Path) -> Stamp {
 pub struct Loaded {
     pub key: CertifiedKey,
     pub stamp: Stamp,
+    pub not_after: SystemTime,
 }
 
 /// Reads both files once.
@@ -130,46 +131,71 @@ pub fn load_files(cert: &Path, key: &Path) -> anyhow::Result<Loaded> {
     let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
     let ck = certified_key(&cert_pem, &key_pem)
         .with_context(|| format!("loading {} and {}", cert.display(), key.display()))?;
-    Ok(Loaded { key: ck, stamp })
+    let not_after = crate::certs::not_after(&String::from_utf8_lossy(&cert_pem))?;
+    Ok(Loaded {
+        key: ck,
+        stamp,
+        not_after,
+    })
+}
+
+/// The files being watched and what was last loaded from them.
+pub struct Watched {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub stamp: Stamp,
+    pub not_after: SystemTime,
 }
 
 /// Polls the files and swaps the certificate once both have changed into a matching pair.
 /// A half-written pair (new certificate, old key) is skipped until the next poll completes it.
+/// `ready` turns false while the certificate served has expired and no valid one replaced it.
 pub async fn watch_files(
-    cert: PathBuf,
-    key: PathBuf,
-    mut loaded: Stamp,
+    mut w: Watched,
     resolver: Arc<CertResolver>,
+    ready: Arc<AtomicBool>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
     let mut reported: Option<Stamp> = None;
+    let mut expired = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let now = stamp(&cert, &key);
-        if now == loaded {
-            continue;
-        }
-        match load_files(&cert, &key) {
-            Ok(l) => {
-                resolver.set(l.key);
-                loaded = l.stamp;
-                reported = None;
-                tracing::info!(cert = %cert.display(), "webhook certificate reloaded");
-            }
-            Err(e) => {
-                // Report each broken state once, not at every poll.
-                if reported != Some(now) {
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        "webhook certificate not reloaded; still serving the previous one"
-                    );
-                    reported = Some(now);
+        let now = stamp(&w.cert, &w.key);
+        if now != w.stamp {
+            match load_files(&w.cert, &w.key) {
+                Ok(l) => {
+                    resolver.set(l.key);
+                    w.stamp = l.stamp;
+                    w.not_after = l.not_after;
+                    reported = None;
+                    tracing::info!(cert = %w.cert.display(), "webhook certificate reloaded");
+                }
+                Err(e) => {
+                    // Report each broken state once, not at every poll.
+                    if reported != Some(now) {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "webhook certificate not reloaded; still serving the previous one"
+                        );
+                        reported = Some(now);
+                    }
                 }
             }
+        }
+        // Only ever turned false for an expired certificate, and back once a valid one is
+        // loaded; never after shutdown began (the server turns it false then).
+        let valid = w.not_after > SystemTime::now();
+        if !valid && !expired {
+            expired = true;
+            ready.store(false, Ordering::SeqCst);
+            tracing::error!(cert = %w.cert.display(), "the webhook certificate has expired; not ready until it is replaced");
+        } else if valid && expired && !shutdown.is_cancelled() {
+            expired = false;
+            ready.store(true, Ordering::SeqCst);
         }
     }
 }
