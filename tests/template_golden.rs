@@ -227,6 +227,17 @@ fn sprig_encoding_functions() {
             "a: x\nb:\n- 1\n- 2",
         ),
         ("{{ (fromYaml \"a: b\\nc: 1\").a }}", "b"),
+        ("{{ dict \"k\" \"true\" | toYaml }}", "k: \"true\""),
+        ("{{ dict \"k\" \"a\\nb\" | toYaml }}", "k: |-\n  a\n  b"),
+        (
+            "{{ list (dict \"a\" 1 \"b\" \"x y\") | toYaml }}",
+            "- a: 1\n  b: x y",
+        ),
+        ("{{ dict | toYaml }}", "{}"),
+        (
+            "{{ dict \"n\" (dict \"m\" (list)) \"e\" \"\" | toYaml }}",
+            "e: \"\"\nn:\n  m: []",
+        ),
         ("{{ (fromYaml \"a: [\").Error | empty | not }}", "true"),
         ("{{ toString 5 }}{{ toString true }}", "5true"),
     ]);
@@ -715,4 +726,40 @@ fn execution_errors_point_at_the_template() {
     assert!(e.to_string().contains("(used at 1:12)"), "{e}");
     let e = render("{{ range 1000000000 }}{{ end }}").unwrap_err();
     assert!(e.to_string().contains("limit exceeded"), "{e}");
+}
+
+#[test]
+fn binary_values_pass_through_unchanged() {
+    // Go strings are bytes: a keystore fetched from Vault must reach the Secret intact.
+    let bin: Vec<u8> = vec![0xfe, 0xed, 0xfe, 0xed, 0x00, 0x80, b'a', 0xc3, 0xa9, 0xff];
+    let b64 = "/u3+7QCAYcOp/w==";
+    let f = BTreeMap::from([
+        ("keystore".to_string(), bin.clone()),
+        ("encoded".to_string(), b64.as_bytes().to_vec()),
+    ]);
+    let t = ExternalSecretTemplate {
+        data: Some(
+            [
+                ("raw".to_string(), "{{ .keystore }}".to_string()),
+                ("b64".to_string(), "{{ .keystore | b64enc }}".to_string()),
+                ("decoded".to_string(), "{{ .encoded | b64dec }}".to_string()),
+                ("head".to_string(), "{{ .keystore | trunc 4 }}".to_string()),
+                (
+                    "sum".to_string(),
+                    "{{ .encoded | b64dec | sha256sum }}".to_string(),
+                ),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let r = render_target(&t, &f, &TemplateSources::default()).unwrap();
+    assert_eq!(r.data["raw"], bin);
+    assert_eq!(r.data["b64"], b64.as_bytes());
+    assert_eq!(r.data["decoded"], bin);
+    assert_eq!(r.data["head"], bin[..4]);
+    assert_eq!(
+        std::str::from_utf8(&r.data["sum"]).unwrap(),
+        "2ada8ac7d7835749fec825d93323aa1a443fc92f6d2fc75524a1fff32c5f95e3"
+    );
 }

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use gotmpl::{FuncMap, Template, TemplateError, Value};
 use sha2::Digest as _;
 
+use super::bytes::{to_bytes, to_text};
 use super::engine::{Budget, LIMIT_MARK, MAX_OUTPUT};
 use super::pem;
 
@@ -242,7 +243,7 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         ("trunc", |a| {
             want(a, "trunc", 2, 2)?;
             let c = int(&a[0], "trunc")?;
-            let b = strv(&a[1], "trunc")?.as_bytes();
+            let b = &to_bytes(strv(&a[1], "trunc")?);
             let len = b.len() as i64;
             let out = if c < 0 && len + c > 0 {
                 &b[(len + c) as usize..]
@@ -251,7 +252,7 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
             } else {
                 b
             };
-            Ok(s(String::from_utf8_lossy(out).into_owned()))
+            Ok(s(to_text(out)))
         }),
         ("cat", |a| {
             Ok(s(a
@@ -281,14 +282,14 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         }),
         ("b64enc", |a| {
             want(a, "b64enc", 1, 1)?;
-            Ok(s(B64.encode(strv(&a[0], "b64enc")?)))
+            Ok(s(B64.encode(to_bytes(strv(&a[0], "b64enc")?))))
         }),
         ("b64dec", |a| {
             want(a, "b64dec", 1, 1)?;
             let bytes = B64
                 .decode(strv(&a[0], "b64dec")?)
                 .map_err(|_| exec("b64dec: the input is not valid base64"))?;
-            Ok(s(String::from_utf8_lossy(&bytes).into_owned()))
+            Ok(s(to_text(&bytes)))
         }),
         ("toJson", |a| {
             json_out(a, "toJson", JsonStyle::Compact, true)
@@ -613,15 +614,23 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         }),
         ("sha1sum", |a| {
             want(a, "sha1sum", 1, 1)?;
-            Ok(s(hex(&sha1::Sha1::digest(strv(&a[0], "sha1sum")?))))
+            Ok(s(hex(&sha1::Sha1::digest(to_bytes(strv(
+                &a[0], "sha1sum",
+            )?)))))
         }),
         ("sha256sum", |a| {
             want(a, "sha256sum", 1, 1)?;
-            Ok(s(hex(&sha2::Sha256::digest(strv(&a[0], "sha256sum")?))))
+            Ok(s(hex(&sha2::Sha256::digest(to_bytes(strv(
+                &a[0],
+                "sha256sum",
+            )?)))))
         }),
         ("sha512sum", |a| {
             want(a, "sha512sum", 1, 1)?;
-            Ok(s(hex(&sha2::Sha512::digest(strv(&a[0], "sha512sum")?))))
+            Ok(s(hex(&sha2::Sha512::digest(to_bytes(strv(
+                &a[0],
+                "sha512sum",
+            )?)))))
         }),
         ("uuidv4", |a| {
             want(a, "uuidv4", 0, 0)?;
@@ -1069,7 +1078,7 @@ fn indexed_map(parts: Vec<String>) -> Value {
 fn substr(a: &[Value]) -> R {
     want(a, "substr", 3, 3)?;
     let (start, end) = (int(&a[0], "substr")?, int(&a[1], "substr")?);
-    let b = strv(&a[2], "substr")?.as_bytes();
+    let b = &to_bytes(strv(&a[2], "substr")?);
     let len = b.len() as i64;
     let oob = || exec("substr: slice bounds out of range");
     let out = if start < 0 {
@@ -1088,7 +1097,7 @@ fn substr(a: &[Value]) -> R {
         }
         &b[start as usize..end as usize]
     };
-    Ok(s(String::from_utf8_lossy(out).into_owned()))
+    Ok(s(to_text(out)))
 }
 
 /// Go's `strconv.Quote`.
@@ -1332,7 +1341,33 @@ fn to_yaml(a: &[Value]) -> R {
         return Ok(s(String::new()));
     };
     let out = serde_yaml_ng::to_string(&j).unwrap_or_default();
-    Ok(s(out.strip_suffix('\n').unwrap_or(&out).to_string()))
+    let out: Vec<String> = out.lines().map(double_quoted).collect();
+    Ok(s(out.join("\n")))
+}
+
+/// go-yaml writes a scalar that needs quotes in double quotes; serde_yaml in single
+/// quotes. Same value, different text: rewrite single-quoted scalars on one line.
+fn double_quoted(line: &str) -> String {
+    let body = line.trim_start_matches([' ', '-']);
+    let lead = &line[..line.len() - body.len()];
+    let (prefix, scalar) = match body.strip_prefix('\'') {
+        Some(_) => ("", body),
+        None => match body.find(": '") {
+            Some(i) if !body[..i].contains(['\'', '"']) => body.split_at(i + 2),
+            _ => return line.to_string(),
+        },
+    };
+    let Some(inner) = scalar
+        .strip_prefix('\'')
+        .and_then(|x| x.strip_suffix('\''))
+        .filter(|x| !x.replace("''", "").contains('\''))
+    else {
+        return line.to_string();
+    };
+    let value = inner.replace("''", "'");
+    let mut quoted = String::new();
+    write_json_str(&mut quoted, &value, false);
+    format!("{lead}{prefix}{quoted}")
 }
 
 /// ESO's `fromYaml`: a map; a parse error is put under the key `Error`.

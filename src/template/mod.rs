@@ -6,6 +6,7 @@
 //! parse-only check for admission. Errors name the field and the template position,
 //! never a secret value.
 
+mod bytes;
 pub mod engine;
 mod funcs;
 mod pem;
@@ -218,9 +219,17 @@ fn scalar(v: &serde_yaml_ng::Value) -> Option<String> {
     }
 }
 
-/// Bytes as the string Go would see; invalid UTF-8 is replaced (gotmpl strings are UTF-8).
+/// Bytes as the string Go would see (see [`bytes`] for bytes that are not UTF-8).
 fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    bytes::to_text(b)
+}
+
+/// Rendered text as a label or annotation value: escaped bytes become U+FFFD.
+fn label_text(s: String) -> String {
+    match String::from_utf8(bytes::to_bytes(&s)) {
+        Ok(v) => v,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
 }
 
 fn data_value(fetched: &BTreeMap<String, Vec<u8>>) -> Value {
@@ -236,13 +245,13 @@ const TPL: &str = "spec.target.template";
 fn put(r: &mut Rendered, target: Target, key: String, value: String) {
     match target {
         Target::Data => {
-            r.data.insert(key, value.into_bytes());
+            r.data.insert(key, bytes::to_bytes(&value));
         }
         Target::Labels => {
-            r.labels.insert(key, value);
+            r.labels.insert(key, label_text(value));
         }
         Target::Annotations => {
-            r.annotations.insert(key, value);
+            r.annotations.insert(key, label_text(value));
         }
     }
 }
@@ -338,16 +347,16 @@ pub fn render_target(
     let data = tpl.data.as_ref();
     for (k, src) in data.into_iter().flatten() {
         let v = rr.run(&format!("{TPL}.data[{k}]"), k, src)?;
-        out.data.insert(k.clone(), v.into_bytes());
+        out.data.insert(k.clone(), bytes::to_bytes(&v));
     }
     if let Some(meta) = &tpl.metadata {
         for (k, src) in meta.labels.iter().flatten() {
             let v = rr.run(&format!("{TPL}.metadata.labels[{k}]"), k, src)?;
-            out.labels.insert(k.clone(), v);
+            out.labels.insert(k.clone(), label_text(v));
         }
         for (k, src) in meta.annotations.iter().flatten() {
             let v = rr.run(&format!("{TPL}.metadata.annotations[{k}]"), k, src)?;
-            out.annotations.insert(k.clone(), v);
+            out.annotations.insert(k.clone(), label_text(v));
         }
     }
     if data.is_none_or(|d| d.is_empty()) && from.is_empty() {
