@@ -502,6 +502,33 @@ async fn stores_are_checked_by_logging_in() {
         "{}",
         no_mount.message
     );
+    // A ClusterSecretStore whose credentials live in each ExternalSecret's namespace cannot
+    // log in on its own: noted, checked later through its ExternalSecrets.
+    let mut referent = secret_store("c1", "vault-userpass", "secret", &server);
+    referent["kind"] = json!("ClusterSecretStore");
+    referent["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    let r = judge(&enforce, &referent, false).await;
+    assert!(r.allowed, "{}", r.message);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("each ExternalSecret's namespace")),
+        "{:?}",
+        r.warnings
+    );
+    // With the namespace given, it logs in like a SecretStore.
+    referent["spec"]["provider"]["vault"]["auth"]["userPass"]["secretRef"]["namespace"] =
+        json!("team-a");
+    let r = judge(&enforce, &referent, false).await;
+    assert!(
+        r.allowed && r.warnings.is_empty(),
+        "{} {:?}",
+        r.message,
+        r.warnings
+    );
     let logins = e.vault.count_logins();
     // Dry run: nothing that would log in.
     let dry = judge(
