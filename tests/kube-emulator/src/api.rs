@@ -105,6 +105,12 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 
 fn parse_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
     let ct = content_type.split(';').next().unwrap_or_default().trim();
+    if ct.contains("protobuf") || ct.contains("cbor") {
+        return Err(ApiError::unsupported_media(
+            ct,
+            &["application/json", "application/yaml"],
+        ));
+    }
     let v: Value = if ct.contains("yaml") {
         serde_yaml_ng::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
@@ -221,7 +227,36 @@ async fn handle_inner(
         if method != Method::POST {
             return Err(ApiError::method_not_allowed(method.as_str()));
         }
-        return token_review(&cx, &body);
+        return match def.plural.as_str() {
+            "tokenreviews" => token_review(&cx, &body),
+            "selfsubjectreviews" => Ok(json_response(
+                201,
+                &json!({
+                    "kind": "SelfSubjectReview",
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "metadata": {"creationTimestamp": now_ts()},
+                    "status": {"userInfo": {
+                        "username": cx.user.username,
+                        "uid": cx.user.uid,
+                        "groups": cx.user.groups,
+                    }},
+                }),
+            )),
+            _ => {
+                // Every authenticated user may do anything: RBAC is not modelled.
+                let req = parse_body(&body, "application/json")?;
+                Ok(json_response(
+                    201,
+                    &json!({
+                        "kind": "SelfSubjectAccessReview",
+                        "apiVersion": "authorization.k8s.io/v1",
+                        "metadata": {"creationTimestamp": null},
+                        "spec": req["spec"],
+                        "status": {"allowed": true, "reason": "authorization is not enforced by this server"},
+                    }),
+                ))
+            }
+        };
     }
     if cx.sub == "token" {
         if method != Method::POST {

@@ -150,6 +150,26 @@ pub fn builtins() -> Vec<ResourceDef> {
         &[],
     );
     tr.virtual_create_only = true;
+    let mut ssr = builtin(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        false,
+        &[],
+        &[],
+    );
+    ssr.virtual_create_only = true;
+    let mut ssar = builtin(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        false,
+        &[],
+        &[],
+    );
+    ssar.virtual_create_only = true;
     let mut crd = builtin(
         "apiextensions.k8s.io",
         "v1",
@@ -177,6 +197,8 @@ pub fn builtins() -> Vec<ResourceDef> {
         ),
         builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"], &[]),
         tr,
+        ssr,
+        ssar,
         builtin(
             "admissionregistration.k8s.io",
             "v1",

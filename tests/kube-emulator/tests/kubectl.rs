@@ -101,6 +101,8 @@ async fn get_namespaces_and_version() {
     assert!(out.contains("Active"), "{out}");
     let out = kc.ok(&["version", "-o", "json"]).await;
     assert!(out.contains("serverVersion"), "{out}");
+    let out = kc.ok(&["auth", "whoami"]).await;
+    assert!(out.contains("admin"), "{out}");
     let out = kc.ok(&["api-resources"]).await;
     assert!(
         out.contains("secrets")

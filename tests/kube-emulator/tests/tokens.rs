@@ -295,3 +295,41 @@ async fn audit_faults_latency_and_counters() {
     within(10, api.get("a")).await.unwrap();
     assert!(t.elapsed() >= Duration::from_millis(300));
 }
+
+#[tokio::test]
+async fn self_subject_reviews() {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let k = start().await;
+    let client = k.client().await;
+    let ssr: Api<SelfSubjectReview> = Api::all(client.clone());
+    let me = within(
+        10,
+        ssr.create(&PostParams::default(), &SelfSubjectReview::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        me.status.unwrap().user_info.unwrap().username.as_deref(),
+        Some("admin")
+    );
+    let ssar: Api<SelfSubjectAccessReview> = Api::all(client);
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some("create".into()),
+                resource: Some("secrets".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let out = within(10, ssar.create(&PostParams::default(), &review))
+        .await
+        .unwrap();
+    assert!(out.status.unwrap().allowed);
+}
