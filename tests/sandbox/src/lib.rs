@@ -21,6 +21,14 @@ pub fn repo_root() -> PathBuf {
         .expect("repository root")
 }
 
+/// The ServiceAccount vaultgate runs as (deploy/serviceaccount.yaml).
+pub const SERVICE_ACCOUNT: &str = "vaultgate";
+
+/// The user vaultgate is in the API server's audit log.
+pub fn vaultgate_user(pod_namespace: &str) -> String {
+    format!("system:serviceaccount:{pod_namespace}:{SERVICE_ACCOUNT}")
+}
+
 /// What to start.
 #[derive(Clone, Debug)]
 pub struct SandboxOptions {
@@ -95,6 +103,7 @@ impl Sandbox {
             "deploy/crds/external-secrets.io_externalsecrets.yaml",
             "deploy/crds/external-secrets.io_secretstores.yaml",
             "deploy/namespace.yaml",
+            "deploy/serviceaccount.yaml",
             "deploy/webhooks.yaml",
         ] {
             kube.apply_yaml_file(root.join(f))
@@ -113,17 +122,41 @@ impl Sandbox {
             443,
             local(args.webhook_addr),
         );
-        let client = kube.client().await;
+        // vaultgate talks to the API server as its ServiceAccount, as in a cluster, so that the
+        // audit log shows exactly what its RBAC must allow.
+        let sas: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            kube::Api::namespaced(kube.client().await, &args.pod_namespace);
+        let request = k8s_openapi::api::authentication::v1::TokenRequest {
+            spec: k8s_openapi::api::authentication::v1::TokenRequestSpec {
+                expiration_seconds: Some(24 * 3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let token = sas
+            .create_token_request(SERVICE_ACCOUNT, &Default::default(), &request)
+            .await
+            .context("requesting a token for vaultgate's ServiceAccount")?
+            .status
+            .context("TokenRequest status")?
+            .token;
+        let client = kube.client_with_token(&token);
         let shutdown = CancellationToken::new();
         let vaultgate = tokio::spawn(vaultgate::run::run(args.clone(), client, shutdown.clone()));
-        let sandbox = Sandbox {
+        let mut sandbox = Sandbox {
             kube,
             vault,
             args,
             shutdown,
             vaultgate,
         };
-        sandbox.wait_ready(Duration::from_secs(30)).await?;
+        if let Err(e) = sandbox.wait_ready(Duration::from_secs(30)).await {
+            if sandbox.vaultgate.is_finished() {
+                let stopped = (&mut sandbox.vaultgate).await;
+                anyhow::bail!("{e}: {stopped:?}");
+            }
+            return Err(e);
+        }
         Ok(sandbox)
     }
 
@@ -140,7 +173,7 @@ impl Sandbox {
         let start = Instant::now();
         loop {
             if self.vaultgate.is_finished() {
-                anyhow::bail!("vaultgate stopped before becoming ready");
+                anyhow::bail!("vaultgate stopped before becoming ready (see its log above)");
             }
             if let Ok(r) = http.get(&url).send().await
                 && r.status().is_success()
