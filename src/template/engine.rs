@@ -124,21 +124,49 @@ pub fn known_function(name: &str) -> bool {
 
 /// Parses `src` (named `name` in messages). Errors carry `line:col`.
 pub fn compile(name: &str, src: &str) -> Result<Compiled, EngineError> {
+    let (parsed, mut bodies, uses) = parse_checked(name, src)?;
+    let budget = Arc::new(Budget::new());
+    let mut template = Template::new(name)
+        .funcs(func_map(&budget))
+        .missing_key(MissingKey::Error)
+        .max_range_iters(MAX_RANGE_ITERS);
+    for (n, body) in bodies.iter_mut() {
+        instrument(body, true);
+        template = template.add_parse_tree(n, body.clone());
+    }
+    let plain = parsed.lookup(name).is_none().then_some(parsed);
+    Ok(Compiled {
+        template,
+        entry: name.to_string(),
+        budget,
+        plain,
+        src: src.to_string(),
+        uses,
+    })
+}
+
+/// Parse-only check, as Go's `Parse` does it (syntax, unknown functions).
+pub fn check(name: &str, src: &str) -> Result<(), EngineError> {
+    parse_checked(name, src).map(|_| ())
+}
+
+type Bodies = Vec<(String, ListNode)>;
+
+fn parse_checked(name: &str, src: &str) -> Result<(Template, Bodies, Uses), EngineError> {
     if src.len() > MAX_SOURCE {
         return Err(EngineError::Limit(format!(
             "template {name} is longer than {MAX_SOURCE} bytes"
         )));
     }
-    let budget = Arc::new(Budget::new());
+    // gotmpl resolves functions only when executing, so parsing needs no function map.
     let parsed = Template::new(name)
-        .funcs(func_map(&budget))
         .parse(src)
         .map_err(|e| EngineError::Parse(e.to_string()))?;
 
     check_structure(name, src)?;
 
     // Unknown functions, checked over every body as Go's parser does.
-    let mut bodies: Vec<(String, ListNode)> = parsed
+    let bodies: Bodies = parsed
         .templates()
         .into_iter()
         .filter_map(|n| parsed.lookup(n).map(|t| (n.to_string(), t.clone())))
@@ -159,23 +187,7 @@ pub fn compile(name: &str, src: &str) -> Result<Compiled, EngineError> {
         )));
     }
 
-    let mut template = Template::new(name)
-        .funcs(func_map(&budget))
-        .missing_key(MissingKey::Error)
-        .max_range_iters(MAX_RANGE_ITERS);
-    for (n, body) in bodies.iter_mut() {
-        instrument(body, true);
-        template = template.add_parse_tree(n, body.clone());
-    }
-    let plain = parsed.lookup(name).is_none().then_some(parsed);
-    Ok(Compiled {
-        template,
-        entry: name.to_string(),
-        budget,
-        plain,
-        src: src.to_string(),
-        uses,
-    })
+    Ok((parsed, bodies, uses))
 }
 
 impl Compiled {

@@ -426,7 +426,7 @@ pub fn check_templates(spec: &ExternalSecretSpec) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut bad_targets = Vec::new();
     let mut check = |field: String, name: &str, src: &str| {
-        if let Err(e) = engine::compile(name, src) {
+        if let Err(e) = engine::check(name, src) {
             found.push((field, e.to_string()));
         }
     };
