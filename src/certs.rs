@@ -70,11 +70,10 @@ pub fn sign_serving(
     for name in names {
         let san = match name.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(
-                name.clone()
-                    .try_into()
-                    .with_context(|| format!("DNS name {name:?}"))?,
-            ),
+            Err(_) => {
+                anyhow::ensure!(is_dns_name(name), "{name:?} is neither an IP address nor a DNS name");
+                SanType::DnsName(name.clone().try_into().with_context(|| format!("DNS name {name:?}"))?)
+            }
         };
         params.subject_alt_names.push(san);
     }
