@@ -515,3 +515,61 @@ fn rewrite_mutation(pipe: &mut PipeNode) {
     pipe.decl = vec![target];
     pipe.is_assign = true;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(src: &str) -> Result<String, EngineError> {
+        compile("t", src)?.execute(
+            &Value::from(std::collections::BTreeMap::<String, Value>::new()),
+            MAX_OUTPUT,
+        )
+    }
+
+    #[test]
+    fn structure_check_follows_go() {
+        for ok in [
+            "{{if 1}}a{{else if 0}}b{{else}}c{{end}}",
+            "{{- range list 1 -}} x {{- end -}}",
+            "{{/* {{ if */}}plain",
+            "{{ \"}}{{ if\" }}",
+            "{{ `{{end}}` }}",
+            "{{ define \"d\" }}{{ with 1 }}{{ end }}{{ end }}",
+        ] {
+            assert!(check("t", ok).is_ok(), "{ok}: {:?}", check("t", ok));
+        }
+        for (bad, msg) in [
+            ("{{ if 1 }}", "t:1:1: unexpected EOF"),
+            (
+                "a\n{{ range list }}{{ end }}{{ end }}",
+                "t:2:26: unexpected {{end}}",
+            ),
+            ("{{ else }}", "t:1:1: unexpected {{else}}"),
+        ] {
+            let e = check("t", bad).unwrap_err().to_string();
+            assert!(e.contains(msg), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn step_marker_prints_nothing_and_set_mutates() {
+        assert_eq!(run("{{ range 3 }}x{{ end }}").unwrap(), "xxx");
+        assert_eq!(
+            run("{{ $d := dict }}{{ range list \"a\" \"b\" }}{{ $_ := set $d . 1 }}{{ end }}{{ keys $d | join \",\" }}")
+                .unwrap(),
+            "a,b"
+        );
+        // A named result stays a pure call.
+        assert_eq!(
+            run("{{ $d := dict }}{{ $e := set $d \"k\" 1 }}{{ len $d }}{{ len $e }}").unwrap(),
+            "01"
+        );
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé{{", 6), (2, 3));
+        assert_eq!(line_col("x", 0), (1, 1));
+    }
+}
