@@ -40,6 +40,8 @@ pub struct SandboxOptions {
     /// ports unless `keep_addrs`.
     pub run_args: RunArgs,
     pub keep_addrs: bool,
+    /// Serve the Vault dev server over HTTPS (its CA from `vault.ca_pem()`).
+    pub vault_tls: bool,
 }
 
 impl SandboxOptions {
@@ -55,6 +57,7 @@ impl SandboxOptions {
             vault_addr: None,
             run_args: *args,
             keep_addrs,
+            vault_tls: false,
         })
     }
 }
@@ -94,6 +97,7 @@ impl Sandbox {
         .await?;
         let vault = VaultEmulator::start(VaultEmulatorConfig {
             bind: opts.vault_addr,
+            tls: opts.vault_tls,
             ..Default::default()
         })
         .await?;
