@@ -105,6 +105,14 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 
 fn parse_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
     let ct = content_type.split(';').next().unwrap_or_default().trim();
+    if ct == "application/vnd.kubernetes.protobuf" {
+        return crate::protobuf::to_json(body).map_err(|e| {
+            ApiError::unsupported_media(
+                &format!("{ct}: {e}"),
+                &["application/json", "application/yaml"],
+            )
+        });
+    }
     if ct.contains("protobuf") || ct.contains("cbor") {
         return Err(ApiError::unsupported_media(
             ct,
@@ -125,6 +133,14 @@ fn parse_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
         ));
     }
     Ok(v)
+}
+
+/// DeleteOptions from a delete body; protobuf-encoded options are not decoded.
+fn delete_options(body: &[u8], content_type: &str) -> ApiResult<Value> {
+    if content_type.contains("protobuf") {
+        return Ok(json!({}));
+    }
+    parse_body(body, content_type)
 }
 
 fn default_manager(headers: &HeaderMap) -> String {
@@ -228,7 +244,7 @@ async fn handle_inner(
             return Err(ApiError::method_not_allowed(method.as_str()));
         }
         return match def.plural.as_str() {
-            "tokenreviews" => token_review(&cx, &body),
+            "tokenreviews" => token_review(&cx, &body, header(&headers, "content-type")),
             "selfsubjectreviews" => Ok(json_response(
                 201,
                 &json!({
@@ -244,7 +260,7 @@ async fn handle_inner(
             )),
             _ => {
                 // Every authenticated user may do anything: RBAC is not modelled.
-                let req = parse_body(&body, "application/json")?;
+                let req = parse_body(&body, header(&headers, "content-type"))?;
                 Ok(json_response(
                     201,
                     &json!({
@@ -262,7 +278,7 @@ async fn handle_inner(
         if method != Method::POST {
             return Err(ApiError::method_not_allowed(method.as_str()));
         }
-        return token_request(&cx, &body);
+        return token_request(&cx, &body, header(&headers, "content-type"));
     }
     let ct = header(&headers, "content-type").to_string();
     match verb.as_str() {
@@ -296,7 +312,7 @@ async fn handle_inner(
             let opts = if body.is_empty() {
                 json!({})
             } else {
-                parse_body(&body, "application/json")?
+                delete_options(&body, header(&headers, "content-type"))?
             };
             let (code, out) = delete(&mut cx, &opts).await?;
             if code == 200 && out["kind"] == json!("Status") {
@@ -308,7 +324,7 @@ async fn handle_inner(
             let opts = if body.is_empty() {
                 json!({})
             } else {
-                parse_body(&body, "application/json")?
+                delete_options(&body, header(&headers, "content-type"))?
             };
             delete_collection(&mut cx, &opts).await
         }
@@ -1749,11 +1765,11 @@ async fn delete_collection(cx: &mut Cx, opts: &Value) -> ApiResult<Response> {
 
 // ---------------------------------------------------------------- tokens
 
-fn token_request(cx: &Cx, body: &[u8]) -> ApiResult<Response> {
+fn token_request(cx: &Cx, body: &[u8], content_type: &str) -> ApiResult<Response> {
     let req = if body.is_empty() {
         json!({})
     } else {
-        parse_body(body, "application/json")?
+        parse_body(body, content_type)?
     };
     let sa = cx
         .shared
@@ -1821,8 +1837,8 @@ fn token_request(cx: &Cx, body: &[u8]) -> ApiResult<Response> {
     Ok(json_response(201, &out))
 }
 
-fn token_review(cx: &Cx, body: &[u8]) -> ApiResult<Response> {
-    let req = parse_body(body, "application/json")?;
+fn token_review(cx: &Cx, body: &[u8], content_type: &str) -> ApiResult<Response> {
+    let req = parse_body(body, content_type)?;
     let token = req["spec"]["token"].as_str().unwrap_or_default();
     let wanted: Vec<String> = req["spec"]["audiences"]
         .as_array()

@@ -26,6 +26,7 @@ mod auth;
 mod objects;
 mod output;
 mod patch;
+mod protobuf;
 mod registry;
 pub mod schema;
 mod selectors;

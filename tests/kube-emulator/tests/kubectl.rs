@@ -321,3 +321,79 @@ async fn describe_shows_events_recorded_through_the_events_api() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn imperative_create_commands_with_protobuf_bodies() {
+    let k = start().await;
+    let kc = Kubectl::new(&k, "create");
+    let out = kc.ok(&["create", "namespace", "team-a"]).await;
+    assert!(out.contains("namespace/team-a created"), "{out}");
+    let out = kc
+        .ok(&[
+            "-n",
+            "team-a",
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=password=hunter2",
+            "--type=Opaque",
+        ])
+        .await;
+    assert!(out.contains("secret/db created"), "{out}");
+    let out = kc
+        .ok(&[
+            "-n",
+            "team-a",
+            "create",
+            "configmap",
+            "cfg",
+            "--from-literal=a=b",
+        ])
+        .await;
+    assert!(out.contains("configmap/cfg created"), "{out}");
+    let out = kc
+        .ok(&["-n", "team-a", "create", "serviceaccount", "robot"])
+        .await;
+    assert!(out.contains("serviceaccount/robot created"), "{out}");
+    let token = kc
+        .ok(&[
+            "-n",
+            "team-a",
+            "create",
+            "token",
+            "robot",
+            "--audience=vault",
+            "--duration=20m",
+        ])
+        .await;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.trim().split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "system:serviceaccount:team-a:robot");
+    assert_eq!(claims["aud"], serde_json::json!(["vault"]));
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        1200
+    );
+
+    let secret: k8s_openapi::api::core::v1::Secret =
+        kube::Api::namespaced(k.client().await, "team-a")
+            .get("db")
+            .await
+            .unwrap();
+    assert_eq!(secret.data.unwrap()["password"].0, b"hunter2");
+    let out = kc
+        .ok(&["-n", "team-a", "label", "configmap", "cfg", "tier=web"])
+        .await;
+    assert!(out.contains("configmap/cfg labeled"), "{out}");
+    let out = kc
+        .ok(&["-n", "team-a", "get", "cm", "-l", "tier=web", "-o", "name"])
+        .await;
+    assert_eq!(out.trim(), "configmap/cfg");
+}
