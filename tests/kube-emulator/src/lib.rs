@@ -10,8 +10,10 @@
 //! representations.
 //!
 //! Not modelled: RBAC (any authenticated user may do anything), conversion
-//! webhooks (versions differ only in apiVersion), protobuf, `/openapi/v2`,
-//! unknown-field detection for built-in kinds.
+//! webhooks (versions differ only in apiVersion), protobuf responses (JSON is
+//! always answered; protobuf request bodies are decoded for Secret, ConfigMap,
+//! Namespace, ServiceAccount and TokenRequest, as kubectl sends them),
+//! `/openapi/v2`, unknown-field detection for built-in kinds.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
