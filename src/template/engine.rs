@@ -122,13 +122,24 @@ pub fn known_function(name: &str) -> bool {
     BUILTINS.contains(&name) || funcs::NAMES.contains(&name)
 }
 
-/// Parses `src` (named `name` in messages). Errors carry `line:col`.
+/// Parses `src` (named `name` in messages) with ESO's `missingkey=error`. Errors
+/// carry `line:col`.
 pub fn compile(name: &str, src: &str) -> Result<Compiled, EngineError> {
+    compile_with(name, src, MissingKey::Error)
+}
+
+/// As [`compile`], with Go's default for missing keys (`<no value>`), as ESO runs
+/// `rewrite.transform` templates.
+pub fn compile_lenient(name: &str, src: &str) -> Result<Compiled, EngineError> {
+    compile_with(name, src, MissingKey::Invalid)
+}
+
+fn compile_with(name: &str, src: &str, missing: MissingKey) -> Result<Compiled, EngineError> {
     let (parsed, mut bodies, uses) = parse_checked(name, src)?;
     let budget = Arc::new(Budget::new());
     let mut template = Template::new(name)
         .funcs(func_map(&budget))
-        .missing_key(MissingKey::Error)
+        .missing_key(missing)
         .max_range_iters(MAX_RANGE_ITERS);
     for (n, body) in bodies.iter_mut() {
         instrument(body, true);

@@ -137,6 +137,10 @@ struct Renderer {
 impl Renderer {
     fn run(&mut self, field: &str, name: &str, src: &str) -> Result<String, TemplateError> {
         let compiled = engine::compile(name, src).map_err(|e| self.error(field, e))?;
+        self.exec(field, &compiled)
+    }
+
+    fn exec(&mut self, field: &str, compiled: &engine::Compiled) -> Result<String, TemplateError> {
         let out = compiled
             .execute(&self.data, self.left.min(MAX_OUTPUT))
             .map_err(|e| self.error(field, e))?;
@@ -406,7 +410,8 @@ pub fn source_names(tpl: &ExternalSecretTemplate) -> (BTreeSet<String>, BTreeSet
 }
 
 /// `dataFrom[].rewrite[].transform.template`: the template sees the key as `.value`
-/// and its output is the new key.
+/// and its output is the new key. As in ESO, a missing key prints `<no value>` here
+/// rather than failing.
 pub fn transform_key(template: &str, key: &str) -> Result<String, TemplateError> {
     let mut rr = Renderer {
         data: Value::from(BTreeMap::from([(
@@ -416,7 +421,10 @@ pub fn transform_key(template: &str, key: &str) -> Result<String, TemplateError>
         left: MAX_OUTPUT,
         scrub: Scrubber::new([]),
     };
-    rr.run("rewrite.transform.template", "transform", template)
+    let field = "rewrite.transform.template";
+    let compiled =
+        engine::compile_lenient("transform", template).map_err(|e| rr.error(field, e))?;
+    rr.exec(field, &compiled)
 }
 
 /// Parse-only check of every inline template of an ExternalSecret, for admission:

@@ -225,8 +225,10 @@ fn transform_key_sees_value() {
         transform_key("app_{{ .value | replace \"-\" \"_\" }}", "a-b").unwrap(),
         "app_a_b"
     );
-    let err = transform_key("{{ .other }}", "k").unwrap_err();
-    assert_eq!(err.kind(), "execute");
+    // ESO runs transforms without missingkey=error.
+    assert_eq!(transform_key("{{ .other }}", "k").unwrap(), "<no value>");
+    let err = transform_key("{{ .value | nope }}", "k").unwrap_err();
+    assert_eq!(err.kind(), "parse");
 }
 
 #[test]
