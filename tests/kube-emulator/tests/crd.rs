@@ -251,3 +251,45 @@ async fn crd_names_must_match() {
         err.message
     );
 }
+
+#[tokio::test]
+async fn unknown_fields_warn_by_default_and_fail_when_strict() {
+    let k = with_widgets().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(k.ca_pem().as_bytes()).unwrap())
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = format!("{}/apis/example.com/v1/namespaces/default/widgets", k.url());
+    let body = |name: &str| json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": {"size": 1, "unknown": 1}});
+    let resp = http
+        .post(&url)
+        .bearer_auth(k.admin_token())
+        .json(&body("warned"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let warnings: Vec<&str> = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(warnings, [r#"299 - "unknown field \"spec.unknown\"""#]);
+
+    let resp = http
+        .post(format!("{url}?fieldValidation=Strict"))
+        .bearer_auth(k.admin_token())
+        .json(&body("strict"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let status: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        status["message"],
+        r#"Widget in version "v1" cannot be handled as a Widget: strict decoding error: unknown field "spec.unknown""#
+    );
+}
