@@ -116,7 +116,8 @@ impl LiveChecker {
         };
         let kind = store_ref.kind.unwrap_or_default();
         let name = store_ref.name.clone().unwrap_or_default();
-        let shown = match kind {
+        // Only formatted for a message: a cache hit needs none.
+        let shown = || match kind {
             StoreKind::SecretStore => format!("SecretStore {ns}/{name}"),
             StoreKind::ClusterSecretStore => format!("ClusterSecretStore {name}"),
         };
@@ -128,21 +129,24 @@ impl LiveChecker {
         {
             Err(_) => {
                 f.problems.push(format!(
-                    "{shown} could not be read from the API server within {:?}; the ExternalSecret was not checked against it",
+                    "{} could not be read from the API server within {:?}; the ExternalSecret was not checked against it",
+                    shown(),
                     self.budget
                 ));
                 return f;
             }
             Ok(Err(e)) => {
                 f.problems
-                    .push(format!("reading {shown} from the API server: {e}"));
+                    .push(format!("reading {} from the API server: {e}", shown()));
                 return f;
             }
             Ok(Ok(e)) => e,
         };
         let Some(store) = entry.store else {
-            f.problems
-                .push(format!("spec.secretStoreRef: {shown} does not exist (yet)"));
+            f.problems.push(format!(
+                "spec.secretStoreRef: {} does not exist (yet)",
+                shown()
+            ));
             return f;
         };
         match entry.allowed {
@@ -153,7 +157,8 @@ impl LiveChecker {
             }
             Some(Err(e)) => {
                 f.problems.push(format!(
-                    "spec.secretStoreRef: the conditions of {shown} cannot be evaluated: {e}"
+                    "spec.secretStoreRef: the conditions of {} cannot be evaluated: {e}",
+                    shown()
                 ));
                 return f;
             }
@@ -173,7 +178,8 @@ impl LiveChecker {
         }
         if dry_run {
             f.notes.push(format!(
-                "dry run: the remote references were not checked in Vault (that would log in to Vault for {shown})"
+                "dry run: the remote references were not checked in Vault (that would log in to Vault for {})",
+                shown()
             ));
             return f;
         }
@@ -181,8 +187,9 @@ impl LiveChecker {
             tokio::time::timeout_at(deadline.into(), self.vault_refs(&store, &ns, es)).await;
         match checked {
             Err(_) => f.problems.push(format!(
-                "Vault did not answer within {:?} for {shown}: the remote references were not checked",
-                self.budget
+                "Vault did not answer within {:?} for {}: the remote references were not checked",
+                self.budget,
+                shown()
             )),
             Ok((problems, cacheable)) => {
                 f.problems = problems;
