@@ -372,6 +372,30 @@ async fn vault_down_or_slow_answers_within_the_budget() {
         };
         assert!(text.contains("Vault"), "{mode:?}: {text}");
     }
+    // Updates that leave the spec alone, status writes and deletes need no Vault at all.
+    let state = e.state(LiveMode::Enforce, budget);
+    let obj = es("team-a", "down", store, read("app/db", "password"));
+    let mut update: Value = serde_json::from_slice(&review_body(&obj, false)).unwrap();
+    update["request"]["operation"] = json!("UPDATE");
+    let mut changed_meta = obj.clone();
+    changed_meta["metadata"]["labels"] = json!({"x": "y"});
+    update["request"]["object"] = changed_meta;
+    update["request"]["oldObject"] = obj.clone();
+    let mut status = update.clone();
+    status["request"]["subResource"] = json!("status");
+    let mut delete = update.clone();
+    delete["request"]["operation"] = json!("DELETE");
+    delete["request"]["object"] = Value::Null;
+    for body in [update, status, delete] {
+        let (_, r) = review(
+            &state,
+            Endpoint::Validate,
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(r.allowed && r.warnings.is_none(), "{r:?}");
+    }
     e.vault.set_down(false);
     e.vault.set_latency(Duration::from_secs(5));
     for (mode, allowed) in [(LiveMode::Warn, true), (LiveMode::Enforce, false)] {
