@@ -125,6 +125,10 @@ fn go_text_template_language() {
         ("{{ println \"a\" 1 }}", "a 1\n"),
         // index, len, slice.
         ("{{ index . \"my-key\" }}", "dash"),
+        // The data is a map[string]string: a key it lacks indexes to "".
+        ("[{{ index . \"no-such-key\" }}]", "[]"),
+        ("[{{ index (dict \"a\" 1) \"b\" }}]", "[<no value>]"),
+        ("{{ index (fromJson .json) \"b\" 1 }}", "2"),
         ("{{ index (list \"x\" \"y\") 1 }}", "y"),
         ("{{ len \"abc\" }} {{ len (list 1 2) }}", "3 2"),
         ("{{ slice \"abcdef\" 1 3 }}", "bc"),

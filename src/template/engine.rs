@@ -6,7 +6,7 @@
 //! an AST pass that adds a budget step to every `range` iteration and template call
 //! (so a template cannot spin without output), and a capped writer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,8 @@ impl std::fmt::Display for EngineError {
 pub(crate) struct Budget {
     steps: AtomicU64,
     start: Mutex<Instant>,
+    /// Address of the data map of the running execution (see `index` in `func_map`).
+    root: AtomicUsize,
 }
 
 impl Budget {
@@ -64,6 +66,7 @@ impl Budget {
         Budget {
             steps: AtomicU64::new(0),
             start: Mutex::new(Instant::now()),
+            root: AtomicUsize::new(0),
         }
     }
 
@@ -100,8 +103,43 @@ pub struct Compiled {
     uses: Uses,
 }
 
+fn root_ptr(v: &Value) -> usize {
+    match v {
+        Value::Map(m) => Arc::as_ptr(m) as usize,
+        _ => 0,
+    }
+}
+
 fn func_map(budget: &Arc<Budget>) -> FuncMap {
     let mut map = funcs::sprig(budget);
+    let b = Arc::clone(budget);
+    // ESO's data is a map[string]string: `index` of a key it lacks is "" in Go, where
+    // gotmpl (like Go for map[string]any, e.g. a dict) gives <no value>.
+    map.insert(
+        "index".to_string(),
+        Arc::new(move |args: &[Value]| {
+            b.step()?;
+            let Some((first, indices)) = args.split_first() else {
+                return Err(gotmpl::TemplateError::Exec(
+                    "wrong number of args for index: want at least 1 got 0".into(),
+                ));
+            };
+            let mut v = first.clone();
+            for (i, idx) in indices.iter().enumerate() {
+                if i == 0
+                    && root_ptr(&v) != 0
+                    && root_ptr(&v) == b.root.load(Ordering::Relaxed)
+                    && let (Value::Map(m), Value::String(k)) = (&v, idx)
+                    && !m.contains_key(k.as_ref())
+                {
+                    v = Value::String("".into());
+                    continue;
+                }
+                v = v.index(idx)?;
+            }
+            Ok(v)
+        }),
+    );
     let b = Arc::clone(budget);
     map.insert(
         STEP_FN.to_string(),
@@ -205,6 +243,7 @@ impl Compiled {
     /// Runs the template on `data`; the output is at most `limit` bytes.
     pub fn execute(&self, data: &Value, limit: usize) -> Result<String, EngineError> {
         self.budget.reset();
+        self.budget.root.store(root_ptr(data), Ordering::Relaxed);
         let mut out = CappedWriter {
             buf: String::new(),
             limit,
