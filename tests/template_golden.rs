@@ -206,6 +206,7 @@ fn sprig_encoding_functions() {
     check_table(&[
         ("{{ b64enc \"x\" }}", "eA=="),
         ("{{ \"eA==\" | b64dec }}", "x"),
+        ("{{ \"aGVs\\nbG8=\\r\\n\" | b64dec }}", "hello"),
         ("{{ .password | b64enc | b64dec }}", "s3cret"),
         // toJson sorts map keys and escapes HTML characters, as json.Marshal does.
         (

@@ -286,8 +286,13 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         }),
         ("b64dec", |a| {
             want(a, "b64dec", 1, 1)?;
+            // Go's decoder skips line breaks (wrapped base64, as in PEM bodies).
+            let v: String = strv(&a[0], "b64dec")?
+                .chars()
+                .filter(|c| !matches!(c, '\r' | '\n'))
+                .collect();
             let bytes = B64
-                .decode(strv(&a[0], "b64dec")?)
+                .decode(v)
                 .map_err(|_| exec("b64dec: the input is not valid base64"))?;
             Ok(s(to_text(&bytes)))
         }),
