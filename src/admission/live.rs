@@ -37,12 +37,6 @@ pub struct Findings {
     pub notes: Vec<String>,
 }
 
-impl Findings {
-    pub fn is_clean(&self) -> bool {
-        self.refusals.is_empty() && self.problems.is_empty()
-    }
-}
-
 /// A result worth remembering: transient failures (timeouts, Vault down) are never cached.
 #[derive(Clone)]
 struct Cached {
@@ -79,10 +73,6 @@ impl LiveChecker {
             results: Mutex::new(HashMap::new()),
             stores: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn budget(&self) -> Duration {
-        self.budget
     }
 
     fn cached(&self, key: u64) -> Option<Findings> {
@@ -512,7 +502,7 @@ async fn check_list(client: &StoreClient, at: &str, folder: &str) -> Option<(Str
 
 /// Whether a ClusterSecretStore resolves some credential in the ExternalSecret's namespace
 /// (a reference without `namespace`).
-pub fn referent(p: &VaultProvider) -> bool {
+fn referent(p: &VaultProvider) -> bool {
     let Some(a) = &p.auth else {
         return false;
     };

@@ -146,11 +146,6 @@ impl AdmissionState {
             timeout: live_budget + Duration::from_secs(2),
         }
     }
-
-    /// The live mode in effect (`off` when live checks are unavailable).
-    pub fn mode(&self) -> LiveMode {
-        self.mode
-    }
 }
 
 /// The two endpoints with their limits: body size (413), per-request timeout (503) and a

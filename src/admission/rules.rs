@@ -288,7 +288,7 @@ fn source_ref(p: &mut Vec<Problem>, at: &str, s: &StoreSourceRef) {
 }
 
 /// The remote key rule (no escape from the mount), shared with the Vault client.
-pub fn check_key(key: &str) -> Result<(), String> {
+fn check_key(key: &str) -> Result<(), String> {
     crate::vault::paths::check_key(key)
 }
 

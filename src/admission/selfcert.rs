@@ -237,12 +237,6 @@ impl CertManager {
         self
     }
 
-    /// Extra names for the serving certificate (e.g. `127.0.0.1` in tests).
-    pub fn with_extra_names(mut self, names: &[String]) -> Self {
-        self.names.extend_from_slice(names);
-        self
-    }
-
     /// The current certificates: read from the Secret, created or renewed there when needed.
     /// Replicas race on create and update; the loser re-reads and takes the winner's.
     pub async fn ensure(&self) -> anyhow::Result<CertBundle> {
