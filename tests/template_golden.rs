@@ -430,6 +430,8 @@ fn exploding_templates_are_bounded() {
         "{{ $x := \"\\\\\" }}{{ range 64 }}{{ $x = js $x }}{{ end }}",
         "{{ $l := list 1 }}{{ range 64 }}{{ $l = list $l $l }}{{ end }}{{ toJson $l }}",
         "{{ printf \"%999999999s\" \"x\" }}",
+        // Deep nesting would overflow the stack when printed or dropped.
+        "{{ $l := list }}{{ range 100000 }}{{ $l = list $l }}{{ end }}",
         "{{ repeat 100000000 \"xy\" }}",
         "{{ indent 100000000 \"x\" }}",
         // Plain output past 1 MiB.

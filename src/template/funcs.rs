@@ -693,14 +693,14 @@ pub(crate) fn sprig(budget: &Arc<Budget>) -> FuncMap {
                 for a in args {
                     if !fits(a, MAX_OUTPUT) {
                         return Err(limit(format!(
-                            "{name} was given a value larger than {MAX_OUTPUT} bytes"
+                            "{name} was given a value larger than {MAX_OUTPUT} bytes or nested deeper than {MAX_DEPTH}"
                         )));
                     }
                 }
                 let out = f(args)?;
                 if !fits(&out, MAX_OUTPUT) {
                     return Err(limit(format!(
-                        "{name} produced a value larger than {MAX_OUTPUT} bytes"
+                        "{name} produced a value larger than {MAX_OUTPUT} bytes or nested deeper than {MAX_DEPTH}"
                     )));
                 }
                 Ok(out)
@@ -841,7 +841,18 @@ fn fits(v: &Value, cap: usize) -> bool {
     within(v, &mut left)
 }
 
+/// Deepest nesting of lists and maps a function may take or return: deeper values
+/// would overflow the stack when printed or dropped.
+const MAX_DEPTH: usize = 64;
+
 fn within(v: &Value, left: &mut usize) -> bool {
+    within_depth(v, left, 0)
+}
+
+fn within_depth(v: &Value, left: &mut usize, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
     let take = |left: &mut usize, n: usize| -> bool {
         if n > *left {
             false
@@ -852,11 +863,13 @@ fn within(v: &Value, left: &mut usize) -> bool {
     };
     match v {
         Value::String(s) => take(left, s.len()),
-        Value::List(l) => take(left, 2 + l.len()) && l.iter().all(|x| within(x, left)),
+        Value::List(l) => {
+            take(left, 2 + l.len()) && l.iter().all(|x| within_depth(x, left, depth + 1))
+        }
         Value::Map(m) => {
             take(left, 5 + m.len())
                 && m.iter()
-                    .all(|(k, x)| take(left, k.len() + 1) && within(x, left))
+                    .all(|(k, x)| take(left, k.len() + 1) && within_depth(x, left, depth + 1))
         }
         _ => take(left, 24),
     }
