@@ -78,8 +78,14 @@ impl Budget {
                 "{LIMIT_MARK}more than {MAX_STEPS} steps (function calls, loop iterations)"
             )));
         }
-        let started = *self.start.lock().unwrap_or_else(|p| p.into_inner());
-        if n.is_multiple_of(64) && started.elapsed() > MAX_TIME {
+        if n.is_multiple_of(64)
+            && self
+                .start
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                > MAX_TIME
+        {
             return Err(gotmpl::TemplateError::Exec(format!(
                 "{LIMIT_MARK}ran longer than {}s",
                 MAX_TIME.as_secs()
