@@ -484,7 +484,8 @@ async fn sync(
             }
         }
     };
-    let seed = es.uid().unwrap_or_default();
+    // ExternalSecrets reading the same data refresh together, so their Vault reads are shared.
+    let seed = refresh_seed(&es.spec);
     let input = refresh::Input {
         policy: es.spec.refresh_policy.unwrap_or_default(),
         interval,
@@ -524,7 +525,7 @@ async fn sync(
         let again = if interval.is_zero() {
             Duration::from_secs(300)
         } else {
-            interval + refresh::jitter(interval, &seed)
+            interval + refresh::phase(interval, &seed) / 10
         };
         return Ok(Synced::Done {
             outcome: EsOutcome::Missing { secret: target },
@@ -925,4 +926,16 @@ pub(crate) async fn run(
             }
         })
         .await;
+}
+
+/// What an ExternalSecret reads: its store and remote references (see `refresh::next_due`).
+fn refresh_seed(spec: &crate::api::ExternalSecretSpec) -> String {
+    serde_json::json!([
+        spec.secret_store_ref,
+        spec.data
+            .as_ref()
+            .map(|d| d.iter().map(|e| &e.remote_ref).collect::<Vec<_>>()),
+        spec.data_from
+    ])
+    .to_string()
 }

@@ -1,15 +1,13 @@
 //! When to read Vault again, as a function of data (ESO's `shouldRefresh` and `isSecretValid`,
-//! plus jitter so refreshes do not move in lockstep, and per-object error backoff).
+//! plus a per-data phase so refreshes spread over the interval, and per-object error backoff).
 
 use std::time::Duration;
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
 use super::hash::unit_fraction;
 use crate::api::{CreationPolicy, RefreshPolicy};
 
-/// Share of the refresh interval over which refreshes are spread.
-const JITTER_SHARE: f64 = 0.1;
 /// First retry delay after an error, doubled per consecutive failure.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest retry delay after errors.
@@ -116,8 +114,14 @@ pub fn decide(i: &Input) -> Refresh {
     }
 }
 
-/// When a Periodic refresh is due after a sync at `refresh_time`: the interval plus this object's
-/// offset of up to a tenth of the interval. `None` for interval zero ("sync once").
+/// When a Periodic refresh is due after a sync at `refresh_time`: the first instant after it that
+/// falls on this object's phase of the interval grid (wall-clock time modulo the interval), so
+/// never more than one interval later. `None` for interval zero ("sync once").
+///
+/// The seed is what the object reads (its store and remote references), not its identity:
+/// ExternalSecrets reading the same Vault data share a phase, come due together and share one
+/// Vault read; different data is spread over the whole interval, so a restart or a thousand
+/// objects created together do not refresh in lockstep (ESO issue 4231).
 pub fn next_due(
     interval: Duration,
     refresh_time: Option<Timestamp>,
@@ -126,15 +130,22 @@ pub fn next_due(
     if interval.is_zero() {
         return None;
     }
-    let base = refresh_time?;
-    let delay = interval + jitter(interval, seed);
-    let delay = SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX);
-    Some(base.checked_add(delay).unwrap_or(Timestamp::MAX))
+    let base = refresh_time?.as_nanosecond();
+    let period = i128::try_from(interval.as_nanos())
+        .unwrap_or(i128::MAX)
+        .max(1);
+    let phase = i128::try_from(phase(interval, seed).as_nanos()).unwrap_or(0);
+    let next = ((base - phase).div_euclid(period) + 1)
+        .saturating_mul(period)
+        .saturating_add(phase);
+    Some(Timestamp::from_nanosecond(next).unwrap_or(Timestamp::MAX))
 }
 
-/// This object's refresh offset: deterministic, in `[0, interval / 10)`.
-pub fn jitter(interval: Duration, seed: &str) -> Duration {
-    interval.mul_f64(JITTER_SHARE * unit_fraction(seed))
+/// The object's offset within the interval grid: deterministic, in `[0, interval)`.
+pub fn phase(interval: Duration, seed: &str) -> Duration {
+    interval
+        .mul_f64(unit_fraction(seed))
+        .min(interval.saturating_sub(Duration::from_nanos(1)))
 }
 
 /// Delay before retrying after `failures` consecutive errors (1 → 5 s, doubling, at most 5 min).
@@ -169,7 +180,7 @@ mod tests {
             target: TargetState::Valid,
             store_changed: false,
             seed: "uid-1",
-            now: ts(1_000_010),
+            now: ts(1_000_000),
         }
     }
 
@@ -178,8 +189,7 @@ mod tests {
         use CreationPolicy as C;
         use Refresh::*;
         use RefreshPolicy as P;
-        let j = jitter(Duration::from_secs(3600), "uid-1");
-        let due = ts(1_000_000 + 3600) + SignedDuration::try_from(j).unwrap();
+        let due = next_due(Duration::from_secs(3600), Some(ts(1_000_000)), "uid-1").unwrap();
         type Case = (&'static str, fn(&mut Input<'static>), Refresh);
         let cases: Vec<Case> = vec![
             ("synced and fresh", |_| {}, At(ts(0))),
@@ -209,9 +219,9 @@ mod tests {
                 Now(Reason::Interval),
             ),
             (
-                "interval passed, within jitter",
+                "a whole interval passed: due whatever the phase",
                 |i| i.now = ts(1_000_000 + 3600),
-                At(ts(0)),
+                Now(Reason::Interval),
             ),
             (
                 "secret deleted",
@@ -359,27 +369,41 @@ mod tests {
     }
 
     #[test]
-    fn jitter_is_deterministic_bounded_and_spread() {
+    fn refreshes_fall_on_a_phase_at_most_one_interval_after_the_sync() {
         let iv = Duration::from_secs(3600);
-        assert_eq!(jitter(iv, "a"), jitter(iv, "a"));
-        let offsets: Vec<Duration> = (0..1000).map(|n| jitter(iv, &format!("uid-{n}"))).collect();
-        assert!(offsets.iter().all(|d| *d < Duration::from_secs(360)));
-        // 1,000 objects synced at the same moment come due over many different seconds.
-        let distinct: std::collections::BTreeSet<u64> =
-            offsets.iter().map(|d| d.as_secs()).collect();
-        assert!(distinct.len() > 300, "{}", distinct.len());
-        assert!(jitter(Duration::from_secs(1), "a") < Duration::from_millis(100));
-    }
-
-    #[test]
-    fn next_due_after_a_sync() {
-        let iv = Duration::from_secs(60);
-        let at = next_due(iv, Some(ts(100)), "x").unwrap();
-        assert!(at >= ts(160) && at < ts(166));
-        assert_eq!(next_due(Duration::ZERO, Some(ts(100)), "x"), None);
-        assert_eq!(next_due(iv, None, "x"), None);
-        assert_eq!(until(ts(100), ts(90)), Duration::ZERO);
-        assert_eq!(until(ts(100), ts(130)), Duration::from_secs(30));
+        assert_eq!(phase(iv, "a"), phase(iv, "a"));
+        for n in 0..200 {
+            let seed = format!("data-{n}");
+            for synced in [0, 1, 1_799, 3_599, 3_600, 1_000_123] {
+                let at = next_due(iv, Some(ts(synced)), &seed).unwrap();
+                assert!(
+                    at > ts(synced) && at <= ts(synced + 3600),
+                    "{seed} {synced}: {at}"
+                );
+                let offset = at.as_second().rem_euclid(3600);
+                assert_eq!(
+                    offset,
+                    phase(iv, &seed).as_secs() as i64,
+                    "{seed}: on its phase"
+                );
+            }
+        }
+        // Objects reading the same data, synced at different moments, come due together.
+        let a = next_due(iv, Some(ts(1_000_000)), "same").unwrap();
+        let b = next_due(iv, Some(ts(1_000_000 + 17)), "same").unwrap();
+        let c = next_due(Duration::from_secs(3600), Some(a), "same").unwrap();
+        assert!(a == b || (b.as_second() - a.as_second()) == 3600, "{a} {b}");
+        assert_eq!(c.as_second() - a.as_second(), 3600);
+        // Different data is spread over the whole interval.
+        let phases: std::collections::BTreeSet<u64> = (0..1000)
+            .map(|n| phase(iv, &format!("data-{n}")).as_secs() / 60)
+            .collect();
+        assert!(
+            phases.len() > 55,
+            "1,000 objects use {} of 60 minutes",
+            phases.len()
+        );
+        assert!(phase(Duration::from_secs(1), "a") < Duration::from_secs(1));
     }
 
     #[test]

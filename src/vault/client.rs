@@ -19,7 +19,10 @@ use crate::api::{StoreKind, VaultKvVersion};
 use crate::metrics::Metrics;
 
 /// How long a finished read answers identical reads of the same store, path and version.
-const READ_SHARE_WINDOW: Duration = Duration::from_secs(1);
+/// ExternalSecrets reading the same data come due at the same instant (see
+/// `reconcile::refresh::next_due`), so a short window catches them all; it must stay well under
+/// the shortest refresh interval people use (1 s) so that each refresh still reads Vault.
+const READ_SHARE_WINDOW: Duration = Duration::from_millis(500);
 /// A renewal that leaves less than this fraction of the login TTL means the token is near its
 /// max TTL: log in again instead of renewing ever more often.
 const MIN_RENEW_FRACTION: u32 = 3;
