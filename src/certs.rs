@@ -71,8 +71,15 @@ pub fn sign_serving(
         let san = match name.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
             Err(_) => {
-                anyhow::ensure!(is_dns_name(name), "{name:?} is neither an IP address nor a DNS name");
-                SanType::DnsName(name.clone().try_into().with_context(|| format!("DNS name {name:?}"))?)
+                anyhow::ensure!(
+                    is_dns_name(name),
+                    "{name:?} is neither an IP address nor a DNS name"
+                );
+                SanType::DnsName(
+                    name.clone()
+                        .try_into()
+                        .with_context(|| format!("DNS name {name:?}"))?,
+                )
             }
         };
         params.subject_alt_names.push(san);
@@ -126,7 +133,9 @@ fn is_dns_name(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -193,10 +202,16 @@ mod tests {
     #[test]
     fn bad_names_are_errors() {
         for bad in ["not a name!", "", "a..b", "-a.b", "a_b.svc"] {
-            assert!(generate(&[bad.into()], Duration::from_secs(60)).is_err(), "{bad:?}");
+            assert!(
+                generate(&[bad.into()], Duration::from_secs(60)).is_err(),
+                "{bad:?}"
+            );
         }
         for good in ["*.ns.svc", "localhost", "::1", "a-b.c"] {
-            assert!(generate(&[good.into()], Duration::from_secs(60)).is_ok(), "{good:?}");
+            assert!(
+                generate(&[good.into()], Duration::from_secs(60)).is_ok(),
+                "{good:?}"
+            );
         }
     }
 }

@@ -24,7 +24,9 @@ use crate::vault::VaultClients;
 /// Entry point of `vaultgate run` from the command line.
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_format, &args.log_level)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         install_crypto();
         let kube = kube::Client::try_default()
@@ -76,7 +78,11 @@ struct HealthState {
 
 /// Runs the configured parts until `shutdown` is cancelled or one of them fails; then stops the
 /// others gracefully and revokes the Vault tokens vaultgate logged in for.
-pub async fn run(args: RunArgs, kube: kube::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    args: RunArgs,
+    kube: kube::Client,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     install_crypto();
     let metrics = Metrics::new();
     let vault = VaultClients::new(kube.clone(), metrics.clone());
@@ -84,7 +90,12 @@ pub async fn run(args: RunArgs, kube: kube::Client, shutdown: CancellationToken)
     let need_webhook = !args.controller_only;
     let need_controller = !args.webhook_only;
 
-    let health = HealthState { metrics: metrics.clone(), ready: ready.clone(), need_webhook, need_controller };
+    let health = HealthState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        need_webhook,
+        need_controller,
+    };
     let health_listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("binding --metrics-addr {}", args.metrics_addr))?;
@@ -102,7 +113,10 @@ pub async fn run(args: RunArgs, kube: kube::Client, shutdown: CancellationToken)
 
     if need_webhook {
         let tls = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => TlsSource::Files { cert: cert.clone(), key: key.clone() },
+            (Some(cert), Some(key)) => TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
             _ => TlsSource::SelfManaged {
                 namespace: args.pod_namespace.clone(),
                 secret_name: args.cert_secret.clone(),
@@ -116,8 +130,13 @@ pub async fn run(args: RunArgs, kube: kube::Client, shutdown: CancellationToken)
             live: args.admission_live,
             live_budget: args.admission_live_budget,
         };
-        let (kube, vault, metrics, ready, shutdown) =
-            (kube.clone(), vault.clone(), metrics.clone(), ready.webhook.clone(), shutdown.clone());
+        let (kube, vault, metrics, ready, shutdown) = (
+            kube.clone(),
+            vault.clone(),
+            metrics.clone(),
+            ready.webhook.clone(),
+            shutdown.clone(),
+        );
         tasks.spawn(async move {
             crate::admission::serve(cfg, Some(kube), Some(vault), metrics, ready, shutdown)
                 .await
@@ -135,13 +154,20 @@ pub async fn run(args: RunArgs, kube: kube::Client, shutdown: CancellationToken)
             identity: identity(),
             concurrency: args.concurrency,
         };
-        let (kube, vault, metrics, ready, shutdown) =
-            (kube.clone(), vault.clone(), metrics.clone(), ready.controller.clone(), shutdown.clone());
+        let (kube, vault, metrics, ready, shutdown) = (
+            kube.clone(),
+            vault.clone(),
+            metrics.clone(),
+            ready.controller.clone(),
+            shutdown.clone(),
+        );
         tasks.spawn(async move {
             // The controller is ready to be asked about health as soon as it runs; leadership is
             // not readiness (a standby replica still serves the webhook).
             ready.store(true, Ordering::SeqCst);
-            crate::reconcile::run(kube, vault, metrics, cfg, shutdown).await.context("reconciler")
+            crate::reconcile::run(kube, vault, metrics, cfg, shutdown)
+                .await
+                .context("reconciler")
         });
     }
 
@@ -178,7 +204,13 @@ fn health_router(state: HealthState) -> Router {
 }
 
 async fn metrics_handler(State(s): State<HealthState>) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        s.metrics.render(),
+    )
 }
 
 async fn readyz(State(s): State<HealthState>) -> impl IntoResponse {

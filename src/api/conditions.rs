@@ -55,7 +55,8 @@ mod tests {
             status: status.into(),
             reason: Some(reason.into()),
             message: None,
-            last_transition_time: t.map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap())),
+            last_transition_time: t
+                .map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap())),
         }
     }
 
