@@ -15,7 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gotmpl::Value;
 
-use crate::api::{ExternalSecretSpec, ExternalSecretTemplate, TemplateMergePolicy, TemplateScope};
+use crate::api::{
+    DecodingStrategy, ExternalSecretSpec, ExternalSecretTemplate, TemplateFrom,
+    TemplateMergePolicy, TemplateScope,
+};
 use engine::{EngineError, MAX_OUTPUT};
 
 /// Templates read from ConfigMaps and Secrets named in `templateFrom`, fetched by the
@@ -86,6 +89,17 @@ enum Target {
     Data,
     Labels,
     Annotations,
+}
+
+/// `valuesDecodingStrategy` other than None is refused rather than ignored.
+fn check_decoding(field: &str, from: &TemplateFrom) -> Result<(), TemplateError> {
+    match from.values_decoding_strategy {
+        None | Some(DecodingStrategy::None) => Ok(()),
+        Some(other) => Err(TemplateError::Output {
+            field: format!("{field}.valuesDecodingStrategy"),
+            message: format!("{other:?} is not supported yet; decode with b64dec in the template"),
+        }),
+    }
 }
 
 fn parse_target(field: &str, t: Option<&str>) -> Result<Target, TemplateError> {
@@ -288,6 +302,7 @@ pub fn render_target(
     for (i, entry) in from.iter().enumerate() {
         let base = format!("{TPL}.templateFrom[{i}]");
         let target = parse_target(&base, entry.target.as_deref())?;
+        check_decoding(&base, entry)?;
         if let Some(cm) = &entry.config_map {
             let field = format!("{base}.configMap");
             let obj = sources
@@ -454,10 +469,14 @@ pub fn check_templates(spec: &ExternalSecretSpec) -> Vec<(String, String)> {
             if let Some(lit) = &from.literal {
                 check(format!("{TPL}.templateFrom[{i}].literal"), "literal", lit);
             }
-            if let Err(TemplateError::Output { field, message }) =
-                parse_target(&format!("{TPL}.templateFrom[{i}]"), from.target.as_deref())
-            {
-                bad_targets.push((field, message));
+            let base = format!("{TPL}.templateFrom[{i}]");
+            for res in [
+                parse_target(&base, from.target.as_deref()).map(|_| ()),
+                check_decoding(&base, from),
+            ] {
+                if let Err(TemplateError::Output { field, message }) = res {
+                    bad_targets.push((field, message));
+                }
             }
         }
     }

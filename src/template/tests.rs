@@ -251,6 +251,7 @@ fn check_templates_reports_paths_and_positions() {
                 template_from: Some(vec![TemplateFrom {
                     literal: Some("{{ .a ".into()),
                     target: Some("Spec".into()),
+                    values_decoding_strategy: Some(crate::api::DecodingStrategy::Base64),
                     ..Default::default()
                 }]),
                 ..Default::default()
@@ -278,6 +279,7 @@ fn check_templates_reports_paths_and_positions() {
             "spec.target.template.metadata.labels[l]",
             "spec.target.template.templateFrom[0].literal",
             "spec.target.template.templateFrom[0].target",
+            "spec.target.template.templateFrom[0].valuesDecodingStrategy",
         ]
     );
     assert_eq!(
