@@ -182,6 +182,53 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::api::duration::parse(s).map_err(|e| e.to_string())
 }
 
+/// Runs a parsed command line; the exit code follows the command (`check` exits 1 on problems).
+pub fn main(cli: Cli) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let result = match cli.command {
+        Command::Crds(args) => crds(args).map(|_| ExitCode::SUCCESS),
+        Command::Certs(args) => certs(args).map(|_| ExitCode::SUCCESS),
+        Command::Check(args) => crate::check::main(args),
+        Command::Run(args) => crate::run::main(*args).map(|_| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vaultgate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn crds(args: CrdsArgs) -> anyhow::Result<()> {
+    match args.out_dir {
+        None => {
+            print!("{}", crate::crd::render_all()?);
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for crd in crate::crd::all() {
+                std::fs::write(
+                    dir.join(crate::crd::file_name(&crd)),
+                    crate::crd::to_yaml(&crd)?,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn certs(args: CertsArgs) -> anyhow::Result<()> {
+    let bundle = crate::certs::generate(&args.dns_names, args.validity)?;
+    crate::certs::write_dir(&bundle, &args.out_dir)?;
+    println!(
+        "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key for {1}",
+        args.out_dir.display(),
+        args.dns_names.join(", ")
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,51 +285,4 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["vaultgate", "run", "--tls-cert", "x"]).is_err());
     }
-}
-
-/// Runs a parsed command line; the exit code follows the command (`check` exits 1 on problems).
-pub fn main(cli: Cli) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let result = match cli.command {
-        Command::Crds(args) => crds(args).map(|_| ExitCode::SUCCESS),
-        Command::Certs(args) => certs(args).map(|_| ExitCode::SUCCESS),
-        Command::Check(args) => crate::check::main(args),
-        Command::Run(args) => crate::run::main(*args).map(|_| ExitCode::SUCCESS),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("vaultgate: {e:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn crds(args: CrdsArgs) -> anyhow::Result<()> {
-    match args.out_dir {
-        None => {
-            print!("{}", crate::crd::render_all()?);
-        }
-        Some(dir) => {
-            std::fs::create_dir_all(&dir)?;
-            for crd in crate::crd::all() {
-                std::fs::write(
-                    dir.join(crate::crd::file_name(&crd)),
-                    crate::crd::to_yaml(&crd)?,
-                )?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn certs(args: CertsArgs) -> anyhow::Result<()> {
-    let bundle = crate::certs::generate(&args.dns_names, args.validity)?;
-    crate::certs::write_dir(&bundle, &args.out_dir)?;
-    println!(
-        "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key for {1}",
-        args.out_dir.display(),
-        args.dns_names.join(", ")
-    );
-    Ok(())
 }

@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 
 use crate::api::{
     ClusterSecretStore, ExternalSecret, ExternalSecretDataRemoteRef, MetadataPolicy, SecretStore,
-    StoreKind, VaultKvVersion, VaultProvider,
+    StoreKind, VaultKvVersion,
 };
 use crate::vault::{StoreClient, StoreHandle, VaultClients, paths, values};
 
@@ -205,7 +205,8 @@ impl LiveChecker {
             ));
             return f;
         }
-        if handle.kind == StoreKind::ClusterSecretStore && referent(provider) {
+        if handle.kind == StoreKind::ClusterSecretStore && crate::vault::has_referent_refs(provider)
+        {
             f.notes.push(format!(
                 "{shown} resolves its credentials in each ExternalSecret's namespace: its Vault login is checked when an ExternalSecret uses it"
             ));
@@ -498,40 +499,6 @@ async fn check_list(client: &StoreClient, at: &str, folder: &str) -> Option<(Str
         }
         Err(e) => Some((format!("{at}: {e}"), e.is_transient())),
     }
-}
-
-/// Whether a ClusterSecretStore resolves some credential in the ExternalSecret's namespace
-/// (a reference without `namespace`).
-fn referent(p: &VaultProvider) -> bool {
-    let Some(a) = &p.auth else {
-        return false;
-    };
-    let missing = |ns: &Option<String>| ns.as_deref().is_none_or(str::is_empty);
-    let secret_refs = [
-        a.token_secret_ref.as_ref(),
-        a.app_role.as_ref().and_then(|r| r.role_ref.as_ref()),
-        a.app_role.as_ref().map(|r| &r.secret_ref),
-        a.kubernetes.as_ref().and_then(|k| k.secret_ref.as_ref()),
-        a.ldap.as_ref().and_then(|l| l.secret_ref.as_ref()),
-        a.user_pass.as_ref().and_then(|u| u.secret_ref.as_ref()),
-        a.jwt.as_ref().and_then(|j| j.secret_ref.as_ref()),
-        a.cert.as_ref().and_then(|c| c.client_cert.as_ref()),
-        a.cert.as_ref().and_then(|c| c.secret_ref.as_ref()),
-    ];
-    let sa_refs = [
-        a.kubernetes
-            .as_ref()
-            .and_then(|k| k.service_account_ref.as_ref()),
-        a.jwt
-            .as_ref()
-            .and_then(|j| j.kubernetes_service_account_token.as_ref())
-            .map(|t| &t.service_account_ref),
-    ];
-    secret_refs
-        .into_iter()
-        .flatten()
-        .any(|r| missing(&r.namespace))
-        || sa_refs.into_iter().flatten().any(|r| missing(&r.namespace))
 }
 
 impl std::fmt::Debug for LiveChecker {

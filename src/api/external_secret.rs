@@ -14,6 +14,8 @@ fn default_refresh_interval() -> Option<String> {
 }
 
 /// What to sync from which store into which Secret.
+// Several printer columns share a type; clippy reads the repeated `type_` as a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "external-secrets.io",

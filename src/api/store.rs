@@ -12,6 +12,8 @@ use super::conditions::Condition;
 use super::refs::{SecretKeySelector, ServiceAccountSelector};
 
 /// The spec shared by SecretStore and ClusterSecretStore, as in ESO.
+// Several printer columns share a type; clippy reads the repeated `type_` as a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "external-secrets.io",
@@ -66,6 +68,8 @@ pub struct SecretStoreSpec {
 
 /// The ClusterSecretStore has the same spec as the SecretStore; a separate type only because the
 /// derive generates one root kind per spec type.
+// Several printer columns share a type; clippy reads the repeated `type_` as a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "external-secrets.io",

@@ -24,8 +24,8 @@ use super::refresh;
 use super::status::{self, StoreOutcome};
 use super::{Error, Shared};
 use crate::api::{
-    ClusterSecretStore, SecretKeySelector, SecretStore, SecretStoreSpec, SecretStoreStatus,
-    ServiceAccountSelector, StoreKind, VaultProvider, duration,
+    ClusterSecretStore, SecretStore, SecretStoreSpec, SecretStoreStatus, StoreKind, VaultProvider,
+    duration,
 };
 use crate::vault::StoreHandle;
 
@@ -101,42 +101,7 @@ pub fn refresh_interval(v: Option<&IntOrString>) -> Result<Duration, String> {
 /// Whether a ClusterSecretStore takes its credentials from each ExternalSecret's namespace
 /// (references without a namespace), so that no single login can validate it.
 pub fn is_referent(kind: StoreKind, p: &VaultProvider) -> bool {
-    if kind != StoreKind::ClusterSecretStore {
-        return false;
-    }
-    let sk = |s: Option<&SecretKeySelector>| s.is_some_and(|s| s.namespace.is_none());
-    let sa = |s: Option<&ServiceAccountSelector>| s.is_some_and(|s| s.namespace.is_none());
-    let tls = p
-        .tls
-        .as_ref()
-        .is_some_and(|t| sk(t.cert_secret_ref.as_ref()) || sk(t.key_secret_ref.as_ref()));
-    let ca = p
-        .ca_provider
-        .as_ref()
-        .is_some_and(|c| c.namespace.is_none());
-    let auth = p.auth.as_ref().is_some_and(|a| {
-        sk(a.token_secret_ref.as_ref())
-            || a.app_role
-                .as_ref()
-                .is_some_and(|r| sk(r.role_ref.as_ref()) || sk(Some(&r.secret_ref)))
-            || a.kubernetes
-                .as_ref()
-                .is_some_and(|k| sa(k.service_account_ref.as_ref()) || sk(k.secret_ref.as_ref()))
-            || a.jwt.as_ref().is_some_and(|j| {
-                sk(j.secret_ref.as_ref())
-                    || j.kubernetes_service_account_token
-                        .as_ref()
-                        .is_some_and(|t| sa(Some(&t.service_account_ref)))
-            })
-            || a.user_pass
-                .as_ref()
-                .is_some_and(|u| sk(u.secret_ref.as_ref()))
-            || a.ldap.as_ref().is_some_and(|u| sk(u.secret_ref.as_ref()))
-            || a.cert
-                .as_ref()
-                .is_some_and(|c| sk(c.client_cert.as_ref()) || sk(c.secret_ref.as_ref()))
-    });
-    tls || ca || auth
+    kind == StoreKind::ClusterSecretStore && crate::vault::has_referent_refs(p)
 }
 
 fn store_key<K: StoreObject>(s: &K) -> String {
@@ -284,6 +249,7 @@ pub(crate) async fn run<K: StoreObject>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::SecretKeySelector;
     use crate::api::VaultAuth;
 
     #[test]

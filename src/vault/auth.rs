@@ -88,7 +88,7 @@ pub(crate) fn auth_kind(auth: Option<&VaultAuth>) -> Result<AuthKind, VaultError
 
 /// Whether a ClusterSecretStore resolves some reference in the ExternalSecret's namespace, so
 /// that its login identity depends on that namespace.
-pub(crate) fn has_referent_refs(p: &VaultProvider) -> bool {
+pub fn has_referent_refs(p: &VaultProvider) -> bool {
     let sk = |s: &Option<SecretKeySelector>| s.as_ref().is_some_and(|s| s.namespace.is_none());
     let sa = |s: &Option<ServiceAccountSelector>| s.as_ref().is_some_and(|s| s.namespace.is_none());
     let tls = p

@@ -20,6 +20,8 @@
 //! defaults, which must not leak into per-store clients.
 
 mod auth;
+
+pub use auth::has_referent_refs;
 mod client;
 mod fetch;
 mod http;
