@@ -3,7 +3,7 @@ CARGO ?= cargo
 SANDBOX_DIR ?= .sandbox
 export SANDBOX_DIR
 
-.PHONY: run test bench soak deploy crds certs lint fmt
+.PHONY: run test bench deploy crds certs lint fmt
 
 ## run: the whole thing on one machine (Kubernetes API emulator + Vault dev server + vaultgate), no cluster needed
 run:
@@ -18,10 +18,6 @@ bench:
 	command -v oha >/dev/null 2>&1 || $(CARGO) install oha --locked
 	$(CARGO) build --release -p vaultgate -p vaultgate-sandbox
 	./target/release/vaultgate-bench
-
-## soak: 1,000 ExternalSecrets under random faults, a few minutes
-soak:
-	$(CARGO) test --release -p vaultgate --test soak -- --ignored --nocapture
 
 ## deploy: apply CRDs, RBAC, Deployment, Service and webhooks to the current kubectl context
 deploy:
