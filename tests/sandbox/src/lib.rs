@@ -71,10 +71,20 @@ pub struct Sandbox {
     pub vaultgate: JoinHandle<anyhow::Result<()>>,
 }
 
-/// A free port on 127.0.0.1 (bound and released: good enough for a local sandbox).
+/// A free port on 127.0.0.1 (bound and released: good enough for a local sandbox). A port is
+/// never handed out twice by one process, so that sandboxes started side by side in one test
+/// binary cannot be given the same address.
 pub fn free_local_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
-    l.local_addr().expect("local address")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
+        let addr = l.local_addr().expect("local address");
+        if !handed.contains(&addr.port()) {
+            handed.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// Binds `want` if it is free, otherwise an ephemeral port (a second sandbox must still start).

@@ -49,9 +49,17 @@ mod tempdir {
 }
 
 fn start() -> Running {
+    start_with(&[])
+}
+
+fn start_with(env: &[(&str, &str)]) -> Running {
     let dir = tempdir::Dir::new();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vaultgate-sandbox"))
+        .envs(env.iter().copied())
         .env("SANDBOX_DIR", &dir.0)
+        // Tests run side by side: no fixed ports.
+        .env("SANDBOX_KUBE_ADDR", "127.0.0.1:0")
+        .env("SANDBOX_VAULT_ADDR", "127.0.0.1:0")
         .env("VAULTGATE_LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -113,7 +121,15 @@ fn kubectl(
     )
 }
 
+/// One test, sandboxes one after another: two sandbox processes starting side by side would
+/// race for the ports they pick.
 #[test]
+fn make_run_sandbox_with_kubectl() {
+    sandbox_serves_the_demo_and_kubectl_works();
+    kubectl_apply_with_vault_down_is_admitted_with_a_warning_in_warn_mode();
+    kubectl_apply_is_refused_in_enforce_mode_naming_the_vault_path();
+}
+
 fn sandbox_serves_the_demo_and_kubectl_works() {
     let running = start();
     let env = running.dir.0.join("env");
@@ -240,4 +256,70 @@ spec:
         watched.contains("mine"),
         "kubectl get -w printed: {watched}"
     );
+}
+
+fn env_var(env_file: &std::path::Path, name: &str) -> String {
+    std::fs::read_to_string(env_file)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("export {name}="))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("{name} in env"))
+}
+
+const MISSING_PATH: &str = r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: typo, namespace: demo}
+spec:
+  secretStoreRef: {name: vault}
+  data:
+    - secretKey: password
+      remoteRef: {key: demo/ap, property: password}
+"#;
+
+fn kubectl_apply_is_refused_in_enforce_mode_naming_the_vault_path() {
+    let running = start_with(&[("VAULTGATE_ADMISSION_LIVE", "enforce")]);
+    let env = running.dir.0.join("env");
+    let (ok, out, err) = kubectl(&env, &["apply", "-f", "-"], Some(MISSING_PATH));
+    assert!(!ok, "refused: {out}{err}");
+    assert!(
+        err.contains("denied the request") && err.contains("secret/data/demo/ap"),
+        "the refusal names the Vault path: {err}"
+    );
+    let (_, out, _) = kubectl(&env, &["get", "externalsecrets", "-n", "demo"], None);
+    assert!(!out.contains("typo"), "nothing stored: {out}");
+}
+
+fn kubectl_apply_with_vault_down_is_admitted_with_a_warning_in_warn_mode() {
+    let running = start();
+    let env = running.dir.0.join("env");
+    let vault = env_var(&env, "VAULT_ADDR");
+    let seal = |sealed: bool| {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                "-d",
+                &format!("{{\"sealed\": {sealed}}}"),
+                &format!("{vault}/_emulator/sealed"),
+            ])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "sealing the Vault dev server");
+    };
+    seal(true);
+    let (ok, out, err) = kubectl(&env, &["apply", "-f", "-"], Some(MISSING_PATH));
+    seal(false);
+    assert!(ok, "admitted in warn mode: {out}{err}");
+    assert!(err.contains("Warning:"), "with an admission warning: {err}");
+    let (_, out, _) = kubectl(
+        &env,
+        &["get", "externalsecrets", "-n", "demo", "typo"],
+        None,
+    );
+    assert!(out.contains("typo"), "stored: {out}");
 }

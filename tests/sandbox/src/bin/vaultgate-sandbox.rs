@@ -21,8 +21,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        opts.kube_addr = Some(addr_or_free(SocketAddr::from(([127, 0, 0, 1], 6443))));
-        opts.vault_addr = Some(addr_or_free(SocketAddr::from(([127, 0, 0, 1], 8200))));
+        // Familiar ports when free (`SANDBOX_KUBE_ADDR`, `SANDBOX_VAULT_ADDR` override them;
+        // port 0 picks any).
+        opts.kube_addr = Some(listen_addr("SANDBOX_KUBE_ADDR", 6443)?);
+        opts.vault_addr = Some(listen_addr("SANDBOX_VAULT_ADDR", 8200)?);
         let sandbox = Sandbox::start(opts).await?;
         sandbox.write_files(&dir)?;
         seed_demo(&sandbox).await?;
@@ -35,6 +37,16 @@ fn main() -> anyhow::Result<()> {
         }
         sandbox.stop().await
     })
+}
+
+fn listen_addr(var: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+    match std::env::var(var) {
+        Ok(v) => v.parse().map_err(|e| anyhow::anyhow!("{var}={v:?}: {e}")),
+        Err(_) => Ok(addr_or_free(SocketAddr::from((
+            [127, 0, 0, 1],
+            default_port,
+        )))),
+    }
 }
 
 async fn wait_failed(sandbox: &Sandbox) -> anyhow::Result<()> {
