@@ -889,13 +889,13 @@ async fn extract_find_decoding_rewrite_and_metadata() {
         );
         assert_eq!(c.list_recursive("team").await.unwrap(), ["team/api/key", "team/db"]);
 
-        // Templates in rewrites are another issue.
+        // Rewrites by template: the key is `.value`.
         let spec = ExternalSecretSpec {
             data_from: Some(vec![ExternalSecretDataFromRemoteRef {
                 extract: Some(extract("app/config")),
                 rewrite: Some(vec![ExternalSecretRewrite {
                     transform: Some(RewriteTransform {
-                        template: "{{ .value }}".into(),
+                        template: "t-{{ .value | upper }}".into(),
                     }),
                     ..Default::default()
                 }]),
@@ -903,8 +903,8 @@ async fn extract_find_decoding_rewrite_and_metadata() {
             }]),
             ..Default::default()
         };
-        let err = fetch_external_secret(&c, &spec, false).await.err().unwrap();
-        assert!(err.to_string().contains("templates are not supported yet"), "{err}");
+        let got = fetch_external_secret(&c, &spec, false).await.unwrap().data;
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["t-CERT", "t-OBJ", "t-URL"]);
 
         // Without rewrite a key that cannot be a Secret key is refused with advice.
         let spec = ExternalSecretSpec {

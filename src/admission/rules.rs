@@ -211,10 +211,12 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
                     format!("{:?} does not compile: {e}", r.source),
                 ));
             }
-            if rw.transform.is_some() {
+            if let Some(t) = &rw.transform
+                && let Err(e) = crate::template::engine::check("transform", &t.template)
+            {
                 p.push(Problem::new(
-                    format!("{}.transform", at()),
-                    TEMPLATES_NOT_SUPPORTED,
+                    format!("{}.transform.template", at()),
+                    e.to_string(),
                 ));
             }
             if rw.merge.is_some() {
@@ -935,10 +937,16 @@ mod tests {
             (
                 "rewrite transform",
                 json!({"spec": {"dataFrom": [{"extract": {"key": "a"},
-                    "rewrite": [{"transform": {"template": "{{ .value }}"}}]}]}}),
+                    "rewrite": [{"transform": {"template": "{{ .value | upper }}"}}]}]}}),
+                None,
+            ),
+            (
+                "rewrite transform with an unknown function",
+                json!({"spec": {"dataFrom": [{"extract": {"key": "a"},
+                    "rewrite": [{"transform": {"template": "{{ .value | nope }}"}}]}]}}),
                 Some((
-                    "spec.dataFrom[0].rewrite[0].transform",
-                    "templates are not supported yet",
+                    "spec.dataFrom[0].rewrite[0].transform.template",
+                    "template: transform:1:13: function \"nope\" not defined",
                 )),
             ),
             (

@@ -235,10 +235,16 @@ pub fn rewrite_keys(
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let mut map = map;
     for (i, rw) in rewrites.iter().enumerate() {
-        if rw.transform.is_some() {
-            return Err(format!(
-                "rewrite[{i}].transform: templates are not supported yet; use rewrite.regexp"
-            ));
+        if let Some(t) = &rw.transform {
+            // ESO: the template sees the key as `.value`; its output is the new key.
+            let mut next = BTreeMap::new();
+            for (k, v) in map {
+                let nk = crate::template::transform_key(&t.template, &k)
+                    .map_err(|e| format!("rewrite[{i}].transform: {e}"))?;
+                next.insert(nk, v);
+            }
+            map = next;
+            continue;
         }
         if rw.merge.is_some() {
             return Err(format!("rewrite[{i}].merge is not supported yet"));
@@ -483,17 +489,24 @@ mod tests {
             let got = rewrite_keys(map.clone(), &rws).unwrap();
             assert_eq!(got.keys().collect::<Vec<_>>(), *want, "{rules:?}");
         }
-        let t = ExternalSecretRewrite {
+        let t = |template: &str| ExternalSecretRewrite {
             transform: Some(crate::api::RewriteTransform {
-                template: "{{ .value }}".into(),
+                template: template.into(),
             }),
             ..Default::default()
         };
-        assert!(
-            rewrite_keys(map.clone(), &[t])
-                .unwrap_err()
-                .contains("templates are not supported yet")
-        );
+        let got = rewrite_keys(
+            map.clone(),
+            &[
+                rw("/", "_"),
+                t("{{ .value | trimPrefix \"team_\" | upper }}"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["APP_API", "APP_DB"]);
+        let err = rewrite_keys(map.clone(), &[t("{{ .value | nope }}")]).unwrap_err();
+        assert!(err.starts_with("rewrite[0].transform: "), "{err}");
+        assert!(err.contains("function \"nope\" not defined"), "{err}");
         assert!(rewrite_keys(map, &[rw("(", "x")]).is_err());
     }
 }
