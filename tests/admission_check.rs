@@ -43,7 +43,7 @@ spec:
     name: vault
   target:
     template:
-      data: {a: "{{ .b }}"}
+      data: {a: "{{ .b | nosuchfunc }}"}
   data:
   - secretKey: password
     remoteRef: {key: sys/seal-status}
@@ -111,7 +111,7 @@ fn problems_exit_one_with_a_line_each_from_stdin() {
     assert_eq!(
         lines,
         [
-            "ExternalSecret/team-a/broken: spec.target.template: templates are not supported yet",
+            "ExternalSecret/team-a/broken: spec.target.template.data[a]: template: a:1:9: function \"nosuchfunc\" not defined",
             "ExternalSecret/team-a/broken: spec.data[0].remoteRef.key: the remote key \"sys/seal-status\" points into Vault's sys/ API, not at a secret",
             "ClusterSecretStore/shared: spec.provider.vault.auth.iam: auth method iam is not supported by vaultgate",
         ],

@@ -764,19 +764,21 @@ async fn refusals_leave_secrets_untouched() {
         after.metadata.owner_references
     );
 
-    // Templates beyond type and metadata are not supported yet.
+    // Templates render the Secret from the fetched values.
     env.external_secret(
         "templated",
         "templated",
-        "    template:\n      data:\n        x: \"{{ .k }}\"",
+        "    template:\n      data:\n        x: \"user={{ .k | upper }}\"",
         &entry,
     )
     .await;
-    let msg = env
-        .wait_es("team-a", "templated", "False", "SecretSyncedError")
-        .await;
-    assert!(msg.contains("templates are not supported yet"), "{msg}");
-    assert!(env.secret("team-a", "templated").await.is_none());
+    env.wait_value("team-a", "templated", "x", "user=V").await;
+    let s = env.secret("team-a", "templated").await.unwrap();
+    assert_eq!(
+        s.data.unwrap().len(),
+        1,
+        "only the templated key (mergePolicy Replace)"
+    );
 
     // Template type and metadata are.
     env.external_secret(

@@ -42,8 +42,6 @@ impl fmt::Display for Problem {
 
 /// The message for fields accepted for compatibility but not implemented.
 pub const NOT_SUPPORTED: &str = "not supported by vaultgate";
-/// The message for templates, until template rendering exists.
-pub const TEMPLATES_NOT_SUPPORTED: &str = "templates are not supported yet";
 
 /// Secret types a template may not produce: the token controllers own them (ESO refuses them).
 const FORBIDDEN_SECRET_TYPES: [&str; 2] = [
@@ -116,10 +114,22 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
                     format!("{ty:?} cannot be written by an ExternalSecret"),
                 ));
             }
-            p.push(Problem::new(
-                "spec.target.template",
-                TEMPLATES_NOT_SUPPORTED,
-            ));
+            if t.metadata
+                .as_ref()
+                .and_then(|m| m.finalizers.as_ref())
+                .is_some_and(|f| !f.is_empty())
+            {
+                p.push(Problem::new(
+                    "spec.target.template.metadata.finalizers",
+                    NOT_SUPPORTED,
+                ));
+            }
+            // Parse every template (and name unknown functions) now rather than at sync.
+            for (field, message) in crate::template::check_templates(spec) {
+                if field.starts_with("spec.target.template") {
+                    p.push(Problem::new(field, message));
+                }
+            }
         }
         if let Some(m) = &target.manifest {
             p.push(Problem::new(
@@ -860,9 +870,9 @@ mod tests {
                 Some(("spec.target.template.type", "bootstrap.kubernetes.io/token")),
             ),
             (
-                "templates",
-                json!({"spec": {"target": {"template": {"data": {"a": "{{ .b }}"}}}}}),
-                Some(("spec.target.template", "templates are not supported yet")),
+                "template calling an unknown function",
+                json!({"spec": {"target": {"template": {"data": {"a": "{{ .b | nosuchfunc }}"}}}}}),
+                Some(("spec.target.template.data[a]", "nosuchfunc")),
             ),
             (
                 "bad secretKey",

@@ -25,7 +25,7 @@ const MAX_FIELD_MANAGER: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DesiredError {
     #[error(
-        "templates are not supported yet: spec.target.template.{field} is set (type, metadata.labels, metadata.annotations and mergePolicy are supported)"
+        "spec.target.template.{field} is not supported by vaultgate: remove it (the Secret's own finalizers are the cluster's business)"
     )]
     TemplateUnsupported { field: &'static str },
     #[error("spec.target.manifest is not supported: vaultgate writes Secrets only")]
@@ -160,14 +160,6 @@ pub fn check_supported(es: &ExternalSecret) -> Result<(), DesiredError> {
     let Some(t) = target.template.as_ref() else {
         return Ok(());
     };
-    if t.data.as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(DesiredError::TemplateUnsupported { field: "data" });
-    }
-    if t.template_from.as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(DesiredError::TemplateUnsupported {
-            field: "templateFrom",
-        });
-    }
     if t.metadata
         .as_ref()
         .and_then(|m| m.finalizers.as_ref())
@@ -187,6 +179,8 @@ pub struct Inputs<'a> {
     pub data: &'a BTreeMap<String, Vec<u8>>,
     /// The target Secret as read from the API server, if it exists.
     pub existing: Option<&'a Secret>,
+    /// `target.template` rendered over `data`: what the Secret holds instead of the raw values.
+    pub rendered: Option<&'a crate::template::Rendered>,
 }
 
 /// Decides what the target Secret should become.
@@ -208,6 +202,8 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
             _ => Plan::Skip(Skip::NothingToDelete),
         });
     }
+    // From here on the Secret's data is the rendered template's, when there is one.
+    let data: &BTreeMap<String, Vec<u8>> = inp.rendered.map(|r| &r.data).unwrap_or(inp.data);
     let merge = match (creation, inp.existing) {
         (CreationPolicy::Merge, None) => return Ok(Plan::Skip(Skip::MergeTargetMissing)),
         (CreationPolicy::Merge | CreationPolicy::CreateOrMerge, Some(_)) => true,
@@ -224,11 +220,11 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
         (true, Some(existing)) => {
             let mut d = secret_data(existing);
             // Keys only this ExternalSecret wrote and no longer produces are removed by the apply.
-            d.retain(|k, _| !owned.data.contains(k) || inp.data.contains_key(k));
-            d.extend(inp.data.iter().map(|(k, v)| (k.clone(), v.clone())));
+            d.retain(|k, _| !owned.data.contains(k) || data.contains_key(k));
+            d.extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
             d
         }
-        _ => inp.data.clone(),
+        _ => data.clone(),
     };
     let hash = data_hash(&final_data);
 
@@ -244,8 +240,10 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
     }
 
     let template = es.spec.target.as_ref().and_then(|t| t.template.as_ref());
-    let wanted_type = template
-        .and_then(|t| t.type_.clone())
+    let wanted_type = inp
+        .rendered
+        .and_then(|r| r.type_.clone())
+        .or_else(|| template.and_then(|t| t.type_.clone()))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| "Opaque".into());
     if !merge && let Some(existing) = inp.existing {
@@ -262,9 +260,18 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
     let mut labels: BTreeMap<String, String> = es.labels().clone();
     let mut annotations: BTreeMap<String, String> = es.annotations().clone();
     annotations.remove(LAST_APPLIED);
-    if let Some(meta) = template.and_then(|t| t.metadata.as_ref()) {
-        labels.extend(meta.labels.clone().unwrap_or_default());
-        annotations.extend(meta.annotations.clone().unwrap_or_default());
+    match inp.rendered {
+        // Rendered: template.metadata and templateFrom targets, already evaluated.
+        Some(r) => {
+            labels.extend(r.labels.clone());
+            annotations.extend(r.annotations.clone());
+        }
+        None => {
+            if let Some(meta) = template.and_then(|t| t.metadata.as_ref()) {
+                labels.extend(meta.labels.clone().unwrap_or_default());
+                annotations.extend(meta.annotations.clone().unwrap_or_default());
+            }
+        }
     }
     labels.insert(LABEL_MANAGED.into(), "true".into());
     annotations.insert(ANNOTATION_DATA_HASH.into(), hash.clone());
@@ -280,8 +287,7 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
             ..Default::default()
         },
         data: Some(
-            inp.data
-                .iter()
+            data.iter()
                 .map(|(k, v)| (k.clone(), ByteString(v.clone())))
                 .collect(),
         ),
@@ -294,7 +300,7 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
     let remove_foreign_keys = match (merge, inp.existing) {
         (false, Some(existing)) => secret_data(existing)
             .into_keys()
-            .filter(|k| !inp.data.contains_key(k))
+            .filter(|k| !data.contains_key(k))
             .collect(),
         _ => vec![],
     };
@@ -581,6 +587,7 @@ mod tests {
             es,
             data: &d,
             existing,
+            rendered: None,
         })
         .unwrap();
         let Plan::Apply(w) = plan else {
@@ -621,6 +628,7 @@ mod tests {
             es,
             data: &data(d),
             existing,
+            rendered: None,
         })
     }
 
@@ -1007,22 +1015,36 @@ mod tests {
         let err = plan(&e, &[("k", "v")], Some(&secret(&[]))).unwrap_err();
         assert!(err.to_string().contains("delete the Secret"), "{err}");
 
-        let t = e.spec.target.as_mut().unwrap().template.as_mut().unwrap();
-        t.data = Some([("x".to_string(), "{{ .k }}".to_string())].into());
-        let err = plan(&e, &[("k", "v")], None).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("templates are not supported yet"),
-            "{err}"
+        // Rendered templates replace the raw values, labels and annotations.
+        let rendered = crate::template::Rendered {
+            data: [("config".to_string(), b"user=v".to_vec())].into(),
+            labels: [("from-template".to_string(), "yes".to_string())].into(),
+            annotations: Default::default(),
+            type_: Some("kubernetes.io/dockerconfigjson".into()),
+        };
+        let data: BTreeMap<String, Vec<u8>> = [("k".to_string(), b"v".to_vec())].into();
+        let w = write(desired(&Inputs {
+            es: &e,
+            data: &data,
+            existing: None,
+            rendered: Some(&rendered),
+        }));
+        let got: Vec<&String> = w.secret.data.as_ref().unwrap().keys().collect();
+        assert_eq!(got, ["config"], "only the rendered keys");
+        assert_eq!(
+            w.secret.metadata.labels.as_ref().unwrap()["from-template"],
+            "yes"
         );
-        assert!(err.to_string().contains("template.data"), "{err}");
+        // Finalizers on the target are not supported.
         let t = e.spec.target.as_mut().unwrap().template.as_mut().unwrap();
-        t.data = None;
-        t.template_from = Some(vec![Default::default()]);
+        t.metadata = Some(crate::api::ExternalSecretTemplateMetadata {
+            finalizers: Some(vec!["x".into()]),
+            ..Default::default()
+        });
         assert!(matches!(
             check_supported(&e),
             Err(DesiredError::TemplateUnsupported {
-                field: "templateFrom"
+                field: "metadata.finalizers"
             })
         ));
     }

@@ -562,12 +562,24 @@ async fn sync(
         )
         .await;
     }
+    let rendered = match es.spec.target.as_ref().and_then(|t| t.template.as_ref()) {
+        Some(tpl) => {
+            let sources = template_sources(sh, &ns, tpl).await?;
+            Some(
+                crate::template::render_target(tpl, &fetched.data, &sources)
+                    .map_err(|e| Failure::new(format!("could not apply template: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let plan = desired::desired(&Inputs {
         es,
         data: &fetched.data,
         existing: existing.as_ref(),
+        rendered: rendered.as_ref(),
     })
     .map_err(|e| Failure::new(e.to_string()))?;
+    drop(rendered);
     drop(fetched);
 
     let outcome = execute(es, sh, &secrets, plan, existing.as_ref()).await?;
@@ -938,4 +950,49 @@ fn refresh_seed(spec: &crate::api::ExternalSecretSpec) -> String {
         spec.data_from
     ])
     .to_string()
+}
+
+/// The ConfigMaps and Secrets a template's `templateFrom` names, read from the ExternalSecret's
+/// own namespace (never another).
+async fn template_sources(
+    sh: &Shared,
+    ns: &str,
+    tpl: &crate::api::ExternalSecretTemplate,
+) -> Result<crate::template::TemplateSources, Failure> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let (config_maps, secrets) = crate::template::source_names(tpl);
+    let mut sources = crate::template::TemplateSources::default();
+    let cms: kube::Api<ConfigMap> = kube::Api::namespaced(sh.kube.clone(), ns);
+    for name in config_maps {
+        let cm = cms
+            .get_opt(&name)
+            .await
+            .map_err(|e| {
+                Failure::new(format!(
+                    "could not read template ConfigMap {ns}/{name}: {e}"
+                ))
+            })?
+            .ok_or_else(|| {
+                Failure::new(format!("template ConfigMap {ns}/{name} does not exist"))
+            })?;
+        sources
+            .config_maps
+            .insert(name, cm.data.unwrap_or_default());
+    }
+    let api: kube::Api<Secret> = kube::Api::namespaced(sh.kube.clone(), ns);
+    for name in secrets {
+        let s = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| Failure::new(format!("could not read template Secret {ns}/{name}: {e}")))?
+            .ok_or_else(|| Failure::new(format!("template Secret {ns}/{name} does not exist")))?;
+        let data = s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        sources.secrets.insert(name, data);
+    }
+    Ok(sources)
 }
