@@ -139,37 +139,37 @@ async fn seed_manifests_sync_with_every_auth_method() {
     .await;
 
     let methods: Vec<(&str, String, String)> = vec![
-        ("token", "tokenSecretRef: {name: vault-token, key: token}".into(), token_secret("NS", "vault-token", &token)),
+        ("token", "tokenSecretRef: {name: vault-token, key: token}".into(), token_secret("@NS@", "vault-token", &token)),
         (
             "approle",
             format!("appRole: {{path: approle, roleId: \"{role_id}\", secretRef: {{name: approle, key: secret-id}}}}"),
-            format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: approle, namespace: NS}}\nstringData: {{secret-id: \"{secret_id}\"}}\n"),
+            format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: approle, namespace: @NS@}}\nstringData: {{secret-id: \"{secret_id}\"}}\n"),
         ),
         (
             "kubernetes",
             "kubernetes: {mountPath: kubernetes, role: app, serviceAccountRef: {name: app-sa}}".into(),
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app-sa, namespace: NS}\n".into(),
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app-sa, namespace: @NS@}\n".into(),
         ),
         (
             "jwt",
             "jwt: {path: jwt, role: app, kubernetesServiceAccountToken: {serviceAccountRef: {name: app-sa}, audiences: [vault]}}".into(),
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app-sa, namespace: NS}\n".into(),
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app-sa, namespace: @NS@}\n".into(),
         ),
         (
             "userpass",
             "userPass: {path: userpass, username: app, secretRef: {name: userpass, key: password}}".into(),
-            "apiVersion: v1\nkind: Secret\nmetadata: {name: userpass, namespace: NS}\nstringData: {password: userpass-pw}\n".into(),
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: userpass, namespace: @NS@}\nstringData: {password: userpass-pw}\n".into(),
         ),
         (
             "ldap",
             "ldap: {path: ldap, username: app, secretRef: {name: ldap, key: password}}".into(),
-            "apiVersion: v1\nkind: Secret\nmetadata: {name: ldap, namespace: NS}\nstringData: {password: ldap-pw}\n".into(),
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: ldap, namespace: @NS@}\nstringData: {password: ldap-pw}\n".into(),
         ),
         (
             "cert",
             "cert: {path: cert, vaultRole: web, clientCert: {name: client-cert, key: tls.crt}, secretRef: {name: client-cert, key: tls.key}}".into(),
             format!(
-                "apiVersion: v1\nkind: Secret\nmetadata: {{name: client-cert, namespace: NS}}\ndata: {{tls.crt: {}, tls.key: {}}}\n",
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: client-cert, namespace: @NS@}}\ndata: {{tls.crt: {}, tls.key: {}}}\n",
                 base64::engine::general_purpose::STANDARD.encode(cert.pem()),
                 base64::engine::general_purpose::STANDARD.encode(key.serialize_pem())
             ),
@@ -195,7 +195,7 @@ async fn seed_manifests_sync_with_every_auth_method() {
         let yaml = format!(
             "{}---\n{}---\n{css}---\n{es}",
             namespace(&ns),
-            creds.replace("NS", &ns)
+            creds.replace("@NS@", &ns)
         );
         apply(&sb, &yaml)
             .await
