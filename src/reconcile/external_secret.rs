@@ -173,20 +173,51 @@ pub(crate) fn users_of_store(
         .collect()
 }
 
+/// Namespace and target Secret name → the ExternalSecrets writing it, kept current from the
+/// ExternalSecret watch. An ExternalSecret whose target changes stays listed under its old
+/// name too: a stale entry only costs one needless reconcile, a missing one a missed re-sync.
+#[derive(Clone, Default)]
+pub(crate) struct TargetIndex(
+    Arc<std::sync::RwLock<HashMap<(String, String), std::collections::BTreeSet<String>>>>,
+);
+
+impl TargetIndex {
+    pub(crate) fn insert(&self, es: &ExternalSecret) {
+        let key = (es.namespace().unwrap_or_default(), desired::target_name(es));
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(key).or_default().insert(es.name_any());
+    }
+
+    pub(crate) fn remove(&self, es: &ExternalSecret) {
+        let ns = es.namespace().unwrap_or_default();
+        let name = es.name_any();
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|(n, _), writers| {
+            if *n == ns {
+                writers.remove(&name);
+            }
+            !writers.is_empty()
+        });
+    }
+
+    fn writers(&self, ns: &str, secret: &str) -> Vec<String> {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&(ns.to_string(), secret.to_string()))
+            .map(|w| w.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// The ExternalSecrets that write a Secret: its controller, and any whose target it is.
 pub(crate) fn writers_of_secret(
-    es: &Store<ExternalSecret>,
+    targets: &TargetIndex,
     secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<ExternalSecret>> {
     let ns = secret.namespace().unwrap_or_default();
-    let name = secret.name_any();
-    let mut out: Vec<ObjectRef<ExternalSecret>> = es
-        .state()
-        .iter()
-        .filter(|e| {
-            e.namespace().as_deref() == Some(ns.as_str()) && desired::target_name(e) == name
-        })
-        .map(|e| ObjectRef::from_obj(e.as_ref()))
+    let mut out: Vec<ObjectRef<ExternalSecret>> = targets
+        .writers(&ns, &secret.name_any())
+        .into_iter()
+        .map(|name| ObjectRef::new(&name).within(&ns))
         .collect();
     for o in secret.owner_references() {
         if o.kind == "ExternalSecret" {
@@ -904,6 +935,7 @@ async fn cleanup(es: &ExternalSecret, sh: &Shared) -> Result<Action, Error> {
 pub(crate) async fn run(
     sh: Arc<Shared>,
     es_reader: Store<ExternalSecret>,
+    targets: TargetIndex,
     es_stream: impl Stream<Item = Result<ExternalSecret, watcher::Error>> + Send + 'static,
     secret_stream: impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>>
     + Send
@@ -913,12 +945,11 @@ pub(crate) async fn run(
     stop: tokio_util::sync::CancellationToken,
 ) {
     use kube::runtime::Controller;
-    let for_secrets = es_reader.clone();
     let for_ss = es_reader.clone();
     let for_css = es_reader.clone();
     Controller::for_stream(es_stream, es_reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(sh.cfg.concurrency))
-        .watches_stream(secret_stream, move |s| writers_of_secret(&for_secrets, &s))
+        .watches_stream(secret_stream, move |s| writers_of_secret(&targets, &s))
         .watches_stream(ss_stream, move |s| {
             users_of_store(
                 &for_ss,
@@ -995,4 +1026,63 @@ async fn template_sources(
         sources.secrets.insert(name, data);
     }
     Ok(sources)
+}
+
+#[cfg(test)]
+mod target_index_tests {
+    use super::*;
+
+    fn es(ns: &str, name: &str, target: Option<&str>) -> ExternalSecret {
+        let mut e = ExternalSecret::new(name, Default::default());
+        e.metadata.namespace = Some(ns.into());
+        e.spec.target = Some(crate::api::ExternalSecretTarget {
+            name: target.map(String::from),
+            ..Default::default()
+        });
+        e
+    }
+
+    fn secret(ns: &str, name: &str) -> PartialObjectMeta<Secret> {
+        let mut s = PartialObjectMeta::<Secret>::default();
+        s.metadata.namespace = Some(ns.into());
+        s.metadata.name = Some(name.into());
+        s
+    }
+
+    #[test]
+    fn secrets_map_to_the_external_secrets_that_write_them() {
+        let idx = TargetIndex::default();
+        idx.insert(&es("a", "app", None));
+        idx.insert(&es("a", "merge-1", Some("shared")));
+        idx.insert(&es("a", "merge-2", Some("shared")));
+        idx.insert(&es("b", "app", None));
+        let names = |s: &PartialObjectMeta<Secret>| {
+            let mut v: Vec<String> = writers_of_secret(&idx, s)
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&secret("a", "app")), ["app"]);
+        assert_eq!(names(&secret("a", "shared")), ["merge-1", "merge-2"]);
+        assert!(
+            names(&secret("c", "app")).is_empty(),
+            "other namespaces do not match"
+        );
+        idx.remove(&es("a", "merge-1", Some("shared")));
+        assert_eq!(names(&secret("a", "shared")), ["merge-2"]);
+        // The controller's ownerReference counts even without an index entry.
+        let mut owned = secret("a", "orphan-name");
+        owned.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                kind: "ExternalSecret".into(),
+                name: "owner".into(),
+                api_version: "external-secrets.io/v1".into(),
+                uid: "u".into(),
+                ..Default::default()
+            },
+        ]);
+        assert_eq!(names(&owned), ["owner"]);
+    }
 }

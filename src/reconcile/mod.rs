@@ -123,14 +123,30 @@ fn reflected<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    reflected_with(api, wc, |_| {}, on_delete)
+}
+
+/// [`reflected`], also calling `on_apply` for every object added or changed.
+fn reflected_with<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    on_apply: impl Fn(&K) + Send + 'static,
+    on_delete: impl Fn(&K) + Send + 'static,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (reader, writer) = reflector::store();
     let stream = watcher(api, wc)
         .default_backoff()
         .reflect(writer)
-        .inspect(move |ev| {
-            if let Ok(watcher::Event::Delete(obj)) = ev {
-                on_delete(obj);
-            }
+        .inspect(move |ev| match ev {
+            Ok(watcher::Event::Delete(obj)) => on_delete(obj),
+            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => on_apply(obj),
+            _ => {}
         })
         .touched_objects();
     (reader, stream)
@@ -183,7 +199,21 @@ async fn run_controllers(
         }
     };
     let wc = watcher::Config::default;
-    let (es_reader, es_stream) = reflected(scoped::<ExternalSecret>(kube, ns), wc(), on_es_delete);
+    // Which ExternalSecrets write which Secret, so that a Secret event finds them without
+    // scanning every ExternalSecret (that made a 10k-object sync quadratic).
+    let targets = external_secret::TargetIndex::default();
+    let (es_reader, es_stream) = {
+        let (on_apply, on_delete) = (targets.clone(), targets.clone());
+        reflected_with(
+            scoped::<ExternalSecret>(kube, ns),
+            wc(),
+            move |es| on_apply.insert(es),
+            move |es| {
+                on_delete.remove(es);
+                on_es_delete(es);
+            },
+        )
+    };
     // The ExternalSecret controller's own view of the stores (read during syncs; store changes
     // re-trigger the ExternalSecrets that use them).
     let (ss_reader, ss_trigger) = reflected(scoped::<SecretStore>(kube, ns), wc(), |_| {});
@@ -230,6 +260,7 @@ async fn run_controllers(
             external_secret::run(
                 sh.clone(),
                 es_reader,
+                targets,
                 es_stream,
                 secrets,
                 ss_trigger,
