@@ -177,9 +177,9 @@ pub(crate) fn users_of_store(
 /// ExternalSecret watch. An ExternalSecret whose target changes stays listed under its old
 /// name too: a stale entry only costs one needless reconcile, a missing one a missed re-sync.
 #[derive(Clone, Default)]
-pub(crate) struct TargetIndex(
-    Arc<std::sync::RwLock<HashMap<(String, String), std::collections::BTreeSet<String>>>>,
-);
+pub(crate) struct TargetIndex(Arc<std::sync::RwLock<TargetMap>>);
+
+type TargetMap = HashMap<(String, String), std::collections::BTreeSet<String>>;
 
 impl TargetIndex {
     pub(crate) fn insert(&self, es: &ExternalSecret) {
@@ -935,7 +935,6 @@ async fn cleanup(es: &ExternalSecret, sh: &Shared) -> Result<Action, Error> {
 pub(crate) async fn run(
     sh: Arc<Shared>,
     es_reader: Store<ExternalSecret>,
-    targets: TargetIndex,
     es_stream: impl Stream<Item = Result<ExternalSecret, watcher::Error>> + Send + 'static,
     secret_stream: impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>>
     + Send
@@ -949,7 +948,10 @@ pub(crate) async fn run(
     let for_css = es_reader.clone();
     Controller::for_stream(es_stream, es_reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(sh.cfg.concurrency))
-        .watches_stream(secret_stream, move |s| writers_of_secret(&targets, &s))
+        .watches_stream(secret_stream, {
+            let targets = sh.targets.clone();
+            move |s| writers_of_secret(&targets, &s)
+        })
         .watches_stream(ss_stream, move |s| {
             users_of_store(
                 &for_ss,

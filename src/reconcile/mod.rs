@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     secret_stores: Store<SecretStore>,
     cluster_stores: Store<ClusterSecretStore>,
     es_memory: external_secret::Memories,
+    /// Which ExternalSecrets write which Secret.
+    targets: external_secret::TargetIndex,
     store_failures: store::StoreFailures,
 }
 
@@ -251,6 +253,7 @@ async fn run_controllers(
         secret_stores: ss_reader,
         cluster_stores: css_reader,
         es_memory: Mutex::new(HashMap::new()),
+        targets,
         store_failures: Mutex::new(HashMap::new()),
     });
     let _ = shared_cell.set(sh.clone());
@@ -260,7 +263,6 @@ async fn run_controllers(
             external_secret::run(
                 sh.clone(),
                 es_reader,
-                targets,
                 es_stream,
                 secrets,
                 ss_trigger,
