@@ -3,7 +3,6 @@
 //! `run` is what both the binary and the sandbox call, so the sandbox exercises the same code
 //! path as a deployment.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -228,9 +227,4 @@ async fn readyz(State(s): State<HealthState>) -> impl IntoResponse {
         }
         (StatusCode::SERVICE_UNAVAILABLE, waiting.join("; "))
     }
-}
-
-/// Binds nothing; for callers that want to know where the health server would listen.
-pub fn metrics_addr(args: &RunArgs) -> SocketAddr {
-    args.metrics_addr
 }

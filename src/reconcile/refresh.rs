@@ -39,7 +39,7 @@ pub struct Input<'a> {
     pub target: TargetState,
     /// The store's spec changed since the last sync.
     pub store_changed: bool,
-    /// Seed of this object's jitter (its uid).
+    /// Seed of this object's refresh phase: what it reads (store and remote references).
     pub seed: &'a str,
     pub now: Timestamp,
 }
