@@ -6,8 +6,42 @@
 //! mounts, auth, policies, namespaces), KV v1 and v2, the token store, and
 //! the approle, userpass, ldap, kubernetes, jwt and cert auth methods, with
 //! ACL policies enforced as Vault does. Tests can also set state directly,
-//! inject faults and read request counters; the counters are served at
-//! `GET /_emulator/counters` for out-of-process readers.
+//! inject faults (error statuses, or any raw answer: wrong content types,
+//! bodies that are huge, trickled or cut short), and read request counters.
+//!
+//! The same controls are served under `/_emulator/` for out-of-process users
+//! (benchmarks, the sandbox). They are not Vault requests: they are neither
+//! logged nor counted, and need no token.
+//!
+//! | endpoint | body (JSON) | effect |
+//! |---|---|---|
+//! | `GET counters` | | `{requests, logins, kv_reads, by_endpoint}` ([`VaultEmulator::counters`]) |
+//! | `POST counters/reset` | | zeroes the counters and the request log |
+//! | `GET requests` | | `{requests: [{method, path, namespace, status}]}`, oldest first |
+//! | `POST faults` | `{count, status, path_prefix?, retry_after?}` | the next `count` matching requests fail with `status` ([`VaultEmulator::fail_next_matching`]) |
+//! | `POST raw` | see below | the next `count` matching requests get a raw answer ([`VaultEmulator::respond_raw_next_matching`]) |
+//! | `DELETE faults` | | drops every pending fault and raw answer |
+//! | `POST latency` | `{ms}` | delay before every API response |
+//! | `POST sealed` | `{sealed}` | seals or unseals |
+//! | `POST ldap/<mount>/users/<name>` | `{password, groups?}` | an entry in the LDAP directory |
+//!
+//! `path_prefix` matches the path after `/v1/` as a prefix in which `*`
+//! stands for any run of characters (`auth/*/login`); without it every API
+//! request matches. Faults and raw answers share one queue: the oldest
+//! matching entry answers.
+//!
+//! `POST /_emulator/raw` takes `status` (required), `count` (default 1),
+//! `path_prefix`, `headers` (an object of strings, sent as given: no
+//! `content-type` is added) and `body` (text) or `body_base64`, then at most
+//! one of:
+//! - `size` (with optional `fill`, one character, default a space, and
+//!   `chunked`): `body`, then `fill` up to `size` bytes, generated 64 KiB at
+//!   a time and never held in memory; sent with `Content-Length`, or chunked;
+//! - `trickle_ms` (with optional `chunk`, default 1, `fill` and `size`):
+//!   `body`, then `chunk` fill bytes every `trickle_ms` milliseconds, until
+//!   `size` bytes in all were sent, or forever without `size`;
+//! - `claimed_length`: `Content-Length: claimed_length` but only `body` is
+//!   sent, then the connection is closed.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -29,6 +63,7 @@
 mod auth;
 mod kv;
 mod policy;
+mod raw;
 mod server;
 mod state;
 mod sys;
@@ -47,7 +82,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::server::{Metrics, Shared, lock};
+pub use crate::raw::{RawBody, RawResponse};
+use crate::server::{FaultAnswer, Metrics, Shared, lock};
 use crate::state::{Engine, State, TokenSpec};
 use crate::util::Resp;
 
@@ -472,7 +508,8 @@ impl VaultEmulator {
     }
 
     /// Like [`fail_next`](Self::fail_next) for requests whose path (after
-    /// `/v1/`) starts with `path_prefix`.
+    /// `/v1/`) starts with `path_prefix`, in which `*` stands for any run of
+    /// characters (`auth/*/login`).
     pub fn fail_next_matching(
         &self,
         path_prefix: &str,
@@ -489,7 +526,51 @@ impl VaultEmulator {
     }
 
     fn push_fault(&self, prefix: Option<String>, n: usize, status: u16, retry_after: Option<u64>) {
-        self.inner.shared.push_fault(prefix, n, status, retry_after);
+        self.inner.shared.push_fault(
+            prefix,
+            n,
+            FaultAnswer::Status {
+                status,
+                retry_after,
+            },
+        );
+    }
+
+    /// The next `n` API requests get `response` as is, whatever Vault would
+    /// have answered. Shares its queue with [`fail_next`](Self::fail_next):
+    /// the oldest matching entry answers first, and
+    /// [`clear_faults`](Self::clear_faults) drops both.
+    pub fn respond_raw_next(&self, n: usize, response: RawResponse) {
+        self.inner
+            .shared
+            .push_fault(None, n, FaultAnswer::Raw(Arc::new(response)));
+    }
+
+    /// Like [`respond_raw_next`](Self::respond_raw_next) for requests whose
+    /// path matches `path_prefix` as in
+    /// [`fail_next_matching`](Self::fail_next_matching).
+    ///
+    /// ```no_run
+    /// # async fn demo(vault: vault_emulator::VaultEmulator) {
+    /// use vault_emulator::RawResponse;
+    /// // A proxy's error page instead of the secret, twice.
+    /// vault.respond_raw_next_matching(
+    ///     "secret/data/app",
+    ///     2,
+    ///     RawResponse::new(200)
+    ///         .header("content-type", "text/html")
+    ///         .body("<html>Bad gateway</html>"),
+    /// );
+    /// // 1 GiB of spaces after an opening brace, generated as it is sent.
+    /// vault.respond_raw_next_matching("secret/*", 1, RawResponse::new(200).generated("{", b' ', 1 << 30));
+    /// # }
+    /// ```
+    pub fn respond_raw_next_matching(&self, path_prefix: &str, n: usize, response: RawResponse) {
+        self.inner.shared.push_fault(
+            Some(path_prefix.trim_start_matches('/').to_string()),
+            n,
+            FaultAnswer::Raw(Arc::new(response)),
+        );
     }
 
     pub fn clear_faults(&self) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::policy;
+use crate::raw::{RawResponse, RespBody, full, path_matches};
 use crate::state::{Engine, State};
 use crate::util::Resp;
 use crate::{RequestRecord, auth, kv, sys, token};
@@ -48,10 +49,22 @@ pub(crate) struct Ctx {
 }
 
 pub(crate) struct Fault {
-    pub prefix: Option<String>,
+    /// Matched with [`path_matches`]: a prefix, `*` standing for any run
+    /// of characters.
+    pub pattern: Option<String>,
     pub remaining: usize,
-    pub status: u16,
-    pub retry_after: Option<u64>,
+    pub answer: FaultAnswer,
+}
+
+#[derive(Clone)]
+pub(crate) enum FaultAnswer {
+    /// A Vault-style error body with this status.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// Exactly this answer.
+    Raw(Arc<RawResponse>),
 }
 
 const LOG_CAPACITY: usize = 10_000;
@@ -113,21 +126,14 @@ impl Shared {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn push_fault(
-        &self,
-        prefix: Option<String>,
-        n: usize,
-        status: u16,
-        retry_after: Option<u64>,
-    ) {
+    pub fn push_fault(&self, pattern: Option<String>, n: usize, answer: FaultAnswer) {
         if n == 0 {
             return;
         }
         lock(&self.faults).push_back(Fault {
-            prefix,
+            pattern,
             remaining: n,
-            status,
-            retry_after,
+            answer,
         });
         self.has_faults.store(true, Ordering::Release);
     }
@@ -158,17 +164,17 @@ impl Shared {
         }
     }
 
-    fn take_fault(&self, path: &str) -> Option<(u16, Option<u64>)> {
+    fn take_fault(&self, path: &str) -> Option<FaultAnswer> {
         if !self.has_faults.load(Ordering::Acquire) {
             return None;
         }
         let mut faults = lock(&self.faults);
         let idx = faults.iter().position(|f| {
-            f.remaining > 0 && f.prefix.as_deref().is_none_or(|p| path.starts_with(p))
+            f.remaining > 0 && f.pattern.as_deref().is_none_or(|p| path_matches(p, path))
         })?;
         let f = &mut faults[idx];
         f.remaining -= 1;
-        let out = (f.status, f.retry_after);
+        let out = f.answer.clone();
         if f.remaining == 0 {
             faults.remove(idx);
         }
@@ -269,7 +275,7 @@ async fn serve_conn<I>(
     }
 }
 
-fn to_response(resp: Resp, head: bool) -> Response<Full<Bytes>> {
+fn to_response(resp: Resp, head: bool) -> Response<RespBody> {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("cache-control", "no-store");
@@ -286,8 +292,8 @@ fn to_response(resp: Resp, head: bool) -> Response<Full<Bytes>> {
         _ => Bytes::new(),
     };
     builder
-        .body(Full::new(body))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        .body(full(body))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
 fn parse_query(q: Option<&str>) -> BTreeMap<String, String> {
@@ -334,7 +340,7 @@ async fn handle_http(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     certs: Certs,
-) -> Response<Full<Bytes>> {
+) -> Response<RespBody> {
     let (parts, body) = req.into_parts();
     let raw_path = percent_decode(parts.uri.path());
     let head = parts.method == Method::HEAD;
@@ -385,14 +391,28 @@ async fn handle_http(
 
     let mut counted_login = false;
     let mut counted_kv = false;
+    let mut raw = None;
+    let fault = if raw_path.starts_with("/v1/") {
+        shared.take_fault(&path)
+    } else {
+        None
+    };
     let resp = if !raw_path.starts_with("/v1/") {
         Resp::not_found()
-    } else if let Some((status, retry_after)) = shared.take_fault(&path) {
+    } else if let Some(FaultAnswer::Status {
+        status,
+        retry_after,
+    }) = fault
+    {
         let mut r = Resp::err(status, fault_message(status, &path));
         if let Some(s) = retry_after {
             r.headers.push(("retry-after".into(), s.to_string()));
         }
         r
+    } else if let Some(FaultAnswer::Raw(r)) = fault {
+        let status = r.status;
+        raw = Some(r);
+        Resp::new(status, None)
     } else {
         let body_bytes = match Limited::new(body, 32 << 20).collect().await {
             Ok(b) => b.to_bytes(),
@@ -445,7 +465,10 @@ async fn handle_http(
             *by.entry(key).or_default() += 1;
         }
     }
-    to_response(resp, head)
+    match raw {
+        Some(r) => r.to_response(),
+        None => to_response(resp, head),
+    }
 }
 
 /// Moves leading path segments that name a child namespace into the
@@ -576,13 +599,31 @@ fn emulator_api(shared: &Shared, method: &Method, rest: &str, body: &Value) -> R
             let (Some(count), Some(status)) = (num("count"), num("status")) else {
                 return Resp::bad_request("count and status are required");
             };
-            let prefix = body
+            let pattern = body
                 .get("path_prefix")
                 .and_then(Value::as_str)
-                .map(str::to_string);
-            shared.push_fault(prefix, count as usize, status as u16, num("retry_after"));
+                .map(|p| p.trim_start_matches('/').to_string());
+            shared.push_fault(
+                pattern,
+                count as usize,
+                FaultAnswer::Status {
+                    status: status as u16,
+                    retry_after: num("retry_after"),
+                },
+            );
             Resp::no_content()
         }
+        ("POST", "raw") => match RawResponse::from_json(body) {
+            Ok((raw, count)) => {
+                let pattern = body
+                    .get("path_prefix")
+                    .and_then(Value::as_str)
+                    .map(|p| p.trim_start_matches('/').to_string());
+                shared.push_fault(pattern, count, FaultAnswer::Raw(Arc::new(raw)));
+                Resp::no_content()
+            }
+            Err(e) => Resp::bad_request(e),
+        },
         ("DELETE", "faults") => {
             shared.clear_faults();
             Resp::no_content()
