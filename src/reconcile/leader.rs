@@ -116,10 +116,20 @@ impl LeaderElector {
     ) -> Stopped {
         let mut last_ok = Instant::now();
         let stopped = loop {
+            // Never sleep past the deadline: after failed renewals, waiting a whole period
+            // would keep leading (and writing) up to `renew_every` longer than promised.
+            let wait = self
+                .timing
+                .renew_every
+                .min(self.timing.renew_deadline.saturating_sub(last_ok.elapsed()));
             tokio::select! {
                 _ = shutdown.cancelled() => break Stopped::Shutdown,
                 _ = soft.cancelled() => break Stopped::Shutdown,
-                _ = tokio::time::sleep(self.timing.renew_every) => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if last_ok.elapsed() >= self.timing.renew_deadline {
+                tracing::warn!(lease = %self.name, "lease not renewed in time, stepping down");
+                break Stopped::Lost;
             }
             let started = Instant::now();
             let attempt = tokio::time::timeout(
