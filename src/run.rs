@@ -82,6 +82,17 @@ pub async fn run(
     kube: kube::Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_as(args, kube, shutdown, identity()).await
+}
+
+/// [`run`] under an explicit leader-election identity, for several replicas in one process
+/// (where `POD_NAME` cannot tell them apart).
+pub async fn run_as(
+    args: RunArgs,
+    kube: kube::Client,
+    shutdown: CancellationToken,
+    identity: String,
+) -> anyhow::Result<()> {
     install_crypto();
     let metrics = Metrics::new();
     let vault = VaultClients::new(kube.clone(), metrics.clone());
@@ -150,7 +161,7 @@ pub async fn run(
             leader_elect: args.leader_elect,
             lease_name: args.lease_name.clone(),
             lease_namespace: args.pod_namespace.clone(),
-            identity: identity(),
+            identity,
             concurrency: args.concurrency,
         };
         let (kube, vault, metrics, ready, shutdown) = (

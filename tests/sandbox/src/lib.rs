@@ -1,6 +1,11 @@
 //! The sandbox: a Kubernetes API emulator, a Vault dev server and the real `vaultgate run`
 //! wiring in one process, for `make run`, the end-to-end tests and the benchmarks.
 
+pub mod gate;
+pub mod process;
+
+pub use gate::{ApiGate, GateWrite};
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -42,6 +47,9 @@ pub struct SandboxOptions {
     pub keep_addrs: bool,
     /// Serve the Vault dev server over HTTPS (its CA from `vault.ca_pem()`).
     pub vault_tls: bool,
+    /// The pod name, vaultgate's identity in leader election (`None`: from `POD_NAME` or
+    /// `HOSTNAME`, as the binary does).
+    pub pod_name: Option<String>,
 }
 
 impl SandboxOptions {
@@ -58,6 +66,7 @@ impl SandboxOptions {
             run_args: *args,
             keep_addrs,
             vault_tls: false,
+            pod_name: None,
         })
     }
 }
@@ -69,6 +78,8 @@ pub struct Sandbox {
     pub args: RunArgs,
     pub shutdown: CancellationToken,
     pub vaultgate: JoinHandle<anyhow::Result<()>>,
+    /// Between vaultgate and the API server: injects faults, timestamps its writes.
+    pub gate: ApiGate,
 }
 
 /// A free port on 127.0.0.1 (bound and released: good enough for a local sandbox). A port is
@@ -138,33 +149,36 @@ impl Sandbox {
         );
         // vaultgate talks to the API server as its ServiceAccount, as in a cluster, so that the
         // audit log shows exactly what its RBAC must allow.
-        let sas: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
-            kube::Api::namespaced(kube.client().await, &args.pod_namespace);
-        let request = k8s_openapi::api::authentication::v1::TokenRequest {
-            spec: k8s_openapi::api::authentication::v1::TokenRequestSpec {
-                expiration_seconds: Some(24 * 3600),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let token = sas
-            .create_token_request(SERVICE_ACCOUNT, &Default::default(), &request)
+        let client = service_account_client(&kube, &args.pod_namespace, SERVICE_ACCOUNT)
             .await
-            .context("requesting a token for vaultgate's ServiceAccount")?
-            .status
-            .context("TokenRequest status")?
-            .token;
-        let client = kube.client_with_token(&token);
+            .context("vaultgate's ServiceAccount")?;
+        let gate = ApiGate::default();
+        let client = gate.client(client);
         let shutdown = CancellationToken::new();
-        let vaultgate = tokio::spawn(vaultgate::run::run(args.clone(), client, shutdown.clone()));
+        let vaultgate = match opts.pod_name {
+            Some(pod) => tokio::spawn(vaultgate::run::run_as(
+                args.clone(),
+                client,
+                shutdown.clone(),
+                pod,
+            )),
+            None => tokio::spawn(vaultgate::run::run(args.clone(), client, shutdown.clone())),
+        };
         let mut sandbox = Sandbox {
             kube,
             vault,
             args,
             shutdown,
             vaultgate,
+            gate,
         };
-        if let Err(e) = sandbox.wait_ready(Duration::from_secs(30)).await {
+        if let Err(e) = wait_ready(
+            &sandbox.metrics_url(),
+            &sandbox.vaultgate,
+            Duration::from_secs(30),
+        )
+        .await
+        {
             if sandbox.vaultgate.is_finished() {
                 let stopped = (&mut sandbox.vaultgate).await;
                 anyhow::bail!("{e}: {stopped:?}");
@@ -179,30 +193,42 @@ impl Sandbox {
         format!("http://{}", local(self.args.metrics_addr))
     }
 
-    async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
-        let url = format!("{}/readyz", self.metrics_url());
-        let start = Instant::now();
-        loop {
-            if self.vaultgate.is_finished() {
-                anyhow::bail!("vaultgate stopped before becoming ready (see its log above)");
-            }
-            if let Ok(r) = http.get(&url).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if start.elapsed() > limit {
-                let body = match http.get(&url).send().await {
-                    Ok(r) => r.text().await.unwrap_or_default(),
-                    Err(e) => e.to_string(),
-                };
-                anyhow::bail!("vaultgate not ready after {limit:?}: {body}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    /// Another replica of vaultgate (webhook and reconciler, as deploy/ runs them) against the
+    /// same emulators and with the same arguments, but its own addresses, its own pod name
+    /// `pod_name` and its own ServiceAccount of that name, so that the API server's audit log
+    /// tells its requests from the first one's (vaultgate's RBAC does not depend on the
+    /// account's name; the emulator does not enforce RBAC). The webhook Service stays routed to
+    /// the first replica.
+    pub async fn start_replica(&self, pod_name: &str) -> anyhow::Result<Replica> {
+        let mut args = self.args.clone();
+        args.webhook_addr = free_local_addr();
+        args.metrics_addr = free_local_addr();
+        let client = service_account_client(&self.kube, &args.pod_namespace, pod_name)
+            .await
+            .with_context(|| format!("ServiceAccount {pod_name}"))?;
+        let gate = ApiGate::default();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(vaultgate::run::run_as(
+            args.clone(),
+            gate.client(client),
+            shutdown.clone(),
+            pod_name.to_string(),
+        ));
+        let replica = Replica {
+            pod_name: pod_name.to_string(),
+            user: format!("system:serviceaccount:{}:{pod_name}", args.pod_namespace),
+            args,
+            shutdown,
+            task,
+            gate,
+        };
+        wait_ready(
+            &replica.metrics_url(),
+            &replica.task,
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok(replica)
     }
 
     /// Writes `kubeconfig` and a shell-sourceable `env` into `dir`.
@@ -240,6 +266,101 @@ impl Sandbox {
         self.kube.shutdown().await;
         self.vault.shutdown().await;
         result
+    }
+}
+
+/// A further vaultgate replica, started by [`Sandbox::start_replica`].
+pub struct Replica {
+    pub pod_name: String,
+    /// Its user in the API server's audit log.
+    pub user: String,
+    pub args: RunArgs,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+    pub gate: ApiGate,
+}
+
+impl Replica {
+    /// `http://<metrics addr>`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}", local(self.args.metrics_addr))
+    }
+
+    /// Stops it gracefully (as on SIGTERM: it releases the Lease if it holds it).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .context("the replica did not stop within 30 s")?
+            .context("replica task")?
+    }
+}
+
+/// A client authenticated as ServiceAccount `namespace/name` (created if missing), with a token
+/// from the TokenRequest API.
+pub async fn service_account_client(
+    kube: &KubeEmulator,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<kube::Client> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sas: kube::Api<ServiceAccount> = kube::Api::namespaced(kube.client().await, namespace);
+    if sas.get_opt(name).await?.is_none() {
+        let sa = ServiceAccount {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        sas.create(&Default::default(), &sa).await?;
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(24 * 3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request(name, &Default::default(), &request)
+        .await
+        .context("requesting a token")?
+        .status
+        .context("TokenRequest status")?
+        .token;
+    Ok(kube.client_with_token(&token))
+}
+
+/// Waits until `<metrics_url>/readyz` answers 200, failing early if `task` ended.
+async fn wait_ready<T>(
+    metrics_url: &str,
+    task: &JoinHandle<T>,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let url = format!("{metrics_url}/readyz");
+    let start = Instant::now();
+    loop {
+        if task.is_finished() {
+            anyhow::bail!("vaultgate stopped before becoming ready (see its log above)");
+        }
+        if let Ok(r) = http.get(&url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            let body = match http.get(&url).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            anyhow::bail!("vaultgate not ready after {limit:?}: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

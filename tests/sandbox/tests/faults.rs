@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,112 +16,11 @@ use vaultgate_sandbox::Sandbox;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// An AppRole store (so that tokens are real logins) and `n` ExternalSecrets refreshing every
-/// second, all synced.
+/// A sandbox with an AppRole store and `n` ExternalSecrets refreshing every second, all synced.
 async fn setup(n: usize) -> Sandbox {
     let sb = sandbox(LiveMode::Off).await;
-    sb.vault
-        .put_policy(
-            "app",
-            "path \"secret/data/app/*\" { capabilities = [\"read\"] }",
-        )
-        .unwrap();
-    sb.vault.enable_auth("approle", "approle").unwrap();
-    let http = reqwest::Client::new();
-    let root = sb.vault.root_token();
-    let url = |p: &str| format!("{}/v1/{p}", sb.vault.addr());
-    http.post(url("auth/approle/role/app"))
-        .header("X-Vault-Token", &root)
-        .json(&json!({"token_policies": ["app"], "token_ttl": "1h"}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
-    let role_id: serde_json::Value = http
-        .get(url("auth/approle/role/app/role-id"))
-        .header("X-Vault-Token", &root)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret_id: serde_json::Value = http
-        .post(url("auth/approle/role/app/secret-id"))
-        .header("X-Vault-Token", &root)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut yaml = format!(
-        "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: approle, namespace: app}}\nstringData: {{secret-id: \"{}\"}}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: vault, namespace: app}}\nspec: {{provider: {{vault: {{server: \"{}\", path: secret, auth: {{appRole: {{roleId: \"{}\", secretRef: {{name: approle, key: secret-id}}}}}}}}}}}}\n",
-        namespace("app"),
-        secret_id["data"]["secret_id"].as_str().unwrap(),
-        sb.vault.addr(),
-        role_id["data"]["role_id"].as_str().unwrap(),
-    );
-    for i in 0..n {
-        sb.vault
-            .kv2_put(
-                "secret",
-                &format!("app/s{i}"),
-                json!({"v": format!("v1-{i}")}),
-            )
-            .unwrap();
-        yaml.push_str(&format!(
-            "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: es{i}, namespace: app}}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {{name: vault}}\n  data: [{{secretKey: v, remoteRef: {{key: app/s{i}, property: v}}}}]\n"
-        ));
-    }
-    apply(&sb, &yaml).await.unwrap();
-    for i in 0..n {
-        wait_value(
-            &sb,
-            "app",
-            &format!("es{i}"),
-            "v",
-            &format!("v1-{i}"),
-            LIMIT,
-        )
-        .await;
-    }
+    approle_app(&sb, n, LIMIT).await;
     sb
-}
-
-/// Watches every Secret `es0..n` until stopped and fails if one disappears or loses its value.
-fn guard(sb: &Sandbox, n: usize) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Result<(), String>>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let kube = sb.kube.clone();
-    let flag = stop.clone();
-    let task = tokio::spawn(async move {
-        let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
-            kube::Api::namespaced(kube.client().await, "app");
-        while !flag.load(Ordering::SeqCst) {
-            for i in 0..n {
-                match api.get_opt(&format!("es{i}")).await {
-                    Ok(Some(s)) => {
-                        let v = s
-                            .data
-                            .as_ref()
-                            .and_then(|d| d.get("v"))
-                            .map(|b| b.0.clone())
-                            .unwrap_or_default();
-                        if v.is_empty() {
-                            return Err(format!("Secret es{i} was emptied"));
-                        }
-                    }
-                    Ok(None) => return Err(format!("Secret es{i} was deleted")),
-                    // The API server itself may be the fault under test.
-                    Err(_) => {}
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    });
-    (stop, task)
 }
 
 async fn bump_and_converge(sb: &Sandbox, n: usize, round: &str, what: &str) {
@@ -305,6 +203,7 @@ async fn killed_mid_sync_and_restarted() {
         args,
         shutdown,
         vaultgate,
+        gate: _,
     } = sb;
     vaultgate.abort();
     let _ = vaultgate.await;
@@ -330,6 +229,7 @@ async fn killed_mid_sync_and_restarted() {
         args,
         shutdown,
         vaultgate: restarted,
+        gate: Default::default(),
     };
     let start = Instant::now();
     for i in 0..n {

@@ -1,0 +1,236 @@
+//! vaultgate as its own process, for measurements whose figures must be its own (memory, file
+//! descriptors, tasks): finding the release binary, starting and stopping it, reading
+//! `/proc/<pid>`, and the emulators it runs against (in the measuring process).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use kube_emulator::{KubeEmulator, KubeEmulatorConfig};
+use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
+
+use crate::repo_root;
+
+/// The `vaultgate` binary next to the running executable (both built by one `cargo build`).
+pub fn vaultgate_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .context("executable directory")?
+        .join("vaultgate");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (`cargo build --release -p vaultgate`)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM and wait (up to 30 s), as Kubernetes stops a pod; the exit status if it ended.
+    pub fn terminate(mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+/// The emulators, in this process, and a kubeconfig (admin) for the vaultgate process.
+pub struct Emulators {
+    pub kube: KubeEmulator,
+    pub vault: VaultEmulator,
+    pub kubeconfig: PathBuf,
+}
+
+impl Emulators {
+    /// Starts both, applies the CRDs and the namespace of deploy/, writes `<work>/<name>.kubeconfig`.
+    pub async fn start(work: &Path, name: &str) -> anyhow::Result<Emulators> {
+        let kube = KubeEmulator::start(KubeEmulatorConfig {
+            history_size: 200_000,
+            ..Default::default()
+        })
+        .await?;
+        let vault = VaultEmulator::start(VaultEmulatorConfig::default()).await?;
+        let root = repo_root();
+        for f in [
+            "deploy/crds/external-secrets.io_clustersecretstores.yaml",
+            "deploy/crds/external-secrets.io_externalsecrets.yaml",
+            "deploy/crds/external-secrets.io_secretstores.yaml",
+            "deploy/namespace.yaml",
+        ] {
+            kube.apply_yaml_file(root.join(f)).await?;
+        }
+        let kubeconfig = work.join(format!("{name}.kubeconfig"));
+        kube.write_kubeconfig(&kubeconfig, &kube.admin_token())?;
+        Ok(Emulators {
+            kube,
+            vault,
+            kubeconfig,
+        })
+    }
+
+    pub async fn shutdown(self) {
+        self.kube.shutdown().await;
+        self.vault.shutdown().await;
+    }
+}
+
+/// `vaultgate run ARGS --metrics-addr METRICS` against `env`'s API server; its log (level from
+/// `log_env`, default `warn`) goes to this process's stderr.
+pub fn spawn_vaultgate(
+    bin: &Path,
+    env: &Emulators,
+    args: &[&str],
+    metrics: SocketAddr,
+    log_env: &str,
+) -> anyhow::Result<Proc> {
+    let child = Command::new(bin)
+        .arg("run")
+        .args(args)
+        .arg("--metrics-addr")
+        .arg(metrics.to_string())
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env(
+            "VAULTGATE_LOG_LEVEL",
+            std::env::var(log_env).unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    Ok(Proc(child))
+}
+
+/// Waits until `http://METRICS/readyz` answers 200; how long that took.
+pub async fn wait_ready(metrics: SocketAddr, limit: Duration) -> anyhow::Result<Duration> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()?;
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("http://{metrics}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            bail!("vaultgate not ready within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in MiB.
+fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .with_context(|| field.to_string())?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// Resident memory now (VmRSS), in MiB.
+pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// Peak resident memory (VmHWM), in MiB.
+pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+/// Open file descriptors (entries of `/proc/<pid>/fd`).
+pub fn open_fds(pid: u32) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// The value of an unlabelled metric (or the sum over its series) in a `/metrics` text.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = false;
+    let mut sum = 0.0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let value = if let Some(labelled) = rest.strip_prefix('{') {
+            labelled.rsplit_once('}').map(|(_, v)| v)
+        } else if rest.starts_with(' ') {
+            Some(rest)
+        } else {
+            None
+        };
+        if let Some(v) = value.and_then(|v| v.trim().parse::<f64>().ok()) {
+            found = true;
+            sum += v;
+        }
+    }
+    found.then_some(sum)
+}
+
+/// `GET http://METRICS/metrics`.
+pub async fn scrape(metrics: SocketAddr) -> anyhow::Result<String> {
+    let text = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_sum;
+
+    #[test]
+    fn sums_series() {
+        let text = "# HELP x y\nvaultgate_runtime_alive_tasks 42\nexternalsecret_sync_calls_total{name=\"a\",namespace=\"n\"} 3\nexternalsecret_sync_calls_total{name=\"b\",namespace=\"n\"} 4\nexternalsecret_sync_calls_error{name=\"b\",namespace=\"n\"} 1\n";
+        assert_eq!(
+            metric_sum(text, "vaultgate_runtime_alive_tasks"),
+            Some(42.0)
+        );
+        assert_eq!(
+            metric_sum(text, "externalsecret_sync_calls_total"),
+            Some(7.0)
+        );
+        assert_eq!(metric_sum(text, "externalsecret_sync_calls"), None);
+        assert_eq!(metric_sum(text, "missing"), None);
+    }
+}
