@@ -12,7 +12,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::http::{Reply, Req, TlsMaterial, Transport, vault_errors_suffix};
+use super::answers;
+use super::http::{Reply, Req, TlsMaterial, Transport};
 use super::{StoreHandle, VaultError};
 use crate::api::{
     CaProviderType, SecretKeySelector, ServiceAccountSelector, StoreKind, VaultAuth, VaultProvider,
@@ -571,39 +572,34 @@ pub(crate) fn login_reply(
     };
     match reply.status {
         200..=299 => {}
+        // Not Vault's error body: whatever answered, it says nothing about the credentials.
+        s if reply.not_json.is_some() => {
+            return Err(VaultError::bad_answer(format!(
+                "POST {path}: HTTP {s}{}",
+                reply.detail()
+            )));
+        }
         404 => {
             return Err(auth_err(format!(
                 "POST {path}: HTTP 404{}: is the auth method mounted at this path (and in this \
                  Vault namespace)?",
-                vault_errors_suffix(&reply.body)
+                reply.detail()
             )));
         }
         s => {
             return Err(auth_err(format!(
                 "POST {path}: HTTP {s}{}: check the role and the credentials in the referenced \
                  Secret",
-                vault_errors_suffix(&reply.body)
+                reply.detail()
             )));
         }
     }
-    let auth = reply.body.get("auth");
-    let token = auth
-        .and_then(|a| a.get("client_token"))
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| auth_err(format!("POST {path}: the response holds no client token")))?;
-    let ttl = auth
-        .and_then(|a| a.get("lease_duration"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let renewable = auth
-        .and_then(|a| a.get("renewable"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let answer = answers::login(&reply.body)
+        .map_err(|e| VaultError::bad_answer(format!("POST {path}: unusable login answer: {e}")))?;
     Ok(LoginToken {
-        token: Zeroizing::new(token.to_string()),
-        ttl: Some(Duration::from_secs(ttl)),
-        renewable,
+        token: Zeroizing::new(answer.token.to_string()),
+        ttl: Some(answer.ttl),
+        renewable: answer.renewable,
         from_login: true,
     })
 }
@@ -768,6 +764,7 @@ mod tests {
         let ok = Reply {
             status: 200,
             body: json!({"auth": {"client_token": "s.abc", "lease_duration": 3600, "renewable": true}}),
+            not_json: None,
         };
         let t = login_reply(AuthKind::AppRole, "auth/approle/login", ok).unwrap();
         assert_eq!(t.token.as_str(), "s.abc");
@@ -776,6 +773,7 @@ mod tests {
         let bad = Reply {
             status: 400,
             body: json!({"errors": ["invalid role or secret ID"]}),
+            not_json: None,
         };
         let e = login_reply(AuthKind::AppRole, "auth/approle/login", bad)
             .err()
@@ -785,7 +783,40 @@ mod tests {
         let empty = Reply {
             status: 200,
             body: json!({"auth": null}),
+            not_json: None,
         };
-        assert!(login_reply(AuthKind::Jwt, "auth/jwt/login", empty).is_err());
+        let e = login_reply(AuthKind::Jwt, "auth/jwt/login", empty)
+            .err()
+            .unwrap();
+        assert!(matches!(e, VaultError::BadAnswer { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "POST auth/jwt/login: unusable login answer: the answer holds no \"auth\" (no token)"
+        );
+        let typed = Reply {
+            status: 200,
+            body: json!({"auth": {"client_token": "s.abc", "lease_duration": "1h"}}),
+            not_json: None,
+        };
+        let e = login_reply(AuthKind::AppRole, "auth/approle/login", typed)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("\"auth.lease_duration\" is a string"), "{e}");
+        assert!(!e.contains("s.abc"), "{e}");
+        let page = Reply {
+            status: 404,
+            body: Value::Null,
+            not_json: Some("the body is not valid JSON".into()),
+        };
+        let e = login_reply(AuthKind::AppRole, "auth/approle/login", page)
+            .err()
+            .unwrap();
+        assert!(matches!(e, VaultError::BadAnswer { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("POST auth/approle/login: HTTP 404, and the body is not valid JSON; "),
+            "{e}"
+        );
     }
 }

@@ -12,9 +12,9 @@ use tokio::sync::{OnceCell, RwLock};
 use zeroize::Zeroizing;
 
 use super::auth::{self, AuthKind, LoginToken, Resolver};
-use super::http::{Reply, Req, RetryPolicy, Transport, vault_errors_suffix};
-use super::paths;
+use super::http::{Reply, Req, RetryPolicy, Transport};
 use super::{StoreHandle, VaultError};
+use super::{answers, paths};
 use crate::api::{StoreKind, VaultKvVersion};
 use crate::metrics::Metrics;
 
@@ -31,7 +31,8 @@ const MIN_RENEW_FRACTION: u32 = 3;
 const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(5);
 /// Pause between attempts to replace a token that is due for renewal but still valid.
 const REFRESH_HOLD: Duration = Duration::from_secs(10);
-/// Upper bound of secrets a `find` may list, so a huge mount cannot exhaust memory.
+/// Upper bound of secrets and folders a `find` may list, so a huge mount (or an answer that
+/// nests folders without end) cannot exhaust memory or list forever.
 const MAX_LISTED: usize = 10_000;
 
 struct Env {
@@ -490,7 +491,8 @@ impl StoreClient {
                 body: None,
             })
             .await?;
-        Ok(matches!(reply.status, 401 | 403))
+        // Only Vault's own refusal counts; a proxy's error page says nothing about the token.
+        Ok(matches!(reply.status, 401 | 403) && reply.body.is_object())
     }
 
     async fn relogin_after(&self, generation: u64) -> Result<(), VaultError> {
@@ -544,6 +546,11 @@ impl StoreClient {
 
     fn status_error(&self, call: &str, method: &Method, path: &str, reply: &Reply) -> VaultError {
         match reply.status {
+            // Not Vault's error body: whatever answered, the status proves nothing about the
+            // secret or the policy.
+            s if reply.not_json.is_some() => {
+                VaultError::bad_answer(format!("{method} {path}: HTTP {s}{}", reply.detail()))
+            }
             404 => VaultError::NotFound {
                 path: path.to_string(),
             },
@@ -553,7 +560,7 @@ impl StoreClient {
             },
             s => VaultError::invalid(format!(
                 "{method} {path}: Vault answered HTTP {s}{}",
-                vault_errors_suffix(&reply.body)
+                reply.detail()
             )),
         }
     }
@@ -575,7 +582,9 @@ impl StoreClient {
         if !(200..300).contains(&reply.status) {
             return Err(self.status_error("lookup-self", &Method::GET, path, &reply));
         }
-        Ok(reply.body.get("data").cloned().unwrap_or(Value::Null))
+        answers::data_object(&reply.body)
+            .map(|d| Value::Object(d.clone()))
+            .map_err(|e| VaultError::bad_answer(format!("GET {path}: {e}")))
     }
 
     /// The store's mount exists and is a KV engine of the declared version.
@@ -603,15 +612,15 @@ impl StoreClient {
                 .await?;
             match reply.status {
                 200..=299 => {
-                    info = Some(reply.body);
+                    info = Some((reply.body, path));
                     break;
                 }
-                401 | 403 => denied = Some(path),
-                404 | 400 => {}
+                401 | 403 if reply.not_json.is_none() => denied = Some(path),
+                404 | 400 if reply.not_json.is_none() => {}
                 _ => return Err(self.status_error("mount", &Method::GET, &path, &reply)),
             }
         }
-        let Some(body) = info else {
+        let Some((body, path)) = info else {
             return Err(match denied {
                 Some(path) => VaultError::PermissionDenied {
                     path,
@@ -622,14 +631,9 @@ impl StoreClient {
                 )),
             });
         };
-        let data = body.get("data").filter(|d| d.is_object()).unwrap_or(&body);
-        let engine = data.get("type").and_then(Value::as_str).unwrap_or("");
-        let version = data
-            .get("options")
-            .and_then(|o| o.get("version"))
-            .and_then(Value::as_str)
-            .unwrap_or("1");
-        check_mount_info(mount, engine, version, self.kv_version)
+        let (engine, version) = answers::mount_info(&body)
+            .map_err(|e| VaultError::bad_answer(format!("GET {path}: {e}")))?;
+        check_mount_info(mount, &engine, &version, self.kv_version)
     }
 
     /// Deduplicated GET: identical concurrent reads, and reads within a second of a
@@ -680,7 +684,7 @@ impl StoreClient {
             .await?;
         match reply.status {
             200..=299 => Ok(Some(Arc::new(reply.body))),
-            404 => Ok(None),
+            _ if reply.is_vault_not_found() => Ok(None),
             _ => Err(self.status_error(call, &Method::GET, path, &reply)),
         }
     }
@@ -734,17 +738,12 @@ impl StoreClient {
     }
 
     async fn read_data_at(&self, path: String, query: Option<String>) -> ReadResult {
-        let Some(body) = self.shared_get("read", path, query).await? else {
+        let Some(body) = self.shared_get("read", path.clone(), query).await? else {
             return Ok(None);
         };
-        let data = match self.kv_version {
-            VaultKvVersion::V2 => body.get("data").and_then(|d| d.get("data")),
-            VaultKvVersion::V1 => body.get("data"),
-        };
-        match data {
-            None | Some(Value::Null) => Ok(None),
-            Some(d) => Ok(Some(Arc::new(d.clone()))),
-        }
+        let data = answers::kv_data(&body, self.kv_version == VaultKvVersion::V2)
+            .map_err(|e| VaultError::bad_answer(format!("GET {path}: {e}")))?;
+        Ok(data.map(|d| Arc::new(d.clone())))
     }
 
     /// KV v2 metadata (`created_time`, `current_version`, `custom_metadata`, `versions`, …),
@@ -761,13 +760,12 @@ impl StoreClient {
     }
 
     async fn read_metadata_at(&self, path: String) -> ReadResult {
-        let Some(body) = self.shared_get("read_metadata", path, None).await? else {
+        let Some(body) = self.shared_get("read_metadata", path.clone(), None).await? else {
             return Ok(None);
         };
-        match body.get("data") {
-            None | Some(Value::Null) => Ok(None),
-            Some(d) => Ok(Some(Arc::new(d.clone()))),
-        }
+        let metadata = answers::kv_metadata(&body)
+            .map_err(|e| VaultError::bad_answer(format!("GET {path}: {e}")))?;
+        Ok(Some(Arc::new(metadata.clone())))
     }
 
     /// Every secret under `path` (recursive LIST), relative to the mount, sorted.
@@ -783,7 +781,9 @@ impl StoreClient {
         } else {
             format!("{folder}/")
         }];
+        let mut listed_folders = 0usize;
         while let Some(prefix) = pending.pop() {
+            listed_folders += 1;
             let list_path = match self.kv_version {
                 VaultKvVersion::V2 => paths::list_path(mount, &prefix),
                 VaultKvVersion::V1 => format!("{mount}/{prefix}"),
@@ -801,24 +801,20 @@ impl StoreClient {
                 .await?;
             match reply.status {
                 200..=299 => {}
-                404 => continue,
+                // An empty folder.
+                _ if reply.is_vault_not_found() => continue,
                 _ => return Err(self.status_error("list", &Method::GET, &list_path, &reply)),
             }
-            let keys = reply
-                .body
-                .get("data")
-                .and_then(|d| d.get("keys"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for k in keys.iter().filter_map(Value::as_str) {
+            let keys = answers::list_keys(&reply.body)
+                .map_err(|e| VaultError::bad_answer(format!("GET {list_path}?list=true: {e}")))?;
+            for k in keys {
                 let full = format!("{prefix}{k}");
                 if k.ends_with('/') {
                     pending.push(full);
                 } else {
                     out.push(full);
                 }
-                if out.len() + pending.len() > MAX_LISTED {
+                if out.len() + pending.len() + listed_folders > MAX_LISTED {
                     return Err(VaultError::invalid(format!(
                         "more than {MAX_LISTED} secrets under {mount}/{folder}: narrow find.path"
                     )));
@@ -852,23 +848,8 @@ impl StoreClient {
         }
         let mut out = BTreeMap::new();
         for p in paths {
-            let caps = reply
-                .body
-                .get(p)
-                .or_else(|| reply.body.get("data").and_then(|d| d.get(p)))
-                .or_else(|| {
-                    (paths.len() == 1)
-                        .then(|| reply.body.get("capabilities"))
-                        .flatten()
-                })
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let caps = answers::capabilities(&reply.body, p, paths.len() == 1)
+                .map_err(|e| VaultError::bad_answer(format!("POST {path}: {e}")))?;
             out.insert(p.clone(), caps);
         }
         Ok(out)

@@ -9,15 +9,28 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::VaultError;
+use super::answers;
 use super::paths::encode_path;
 use crate::api::RetrySettings;
 use crate::metrics::Metrics;
 
-/// Per-request timeout: a hung Vault must not hold a reconcile or an admission review.
+/// Per-request timeout, from connecting until the last byte of the body: a hung or trickling
+/// Vault must not hold a reconcile or an admission review.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A `Retry-After` longer than this is not waited for here: the caller requeues instead.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// A `Retry-After` is believed up to this long; the caller adds it to an `Instant`, which must
+/// not overflow whatever a server sends.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
+/// The largest response body read. Vault's own `max_request_size` defaults to 32 MiB, so no
+/// secret written to it is larger; a bigger answer is not a usable Vault answer, and reading it
+/// whole would let one response exhaust the process's memory. No compression is negotiated,
+/// so this bounds what is held, not just what is received.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 32 << 20;
+/// Bodies larger than this are parsed on a blocking thread, so that one big answer does not
+/// stall the async workers.
+const PARSE_INLINE_MAX: usize = 1 << 20;
 
 /// Retries of 429, 5xx and connection errors. Defaults (no `retrySettings`): 3 retries,
 /// starting at 500 ms and doubling, at most 8 s apart.
@@ -83,7 +96,89 @@ pub(crate) struct Transport {
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub status: u16,
+    /// `Null` when empty, or when an error status came with a body that is not JSON.
     pub body: Value,
+    /// Why the body of an error status is not JSON (a 2xx body that is not JSON is an error).
+    pub not_json: Option<String>,
+}
+
+impl Reply {
+    /// Whether this is Vault saying "nothing here": a 404 with Vault's JSON error body. A 404
+    /// web page comes from something else (a proxy, a wrong `server`) and proves nothing.
+    pub fn is_vault_not_found(&self) -> bool {
+        self.status == 404 && self.body.is_object()
+    }
+
+    /// What Vault said besides the status: its `errors`, or why the body is not JSON.
+    pub fn detail(&self) -> String {
+        match &self.not_json {
+            Some(why) => format!(", and {why}"),
+            None => answers::errors_suffix(&self.body),
+        }
+    }
+}
+
+/// How reading a body failed.
+enum ReadError {
+    TooLarge {
+        declared: Option<u64>,
+    },
+    Failed {
+        error: reqwest::Error,
+        received: usize,
+    },
+}
+
+/// Whether a body is over [`MAX_RESPONSE_BYTES`]: by its declared length before reading, or
+/// by what was received so far.
+fn too_large(declared: Option<u64>, received: usize) -> bool {
+    declared.is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) || received > MAX_RESPONSE_BYTES
+}
+
+/// Reads a body chunk by chunk, refusing it as soon as it is known to exceed
+/// [`MAX_RESPONSE_BYTES`] (before reading anything when `Content-Length` says so).
+async fn read_body(resp: &mut reqwest::Response) -> Result<Vec<u8>, ReadError> {
+    let declared = resp.content_length();
+    if too_large(declared, 0) {
+        return Err(ReadError::TooLarge { declared });
+    }
+    // A declared length may be a lie; the limit is checked on what arrives either way.
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if too_large(None, buf.len() + chunk.len()) {
+                    return Err(ReadError::TooLarge { declared: None });
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf),
+            Err(error) => {
+                return Err(ReadError::Failed {
+                    error,
+                    received: buf.len(),
+                });
+            }
+        }
+    }
+}
+
+/// A `Retry-After` in seconds (an HTTP date is ignored), at most [`RETRY_AFTER_CAP`].
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s).min(RETRY_AFTER_CAP))
+}
+
+/// The body as JSON (see [`answers::decode`]), parsed off the async workers when large.
+async fn decode_body(bytes: Vec<u8>, content_type: Option<String>) -> Result<Value, String> {
+    if bytes.len() <= PARSE_INLINE_MAX {
+        return answers::decode(&bytes, content_type.as_deref());
+    }
+    tokio::task::spawn_blocking(move || answers::decode(&bytes, content_type.as_deref()))
+        .await
+        .unwrap_or_else(|e| Err(format!("parsing the body failed: {e}")))
 }
 
 pub(crate) struct Req<'a> {
@@ -245,47 +340,76 @@ impl Transport {
                     });
                 }
             };
+            let mut resp = resp;
             let status = resp.status();
             self.metrics.vault_call(req.call, status.as_u16());
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let bytes = match resp.bytes().await {
+            let header = |name: reqwest::header::HeaderName| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let retry_after = header(reqwest::header::RETRY_AFTER)
+                .as_deref()
+                .and_then(parse_retry_after);
+            let content_type = header(reqwest::header::CONTENT_TYPE);
+            let bytes = match read_body(&mut resp).await {
                 Ok(b) => b,
-                Err(e) => {
+                // The same answer would come again: not retried.
+                Err(ReadError::TooLarge { declared }) => {
+                    return Err(VaultError::bad_answer(format!(
+                        "{} {}: Vault's response is larger than {} MiB{}",
+                        req.method,
+                        req.path,
+                        MAX_RESPONSE_BYTES >> 20,
+                        declared
+                            .map(|n| format!(" (Content-Length {n})"))
+                            .unwrap_or_default()
+                    )));
+                }
+                Err(ReadError::Failed { error, received }) => {
                     if can_retry {
                         tokio::time::sleep(self.retry.backoff(attempt)).await;
                         attempt += 1;
                         continue;
                     }
+                    let what = if error.is_timeout() {
+                        format!(
+                            "timed out reading the response ({} s per attempt)",
+                            REQUEST_TIMEOUT.as_secs()
+                        )
+                    } else {
+                        format!("the response broke off after {received} bytes")
+                    };
                     return Err(VaultError::Unavailable {
                         message: format!(
-                            "{} {}: reading the response failed: {}",
+                            "{} {}: HTTP {}, but {what} after {} attempt(s): {}",
                             req.method,
                             req.path,
-                            error_chain(&e)
+                            status.as_u16(),
+                            attempt + 1,
+                            error_chain(&error)
                         ),
                     });
                 }
             };
-            let body: Value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                match serde_json::from_slice(&bytes) {
-                    Ok(v) => v,
-                    Err(_) if !status.is_success() => Value::Null,
-                    Err(e) => {
-                        return Err(VaultError::invalid(format!(
-                            "{} {}: Vault answered HTTP {} with a body that is not JSON: {e}",
-                            req.method,
-                            req.path,
-                            status.as_u16()
-                        )));
-                    }
+            let (body, not_json) = match decode_body(bytes, content_type).await {
+                Ok(v) => (v, None),
+                // The status says what happened; keep why the body is not JSON for messages.
+                Err(why) if !status.is_success() => (Value::Null, Some(why)),
+                Err(why) => {
+                    return Err(VaultError::bad_answer(format!(
+                        "{} {}: HTTP {}, but {why}",
+                        req.method,
+                        req.path,
+                        status.as_u16()
+                    )));
                 }
+            };
+            let reply = Reply {
+                status: status.as_u16(),
+                body,
+                not_json,
             };
             if status == StatusCode::TOO_MANY_REQUESTS {
                 let wait = retry_after
@@ -316,14 +440,11 @@ impl Transport {
                         req.path,
                         status.as_u16(),
                         attempt + 1,
-                        vault_errors_suffix(&body)
+                        reply.detail()
                     ),
                 });
             }
-            return Ok(Reply {
-                status: status.as_u16(),
-                body,
-            });
+            return Ok(reply);
         }
     }
 }
@@ -340,21 +461,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
-}
-
-/// Vault's `errors` array as `: a; b`, or nothing. Vault's error texts do not echo request
-/// bodies, so they are safe to show.
-pub(crate) fn vault_errors_suffix(body: &Value) -> String {
-    let errs: Vec<&str> = body
-        .get("errors")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if errs.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", errs.join("; "))
-    }
 }
 
 #[cfg(test)]
@@ -394,12 +500,58 @@ mod tests {
     }
 
     #[test]
-    fn vault_error_texts() {
+    fn body_limits() {
+        let max = MAX_RESPONSE_BYTES;
+        let cases = [
+            (None, 0, false),
+            (None, max, false),
+            (None, max + 1, true),
+            (Some(max as u64), 0, false),
+            (Some(max as u64 + 1), 0, true),
+            (Some(1 << 30), 0, true),
+            // A declared length that is a lie does not let more through.
+            (Some(10), max + 1, true),
+        ];
+        for (declared, received, want) in cases {
+            assert_eq!(
+                too_large(declared, received),
+                want,
+                "{declared:?} {received}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_values() {
+        let cases = [
+            ("3", Some(3)),
+            (" 10 ", Some(10)),
+            ("0", Some(0)),
+            ("18446744073709551615", Some(3600)),
+            ("-1", None),
+            ("1.5", None),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse_retry_after(v), want.map(Duration::from_secs), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn reply_details() {
+        let r = |status, body: Value, not_json: Option<&str>| Reply {
+            status,
+            body,
+            not_json: not_json.map(str::to_string),
+        };
+        assert!(r(404, json!({"errors": []}), None).is_vault_not_found());
+        assert!(!r(404, Value::Null, Some("the body is not valid JSON")).is_vault_not_found());
+        assert!(!r(404, Value::Null, None).is_vault_not_found());
+        assert!(!r(200, json!({}), None).is_vault_not_found());
+        assert_eq!(r(400, json!({"errors": ["bad"]}), None).detail(), ": bad");
         assert_eq!(
-            vault_errors_suffix(&json!({"errors": ["permission denied", "x"]})),
-            ": permission denied; x"
+            r(502, Value::Null, Some("the body is not valid JSON")).detail(),
+            ", and the body is not valid JSON"
         );
-        assert_eq!(vault_errors_suffix(&json!({"errors": []})), "");
-        assert_eq!(vault_errors_suffix(&Value::Null), "");
     }
 }

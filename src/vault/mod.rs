@@ -12,13 +12,18 @@
 //!   successful one, share one Vault request.
 //! - 429 (after `Retry-After`, up to 10 s), 5xx other than 501 and connection errors are
 //!   retried: by default 3 times from 500 ms doubling to at most 8 s, or as
-//!   `retrySettings{maxRetries, retryInterval}` says. Each request times out after 10 s.
+//!   `retrySettings{maxRetries, retryInterval}` says. Each request, its body included, times
+//!   out after 10 s.
+//! - Answers are bounded and checked: at most 32 MiB and a million JSON values are read, and
+//!   an answer that is not JSON or not of the documented shape is an error naming the path
+//!   and what was wrong (`answers.rs`), never taken for a missing secret.
 //!
 //! HTTP goes through reqwest directly rather than vaultrs: vaultrs 0.8 reads CA bundles from
 //! files only, cannot send arbitrary headers (`headers`, `X-Vault-Inconsistent`), has no
 //! metadata LIST or `sys/capabilities-self`, and picks up `VAULT_*` environment variables as
 //! defaults, which must not leak into per-store clients.
 
+mod answers;
 mod auth;
 
 pub use auth::has_referent_refs;
@@ -105,6 +110,10 @@ pub enum VaultError {
     Unsupported { what: String },
     #[error("{message}")]
     Invalid { message: String },
+    /// Vault's answer could not be used: not JSON, too large, or not of the documented shape.
+    /// Says nothing about the manifest, so it counts as transient.
+    #[error("{message}")]
+    BadAnswer { message: String },
 }
 
 fn retry_hint(d: &Option<Duration>) -> String {
@@ -119,7 +128,9 @@ impl VaultError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            VaultError::Unavailable { .. } | VaultError::RateLimited { .. }
+            VaultError::Unavailable { .. }
+                | VaultError::RateLimited { .. }
+                | VaultError::BadAnswer { .. }
         )
     }
 
@@ -131,6 +142,12 @@ impl VaultError {
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         VaultError::Invalid {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_answer(message: impl Into<String>) -> Self {
+        VaultError::BadAnswer {
             message: message.into(),
         }
     }
@@ -165,6 +182,7 @@ mod tests {
             ),
             (VaultError::RateLimited { retry_after: None }, true),
             (VaultError::NotFound { path: "p".into() }, false),
+            (VaultError::bad_answer("x"), true),
             (VaultError::config("x"), false),
             (
                 VaultError::PermissionDenied {
