@@ -813,10 +813,9 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(e, VaultError::BadAnswer { .. }), "{e}");
-        assert!(
-            e.to_string()
-                .starts_with("POST auth/approle/login: HTTP 404, and the body is not valid JSON; "),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "POST auth/approle/login: HTTP 404, and the body is not valid JSON"
         );
     }
 }
