@@ -608,7 +608,8 @@ mod tests {
 
     #[test]
     fn mounts() {
-        let cases: Vec<(Value, Result<(&str, &str), &str>)> = vec![
+        type Case = (Value, Result<(&'static str, &'static str), &'static str>);
+        let cases: Vec<Case> = vec![
             (
                 json!({"type": "kv", "options": {"version": "2"}}),
                 Ok(("kv", "2")),
