@@ -13,9 +13,10 @@ use serde_json::Value;
 
 use crate::api::{
     CaProvider, ClusterSecretStore, CreationPolicy, DeletionPolicy, ExternalSecret,
-    ExternalSecretDataRemoteRef, SecretKeySelector, SecretStore, SecretStoreSpec,
-    ServiceAccountSelector, StoreSourceRef, VaultAuth, VaultProvider,
+    ExternalSecretDataRemoteRef, ExternalSecretSpec, SecretKeySelector, SecretStore,
+    SecretStoreSpec, ServiceAccountSelector, StoreSourceRef, VaultAuth, VaultProvider,
 };
+use crate::vault::paths::quoted;
 
 /// One reason to refuse an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,39 +50,164 @@ const FORBIDDEN_SECRET_TYPES: [&str; 2] = [
     "bootstrap.kubernetes.io/token",
 ];
 
-/// Joins problems into one admission message.
+/// Most problems one admission message lists; the others are only counted.
+pub const MAX_LISTED: usize = 20;
+/// Longest text of one problem in an admission message.
+const MAX_PROBLEM_TEXT: usize = 1024;
+
+/// Joins problems into one admission message of a readable size: the first [`MAX_LISTED`],
+/// each cut at 1 KiB, then how many more there are.
 pub fn join(problems: &[Problem]) -> String {
-    problems
+    let mut parts: Vec<String> = problems
         .iter()
-        .map(Problem::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+        .take(MAX_LISTED)
+        .map(|p| {
+            let mut text = p.to_string();
+            if text.len() > MAX_PROBLEM_TEXT {
+                let mut cut = MAX_PROBLEM_TEXT;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+                text.push_str("...");
+            }
+            text
+        })
+        .collect();
+    if problems.len() > MAX_LISTED {
+        parts.push(format!("and {} more problems", problems.len() - MAX_LISTED));
+    }
+    parts.join("; ")
 }
 
-/// Whether `re` compiles, remembered per pattern: the same manifests are applied over and over,
-/// and compiling a regex costs far more than the rest of the validation.
+/// Longest regular expression accepted (the patterns of real manifests are a few dozen bytes).
+pub const MAX_REGEX_LEN: usize = 4096;
+/// The compiled-size limits a regular expression is tried with, smallest first. The last is the
+/// regex crate's default, which the reconciler compiles with: what compiles here runs there.
+const REGEX_SIZE_LIMITS: [usize; 4] = [16 << 10, 128 << 10, 1 << 20, 10 << 20];
+/// Compiling takes time in proportion to the size limit tried (a pattern such as `\w{1000}`
+/// takes over 100 ms to reach 10 MiB, even in a release build), so one object's regular
+/// expressions may together use only this much of it: one of the largest plus small ones.
+/// Without it, a manifest of thousands of such patterns would hold a worker for minutes.
+pub const REGEX_BUDGET: usize = 12 << 20;
+
+/// What checking one pattern found, and how much compiling it took (the sum of the size limits
+/// tried); remembered per pattern.
+#[derive(Clone)]
+struct RegexOutcome {
+    result: Result<(), String>,
+    cost: usize,
+}
+
+/// The compile budget of one object's regular expressions; see [`REGEX_BUDGET`].
+pub struct RegexBudget {
+    left: usize,
+}
+
+impl Default for RegexBudget {
+    fn default() -> Self {
+        RegexBudget { left: REGEX_BUDGET }
+    }
+}
+
+impl RegexBudget {
+    /// Whether `re` compiles (as the reconciler compiles it), within what is left of the
+    /// budget; once a pattern does not fit, none after it is checked. The error completes a
+    /// sentence that starts with the quoted pattern.
+    pub fn check(&mut self, re: &str) -> Result<(), String> {
+        // The same manifests are applied over and over, and compiling a regex costs far more
+        // than the rest of the validation: outcomes are remembered per pattern.
+        static SEEN: LazyLock<Mutex<HashMap<String, RegexOutcome>>> =
+            LazyLock::new(|| Mutex::new(HashMap::new()));
+        if re.len() > MAX_REGEX_LEN {
+            return Err(format!("is longer than {MAX_REGEX_LEN} bytes"));
+        }
+        let over_budget = || {
+            format!(
+                "was not checked: this object's regular expressions would take more than {} MiB compiled together; use fewer or simpler ones",
+                REGEX_BUDGET >> 20
+            )
+        };
+        let seen = SEEN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(re)
+            .cloned();
+        if let Some(o) = seen {
+            // Charged as when it was compiled, so the answer never depends on what was seen.
+            if o.cost > self.left {
+                self.left = 0;
+                return Err(over_budget());
+            }
+            self.left -= o.cost;
+            return o.result;
+        }
+        let mut cost = 0;
+        let mut result = None;
+        for limit in REGEX_SIZE_LIMITS {
+            if cost + limit > self.left {
+                // Not remembered: with more budget left, it may well be checked.
+                self.left = 0;
+                return Err(over_budget());
+            }
+            cost += limit;
+            match regex::RegexBuilder::new(re).size_limit(limit).build() {
+                Ok(_) => {
+                    result = Some(Ok(()));
+                    break;
+                }
+                Err(regex::Error::CompiledTooBig(_)) => continue,
+                Err(e) => {
+                    let e = e.to_string();
+                    result = Some(Err(format!(
+                        "does not compile: {}",
+                        e.lines().last().unwrap_or_default()
+                    )));
+                    break;
+                }
+            }
+        }
+        let result = result.unwrap_or_else(|| {
+            Err(format!(
+                "compiles to more than {} MiB, the most vaultgate runs: counted repetitions of Unicode classes such as \\w, \\d or \\p{{L}} are large; use e.g. [A-Za-z0-9_] or a smaller count",
+                REGEX_SIZE_LIMITS[REGEX_SIZE_LIMITS.len() - 1] >> 20
+            ))
+        });
+        self.left -= cost;
+        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: patterns come from users; forgetting them all now and then is harmless.
+        if seen.len() >= 4096 {
+            seen.clear();
+        }
+        seen.insert(
+            re.to_string(),
+            RegexOutcome {
+                result: result.clone(),
+                cost,
+            },
+        );
+        result
+    }
+}
+
+/// Whether `re` compiles as the reconciler compiles it (see [`RegexBudget::check`]).
 pub fn regex_compiles(re: &str) -> Result<(), String> {
-    static SEEN: LazyLock<Mutex<HashMap<String, Result<(), String>>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
-    if let Some(r) = SEEN.lock().unwrap_or_else(|e| e.into_inner()).get(re) {
-        return r.clone();
-    }
-    let result = regex::Regex::new(re)
-        .map(|_| ())
-        .map_err(|e| e.to_string().lines().last().unwrap_or_default().to_string());
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    // Bounded: patterns come from users; forgetting them all now and then is harmless.
-    if seen.len() >= 4096 {
-        seen.clear();
-    }
-    seen.insert(re.to_string(), result.clone());
-    result
+    RegexBudget::default().check(re)
 }
 
 /// The rules for an ExternalSecret (either version: the schema is the same).
 pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
     let mut p = Vec::new();
     let spec = &es.spec;
+
+    // Templates are parsed only when they are of a size worth parsing.
+    let templates_fit = match templates_fit(spec) {
+        Ok(()) => true,
+        Err(problem) => {
+            p.push(problem);
+            false
+        }
+    };
 
     // ESO: policies that contradict each other.
     if let Some(target) = &spec.target {
@@ -111,7 +237,7 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
             {
                 p.push(Problem::new(
                     "spec.target.template.type",
-                    format!("{ty:?} cannot be written by an ExternalSecret"),
+                    format!("{} cannot be written by an ExternalSecret", quoted(ty)),
                 ));
             }
             if t.metadata
@@ -125,9 +251,11 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
                 ));
             }
             // Parse every template (and name unknown functions) now rather than at sync.
-            for (field, message) in crate::template::check_templates(spec) {
-                if field.starts_with("spec.target.template") {
-                    p.push(Problem::new(field, message));
+            if templates_fit {
+                for (field, message) in crate::template::check_templates(spec) {
+                    if field.starts_with("spec.target.template") {
+                        p.push(Problem::new(field, message));
+                    }
                 }
             }
         }
@@ -157,6 +285,7 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
         ));
     }
 
+    let mut regexes = RegexBudget::default();
     let mut keys = HashSet::with_capacity(data.len());
     for (i, d) in data.iter().enumerate() {
         // Field paths are built only for problems: valid objects cost no allocation here.
@@ -165,15 +294,15 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
             p.push(Problem::new(
                 format!("{}.secretKey", at()),
                 format!(
-                    "{:?} is not a valid Secret key (letters, digits, '-', '.' and '_'; at most 253 characters)",
-                    d.secret_key
+                    "{} is not a valid Secret key (letters, digits, '-', '.' and '_'; at most 253 characters)",
+                    quoted(&d.secret_key)
                 ),
             ));
         }
         if !keys.insert(d.secret_key.as_str()) {
             p.push(Problem::new(
                 format!("{}.secretKey", at()),
-                format!("duplicate secretKey {:?}", d.secret_key),
+                format!("duplicate secretKey {}", quoted(&d.secret_key)),
             ));
         }
         remote_ref(&mut p, "data", i, ".remoteRef", &d.remote_ref);
@@ -203,25 +332,26 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
                 p.push(Problem::new(format!("{}.find.path", at()), e));
             }
             if let Some(re) = f.name.as_ref().and_then(|n| n.regexp.as_deref())
-                && let Err(e) = regex_compiles(re)
+                && let Err(e) = regexes.check(re)
             {
                 p.push(Problem::new(
                     format!("{}.find.name.regexp", at()),
-                    format!("{re:?} does not compile: {e}"),
+                    format!("{} {e}", quoted(re)),
                 ));
             }
         }
         for (j, rw) in d.rewrite.iter().flatten().enumerate() {
             let at = || format!("spec.dataFrom[{i}].rewrite[{j}]");
             if let Some(r) = &rw.regexp
-                && let Err(e) = regex_compiles(&r.source)
+                && let Err(e) = regexes.check(&r.source)
             {
                 p.push(Problem::new(
                     format!("{}.regexp.source", at()),
-                    format!("{:?} does not compile: {e}", r.source),
+                    format!("{} {e}", quoted(&r.source)),
                 ));
             }
             if let Some(t) = &rw.transform
+                && templates_fit
                 && let Err(e) = crate::template::engine::check("transform", &t.template)
             {
                 p.push(Problem::new(
@@ -249,7 +379,10 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
         Some(n) if !n.is_empty() => {}
         other => p.push(Problem::new(
             "spec.secretStoreRef.name",
-            format!("a store name is required (got {:?})", other.unwrap_or("")),
+            format!(
+                "a store name is required (got {})",
+                quoted(other.unwrap_or(""))
+            ),
         )),
     }
     if let Some(ri) = &spec.refresh_interval
@@ -261,6 +394,75 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
         p.push(Problem::new("spec.syncWindows", NOT_SUPPORTED));
     }
     p
+}
+
+/// All the templates of one ExternalSecret together may be this long: all they render is one
+/// Secret, which holds 1 MiB.
+pub const MAX_TEMPLATES_LEN: usize = 1 << 20;
+/// Actions (`{{ ... }}`) all the templates of one ExternalSecret may have together. Parsing
+/// takes time in proportion to them (some 5 µs each in a debug build, where a MiB of them takes
+/// over half a second), not to the text around them; real templates have dozens.
+pub const MAX_TEMPLATE_ACTIONS: usize = 10_000;
+
+/// Every template source of an ExternalSecret.
+fn template_sources(spec: &ExternalSecretSpec) -> impl Iterator<Item = &str> {
+    let tpl = spec.target.as_ref().and_then(|t| t.template.as_ref());
+    let data = tpl
+        .into_iter()
+        .flat_map(|t| t.data.iter().flatten().map(|(_, v)| v));
+    let meta = tpl
+        .and_then(|t| t.metadata.as_ref())
+        .into_iter()
+        .flat_map(|m| {
+            m.labels
+                .iter()
+                .flatten()
+                .chain(m.annotations.iter().flatten())
+                .map(|(_, v)| v)
+        });
+    let literals = tpl.into_iter().flat_map(|t| {
+        t.template_from
+            .iter()
+            .flatten()
+            .filter_map(|f| f.literal.as_ref())
+    });
+    let transforms = spec.data_from.iter().flatten().flat_map(|df| {
+        df.rewrite
+            .iter()
+            .flatten()
+            .filter_map(|r| r.transform.as_ref().map(|t| &t.template))
+    });
+    data.chain(meta)
+        .chain(literals)
+        .chain(transforms)
+        .map(String::as_str)
+}
+
+/// Whether an ExternalSecret's templates are small enough to parse; a problem if not.
+fn templates_fit(spec: &ExternalSecretSpec) -> Result<(), Problem> {
+    let (mut len, mut actions) = (0usize, 0usize);
+    for src in template_sources(spec) {
+        len += src.len();
+        actions += src.matches("{{").count();
+    }
+    const WHAT: &str = "the templates (spec.target.template and the rewrite transforms)";
+    if len > MAX_TEMPLATES_LEN {
+        return Err(Problem::new(
+            "spec",
+            format!(
+                "{WHAT} are {len} bytes long together; at most {MAX_TEMPLATES_LEN} are accepted"
+            ),
+        ));
+    }
+    if actions > MAX_TEMPLATE_ACTIONS {
+        return Err(Problem::new(
+            "spec",
+            format!(
+                "{WHAT} have {actions} actions together; at most {MAX_TEMPLATE_ACTIONS} are accepted"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `spec.<list>[<i>]<part>`: a remote reference's key and version.
@@ -292,8 +494,8 @@ fn source_ref(p: &mut Vec<Problem>, at: &str, s: &StoreSourceRef) {
         p.push(Problem::new(
             format!("{at}.storeRef"),
             format!(
-                "{NOT_SUPPORTED} (store {:?}): use spec.secretStoreRef",
-                r.name.as_deref().unwrap_or("")
+                "{NOT_SUPPORTED} (store {}): use spec.secretStoreRef",
+                quoted(r.name.as_deref().unwrap_or(""))
             ),
         ));
     }
@@ -391,12 +593,13 @@ fn store(spec: &SecretStoreSpec, scope: Scope<'_>, raw: Option<&Value>) -> Vec<P
             ));
         }
     }
+    let mut regexes = RegexBudget::default();
     for (i, c) in spec.conditions.iter().flatten().enumerate() {
         for (j, re) in c.namespace_regexes.iter().flatten().enumerate() {
-            if let Err(e) = regex_compiles(re) {
+            if let Err(e) = regexes.check(re) {
                 p.push(Problem::new(
                     format!("spec.conditions[{i}].namespaceRegexes[{j}]"),
-                    format!("{re:?} does not compile: {e}"),
+                    format!("{} {e}", quoted(re)),
                 ));
             }
         }
@@ -426,7 +629,7 @@ fn vault(p: &mut Vec<Problem>, v: &VaultProvider, scope: Scope<'_>) {
     {
         p.push(Problem::new(
             format!("{AT}.path"),
-            format!("{path:?} is not a KV mount path"),
+            format!("{} is not a KV mount path", quoted(path)),
         ));
     }
     if let Some(ca) = &v.ca_provider {
@@ -628,7 +831,10 @@ fn mount(p: &mut Vec<Problem>, at: &str, path: &str) {
     if bad {
         p.push(Problem::new(
             at,
-            format!("{path:?} is not an auth mount path (e.g. \"approle\")"),
+            format!(
+                "{} is not an auth mount path (e.g. \"approle\")",
+                quoted(path)
+            ),
         ));
     }
 }
@@ -642,7 +848,9 @@ fn own_namespace(p: &mut Vec<Problem>, at: &str, ns: Option<&str>, scope: Scope<
         p.push(Problem::new(
             format!("{at}.namespace"),
             format!(
-                "{ns:?} is not the store's namespace {own:?}: a SecretStore may only reference objects in its own namespace"
+                "{} is not the store's namespace {}: a SecretStore may only reference objects in its own namespace",
+                quoted(ns),
+                quoted(own)
             ),
         ));
     }
@@ -691,8 +899,12 @@ fn ca_provider(p: &mut Vec<Problem>, at: &str, ca: &CaProvider, scope: Scope<'_>
 
 /// `server` must be an absolute http(s) URL with a host.
 pub fn check_server(server: &str) -> Result<(), String> {
-    let bad =
-        || format!("{server:?} is not an http(s) URL such as \"https://vault.example.com:8200\"");
+    let bad = || {
+        format!(
+            "{} is not an http(s) URL such as \"https://vault.example.com:8200\"",
+            quoted(server)
+        )
+    };
     let uri: http::Uri = server.parse().map_err(|_| bad())?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
@@ -936,6 +1148,53 @@ mod tests {
                 )),
             ),
             (
+                "find regexp a backtracking engine would take forever on",
+                json!({"spec": {"dataFrom": [{"find": {"name": {"regexp": "(a+)+$"}}}]}}),
+                None,
+            ),
+            (
+                "find regexp beyond the compiled size limit",
+                json!({"spec": {"dataFrom": [{"find": {"name": {"regexp": "a{1000}{1000}"}}}]}}),
+                Some((
+                    "spec.dataFrom[0].find.name.regexp",
+                    "\"a{1000}{1000}\" compiles to more than 10 MiB",
+                )),
+            ),
+            (
+                "find regexp longer than 4096 bytes",
+                json!({"spec": {"dataFrom": [{"find": {"name": {"regexp": "a".repeat(4097)}}}]}}),
+                Some((
+                    "spec.dataFrom[0].find.name.regexp",
+                    "... (4097 bytes) is longer than 4096 bytes",
+                )),
+            ),
+            (
+                "find regexp nested too deep",
+                json!({"spec": {"dataFrom": [{"find": {"name": {"regexp": "(".repeat(300) + &")".repeat(300)}}}]}}),
+                Some(("spec.dataFrom[0].find.name.regexp", "nested")),
+            ),
+            (
+                "templates longer than 1 MiB together",
+                json!({"spec": {"target": {"template": {"data": {
+                    "a": "{{ .a }}".repeat(70_000), "b": "{{ .b }}".repeat(70_000)}}}}}),
+                Some(("spec", "are 1120000 bytes long together; at most 1048576")),
+            ),
+            (
+                "templates with more than 10000 actions together",
+                json!({"spec": {"target": {"template": {"data": {"a": "{{ .a }}".repeat(6000)}}},
+                    "dataFrom": [{"extract": {"key": "a"},
+                        "rewrite": [{"transform": {"template": "{{ .value }}".repeat(4001)}}]}]}}),
+                Some(("spec", "have 10001 actions together; at most 10000")),
+            ),
+            (
+                "remote key longer than 4096 bytes",
+                json!({"spec": {"data": [{"secretKey": "a", "remoteRef": {"key": "k".repeat(5000)}}]}}),
+                Some((
+                    "spec.data[0].remoteRef.key",
+                    "... (5000 bytes) is longer than 4096 bytes",
+                )),
+            ),
+            (
                 "rewrite regexp does not compile",
                 json!({"spec": {"dataFrom": [{"extract": {"key": "a"},
                     "rewrite": [{"regexp": {"source": "[", "target": "x"}}]}]}}),
@@ -1035,6 +1294,53 @@ mod tests {
         );
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].contains("\"bad key!\""), "{got:?}");
+    }
+
+    #[test]
+    fn regex_compiling_is_bounded_per_object() {
+        // Small patterns fit by the hundred; one large pattern (~11 MiB tried) fits too, and
+        // then nothing more does, whether the patterns were seen before or not.
+        for _ in 0..2 {
+            let mut b = super::RegexBudget::default();
+            for i in 0..50 {
+                assert!(b.check(&format!("^team-{i}$")).is_ok());
+            }
+            assert!(b.check(r"\w{100}").is_ok());
+            for re in [r"\w{101}", "^team-0$"] {
+                let e = b.check(re).unwrap_err();
+                assert!(e.starts_with("was not checked"), "{e}");
+            }
+        }
+        // Hundreds of large patterns in one manifest are answered quickly.
+        let many: Vec<_> = (0..300)
+            .map(|i| json!({"find": {"name": {"regexp": format!(r"\w{{1000}}{i}")}}}))
+            .collect();
+        let start = std::time::Instant::now();
+        let got = problems(&es_base("v1"), &json!({"spec": {"dataFrom": many}}));
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(got.len(), 300);
+        assert!(
+            got[0].contains("compiles to more than 10 MiB"),
+            "{}",
+            got[0]
+        );
+        assert!(got[1].contains("was not checked"), "{}", got[1]);
+    }
+
+    #[test]
+    fn messages_stay_readable() {
+        let problems: Vec<_> = (0..30)
+            .map(|i| super::Problem::new(format!("spec.data[{i}]"), "x".repeat(100 * i)))
+            .collect();
+        let msg = super::join(&problems);
+        assert!(msg.ends_with("; and 10 more problems"), "{msg}");
+        assert!(msg.contains(&format!("spec.data[19]: {}...", "x".repeat(1024 - 15))));
+        assert!(!msg.contains("spec.data[20]"));
+        assert!(msg.len() < 20 * 1100, "{}", msg.len());
+        assert_eq!(
+            super::join(&problems[..2]),
+            "spec.data[0]: ; spec.data[1]: ".to_string() + &"x".repeat(100)
+        );
     }
 
     /// (name, only for this kind, merge patch, expected `(field, message)` or valid); run for

@@ -2,29 +2,52 @@
 
 use crate::api::VaultKvVersion;
 
+/// Longest remote key accepted. Vault sets no limit of its own, but a key is part of a URL and
+/// of every error message about it: far beyond any real secret path, far below what breaks those.
+pub const MAX_KEY_LEN: usize = 4096;
+
+/// Characters of a value that messages show before cutting it short.
+const SHOWN: usize = 64;
+
+/// A value from a manifest as messages show it: quoted and escaped like `{:?}`, and cut after
+/// its first 64 characters (saying how long it is), so a huge value cannot make a huge message.
+pub fn quoted(s: &str) -> String {
+    match s.char_indices().nth(SHOWN) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &s[..cut], s.len()),
+    }
+}
+
 /// Refuses remote keys that could leave the KV mount or confuse path handling: empty keys,
-/// a leading `/`, NUL bytes, `.`/`..` segments and keys aimed at Vault's `sys/` or `auth/`.
+/// absurdly long ones, a leading `/`, NUL bytes, `.`/`..` segments and keys aimed at Vault's
+/// `sys/` or `auth/`.
 pub fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("the remote key is empty".into());
     }
+    let shown = quoted(key);
+    if key.len() > MAX_KEY_LEN {
+        return Err(format!(
+            "the remote key {shown} is longer than {MAX_KEY_LEN} bytes"
+        ));
+    }
     if key.contains('\0') {
-        return Err(format!("the remote key {key:?} contains a NUL byte"));
+        return Err(format!("the remote key {shown} contains a NUL byte"));
     }
     if key.starts_with('/') {
         return Err(format!(
-            "the remote key {key:?} starts with \"/\": give it relative to the store's mount"
+            "the remote key {shown} starts with \"/\": give it relative to the store's mount"
         ));
     }
     if key.split('/').any(|seg| seg == ".." || seg == ".") {
         return Err(format!(
-            "the remote key {key:?} contains a \".\" or \"..\" segment"
+            "the remote key {shown} contains a \".\" or \"..\" segment"
         ));
     }
     for reserved in ["sys", "auth"] {
         if key == reserved || key.starts_with(&format!("{reserved}/")) {
             return Err(format!(
-                "the remote key {key:?} points into Vault's {reserved}/ API, not at a secret"
+                "the remote key {shown} points into Vault's {reserved}/ API, not at a secret"
             ));
         }
     }
@@ -109,7 +132,8 @@ pub fn check_version(version: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "version {version:?} is not a KV v2 version number (use e.g. \"3\")"
+            "version {} is not a KV v2 version number (use e.g. \"3\")",
+            quoted(version)
         ))
     }
 }
@@ -155,10 +179,37 @@ mod tests {
             ("auth/token/create", false),
             ("system/x", true),
             ("authors/x", true),
+            ("ключ/秘密", true),
+            ("%2e%2e/sys", true),
+            ("app\\..\\sys", true),
         ];
         for (key, ok) in cases {
             assert_eq!(check_key(key).is_ok(), *ok, "{key:?}: {:?}", check_key(key));
         }
+        // Length: up to the limit, in bytes; messages show only the start of the key.
+        let at_limit = "k".repeat(MAX_KEY_LEN);
+        assert!(check_key(&at_limit).is_ok());
+        for long in [
+            format!("{at_limit}k"),
+            "a/".repeat(50_000),
+            "é".repeat(MAX_KEY_LEN / 2 + 1),
+        ] {
+            let e = check_key(&long).unwrap_err();
+            assert!(e.contains("is longer than 4096 bytes"), "{e}");
+            assert!(e.len() < 200, "{e}");
+        }
+        let e = check_key(&format!("/{}", "x".repeat(100_000))).unwrap_err();
+        assert!(e.len() < 200 && e.contains("(100001 bytes)"), "{e}");
+    }
+
+    #[test]
+    fn quoting_cuts_long_values() {
+        assert_eq!(quoted("a\0b"), "\"a\\0b\"");
+        assert_eq!(quoted(&"x".repeat(64)), format!("{:?}", "x".repeat(64)));
+        assert_eq!(
+            quoted(&"é".repeat(65)),
+            format!("{:?}... (130 bytes)", "é".repeat(64))
+        );
     }
 
     #[test]
