@@ -1,28 +1,57 @@
 //! HTTPS for the webhook: rustls (TLS 1.2 and 1.3, ALPN h2 and http/1.1) with a certificate
-//! that can be swapped while serving, hyper's auto (HTTP/1.1 + HTTP/2) connections and a
-//! graceful shutdown.
+//! that can be swapped while serving, hyper's auto (HTTP/1.1 + HTTP/2) connections, time
+//! limits on slow or silent clients, and a graceful shutdown.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How often the certificate files are checked for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
-/// A client that does not finish its handshake in this time is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that does not finish its TLS handshake in this time is dropped (a client that
+/// connects and never starts TLS, or stalls in the middle of it).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request's headers must arrive complete within this time (slow-loris): the first request
+/// counted from the end of the TLS handshake, later HTTP/1.1 requests from the end of the
+/// previous response, so an idle HTTP/1.1 keep-alive connection is closed after this long too.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request in progress is closed after this long without a new request
+/// (HTTP/2 connections would otherwise stay open for as long as the client likes, and so would
+/// connections to peers that vanished without closing them).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long in-flight requests get to finish after shutdown is asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The time limits on each client connection (see the constants for what each bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub handshake: Duration,
+    pub header_read: Duration,
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: HANDSHAKE_TIMEOUT,
+            header_read: HEADER_READ_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
 
 /// The current serving certificate; swapped whole, read at every handshake.
 #[derive(Default, Debug)]
@@ -209,12 +238,40 @@ pub async fn serve_https(
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    serve_https_with(
+        listener,
+        resolver,
+        app,
+        ready,
+        shutdown,
+        Timeouts::default(),
+    )
+    .await
+}
+
+/// [`serve_https`] with other time limits than the defaults.
+pub async fn serve_https_with(
+    listener: TcpListener,
+    resolver: Arc<CertResolver>,
+    app: axum::Router,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    timeouts: Timeouts,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         resolver.current().is_some(),
         "no serving certificate loaded"
     );
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config(resolver)?);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header_read);
+    let builder = Arc::new(builder);
+    let connections = TaskTracker::new();
+    // Cancelled when the drain time is over: connections still open then are dropped.
+    let hard_stop = CancellationToken::new();
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "admission webhook serving HTTPS");
     ready.store(true, Ordering::SeqCst);
@@ -233,31 +290,195 @@ pub async fn serve_https(
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        let hard_stop = hard_stop.clone();
+        connections.spawn(async move {
             let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "webhook TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
+            let handshake = tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp));
+            let tls = tokio::select! {
+                _ = hard_stop.cancelled() => return,
+                r = handshake => match r {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "webhook TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("webhook TLS handshake timed out");
+                        return;
+                    }
+                },
             };
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(error = %e, "webhook connection ended with an error");
-            }
+            serve_connection(&builder, tls, app, timeouts, shutdown, hard_stop).await;
         });
     }
     ready.store(false, Ordering::SeqCst);
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    connections.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("webhook connections still open after the drain timeout; closing");
+        hard_stop.cancel();
     }
     Ok(())
+}
+
+/// Requests in progress on one connection and when the connection last became idle.
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    /// Milliseconds after `start` when the last request began or ended.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::SeqCst);
+    }
+
+    fn idle_since(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::SeqCst))
+    }
+}
+
+/// Marks a request in progress from the moment its headers were read until its response is
+/// ready (or the request is abandoned).
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(a: &Arc<Activity>) -> Busy {
+        a.in_flight.fetch_add(1, Ordering::SeqCst);
+        a.requests.fetch_add(1, Ordering::SeqCst);
+        a.touch();
+        Busy(a.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The app, counting the requests in progress on one connection.
+#[derive(Clone)]
+struct Tracked {
+    app: axum::Router,
+    activity: Arc<Activity>,
+}
+
+impl<B> tower::Service<http::Request<B>> for Tracked
+where
+    axum::Router: tower::Service<
+            http::Request<B>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+    <axum::Router as tower::Service<http::Request<B>>>::Future: Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // The router is always ready; its own layers apply backpressure.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let busy = Busy::start(&self.activity);
+        let response = tower::Service::call(&mut self.app, req);
+        Box::pin(async move {
+            let r = response.await;
+            drop(busy);
+            r
+        })
+    }
+}
+
+/// Serves HTTP on one TLS connection. Besides HTTP/1's own header timeout, a watchdog closes
+/// the connection when its first request's headers have not arrived `header_read` after the
+/// handshake (this also covers the protocol detection and HTTP/2's preface, which no hyper timer
+/// does), and when no request has been in progress for `idle`: gracefully first, then for good.
+async fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    app: axum::Router,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+) {
+    let activity = Arc::new(Activity {
+        start: Instant::now(),
+        in_flight: AtomicUsize::new(0),
+        requests: AtomicU64::new(0),
+        last_ms: AtomicU64::new(0),
+    });
+    let service = Tracked {
+        app,
+        activity: activity.clone(),
+    };
+    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    // Set once the connection was asked to close: it gets `header_read` more to do so.
+    let mut closing: Option<Instant> = None;
+    loop {
+        let check_at = match closing {
+            Some(deadline) => deadline,
+            None if activity.in_flight.load(Ordering::SeqCst) > 0 => {
+                Instant::now() + timeouts.header_read.min(timeouts.idle)
+            }
+            None if activity.requests.load(Ordering::SeqCst) == 0 => {
+                activity.idle_since() + timeouts.header_read
+            }
+            None => activity.idle_since() + timeouts.idle,
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "webhook connection ended with an error");
+                }
+                return;
+            }
+            _ = hard_stop.cancelled() => return,
+            _ = shutdown.cancelled(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + DRAIN_TIMEOUT);
+            }
+            _ = tokio::time::sleep_until(check_at) => {
+                if let Some(deadline) = closing {
+                    if Instant::now() >= deadline {
+                        tracing::debug!("webhook connection did not close in time; dropped");
+                        return;
+                    }
+                    continue;
+                }
+                if activity.in_flight.load(Ordering::SeqCst) > 0 {
+                    continue;
+                }
+                if activity.requests.load(Ordering::SeqCst) == 0 {
+                    if Instant::now() >= activity.idle_since() + timeouts.header_read {
+                        // Nothing was ever asked on it: nothing is lost by dropping it.
+                        tracing::debug!("webhook client sent no complete request in time; dropped");
+                        return;
+                    }
+                } else if Instant::now() >= activity.idle_since() + timeouts.idle {
+                    tracing::debug!("webhook connection idle; closing");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now() + timeouts.header_read);
+                }
+            }
+        }
+    }
 }
