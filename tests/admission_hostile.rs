@@ -733,26 +733,50 @@ async fn hostile_templates() {
             (_, Ok(_)) => panic!("{what}: rendered"),
         }
     }
-    // Labels and annotations: as templates, and on the ExternalSecret itself.
+    // Labels and annotations on the ExternalSecret itself are the API server's to judge: they
+    // do not slow anything down here.
     let long = "v".repeat(100_000);
     let mut es = with_template("{{ .a }}");
+    es["metadata"]["labels"] = json!({"k": long, "n\0": "\0", "a b": "\n"});
+    es["metadata"]["annotations"] = json!({"a": "b".repeat(1024 * 1024)});
+    let r = judge(&s, &c, &mut slowest, "own labels", &es).await;
+    admitted(&r, "own labels");
+    // Those of the target Secret: anything an annotation may hold, and templated label values,
+    // are admitted; keys and literal label values the Secret could never carry are refused.
+    let mut es = with_template("{{ .a }}");
     es["spec"]["target"]["template"]["metadata"] = json!({
-        "labels": {"app": "{{ .a }}", "x": long},
+        "labels": {"app": "{{ .a }}", "example.com/team": "{{ .a | lower }}"},
         "annotations": {"note": "line\nbreak\0nul", "big": "a".repeat(512 * 1024)},
     });
-    es["metadata"]["labels"] = json!({"k": long, "n\0": "\0"});
-    es["metadata"]["annotations"] = json!({"a": "b".repeat(1024 * 1024)});
-    let r = judge(&s, &c, &mut slowest, "labels", &es).await;
-    admitted(&r, "labels");
-    let mut es = with_template("{{ .a }}");
-    es["spec"]["target"]["template"]["metadata"] = json!({"labels": {"l": "{{ if }}"}});
-    let r = judge(&s, &c, &mut slowest, "label template", &es).await;
-    refused(
-        &r,
-        "label template",
-        "spec.target.template.metadata.labels[l]",
-        "",
-    );
+    let r = judge(&s, &c, &mut slowest, "target labels", &es).await;
+    admitted(&r, "target labels");
+    for (what, metadata, words) in [
+        (
+            "long label value",
+            json!({"labels": {"x": long}}),
+            "the value of \"x\" is not a valid label value",
+        ),
+        (
+            "NUL in a label key",
+            json!({"labels": {"a\0": "x"}}),
+            "key \"a\\0\" is not a valid label key",
+        ),
+        (
+            "huge annotation key",
+            json!({"annotations": {long.clone(): "x"}}),
+            "(100000 bytes) is not a valid annotation key",
+        ),
+        (
+            "label template that does not parse",
+            json!({"labels": {"l": "{{ if }}"}}),
+            "labels[l]: template: l:1",
+        ),
+    ] {
+        let mut es = with_template("{{ .a }}");
+        es["spec"]["target"]["template"]["metadata"] = metadata;
+        let r = judge(&s, &c, &mut slowest, what, &es).await;
+        refused(&r, what, "spec.target.template.metadata.", words);
+    }
     println!(
         "slowest hostile template answer: {:?} ({})",
         slowest.0, slowest.1

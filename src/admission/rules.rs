@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::api::{
     CaProvider, ClusterSecretStore, CreationPolicy, DeletionPolicy, ExternalSecret,
-    ExternalSecretDataRemoteRef, ExternalSecretSpec, SecretKeySelector, SecretStore,
-    SecretStoreSpec, ServiceAccountSelector, StoreSourceRef, VaultAuth, VaultProvider,
+    ExternalSecretDataRemoteRef, ExternalSecretSpec, ExternalSecretTemplate, SecretKeySelector,
+    SecretStore, SecretStoreSpec, ServiceAccountSelector, StoreSourceRef, VaultAuth, VaultProvider,
 };
 use crate::vault::paths::quoted;
 
@@ -250,6 +250,7 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
                     NOT_SUPPORTED,
                 ));
             }
+            template_keys(&mut p, t);
             // Parse every template (and name unknown functions) now rather than at sync.
             if templates_fit {
                 for (field, message) in crate::template::check_templates(spec) {
@@ -463,6 +464,89 @@ fn templates_fit(spec: &ExternalSecretSpec) -> Result<(), Problem> {
         ));
     }
     Ok(())
+}
+
+/// The keys a template writes, and literal label values, as the API server will check them on
+/// the target Secret: a Secret that can never be written is refused now, not at every sync.
+fn template_keys(p: &mut Vec<Problem>, t: &ExternalSecretTemplate) {
+    const AT: &str = "spec.target.template";
+    for k in t.data.iter().flatten().map(|(k, _)| k) {
+        if !crate::vault::values::is_valid_secret_key(k) {
+            p.push(Problem::new(
+                format!("{AT}.data"),
+                format!(
+                    "key {} is not a valid Secret key (letters, digits, '-', '.' and '_'; at most 253 characters)",
+                    quoted(k)
+                ),
+            ));
+        }
+    }
+    let Some(m) = &t.metadata else { return };
+    for (k, v) in m.labels.iter().flatten() {
+        if !is_qualified_name(k) {
+            p.push(Problem::new(
+                format!("{AT}.metadata.labels"),
+                format!("key {} is not a valid label key ({QUALIFIED})", quoted(k)),
+            ));
+        } else if !v.is_empty() && !v.contains("{{") && !is_name(v) {
+            p.push(Problem::new(
+                format!("{AT}.metadata.labels"),
+                format!(
+                    "the value of {} is not a valid label value ({NAME}): {}",
+                    quoted(k),
+                    quoted(v)
+                ),
+            ));
+        }
+    }
+    for k in m.annotations.iter().flatten().map(|(k, _)| k) {
+        if !is_qualified_name(k) {
+            p.push(Problem::new(
+                format!("{AT}.metadata.annotations"),
+                format!(
+                    "key {} is not a valid annotation key ({QUALIFIED})",
+                    quoted(k)
+                ),
+            ));
+        }
+    }
+}
+
+const NAME: &str =
+    "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
+const QUALIFIED: &str = "a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, optionally after a DNS subdomain prefix and '/'";
+
+/// A Kubernetes name part (label value, the name of a label key): `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`,
+/// at most 63 characters.
+fn is_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// A label or annotation key: a name, optionally after a DNS subdomain and `/`.
+fn is_qualified_name(s: &str) -> bool {
+    match s.split_once('/') {
+        None => is_name(s),
+        Some((prefix, name)) => {
+            is_name(name)
+                && !prefix.is_empty()
+                && prefix.len() <= 253
+                && prefix.split('.').all(|label| {
+                    let dns = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+                    let b = label.as_bytes();
+                    !b.is_empty()
+                        && b.len() <= 63
+                        && b.first().is_some_and(dns)
+                        && b.last().is_some_and(dns)
+                        && b.iter().all(|c| dns(c) || *c == b'-')
+                })
+        }
+    }
 }
 
 /// `spec.<list>[<i>]<part>`: a remote reference's key and version.
@@ -1185,6 +1269,60 @@ mod tests {
                     "dataFrom": [{"extract": {"key": "a"},
                         "rewrite": [{"transform": {"template": "{{ .value }}".repeat(4001)}}]}]}}),
                 Some(("spec", "have 10001 actions together; at most 10000")),
+            ),
+            (
+                "template labels and annotations that a Secret can carry",
+                json!({"spec": {"target": {"template": {
+                    "data": {"config.yaml": "x", "a_b-c": "{{ .a }}"},
+                    "metadata": {
+                        "labels": {"app.kubernetes.io/name": "{{ .a | lower }} x", "team": "a.b-c_d", "empty": ""},
+                        "annotations": {"example.com/note": "any\nthing\u{0}", "n": "x".repeat(1000)}}}}}}),
+                None,
+            ),
+            (
+                "template data key that is not a Secret key",
+                json!({"spec": {"target": {"template": {"data": {"a/b": "x"}}}}}),
+                Some((
+                    "spec.target.template.data",
+                    "key \"a/b\" is not a valid Secret key",
+                )),
+            ),
+            (
+                "template label key with a space",
+                json!({"spec": {"target": {"template": {"metadata": {"labels": {"a b": "x"}}}}}}),
+                Some((
+                    "spec.target.template.metadata.labels",
+                    "key \"a b\" is not a valid label key",
+                )),
+            ),
+            (
+                "template label key with an upper-case prefix",
+                json!({"spec": {"target": {"template": {"metadata": {"labels": {"Example.com/a": "x"}}}}}}),
+                Some((
+                    "spec.target.template.metadata.labels",
+                    "not a valid label key",
+                )),
+            ),
+            (
+                "template label value too long",
+                json!({"spec": {"target": {"template": {"metadata": {"labels": {"a": "v".repeat(64)}}}}}}),
+                Some((
+                    "spec.target.template.metadata.labels",
+                    "the value of \"a\" is not a valid label value",
+                )),
+            ),
+            (
+                "template label value with a NUL",
+                json!({"spec": {"target": {"template": {"metadata": {"labels": {"a": "x\u{0}"}}}}}}),
+                Some(("spec.target.template.metadata.labels", "\"x\\0\"")),
+            ),
+            (
+                "template annotation key of 100k characters",
+                json!({"spec": {"target": {"template": {"metadata": {"annotations": {"k".repeat(100_000): "x"}}}}}}),
+                Some((
+                    "spec.target.template.metadata.annotations",
+                    "(100000 bytes) is not a valid annotation key",
+                )),
             ),
             (
                 "remote key longer than 4096 bytes",
