@@ -154,6 +154,32 @@ pub fn backoff(failures: u32) -> Duration {
     BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX)
 }
 
+/// How old a Vault read of the same data (same store identity, path, version) may be and still
+/// serve this sync. A change the user made (spec or annotations, e.g. ESO's `force-sync`
+/// annotation, or the store) asks for what Vault holds now: only reads in flight or just
+/// finished are shared. Otherwise — a first sync, a scheduled refresh, a missing or edited
+/// Secret — a read up to a twentieth of the refresh interval old (at most 30 s; 30 s when the
+/// interval is 0, "sync once") is as good: it is what the other ExternalSecrets on that data
+/// just got. That turns 10 ExternalSecrets on one path, created seconds apart, into one read.
+pub fn read_reuse(reason: Reason, interval: Duration) -> Duration {
+    let cap = crate::vault::MAX_READ_REUSE;
+    let fresh = crate::vault::READ_SHARE_WINDOW;
+    match reason {
+        Reason::SpecChanged | Reason::StoreChanged => fresh,
+        Reason::NeverSynced
+        | Reason::LastSyncFailed
+        | Reason::SecretMissing
+        | Reason::SecretTampered
+        | Reason::Interval => {
+            if interval.is_zero() {
+                cap
+            } else {
+                (interval / 20).clamp(fresh, cap)
+            }
+        }
+    }
+}
+
 /// Time until `at`, never negative.
 pub fn until(now: Timestamp, at: Timestamp) -> Duration {
     let d = at.duration_since(now);
@@ -412,6 +438,32 @@ mod tests {
         assert_eq!(got, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff(0).as_secs(), 5);
         assert_eq!(backoff(u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn read_reuse_follows_the_reason_and_interval() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let cases = [
+            (Reason::NeverSynced, s(3600), s(30)),
+            (Reason::Interval, s(3600), s(30)),
+            (Reason::Interval, s(60), s(3)),
+            (Reason::Interval, s(1), ms(500)),
+            (Reason::SecretMissing, s(300), s(15)),
+            (Reason::SecretTampered, s(0), s(30)),
+            (Reason::LastSyncFailed, s(20), s(1)),
+            (Reason::NeverSynced, s(0), s(30)),
+            (Reason::SpecChanged, s(3600), ms(500)),
+            (Reason::StoreChanged, s(3600), ms(500)),
+            (Reason::SpecChanged, s(0), ms(500)),
+        ];
+        for (reason, interval, want) in cases {
+            assert_eq!(
+                read_reuse(reason, interval),
+                want,
+                "{reason:?} {interval:?}"
+            );
+        }
     }
 
     #[test]

@@ -18,11 +18,35 @@ use super::{answers, paths};
 use crate::api::{StoreKind, VaultKvVersion};
 use crate::metrics::Metrics;
 
-/// How long a finished read answers identical reads of the same store, path and version.
-/// ExternalSecrets reading the same data come due at the same instant (see
-/// `reconcile::refresh::next_due`), so a short window catches them all; it must stay well under
-/// the shortest refresh interval people use (1 s) so that each refresh still reads Vault.
-const READ_SHARE_WINDOW: Duration = Duration::from_millis(500);
+/// How long a finished read answers identical reads of the same store, path and version by
+/// default (the webhook's live checks, and syncs asked to see fresh data). ExternalSecrets
+/// reading the same data come due at the same instant (see `reconcile::refresh::next_due`), so
+/// a short window catches them all; it stays well under the shortest refresh interval people
+/// use (1 s) so that each refresh still reads Vault.
+pub const READ_SHARE_WINDOW: Duration = Duration::from_millis(500);
+/// The longest any caller may let a finished read answer it ([`with_read_reuse`]).
+pub const MAX_READ_REUSE: Duration = Duration::from_secs(30);
+/// Values kept past [`READ_SHARE_WINDOW`] per store identity, estimated in bytes: reuse saves
+/// Vault reads, it must not turn into a cache of every secret.
+const READ_REUSE_BUDGET: usize = 4 << 20;
+
+tokio::task_local! {
+    static READ_REUSE: Duration;
+}
+
+/// Runs `fut` letting its reads be answered by an identical read (same store identity, path
+/// and version) that finished up to `max_age` ago — clamped to
+/// [`READ_SHARE_WINDOW`]..=[`MAX_READ_REUSE`]. The reconciler uses it so that the
+/// ExternalSecrets reading one secret, created or changed seconds apart, cost one Vault read.
+pub async fn with_read_reuse<F: std::future::Future>(max_age: Duration, fut: F) -> F::Output {
+    READ_REUSE
+        .scope(max_age.clamp(READ_SHARE_WINDOW, MAX_READ_REUSE), fut)
+        .await
+}
+
+fn read_reuse() -> Duration {
+    READ_REUSE.try_with(|d| *d).unwrap_or(READ_SHARE_WINDOW)
+}
 /// A renewal that leaves less than this fraction of the login TTL means the token is near its
 /// max TTL: log in again instead of renewing ever more often.
 const MIN_RENEW_FRACTION: u32 = 3;
@@ -263,16 +287,68 @@ type ReadResult = Result<Option<Arc<Value>>, VaultError>;
 struct ReadSlot {
     cell: OnceCell<ReadResult>,
     done: OnceLock<Instant>,
+    /// Estimated size of the value, once read.
+    size: OnceLock<usize>,
 }
 
 impl ReadSlot {
-    /// Joinable: still running, or finished well within the share window.
-    fn shareable(&self, now: Instant) -> bool {
+    fn new() -> Self {
+        ReadSlot {
+            cell: OnceCell::new(),
+            done: OnceLock::new(),
+            size: OnceLock::new(),
+        }
+    }
+
+    /// Joinable: still running, or finished successfully less than `max_age` ago.
+    fn shareable(&self, now: Instant, max_age: Duration) -> bool {
         match (self.done.get(), self.cell.get()) {
             (None, _) => true,
-            (Some(t), Some(Ok(_))) => now.duration_since(*t) < READ_SHARE_WINDOW,
+            (Some(t), Some(Ok(_))) => now.duration_since(*t) < max_age,
             _ => false,
         }
+    }
+}
+
+/// A rough size of a JSON value in memory, for [`READ_REUSE_BUDGET`].
+fn value_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 24 + s.len(),
+        Value::Array(a) => 24 + a.iter().map(value_size).sum::<usize>(),
+        Value::Object(o) => {
+            24 + o
+                .iter()
+                .map(|(k, v)| 48 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
+        _ => 24,
+    }
+}
+
+/// Drops reads nobody may reuse any more, then the oldest reused values over the budget.
+fn sweep_reads(reads: &mut HashMap<String, Arc<ReadSlot>>, now: Instant) {
+    reads.retain(|_, s| s.shareable(now, MAX_READ_REUSE));
+    let kept: usize = reads
+        .values()
+        .filter(|s| !s.shareable(now, READ_SHARE_WINDOW))
+        .filter_map(|s| s.size.get())
+        .sum();
+    if kept <= READ_REUSE_BUDGET {
+        return;
+    }
+    let mut old: Vec<(Instant, String, usize)> = reads
+        .iter()
+        .filter(|(_, s)| !s.shareable(now, READ_SHARE_WINDOW))
+        .filter_map(|(k, s)| Some((*s.done.get()?, k.clone(), *s.size.get()?)))
+        .collect();
+    old.sort_unstable_by_key(|(t, _, _)| *t);
+    let mut over = kept - READ_REUSE_BUDGET;
+    for (_, k, size) in old {
+        if over == 0 {
+            break;
+        }
+        reads.remove(&k);
+        over = over.saturating_sub(size);
     }
 }
 
@@ -636,32 +712,43 @@ impl StoreClient {
         check_mount_info(mount, &engine, &version, self.kv_version)
     }
 
-    /// Deduplicated GET: identical concurrent reads, and reads within a second of a
-    /// successful one, share one Vault request.
+    /// Deduplicated GET: identical concurrent reads share one Vault request, and so do reads
+    /// within [`READ_SHARE_WINDOW`] of a successful one (or the longer age the caller allows,
+    /// see [`with_read_reuse`]). `extract` takes what the caller needs from the answer once,
+    /// for every sharer; an answer of the wrong shape is an error, and errors are not reused.
     async fn shared_get(
         &self,
         call: &'static str,
         path: String,
         query: Option<String>,
+        extract: impl FnOnce(&Value) -> Result<Value, String>,
     ) -> ReadResult {
         let key = format!("{call} {path}?{}", query.as_deref().unwrap_or(""));
+        let max_age = read_reuse();
         let slot = {
             let now = Instant::now();
             let mut reads = lock(&self.reads);
-            reads.retain(|_, s| s.shareable(now));
-            reads
-                .entry(key)
-                .or_insert_with(|| {
-                    Arc::new(ReadSlot {
-                        cell: OnceCell::new(),
-                        done: OnceLock::new(),
-                    })
-                })
-                .clone()
+            sweep_reads(&mut reads, now);
+            match reads.get(&key) {
+                Some(s) if s.shareable(now, max_age) => s.clone(),
+                _ => {
+                    let s = Arc::new(ReadSlot::new());
+                    reads.insert(key, s.clone());
+                    s
+                }
+            }
         };
         slot.cell
             .get_or_init(|| async {
-                let r = self.get_json(call, &path, query.as_deref()).await;
+                let r = match self.get_json(call, &path, query.as_deref()).await {
+                    Ok(Some(body)) => extract(&body)
+                        .map(|v| Some(Arc::new(v)))
+                        .map_err(|e| VaultError::bad_answer(format!("GET {path}: {e}"))),
+                    other => other,
+                };
+                if let Ok(Some(v)) = &r {
+                    let _ = slot.size.set(value_size(v));
+                }
                 let _ = slot.done.set(Instant::now());
                 r
             })
@@ -738,12 +825,15 @@ impl StoreClient {
     }
 
     async fn read_data_at(&self, path: String, query: Option<String>) -> ReadResult {
-        let Some(body) = self.shared_get("read", path.clone(), query).await? else {
-            return Ok(None);
-        };
-        let data = answers::kv_data(&body, self.kv_version == VaultKvVersion::V2)
-            .map_err(|e| VaultError::bad_answer(format!("GET {path}: {e}")))?;
-        Ok(data.map(|d| Arc::new(d.clone())))
+        let v2 = self.kv_version == VaultKvVersion::V2;
+        // A deleted or destroyed version (`data.data` null) reads as `None`, like a missing
+        // secret.
+        let got = self
+            .shared_get("read", path, query, |body| {
+                Ok(answers::kv_data(body, v2)?.cloned().unwrap_or(Value::Null))
+            })
+            .await?;
+        Ok(got.filter(|v| !v.is_null()))
     }
 
     /// KV v2 metadata (`created_time`, `current_version`, `custom_metadata`, `versions`, …),
@@ -760,12 +850,10 @@ impl StoreClient {
     }
 
     async fn read_metadata_at(&self, path: String) -> ReadResult {
-        let Some(body) = self.shared_get("read_metadata", path.clone(), None).await? else {
-            return Ok(None);
-        };
-        let metadata = answers::kv_metadata(&body)
-            .map_err(|e| VaultError::bad_answer(format!("GET {path}: {e}")))?;
-        Ok(Some(Arc::new(metadata.clone())))
+        self.shared_get("read_metadata", path, None, |body| {
+            answers::kv_metadata(body).cloned()
+        })
+        .await
     }
 
     /// Every secret under `path` (recursive LIST), relative to the mount, sorted.

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use crate::api::{ClusterSecretStore, SecretStore, SecretStoreSpec, StoreKind};
 
-pub use client::{StoreClient, VaultClients};
+pub use client::{MAX_READ_REUSE, READ_SHARE_WINDOW, StoreClient, VaultClients, with_read_reuse};
 pub use fetch::{FetchError, Fetched, fetch_external_secret};
 
 /// A store as the Vault client sees it: identity (for the token cache) and spec.
