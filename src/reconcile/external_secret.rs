@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::events::{Event, EventType};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -45,6 +45,10 @@ pub(crate) struct Memory {
     synced: Option<(String, Timestamp)>,
     /// The store generation of the last successful sync.
     store_generation: Option<String>,
+    /// The target Secret's resourceVersion right after our last write. While the cached
+    /// metadata still shows it, nobody has changed the Secret, and a reconcile that finds no
+    /// refresh due needs no GET (each sync's own writes bring two such reconciles).
+    valid_rv: Option<String>,
 }
 
 pub(crate) type Memories = Mutex<HashMap<(String, String), Memory>>;
@@ -273,10 +277,7 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
         return Ok(Action::requeue(at - Instant::now()));
     }
 
-    sh.metrics
-        .sync_calls_total
-        .with_label_values(&[name.as_str(), ns.as_str()])
-        .inc();
+    sh.metrics.es_sync_call(&name, &ns);
     let result = sync(&es, &sh, &store, &version, &mem).await;
     let target = desired::target_name(&es);
     let now = Timestamp::now();
@@ -304,10 +305,7 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
             next
         }
         Err(failure) => {
-            sh.metrics
-                .sync_calls_error
-                .with_label_values(&[name.as_str(), ns.as_str()])
-                .inc();
+            sh.metrics.es_sync_error(&name, &ns);
             let mut failures = 0;
             update_memory(&sh, &es, |m| {
                 m.failures = m.failures.saturating_add(1);
@@ -350,9 +348,7 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
         }
     };
     sh.metrics
-        .reconcile_duration
-        .with_label_values(&[name.as_str(), ns.as_str()])
-        .set(started.elapsed().as_secs_f64() * 1000.0);
+        .es_reconcile_duration(&name, &ns, started.elapsed().as_secs_f64() * 1000.0);
     Ok(action)
 }
 
@@ -474,12 +470,24 @@ async fn sync(
 
     let target = desired::target_name(es);
     let secrets: Api<Secret> = Api::namespaced(sh.kube.clone(), &ns);
-    let existing = secrets.get_opt(&target).await.map_err(|e| {
-        Failure::new(format!(
-            "could not read target Secret {target:?}: {}",
-            kube_msg(&e)
-        ))
-    })?;
+    let untouched = mem.valid_rv.as_deref().is_some_and(|rv| {
+        sh.secret_meta
+            .get(&ObjectRef::new(&target).within(&ns))
+            .is_some_and(|m| m.resource_version().as_deref() == Some(rv))
+    });
+    let read_target = || async {
+        secrets.get_opt(&target).await.map_err(|e| {
+            Failure::new(format!(
+                "could not read target Secret {target:?}: {}",
+                kube_msg(&e)
+            ))
+        })
+    };
+    let mut existing = if untouched {
+        None
+    } else {
+        read_target().await?
+    };
 
     let creation = desired::creation_policy(es);
     let now = Timestamp::now();
@@ -503,6 +511,7 @@ async fn sync(
         last_ready = Some(true);
     }
     let target_state = match &existing {
+        None if untouched => TargetState::Valid,
         None => TargetState::Missing,
         Some(s) => {
             let annotated = s.annotations().get(ANNOTATION_DATA_HASH);
@@ -544,10 +553,13 @@ async fn sync(
         }
         _ => Action::await_change(),
     };
-    match decision {
+    let reason = match decision {
         Refresh::Never => return Ok(Synced::NotDue(Action::await_change())),
         Refresh::At(at) => return Ok(Synced::NotDue(Action::requeue(refresh::until(now, at)))),
-        Refresh::Now(_) => {}
+        Refresh::Now(reason) => reason,
+    };
+    if untouched {
+        existing = read_target().await?;
     }
 
     if creation == CreationPolicy::Merge && existing.is_none() {
@@ -577,12 +589,15 @@ async fn sync(
         desired::deletion_policy(es),
         DeletionPolicy::Delete | DeletionPolicy::Merge
     );
-    let fetched = fetch_external_secret(&client, &es.spec, skip_missing)
-        .await
-        .map_err(|e| Failure {
-            retry_after: retry_after(&e.source),
-            message: format!("could not get secret data from provider: {e}"),
-        })?;
+    let fetched = crate::vault::with_read_reuse(
+        refresh::read_reuse(reason, interval),
+        fetch_external_secret(&client, &es.spec, skip_missing),
+    )
+    .await
+    .map_err(|e| Failure {
+        retry_after: retry_after(&e.source),
+        message: format!("could not get secret data from provider: {e}"),
+    })?;
     for key in &fetched.missing {
         publish(
             sh,
@@ -694,6 +709,7 @@ async fn execute(
                     )));
                 }
             }
+            update_memory(sh, es, |m| m.valid_rv = None);
             publish(
                 sh,
                 es,
@@ -744,6 +760,7 @@ async fn execute(
                         kube_msg(&e)
                     ))
                 })?;
+            update_memory(sh, es, |m| m.valid_rv = written.resource_version());
             if w.creates {
                 publish(
                     sh,

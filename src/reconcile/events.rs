@@ -1,0 +1,241 @@
+//! Kubernetes events (events.k8s.io/v1) about ExternalSecrets and stores, with repeats folded
+//! into a series the way kube-rs's `Recorder` does. kube-rs's recorder keeps every event it
+//! sent for six minutes and scans that whole cache under one write lock on every publish: with
+//! 10,000 ExternalSecrets syncing at once that was a quarter of the controller's memory and a
+//! tenth of its CPU. This one remembers a few numbers per recent event and sweeps them once a
+//! minute.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+pub use kube::runtime::events::{Event, EventType};
+use serde_json::json;
+
+/// How long a repeat is folded into the earlier event rather than sent as a new one (as
+/// kube-rs and client-go do).
+const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+/// How often forgotten events are swept from the cache.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// What is remembered of an event sent recently.
+struct Sent {
+    name: String,
+    namespace: String,
+    count: i32,
+    last: Instant,
+}
+
+struct Cache {
+    sent: HashMap<u64, Sent>,
+    next_sweep: Instant,
+}
+
+pub struct Recorder {
+    client: kube::Client,
+    controller: String,
+    instance: String,
+    cache: Mutex<Cache>,
+}
+
+/// Which events are "the same" (and so one series): same object, type, reason, action and note.
+fn event_key(ev: &Event, regarding: &ObjectReference) -> u64 {
+    let mut h = DefaultHasher::new();
+    (
+        &regarding.api_version,
+        &regarding.kind,
+        &regarding.namespace,
+        &regarding.name,
+        &regarding.uid,
+    )
+        .hash(&mut h);
+    matches!(ev.type_, EventType::Warning).hash(&mut h);
+    (&ev.reason, &ev.action, &ev.note).hash(&mut h);
+    h.finish()
+}
+
+/// The namespace an event about `regarding` lives in (cluster-scoped objects: `default`).
+fn event_namespace(regarding: &ObjectReference) -> String {
+    regarding
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+impl Recorder {
+    pub fn new(client: kube::Client, controller: &str, instance: Option<&str>) -> Self {
+        Recorder {
+            client,
+            controller: controller.to_string(),
+            instance: instance
+                .filter(|i| !i.is_empty())
+                .unwrap_or(controller)
+                .to_string(),
+            cache: Mutex::new(Cache {
+                sent: HashMap::new(),
+                next_sweep: Instant::now() + SWEEP_EVERY,
+            }),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `ev` about `regarding`: a new Event, or, when the same one was sent within six
+    /// minutes, a patch that bumps its series count.
+    pub async fn publish(
+        &self,
+        ev: &Event,
+        regarding: &ObjectReference,
+    ) -> Result<(), kube::Error> {
+        let key = event_key(ev, regarding);
+        let now = Instant::now();
+        let repeat = {
+            let mut cache = self.cache();
+            if now >= cache.next_sweep {
+                cache
+                    .sent
+                    .retain(|_, s| now.duration_since(s.last) < SERIES_WINDOW);
+                cache.next_sweep = now + SWEEP_EVERY;
+            }
+            cache
+                .sent
+                .get(&key)
+                .filter(|s| now.duration_since(s.last) < SERIES_WINDOW)
+                .map(|s| (s.name.clone(), s.namespace.clone(), s.count + 1))
+        };
+        let stamp = Timestamp::now();
+        if let Some((name, namespace, count)) = repeat {
+            let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+            let series = EventSeries {
+                count,
+                last_observed_time: MicroTime(stamp),
+            };
+            let patch = json!({ "series": series });
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    if let Some(s) = self.cache().sent.get_mut(&key) {
+                        s.count = count;
+                        s.last = now;
+                    }
+                    return Ok(());
+                }
+                // Expired or deleted meanwhile: start a new one.
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let namespace = event_namespace(regarding);
+        let name = format!(
+            "{}.{:x}",
+            regarding.name.as_deref().unwrap_or(&self.controller),
+            stamp.as_nanosecond()
+        );
+        let event = K8sEvent {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            action: Some(ev.action.clone()),
+            reason: Some(ev.reason.clone()),
+            note: ev.note.clone(),
+            type_: Some(
+                match ev.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .into(),
+            ),
+            event_time: Some(MicroTime(stamp)),
+            regarding: Some(regarding.clone()),
+            related: ev.secondary.clone(),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
+        };
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(&PostParams::default(), &event).await?;
+        self.cache().sent.insert(
+            key,
+            Sent {
+                name,
+                namespace,
+                count: 1,
+                last: now,
+            },
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(ns: Option<&str>, name: &str, uid: &str) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("external-secrets.io/v1".into()),
+            kind: Some("ExternalSecret".into()),
+            namespace: ns.map(Into::into),
+            name: Some(name.into()),
+            uid: Some(uid.into()),
+            ..Default::default()
+        }
+    }
+
+    fn event(type_: EventType, reason: &str, note: &str) -> Event {
+        Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.into()),
+            action: "Sync".into(),
+            secondary: None,
+        }
+    }
+
+    #[test]
+    fn the_same_event_is_one_series_and_any_difference_is_another() {
+        let r = reference(Some("a"), "es", "u1");
+        let base = event_key(&event(EventType::Normal, "Updated", "Updated Secret"), &r);
+        assert_eq!(
+            base,
+            event_key(&event(EventType::Normal, "Updated", "Updated Secret"), &r)
+        );
+        let others = [
+            event_key(&event(EventType::Warning, "Updated", "Updated Secret"), &r),
+            event_key(&event(EventType::Normal, "Created", "Updated Secret"), &r),
+            event_key(&event(EventType::Normal, "Updated", "other note"), &r),
+            event_key(
+                &event(EventType::Normal, "Updated", "Updated Secret"),
+                &reference(Some("b"), "es", "u1"),
+            ),
+            event_key(
+                &event(EventType::Normal, "Updated", "Updated Secret"),
+                &reference(Some("a"), "es", "u2"),
+            ),
+        ];
+        for k in others {
+            assert_ne!(k, base);
+        }
+    }
+
+    #[test]
+    fn cluster_scoped_objects_get_events_in_default() {
+        assert_eq!(event_namespace(&reference(None, "s", "u")), "default");
+        assert_eq!(event_namespace(&reference(Some(""), "s", "u")), "default");
+        assert_eq!(event_namespace(&reference(Some("x"), "s", "u")), "x");
+    }
+}
