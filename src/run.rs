@@ -214,6 +214,11 @@ fn health_router(state: HealthState) -> Router {
 }
 
 async fn metrics_handler(State(s): State<HealthState>) -> impl IntoResponse {
+    s.metrics.runtime_alive_tasks.set(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks() as i64,
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,
