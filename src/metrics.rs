@@ -4,24 +4,178 @@
 //! Label values are names, kinds, calls and statuses only: never a secret value or a path's
 //! content.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+const ES_CONDITIONS: [&str; 2] = ["Ready", "Deleted"];
+const STATUSES: [&str; 3] = ["True", "False", "Unknown"];
+
+/// What ESO's per-ExternalSecret series hold for one ExternalSecret.
+#[derive(Default, Clone, Copy)]
+struct EsSeries {
+    calls: u64,
+    errors: u64,
+    duration_ms: Option<f64>,
+    /// Index into [`STATUSES`] per [`ES_CONDITIONS`] entry, once set.
+    conditions: [Option<u8>; 2],
+}
+
+type EsMap = HashMap<(Box<str>, Box<str>), EsSeries>;
+
+/// ESO's per-ExternalSecret series, kept as a few numbers per object and turned into metric
+/// families only when scraped. As `prometheus` label vectors they took about 2.5 KiB per
+/// ExternalSecret (five series with their own label strings and hashes): 25 MiB at 10,000.
+#[derive(Clone)]
+struct EsMetrics {
+    map: Arc<Mutex<EsMap>>,
+    descs: Arc<Vec<Desc>>,
+}
+
+impl EsMetrics {
+    fn new() -> Self {
+        let desc = |name: &str, help: &str, labels: &[&str]| {
+            Desc::new(
+                name.into(),
+                help.into(),
+                labels.iter().map(|l| l.to_string()).collect(),
+                HashMap::new(),
+            )
+            .expect("valid metric")
+        };
+        EsMetrics {
+            map: Arc::default(),
+            descs: Arc::new(vec![
+                desc(
+                    "externalsecret_sync_calls_total",
+                    "Total number of the External Secret sync calls",
+                    &["name", "namespace"],
+                ),
+                desc(
+                    "externalsecret_sync_calls_error",
+                    "Total number of the External Secret sync errors",
+                    &["name", "namespace"],
+                ),
+                desc(
+                    "externalsecret_status_condition",
+                    "The status condition of a specific External Secret",
+                    &["name", "namespace", "condition", "status"],
+                ),
+                desc(
+                    "externalsecret_reconcile_duration",
+                    "The duration time to reconcile the External Secret (ms)",
+                    &["name", "namespace"],
+                ),
+            ]),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, EsMap> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, name: &str, namespace: &str, f: impl FnOnce(&mut EsSeries)) {
+        let mut map = self.lock();
+        let key: (Box<str>, Box<str>) = (namespace.into(), name.into());
+        f(map.entry(key).or_default());
+    }
+}
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.into());
+    l.set_value(value.into());
+    l
+}
+
+fn family(desc: &Desc, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(desc.fq_name.clone());
+    f.set_help(desc.help.clone());
+    f.set_field_type(kind);
+    f.set_metric(metrics);
+    f
+}
+
+impl Collector for EsMetrics {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let snapshot: Vec<((Box<str>, Box<str>), EsSeries)> = {
+            let map = self.lock();
+            map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        };
+        let (mut calls, mut errors, mut conditions, mut durations) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Label pairs in name order, as the text encoder of registered vectors writes them.
+        for ((ns, name), e) in &snapshot {
+            let base = || vec![label("name", name), label("namespace", ns)];
+            let counter = |v: u64| {
+                let mut m = Metric::default();
+                m.set_label(base());
+                let mut c = Counter::default();
+                c.set_value(v as f64);
+                m.set_counter(c);
+                m
+            };
+            let gauge = |labels: Vec<LabelPair>, v: f64| {
+                let mut m = Metric::default();
+                m.set_label(labels);
+                let mut g = Gauge::default();
+                g.set_value(v);
+                m.set_gauge(g);
+                m
+            };
+            calls.push(counter(e.calls));
+            if e.errors > 0 {
+                errors.push(counter(e.errors));
+            }
+            if let Some(ms) = e.duration_ms {
+                durations.push(gauge(base(), ms));
+            }
+            for (c, set) in ES_CONDITIONS.iter().zip(e.conditions) {
+                let Some(set) = set else { continue };
+                for (i, st) in STATUSES.iter().enumerate() {
+                    let labels = vec![
+                        label("condition", c),
+                        label("name", name),
+                        label("namespace", ns),
+                        label("status", st),
+                    ];
+                    conditions.push(gauge(labels, if i == set as usize { 1.0 } else { 0.0 }));
+                }
+            }
+        }
+        let d = &self.descs;
+        [
+            (&d[0], MetricType::COUNTER, calls),
+            (&d[1], MetricType::COUNTER, errors),
+            (&d[2], MetricType::GAUGE, conditions),
+            (&d[3], MetricType::GAUGE, durations),
+        ]
+        .into_iter()
+        .filter(|(_, _, m)| !m.is_empty())
+        .map(|(desc, kind, m)| family(desc, kind, m))
+        .collect()
+    }
+}
 
 /// Every metric of the process, registered in one registry served at `/metrics`.
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    /// ESO: `externalsecret_sync_calls_total{name, namespace}`.
-    pub sync_calls_total: IntCounterVec,
-    /// ESO: `externalsecret_sync_calls_error{name, namespace}`.
-    pub sync_calls_error: IntCounterVec,
-    /// ESO: `externalsecret_status_condition{name, namespace, condition, status}` (1 or 0).
-    pub status_condition: GaugeVec,
-    /// ESO: `externalsecret_reconcile_duration{name, namespace}`, milliseconds of the last
-    /// reconcile (a gauge, as in ESO).
-    pub reconcile_duration: GaugeVec,
+    /// ESO's per-ExternalSecret series: `externalsecret_sync_calls_total`,
+    /// `externalsecret_sync_calls_error`, `externalsecret_status_condition` and
+    /// `externalsecret_reconcile_duration` (see [`EsMetrics`]).
+    es: EsMetrics,
     /// ESO: `externalsecret_provider_api_calls_count{provider, call, status}`.
     pub provider_api_calls: IntCounterVec,
     /// Vault HTTP requests by call (`login`, `read`, `list`, `lookup_self`, …) and HTTP status.
@@ -48,38 +202,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let sync_calls_total = IntCounterVec::new(
-            Opts::new(
-                "externalsecret_sync_calls_total",
-                "Total number of the External Secret sync calls",
-            ),
-            &["name", "namespace"],
-        )
-        .expect("valid metric");
-        let sync_calls_error = IntCounterVec::new(
-            Opts::new(
-                "externalsecret_sync_calls_error",
-                "Total number of the External Secret sync errors",
-            ),
-            &["name", "namespace"],
-        )
-        .expect("valid metric");
-        let status_condition = GaugeVec::new(
-            Opts::new(
-                "externalsecret_status_condition",
-                "The status condition of a specific External Secret",
-            ),
-            &["name", "namespace", "condition", "status"],
-        )
-        .expect("valid metric");
-        let reconcile_duration = GaugeVec::new(
-            Opts::new(
-                "externalsecret_reconcile_duration",
-                "The duration time to reconcile the External Secret (ms)",
-            ),
-            &["name", "namespace"],
-        )
-        .expect("valid metric");
+        let es = EsMetrics::new();
         let provider_api_calls = IntCounterVec::new(
             Opts::new(
                 "externalsecret_provider_api_calls_count",
@@ -137,10 +260,7 @@ impl Metrics {
         )
         .expect("valid metric");
         for c in [
-            Box::new(sync_calls_total.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(sync_calls_error.clone()),
-            Box::new(status_condition.clone()),
-            Box::new(reconcile_duration.clone()),
+            Box::new(es.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(provider_api_calls.clone()),
             Box::new(vault_requests.clone()),
             Box::new(vault_logins.clone()),
@@ -153,10 +273,7 @@ impl Metrics {
         }
         Metrics {
             registry,
-            sync_calls_total,
-            sync_calls_error,
-            status_condition,
-            reconcile_duration,
+            es,
             provider_api_calls,
             vault_requests,
             vault_logins,
@@ -183,35 +300,39 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one sync of an ExternalSecret (`externalsecret_sync_calls_total`).
+    pub fn es_sync_call(&self, name: &str, namespace: &str) {
+        self.es.update(name, namespace, |e| e.calls += 1);
+    }
+
+    /// Counts one failed sync (`externalsecret_sync_calls_error`).
+    pub fn es_sync_error(&self, name: &str, namespace: &str) {
+        self.es.update(name, namespace, |e| e.errors += 1);
+    }
+
+    /// The last reconcile's duration (`externalsecret_reconcile_duration`, milliseconds).
+    pub fn es_reconcile_duration(&self, name: &str, namespace: &str, ms: f64) {
+        self.es
+            .update(name, namespace, |e| e.duration_ms = Some(ms));
+    }
+
     /// Sets ESO's `externalsecret_status_condition` for one ExternalSecret: the current status
-    /// gets 1, the others 0 (as ESO does).
+    /// gets 1, the others 0 (as ESO does). Conditions other than `Ready` and `Deleted` (the
+    /// only ones an ExternalSecret has) are ignored.
     pub fn set_es_condition(&self, name: &str, namespace: &str, condition: &str, status: &str) {
-        for s in ["True", "False", "Unknown"] {
-            let v = if s == status { 1.0 } else { 0.0 };
-            self.status_condition
-                .with_label_values(&[name, namespace, condition, s])
-                .set(v);
-        }
+        let (Some(c), Some(st)) = (
+            ES_CONDITIONS.iter().position(|x| *x == condition),
+            STATUSES.iter().position(|x| *x == status),
+        ) else {
+            return;
+        };
+        self.es
+            .update(name, namespace, |e| e.conditions[c] = Some(st as u8));
     }
 
     /// Forgets the series of a deleted ExternalSecret, so that cardinality follows the cluster.
     pub fn forget_es(&self, name: &str, namespace: &str) {
-        let _ = self
-            .sync_calls_total
-            .remove_label_values(&[name, namespace]);
-        let _ = self
-            .sync_calls_error
-            .remove_label_values(&[name, namespace]);
-        let _ = self
-            .reconcile_duration
-            .remove_label_values(&[name, namespace]);
-        for cond in ["Ready", "Deleted"] {
-            for s in ["True", "False", "Unknown"] {
-                let _ = self
-                    .status_condition
-                    .remove_label_values(&[name, namespace, cond, s]);
-            }
-        }
+        self.es.lock().remove(&(namespace.into(), name.into()));
     }
 
     /// The text exposition format served at `/metrics`.
@@ -231,12 +352,10 @@ mod tests {
     #[test]
     fn eso_names_are_exposed() {
         let m = Metrics::new();
-        m.sync_calls_total.with_label_values(&["es", "ns"]).inc();
-        m.sync_calls_error.with_label_values(&["es", "ns"]).inc();
+        m.es_sync_call("es", "ns");
+        m.es_sync_error("es", "ns");
         m.set_es_condition("es", "ns", "Ready", "True");
-        m.reconcile_duration
-            .with_label_values(&["es", "ns"])
-            .set(3.0);
+        m.es_reconcile_duration("es", "ns", 3.0);
         m.vault_call("read", 200);
         m.vault_call("login", 403);
         let text = m.render();
