@@ -3,7 +3,7 @@ CARGO ?= cargo
 SANDBOX_DIR ?= .sandbox
 export SANDBOX_DIR
 
-.PHONY: run test bench deploy crds certs lint fmt
+.PHONY: run test bench soak deploy crds certs lint fmt
 
 ## run: the whole thing on one machine (Kubernetes API emulator + Vault dev server + vaultgate), no cluster needed
 run:
@@ -18,6 +18,11 @@ bench:
 	command -v oha >/dev/null 2>&1 || $(CARGO) install oha --locked
 	$(CARGO) build --release -p vaultgate -p vaultgate-sandbox
 	./target/release/vaultgate-bench
+
+## soak: release build, 1,000 ExternalSecrets under random faults for ~3 minutes (SOAK_SECONDS, SOAK_OBJECTS, SOAK_SEED); figures in target/soak/results.json
+soak:
+	$(CARGO) build --release -p vaultgate -p vaultgate-sandbox
+	./target/release/vaultgate-soak
 
 ## deploy: apply CRDs, RBAC, Deployment, Service and webhooks to the current kubectl context
 deploy:

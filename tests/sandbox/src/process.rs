@@ -105,14 +105,15 @@ impl Emulators {
     }
 }
 
-/// `vaultgate run ARGS --metrics-addr METRICS` against `env`'s API server; its log (level from
-/// `log_env`, default `warn`) goes to this process's stderr.
+/// `vaultgate run ARGS --metrics-addr METRICS` against `env`'s API server, with extra
+/// environment `envs` (e.g. `VAULTGATE_LOG_LEVEL`, `POD_NAME`); its log goes to `log`.
 pub fn spawn_vaultgate(
     bin: &Path,
     env: &Emulators,
     args: &[&str],
     metrics: SocketAddr,
-    log_env: &str,
+    envs: &[(&str, &str)],
+    log: Stdio,
 ) -> anyhow::Result<Proc> {
     let child = Command::new(bin)
         .arg("run")
@@ -120,13 +121,11 @@ pub fn spawn_vaultgate(
         .arg("--metrics-addr")
         .arg(metrics.to_string())
         .env("KUBECONFIG", &env.kubeconfig)
-        .env(
-            "VAULTGATE_LOG_LEVEL",
-            std::env::var(log_env).unwrap_or_else(|_| "warn".into()),
-        )
+        .envs(envs.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
     Ok(Proc(child))
 }
 
@@ -173,9 +172,20 @@ pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     status_mib(pid, "VmHWM:")
 }
 
-/// Open file descriptors (entries of `/proc/<pid>/fd`).
-pub fn open_fds(pid: u32) -> anyhow::Result<usize> {
-    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+/// Open file descriptors (entries of `/proc/<pid>/fd`), and how many of them are sockets.
+pub fn open_fds(pid: u32) -> anyhow::Result<(usize, usize)> {
+    let (mut all, mut sockets) = (0, 0);
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        // An fd closed between the listing and the look is simply not counted.
+        let Ok(target) = std::fs::read_link(entry?.path()) else {
+            continue;
+        };
+        all += 1;
+        if target.to_string_lossy().starts_with("socket:") {
+            sockets += 1;
+        }
+    }
+    Ok((all, sockets))
 }
 
 /// The value of an unlabelled metric (or the sum over its series) in a `/metrics` text.
