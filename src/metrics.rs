@@ -109,7 +109,7 @@ impl Collector for EsMetrics {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let snapshot: Vec<((Box<str>, Box<str>), EsSeries)> = {
+        let snapshot: Vec<_> = {
             let map = self.lock();
             map.iter().map(|(k, v)| (k.clone(), *v)).collect()
         };
