@@ -1294,3 +1294,55 @@ async fn watches_recover_after_410_and_api_errors_back_off() {
     env.wait_es("team-a", "es", "True", "SecretSynced").await;
     env.stop().await;
 }
+
+/// A first sync does not read a target Secret the cache does not know (it is most likely
+/// absent) and writes it without force; a Secret by that name that is someone else's must
+/// still end up exactly as a read-first sync leaves it: our data only, owned by the
+/// ExternalSecret. Both ways the unforced write can meet such a Secret are covered: a
+/// conflicting key (the write is refused, and the sync falls back to reading first) and
+/// disjoint keys (the write merges, and the next reconcile sees extra keys and replaces them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_unlabelled_secrets_are_adopted_whole() {
+    let env = env().await;
+    env.secret_store("secret", "v2", "1m").await;
+    env.vault
+        .kv2_put("secret", "adopt", json!({"k": "from-vault"}))
+        .unwrap();
+    let secrets = env.secrets("team-a");
+    for (name, data) in [
+        ("conflicting", json!({"k": "b2xk", "extra": "eA=="})),
+        ("disjoint", json!({"extra": "eA=="})),
+    ] {
+        let s: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "team-a"},
+            "data": data,
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    let entry = data_entry("k", "adopt", "k");
+    env.external_secret("conflicting", "conflicting", "", &entry)
+        .await;
+    env.external_secret("disjoint", "disjoint", "", &entry)
+        .await;
+    for name in ["conflicting", "disjoint"] {
+        // Removing the other keys and writing ours are two writes: wait for both.
+        let s = eventually(&format!("{name} holds only the Vault key"), || async {
+            let s = env.secret("team-a", name).await?;
+            let data = s.data.clone()?;
+            let keys: Vec<&String> = data.keys().collect();
+            (keys == ["k"] && data["k"].0 == b"from-vault").then_some(s)
+        })
+        .await;
+        let owners = s.metadata.owner_references.unwrap_or_default();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        assert_eq!(owners[0].name, name);
+        assert_eq!(owners[0].controller, Some(true));
+    }
+    env.wait_es("team-a", "conflicting", "True", "SecretSynced")
+        .await;
+    env.wait_es("team-a", "disjoint", "True", "SecretSynced")
+        .await;
+    env.stop().await;
+}

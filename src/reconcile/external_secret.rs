@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::events::{Event, EventType};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -405,6 +405,8 @@ enum Synced {
 struct Failure {
     message: String,
     retry_after: Option<Duration>,
+    /// An unforced write was refused (409/422): the Secret exists and is not (only) ours.
+    unclaimed_conflict: bool,
 }
 
 impl Failure {
@@ -412,6 +414,7 @@ impl Failure {
         Failure {
             message: message.into(),
             retry_after: None,
+            unclaimed_conflict: false,
         }
     }
 }
@@ -470,11 +473,25 @@ async fn sync(
 
     let target = desired::target_name(es);
     let secrets: Api<Secret> = Api::namespaced(sh.kube.clone(), &ns);
+    let creation = desired::creation_policy(es);
+    let cached = sh.secret_meta.get(&ObjectRef::new(&target).within(&ns));
     let untouched = mem.valid_rv.as_deref().is_some_and(|rv| {
-        sh.secret_meta
-            .get(&ObjectRef::new(&target).within(&ns))
+        cached
+            .as_ref()
             .is_some_and(|m| m.resource_version().as_deref() == Some(rv))
     });
+    // The first write of a Secret that no cached Secret labelled as ours answers to (the cache
+    // has them all once synced): most likely it does not exist, so it is not read first. That
+    // write then must not take anything over: it is applied without force, and a refusal
+    // (someone else's Secret by that name) falls back to reading it and deciding as usual.
+    let presumed_absent = cached.is_none()
+        && mem.valid_rv.is_none()
+        && matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan)
+        && sh
+            .secret_meta
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|r| r.is_ok());
     let read_target = || async {
         secrets.get_opt(&target).await.map_err(|e| {
             Failure::new(format!(
@@ -483,13 +500,12 @@ async fn sync(
             ))
         })
     };
-    let mut existing = if untouched {
+    let mut existing = if untouched || presumed_absent {
         None
     } else {
         read_target().await?
     };
 
-    let creation = desired::creation_policy(es);
     let now = Timestamp::now();
     // Whichever is newer: the status as cached, or our own last success (the cache may lag).
     let st = es.status.clone().unwrap_or_default();
@@ -514,10 +530,7 @@ async fn sync(
         None if untouched => TargetState::Valid,
         None => TargetState::Missing,
         Some(s) => {
-            let annotated = s.annotations().get(ANNOTATION_DATA_HASH);
-            let labelled = s.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true");
-            let actual = data_hash(s.data.iter().flatten().map(|(k, v)| (k, &v.0)));
-            if labelled && annotated == Some(&actual) {
+            if is_valid_target(s) {
                 TargetState::Valid
             } else {
                 TargetState::Tampered
@@ -583,7 +596,7 @@ async fn sync(
     }
     let client = sh.vault.client(handle, &ns).await.map_err(|e| Failure {
         retry_after: retry_after(&e),
-        message: format!("could not get provider client: {e}"),
+        ..Failure::new(format!("could not get provider client: {e}"))
     })?;
     let skip_missing = matches!(
         desired::deletion_policy(es),
@@ -596,7 +609,7 @@ async fn sync(
     .await
     .map_err(|e| Failure {
         retry_after: retry_after(&e.source),
-        message: format!("could not get secret data from provider: {e}"),
+        ..Failure::new(format!("could not get secret data from provider: {e}"))
     })?;
     for key in &fetched.missing {
         publish(
@@ -618,22 +631,46 @@ async fn sync(
         }
         None => None,
     };
-    let plan = desired::desired(&Inputs {
-        es,
-        data: &fetched.data,
-        existing: existing.as_ref(),
-        rendered: rendered.as_ref(),
-    })
-    .map_err(|e| Failure::new(e.to_string()))?;
+    let plan_for = |existing: Option<&Secret>| {
+        desired::desired(&Inputs {
+            es,
+            data: &fetched.data,
+            existing,
+            rendered: rendered.as_ref(),
+        })
+        .map_err(|e| Failure::new(e.to_string()))
+    };
+    let outcome = if presumed_absent {
+        match execute(es, sh, &secrets, plan_for(None)?, None, false).await {
+            Err(f) if f.unclaimed_conflict => {
+                existing = read_target().await?;
+                if let Some(existing) = &existing {
+                    desired::check_controller(es, existing, creation)
+                        .map_err(|e| Failure::new(e.to_string()))?;
+                }
+                let plan = plan_for(existing.as_ref())?;
+                execute(es, sh, &secrets, plan, existing.as_ref(), true).await?
+            }
+            r => r?,
+        }
+    } else {
+        let plan = plan_for(existing.as_ref())?;
+        execute(es, sh, &secrets, plan, existing.as_ref(), true).await?
+    };
     drop(rendered);
     drop(fetched);
-
-    let outcome = execute(es, sh, &secrets, plan, existing.as_ref()).await?;
     Ok(Synced::Done {
         outcome,
         next: next_after_sync(),
         store_generation: Some(store_generation.clone()),
     })
+}
+
+/// Labelled as ours, and its data is what its data-hash annotation says we wrote.
+fn is_valid_target(s: &Secret) -> bool {
+    let annotated = s.annotations().get(ANNOTATION_DATA_HASH);
+    let labelled = s.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true");
+    labelled && annotated == Some(&data_hash(s.data.iter().flatten().map(|(k, v)| (k, &v.0))))
 }
 
 fn retry_after(e: &VaultError) -> Option<Duration> {
@@ -683,6 +720,7 @@ async fn execute(
     secrets: &Api<Secret>,
     plan: Plan,
     existing: Option<&Secret>,
+    force: bool,
 ) -> Result<EsOutcome, Failure> {
     let target = desired::target_name(es);
     let manager = desired::field_manager(&es.namespace().unwrap_or_default(), &es.name_any());
@@ -750,18 +788,33 @@ async fn execute(
                 }
             }
             let mut pp = PatchParams::apply(&manager);
-            pp.force = true;
+            pp.force = force;
             let written = secrets
                 .patch(&target, &pp, &Patch::Apply(&body))
                 .await
                 .map_err(|e| {
-                    Failure::new(format!(
-                        "could not update Secret {target:?}: {}",
-                        kube_msg(&e)
-                    ))
+                    let refused =
+                        matches!(&e, kube::Error::Api(s) if s.code == 409 || s.code == 422);
+                    Failure {
+                        unclaimed_conflict: !force && refused,
+                        ..Failure::new(format!(
+                            "could not update Secret {target:?}: {}",
+                            kube_msg(&e)
+                        ))
+                    }
                 })?;
-            update_memory(sh, es, |m| m.valid_rv = written.resource_version());
-            if w.creates {
+            // Remembered only when the Secret holds exactly what we wrote (an unforced first
+            // write may have merged into a Secret that already had other keys).
+            if is_valid_target(&written) {
+                update_memory(sh, es, |m| m.valid_rv = written.resource_version());
+            }
+            // Created by this write: nobody else has fields in it.
+            let created = w.creates
+                && written
+                    .managed_fields()
+                    .iter()
+                    .all(|f| f.manager.as_deref() == Some(manager.as_str()));
+            if created {
                 publish(
                     sh,
                     es,
