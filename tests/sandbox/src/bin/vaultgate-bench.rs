@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,10 +17,11 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube_emulator::{KubeEmulator, KubeEmulatorConfig};
 use serde_json::{Value, json};
-use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
 use vaultgate::api::ExternalSecret;
+use vaultgate_sandbox::process::{
+    Emulators, Proc, peak_rss_mib, spawn_vaultgate, vaultgate_binary, wait_ready,
+};
 use vaultgate_sandbox::{free_local_addr, repo_root};
 
 const STORES: usize = 10;
@@ -80,19 +81,18 @@ async fn all() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn vaultgate_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .context("executable directory")?
-        .join("vaultgate");
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it first (`cargo build --release -p vaultgate`)",
-            bin.display()
-        );
-    }
-    Ok(bin)
+/// vaultgate with the benchmark's log level (`BENCH_LOG_LEVEL`, default `warn`), its log on
+/// this process's stderr.
+fn spawn(bin: &Path, env: &Emulators, args: &[&str], metrics: SocketAddr) -> anyhow::Result<Proc> {
+    let level = std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
+    spawn_vaultgate(
+        bin,
+        env,
+        args,
+        metrics,
+        &[("VAULTGATE_LOG_LEVEL", level.as_str())],
+        Stdio::inherit(),
+    )
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -109,120 +109,6 @@ fn tempdir(base: &Path) -> anyhow::Result<PathBuf> {
     Ok(base.to_path_buf())
 }
 
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-    /// SIGTERM and wait, as Kubernetes stops a pod.
-    fn terminate(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Peak resident memory (VmHWM) of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .context("VmHWM")?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kb / 1024.0)
-}
-
-struct Env {
-    kube: KubeEmulator,
-    vault: VaultEmulator,
-    kubeconfig: PathBuf,
-}
-
-async fn emulators(work: &Path, name: &str) -> anyhow::Result<Env> {
-    let kube = KubeEmulator::start(KubeEmulatorConfig {
-        history_size: 200_000,
-        ..Default::default()
-    })
-    .await?;
-    let vault = VaultEmulator::start(VaultEmulatorConfig::default()).await?;
-    let root = repo_root();
-    for f in [
-        "deploy/crds/external-secrets.io_clustersecretstores.yaml",
-        "deploy/crds/external-secrets.io_externalsecrets.yaml",
-        "deploy/crds/external-secrets.io_secretstores.yaml",
-        "deploy/namespace.yaml",
-    ] {
-        kube.apply_yaml_file(root.join(f)).await?;
-    }
-    let kubeconfig = work.join(format!("{name}.kubeconfig"));
-    kube.write_kubeconfig(&kubeconfig, &kube.admin_token())?;
-    Ok(Env {
-        kube,
-        vault,
-        kubeconfig,
-    })
-}
-
-fn spawn_vaultgate(
-    bin: &Path,
-    env: &Env,
-    args: &[&str],
-    metrics: SocketAddr,
-) -> anyhow::Result<Proc> {
-    let child = Command::new(bin)
-        .arg("run")
-        .args(args)
-        .arg("--metrics-addr")
-        .arg(metrics.to_string())
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env(
-            "VAULTGATE_LOG_LEVEL",
-            std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    Ok(Proc(child))
-}
-
-async fn wait_ready(metrics: SocketAddr, limit: Duration) -> anyhow::Result<Duration> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(500))
-        .build()?;
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("http://{metrics}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            bail!("vaultgate not ready within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Webhook
 
@@ -233,7 +119,7 @@ async fn webhook_benchmarks(
     seconds: u64,
     results: &mut BTreeMap<String, f64>,
 ) -> anyhow::Result<()> {
-    let env = emulators(work, "webhook").await?;
+    let env = Emulators::start(work, "webhook").await?;
     let bundle = vaultgate::certs::generate(
         &["127.0.0.1".into(), "localhost".into()],
         Duration::from_secs(86400),
@@ -283,7 +169,7 @@ spec:
     for _ in 0..5 {
         let (webhook, metrics) = (free_local_addr(), free_local_addr());
         let start = Instant::now();
-        let p = spawn_vaultgate(
+        let p = spawn(
             bin,
             &env,
             &[
@@ -304,7 +190,7 @@ spec:
     results.insert("startup_ready_ms".into(), startups[2]);
 
     let (webhook, metrics) = (free_local_addr(), free_local_addr());
-    let vg = spawn_vaultgate(
+    let vg = spawn(
         bin,
         &env,
         &[
@@ -582,7 +468,7 @@ async fn sync_benchmark(
     n: usize,
     results: &mut BTreeMap<String, f64>,
 ) -> anyhow::Result<()> {
-    let env = emulators(work, &format!("sync{n}")).await?;
+    let env = Emulators::start(work, &format!("sync{n}")).await?;
     let client = env.kube.client().await;
     // Vault: PATHS secrets, one read-only token per store.
     env.vault.put_policy(
@@ -662,7 +548,7 @@ spec:
 
     env.vault.reset_counters();
     let metrics = free_local_addr();
-    let vg = spawn_vaultgate(bin, &env, &["--controller-only"], metrics)?;
+    let vg = spawn(bin, &env, &["--controller-only"], metrics)?;
     wait_ready(metrics, Duration::from_secs(20)).await?;
     // Counted from before the controller starts: its store checks log in too.
 
@@ -770,8 +656,7 @@ spec:
         results.insert("sync_api_limit_seconds".into(), floor);
         results.insert("sync_vs_limit".into(), floor / elapsed);
     }
-    env.kube.shutdown().await;
-    env.vault.shutdown().await;
+    env.shutdown().await;
     Ok(())
 }
 
