@@ -1,5 +1,5 @@
 //! Vault is not hammered: 200 ExternalSecrets on one store, over three refresh periods, cost one
-//! login and at most one read per distinct path per refresh period.
+//! login and one read per distinct path per refresh period.
 
 mod common;
 
@@ -81,8 +81,11 @@ async fn two_hundred_external_secrets_one_login_one_read_per_path_per_period() {
         "{N} ExternalSecrets synced in {:.2} s",
         start.elapsed().as_secs_f64()
     );
-    // Three refresh periods of steady state.
+    // Three refresh periods of steady state. The window is not aligned with the refresh grid, so
+    // a path may show a fourth read at its edges; what must hold is the spacing: one read of each
+    // path per period, never two close together (readers of one path split over several reads).
     let first = sb.vault.count_kv_reads();
+    let from = Instant::now();
     tokio::time::sleep(PERIOD * 3).await;
     let logins = sb.vault.count_logins();
     let reads = sb.vault.count_kv_reads() - first;
@@ -90,13 +93,32 @@ async fn two_hundred_external_secrets_one_login_one_read_per_path_per_period() {
         "{logins} login(s); {first} reads for the first sync, then {reads} reads over 3 refresh periods, {PATHS} distinct paths"
     );
     assert_eq!(logins, 1, "one login for the store");
-    assert!(
-        reads <= PATHS * 3,
-        "{reads} reads > {PATHS} paths x 3 periods"
+    let mut by_path: std::collections::BTreeMap<String, Vec<Instant>> = Default::default();
+    for r in sb.vault.requests() {
+        if r.at >= from && r.method == "GET" && r.path.starts_with("secret/data/load/") {
+            by_path.entry(r.path).or_default().push(r.at);
+        }
+    }
+    assert_eq!(by_path.len(), PATHS, "every path refreshed: {by_path:?}");
+    let mut closest = PERIOD;
+    for (path, at) in &by_path {
+        assert!(
+            (2..=4).contains(&at.len()),
+            "{path}: {} reads in 3 periods",
+            at.len()
+        );
+        for w in at.windows(2) {
+            closest = closest.min(w[1] - w[0]);
+        }
+    }
+    println!(
+        "closest two reads of one path: {:.2} s",
+        closest.as_secs_f64()
     );
     assert!(
-        reads >= PATHS * 2,
-        "the values were refreshed: {reads} reads"
+        closest >= PERIOD / 2,
+        "a path was read twice {closest:?} apart within one period of {PERIOD:?}"
     );
+    assert!(reads <= PATHS * 4, "{reads} reads > {PATHS} paths x 4");
     sb.stop().await.unwrap();
 }

@@ -122,6 +122,8 @@ pub struct RequestRecord {
     /// The `X-Vault-Namespace` header, normalized ("" for root).
     pub namespace: String,
     pub status: u16,
+    /// When the answer was sent (tests check the spacing of reads, not only their number).
+    pub at: std::time::Instant,
 }
 
 struct Inner {

@@ -456,6 +456,7 @@ async fn handle_http(
             path: path.clone(),
             namespace: ns,
             status: resp.status,
+            at: std::time::Instant::now(),
         });
     }
     {
