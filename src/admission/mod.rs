@@ -117,7 +117,8 @@ pub struct WebhookConfig {
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AdmissionState {
-    pub(crate) metrics: Metrics,
+    /// Shared rather than cloned: axum clones the state for every request.
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) mode: LiveMode,
     pub(crate) live: Option<Arc<LiveChecker>>,
     pub(crate) timeout: Duration,
@@ -138,7 +139,7 @@ impl AdmissionState {
             _ => None,
         };
         AdmissionState {
-            metrics,
+            metrics: Arc::new(metrics),
             mode: if live.is_some() { mode } else { LiveMode::Off },
             live,
             // The live budget plus room for the rest; still under the webhook's 5 s timeout
