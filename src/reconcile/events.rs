@@ -181,6 +181,64 @@ impl Recorder {
     }
 }
 
+/// Events waiting to be written. Beyond this many, new ones are dropped with a debug log, as
+/// client-go's broadcaster drops them when its queue is full: an event is never worth holding up
+/// or failing a sync.
+pub const QUEUE: usize = 4096;
+/// Events written at once.
+const WRITERS: usize = 4;
+
+/// An event waiting to be written.
+pub struct Queued {
+    ev: Event,
+    regarding: ObjectReference,
+}
+
+/// Hands events to [`deliver`], so a reconcile does not wait for the API server to store them
+/// (client-go and ESO write events from a background queue the same way).
+#[derive(Clone)]
+pub struct Sender(tokio::sync::mpsc::Sender<Queued>);
+
+impl Sender {
+    pub fn send(&self, ev: Event, regarding: ObjectReference) {
+        if self.0.try_send(Queued { ev, regarding }).is_err() {
+            tracing::debug!("event queue full or closed; event dropped");
+        }
+    }
+}
+
+pub fn queue() -> (Sender, tokio::sync::mpsc::Receiver<Queued>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+    (Sender(tx), rx)
+}
+
+/// Writes queued events until `done` is cancelled, then the ones still queued, and returns.
+pub async fn deliver(
+    recorder: &Recorder,
+    rx: tokio::sync::mpsc::Receiver<Queued>,
+    done: tokio_util::sync::CancellationToken,
+) {
+    use futures::StreamExt;
+    let queued = futures::stream::unfold((rx, done), |(mut rx, done)| async move {
+        let next = tokio::select! {
+            biased;
+            q = rx.recv() => q,
+            _ = done.cancelled() => {
+                rx.close();
+                rx.recv().await
+            }
+        };
+        next.map(|q| (q, (rx, done)))
+    });
+    queued
+        .for_each_concurrent(WRITERS, |q| async move {
+            if let Err(e) = recorder.publish(&q.ev, &q.regarding).await {
+                tracing::debug!(error = %e, reason = %q.ev.reason, "publishing an event");
+            }
+        })
+        .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -331,8 +331,7 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
                 EventType::Warning,
                 status::EVENT_UPDATE_FAILED,
                 &failure.message,
-            )
-            .await;
+            );
             write_status(
                 &es,
                 &sh,
@@ -617,9 +616,11 @@ async fn sync(
             es,
             EventType::Warning,
             status::EVENT_MISSING_PROVIDER_SECRET,
-            &format!("secret {key:?} does not exist in the provider; its entry was skipped (deletionPolicy {:?})", desired::deletion_policy(es)),
-        )
-        .await;
+            &format!(
+                "secret {key:?} does not exist in the provider; its entry was skipped (deletionPolicy {:?})",
+                desired::deletion_policy(es)
+            ),
+        );
     }
     let rendered = match es.spec.target.as_ref().and_then(|t| t.template.as_ref()) {
         Some(tpl) => {
@@ -754,8 +755,7 @@ async fn execute(
                 EventType::Normal,
                 status::EVENT_DELETED,
                 status::MSG_DELETED,
-            )
-            .await;
+            );
             Ok(EsOutcome::Deleted)
         }
         Plan::Apply(w) => {
@@ -821,8 +821,7 @@ async fn execute(
                     EventType::Normal,
                     status::EVENT_CREATED,
                     "Created Secret",
-                )
-                .await;
+                );
             } else if existing.and_then(|s| s.resource_version()) != written.resource_version() {
                 publish(
                     sh,
@@ -830,8 +829,7 @@ async fn execute(
                     EventType::Normal,
                     status::EVENT_UPDATED,
                     "Updated Secret",
-                )
-                .await;
+                );
             }
             Ok(EsOutcome::Synced)
         }
@@ -872,7 +870,8 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish(sh: &Shared, es: &ExternalSecret, type_: EventType, reason: &str, note: &str) {
+/// Queues an event about `es` (written in the background).
+fn publish(sh: &Shared, es: &ExternalSecret, type_: EventType, reason: &str, note: &str) {
     let ev = Event {
         type_,
         reason: reason.into(),
@@ -880,9 +879,7 @@ async fn publish(sh: &Shared, es: &ExternalSecret, type_: EventType, reason: &st
         action: "Sync".into(),
         secondary: None,
     };
-    if let Err(e) = sh.recorder.publish(&ev, &es.object_ref(&())).await {
-        tracing::debug!(error = %e, reason, "publishing an event");
-    }
+    sh.events.send(ev, es.object_ref(&()));
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -958,8 +955,7 @@ async fn cleanup(es: &ExternalSecret, sh: &Shared) -> Result<Action, Error> {
                 EventType::Normal,
                 status::EVENT_DELETED,
                 "Deleted Secret (deletionPolicy Delete)",
-            )
-            .await;
+            );
         }
         Cleanup::RemoveOurFields => {
             let manager = desired::field_manager(&ns, &name);
@@ -986,8 +982,7 @@ async fn cleanup(es: &ExternalSecret, sh: &Shared) -> Result<Action, Error> {
                 EventType::Normal,
                 status::EVENT_DELETED,
                 "Removed this ExternalSecret's keys from the Secret (deletionPolicy Merge)",
-            )
-            .await;
+            );
         }
     }
     let rest: Vec<String> = es

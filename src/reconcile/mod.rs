@@ -62,7 +62,8 @@ pub(crate) struct Shared {
     vault: VaultClients,
     metrics: Metrics,
     cfg: ControllerConfig,
-    recorder: events::Recorder,
+    /// Events go out through a queue written in the background (see [`events::deliver`]).
+    events: events::Sender,
     secret_stores: Store<SecretStore>,
     cluster_stores: Store<ClusterSecretStore>,
     /// Metadata of the Secrets we manage.
@@ -243,12 +244,14 @@ async fn run_controllers(
         |_| {},
     );
 
+    let recorder = events::Recorder::new(kube.clone(), "vaultgate", Some(&cfg.identity));
+    let (events_tx, events_rx) = events::queue();
     let sh = Arc::new(Shared {
         kube: kube.clone(),
         vault: vault.clone(),
         metrics: metrics.clone(),
         cfg: cfg.clone(),
-        recorder: events::Recorder::new(kube.clone(), "vaultgate", Some(&cfg.identity)),
+        events: events_tx,
         secret_stores: ss_reader,
         cluster_stores: css_reader,
         secret_meta,
@@ -258,7 +261,9 @@ async fn run_controllers(
     });
     let _ = shared_cell.set(sh.clone());
 
-    let all = async {
+    // Boxed: the controllers' futures are large, and nested inline they overflowed the stack
+    // of a debug build's test threads.
+    let all = Box::pin(async {
         tokio::join!(
             external_secret::run(
                 sh.clone(),
@@ -271,6 +276,17 @@ async fn run_controllers(
             ),
             store::run(sh.clone(), ss_ctrl_reader, ss_ctrl_stream, soft.clone()),
             store::run(sh.clone(), css_ctrl_reader, css_ctrl_stream, soft.clone()),
+        );
+    });
+    // Events still queued when the controllers stop are written before returning.
+    let controllers_done = CancellationToken::new();
+    let all = async {
+        tokio::join!(
+            async {
+                all.await;
+                controllers_done.cancel();
+            },
+            events::deliver(&recorder, events_rx, controllers_done.clone()),
         );
     };
     tokio::select! {

@@ -181,9 +181,7 @@ pub(crate) async fn reconcile<K: StoreObject>(s: Arc<K>, sh: Arc<Shared>) -> Res
                 action: "Validate".into(),
                 secondary: None,
             };
-            if let Err(e) = sh.recorder.publish(&ev, &s.object_ref(&())).await {
-                tracing::debug!(error = %e, "publishing a store event");
-            }
+            sh.events.send(ev, s.object_ref(&()));
         }
     }
     if !ok {
