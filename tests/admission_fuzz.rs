@@ -653,3 +653,89 @@ async fn over_https() {
     assert_eq!(check_answer(&body, &a).unwrap()["allowed"], true);
     server.stop().await;
 }
+
+/// Only the fields a decision depends on are read. A review whose `userInfo`, `resource`,
+/// `requestKind`, `requestResource` or `options` are missing or of another shape is decided
+/// exactly as the whole one (the API server always sends them, and a Go webhook's decoder would
+/// not refuse their absence either); fields that are read stay strict.
+#[tokio::test]
+async fn fields_no_decision_reads_are_not_required() {
+    let app = webhook::app();
+    let mut bad_spec = es_spec("team-a/db");
+    bad_spec["refreshInterval"] = json!("soon");
+    for (what, spec) in [("valid", es_spec("team-a/db")), ("invalid", bad_spec)] {
+        let mut full = review("u-1", "CREATE", &external_secret("v1", spec));
+        full["request"]["options"] =
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"});
+        for ep in ENDPOINTS {
+            let want = call(&app, ep, serde_json::to_vec(&full).unwrap()).await;
+            assert_eq!(want.status, 200, "{ep} {what}: {}", want.text());
+            let want = want.json();
+            assert_eq!(
+                want["response"]["allowed"],
+                what == "valid" || ep == "/mutate",
+                "{ep} {what}: {want}"
+            );
+            for field in [
+                "userInfo",
+                "resource",
+                "requestKind",
+                "requestResource",
+                "options",
+            ] {
+                for replacement in [None, Some(json!(42)), Some(json!(["x"]))] {
+                    let mut r = full.clone();
+                    let req = r["request"].as_object_mut().unwrap();
+                    match &replacement {
+                        None => req.remove(field),
+                        Some(v) => req.insert(field.into(), v.clone()),
+                    };
+                    let got = call(&app, ep, serde_json::to_vec(&r).unwrap()).await;
+                    assert_eq!(
+                        got.status,
+                        200,
+                        "{ep} {what} {field}={replacement:?}: {}",
+                        got.text()
+                    );
+                    assert_eq!(got.json(), want, "{ep} {what} {field}={replacement:?}");
+                }
+            }
+        }
+    }
+    // What a decision does read is still required, and of its type.
+    let full = review(
+        "u-2",
+        "CREATE",
+        &external_secret("v1", es_spec("team-a/db")),
+    );
+    for (field, replacement) in [
+        ("uid", None),
+        ("kind", None),
+        ("operation", None),
+        ("uid", Some(json!(7))),
+        ("operation", Some(json!("UPSERT"))),
+        ("dryRun", Some(json!("yes"))),
+        ("object", Some(json!("x"))),
+    ] {
+        let mut r = full.clone();
+        let req = r["request"].as_object_mut().unwrap();
+        match &replacement {
+            None => req.remove(field),
+            Some(v) => req.insert(field.into(), v.clone()),
+        };
+        for ep in ENDPOINTS {
+            let got = call(&app, ep, serde_json::to_vec(&r).unwrap()).await;
+            assert_eq!(
+                got.status,
+                400,
+                "{ep} {field}={replacement:?}: {}",
+                got.text()
+            );
+            assert!(
+                got.text().starts_with("malformed AdmissionReview"),
+                "{ep} {field}={replacement:?}: {}",
+                got.text()
+            );
+        }
+    }
+}

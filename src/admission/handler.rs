@@ -8,7 +8,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::admission::{AdmissionResponse, Operation};
+use kube::core::{GroupVersionKind, TypeMeta};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -45,9 +46,7 @@ pub(crate) async fn validate(State(state): State<AdmissionState>, body: Bytes) -
 
 async fn respond(state: &AdmissionState, endpoint: Endpoint, body: &[u8]) -> Response {
     let start = Instant::now();
-    // Boxed once here, so the layers above move a small future rather than the decision's
-    // (typed objects and the live checks' API and Vault calls: some 26 KB).
-    let (status, kind, result, body) = match Box::pin(review(state, endpoint, body)).await {
+    let (status, kind, result, body) = match review(state, endpoint, body).await {
         Ok((kind, resp)) => {
             let result = match (resp.allowed, resp.patch.is_some()) {
                 (false, _) => "denied",
@@ -93,17 +92,60 @@ fn malformed(e: serde_json::Error) -> String {
 /// an allocation per string, a third of the webhook's parse time); the same fields, named here.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn<K: kube::Resource> {
+struct ReviewIn<K> {
     api_version: String,
     kind: String,
     // A path rather than plain `default`, which would demand `K: Default`.
     #[serde(default = "Option::default")]
-    request: Option<AdmissionRequest<K>>,
+    request: Option<Request<K>>,
 }
 
-fn request_of<K>(body: &[u8]) -> Result<AdmissionRequest<K>, String>
+/// The part of an `AdmissionRequest` vaultgate decides on. kube-core's type also reads
+/// `userInfo`, `resource`, `requestKind`, `requestResource` and `options` (the last into a
+/// generic JSON tree): about a sixth of the webhook's work per request, for fields nothing here
+/// looks at. Unknown fields are skipped without being stored.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request<K> {
+    /// The review's own `apiVersion` and `kind`, echoed in the answer.
+    #[serde(skip)]
+    types: TypeMeta,
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    object: Option<K>,
+    old_object: Option<K>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+impl<K> Request<K> {
+    /// An answer allowing this request, to be refined (what kube-core's `From<&AdmissionRequest>`
+    /// gives: the review's type, the request's uid, allowed, an empty status).
+    fn allow(&self) -> AdmissionResponse {
+        let mut resp = AdmissionResponse::invalid("");
+        resp.types = self.types.clone();
+        resp.uid = self.uid.clone();
+        resp.allowed = true;
+        resp.result = Default::default();
+        resp
+    }
+
+    /// Creating or updating the object itself: what the rules judge. Deletes, connects and
+    /// subresource writes (status) never depend on the spec's validity.
+    fn writes_object(&self) -> bool {
+        matches!(self.operation, Operation::Create | Operation::Update)
+            && self.sub_resource.is_none()
+    }
+}
+
+fn request_of<K>(body: &[u8]) -> Result<Request<K>, String>
 where
-    K: kube::Resource + serde::de::DeserializeOwned,
+    K: serde::de::DeserializeOwned,
 {
     // A derived struct reader also takes a JSON array as the fields in order; an
     // AdmissionReview is an object, and anything else is refused as what it is.
@@ -115,11 +157,17 @@ where
             },
         );
     }
-    let review: ReviewIn<K> = serde_json::from_slice(body).map_err(malformed)?;
+    // UTF-8 checked once for the body, not again for each string as `from_slice` does (a tenth
+    // of the webhook's work per request); a body that is not UTF-8 gets serde's own message.
+    let review: ReviewIn<K> = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
+    .map_err(malformed)?;
     let mut req = review
         .request
         .ok_or_else(|| "malformed AdmissionReview: it carries no request".to_string())?;
-    req.types = kube::core::TypeMeta {
+    req.types = TypeMeta {
         api_version: review.api_version,
         kind: review.kind,
     };
@@ -133,6 +181,42 @@ pub async fn review(
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<(&'static str, AdmissionResponse), String> {
+    match decide(state, endpoint, body)? {
+        Step::Done(kind, resp) => Ok((kind, resp)),
+        Step::Live {
+            checker,
+            kind,
+            typed,
+            dry_run,
+            resp,
+        } => {
+            let findings = typed.live(checker, dry_run).await;
+            Ok((kind.as_str(), apply_findings(resp, state.mode, findings)))
+        }
+    }
+}
+
+/// What the synchronous part of a review decided: the answer, or an object that passed the
+/// rules and still has to be checked live. Only this small value crosses the await: the parsed
+/// request (kilobytes) is gone by then, and a future that held it would be copied whole
+/// wherever it is moved or boxed.
+enum Step<'a> {
+    Done(&'static str, AdmissionResponse),
+    Live {
+        checker: &'a super::LiveChecker,
+        kind: Kind,
+        typed: Typed,
+        dry_run: bool,
+        resp: AdmissionResponse,
+    },
+}
+
+/// Everything of a review but the live checks: parsing, defaults, the static rules.
+fn decide<'a>(
+    state: &'a AdmissionState,
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<Step<'a>, String> {
     // The hot path: ExternalSecrets are validated from a direct typed parse, tried first since
     // reading the kind beforehand would cost another pass over the body. Anything else (another
     // kind, or a spec that does not fit the type) takes the general path below, which denies a
@@ -142,7 +226,7 @@ pub async fn review(
         && Kind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind)
             == Some(Kind::ExternalSecret)
     {
-        let resp = AdmissionResponse::from(&req);
+        let resp = req.allow();
         let object = req.object.take();
         let unchanged =
             matches!((&req.old_object, &object), (Some(old), Some(new)) if old.spec == new.spec);
@@ -150,13 +234,19 @@ pub async fn review(
             if es.metadata.namespace.is_none() {
                 es.metadata.namespace = req.namespace.clone();
             }
-            Ok(Typed::ExternalSecret(es))
+            Ok(Typed::ExternalSecret(Box::new(es)))
         });
-        let resp = validate_typed(state, &req, typed, unchanged, resp).await;
-        return Ok((Kind::ExternalSecret.as_str(), resp));
+        return Ok(judge(
+            state,
+            Kind::ExternalSecret,
+            &req,
+            typed,
+            unchanged,
+            resp,
+        ));
     }
-    let mut req: AdmissionRequest<DynamicObject> = request_of(body)?;
-    let resp = AdmissionResponse::from(&req);
+    let mut req: Request<DynamicObject> = request_of(body)?;
+    let resp = req.allow();
     let gvk = &req.kind;
     let Some(kind) = Kind::from_gvk(&gvk.group, &gvk.version, &gvk.kind) else {
         let mut resp = resp;
@@ -164,27 +254,25 @@ pub async fn review(
             "vaultgate does not check {}/{} {}",
             gvk.group, gvk.version, gvk.kind
         )]);
-        return Ok(("", resp));
+        return Ok(Step::Done("", resp));
     };
-    let resp = match endpoint {
-        Endpoint::Mutate => mutate_request(kind, &req, resp),
+    Ok(match endpoint {
+        Endpoint::Mutate => Step::Done(kind.as_str(), mutate_request(kind, &req, resp)),
         Endpoint::Validate => {
             let object = req.object.take();
             let unchanged = matches!((&req.old_object, &object), (Some(old), Some(new)) if old.data.get("spec") == new.data.get("spec"));
             let typed = object.map(|o| Typed::from_dynamic(kind, o, req.namespace.as_deref()));
-            validate_typed(state, &req, typed, unchanged, resp).await
+            judge(state, kind, &req, typed, unchanged, resp)
         }
-    };
-    Ok((kind.as_str(), resp))
+    })
 }
 
 fn mutate_request(
     kind: Kind,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &Request<DynamicObject>,
     resp: AdmissionResponse,
 ) -> AdmissionResponse {
-    if !matches!(req.operation, Operation::Create | Operation::Update) || req.sub_resource.is_some()
-    {
+    if !req.writes_object() {
         return resp;
     }
     let Some(obj) = &req.object else {
@@ -200,10 +288,12 @@ fn mutate_request(
 }
 
 /// A typed object with the raw data the typed form loses.
+///
+/// Boxed: the store kinds are kilobytes each, and a `Typed` is moved through the decision.
 pub(crate) enum Typed {
-    ExternalSecret(ExternalSecret),
-    SecretStore(SecretStore, Value),
-    ClusterSecretStore(ClusterSecretStore, Value),
+    ExternalSecret(Box<ExternalSecret>),
+    SecretStore(Box<SecretStore>, Value),
+    ClusterSecretStore(Box<ClusterSecretStore>, Value),
 }
 
 impl Typed {
@@ -222,30 +312,30 @@ impl Typed {
         };
         let bad = |e: serde_json::Error| format!("spec: {e}");
         Ok(match kind {
-            Kind::ExternalSecret => Typed::ExternalSecret(ExternalSecret {
+            Kind::ExternalSecret => Typed::ExternalSecret(Box::new(ExternalSecret {
                 spec: ExternalSecretSpec::deserialize(spec).map_err(bad)?,
                 metadata: obj.metadata,
                 status: None,
-            }),
+            })),
             Kind::SecretStore => {
                 let spec = SecretStoreSpec::deserialize(spec).map_err(bad)?;
                 Typed::SecretStore(
-                    SecretStore {
+                    Box::new(SecretStore {
                         metadata: obj.metadata,
                         spec,
                         status: None,
-                    },
+                    }),
                     obj.data,
                 )
             }
             Kind::ClusterSecretStore => {
                 let spec = ClusterSecretStoreSpec::deserialize(spec).map_err(bad)?;
                 Typed::ClusterSecretStore(
-                    ClusterSecretStore {
+                    Box::new(ClusterSecretStore {
                         metadata: obj.metadata,
                         spec,
                         status: None,
-                    },
+                    }),
                     obj.data,
                 )
             }
@@ -285,37 +375,43 @@ impl Typed {
     }
 }
 
-async fn validate_typed<K: kube::Resource>(
-    state: &AdmissionState,
-    req: &AdmissionRequest<K>,
+/// The verdict without the live checks, or the object to check live.
+fn judge<'a, K>(
+    state: &'a AdmissionState,
+    kind: Kind,
+    req: &Request<K>,
     typed: Option<Result<Typed, String>>,
     spec_unchanged: bool,
     resp: AdmissionResponse,
-) -> AdmissionResponse {
-    // Deleting and status writes never depend on the spec's validity.
-    if !matches!(req.operation, Operation::Create | Operation::Update) || req.sub_resource.is_some()
-    {
-        return resp;
+) -> Step<'a> {
+    let done = |resp| Step::Done(kind.as_str(), resp);
+    if !req.writes_object() {
+        return done(resp);
     }
     // An update that leaves the spec alone (metadata, finalizers, status through the main
     // resource) is not judged again: removing a finalizer must never be blocked.
     if req.operation == Operation::Update && spec_unchanged {
-        return resp;
+        return done(resp);
     }
     let typed = match typed {
-        None => return resp.deny("the request carries no object"),
-        Some(Err(e)) => return resp.deny(e),
+        None => return done(resp.deny("the request carries no object")),
+        Some(Err(e)) => return done(resp.deny(e)),
         Some(Ok(t)) => t,
     };
     let problems = typed.rules();
     if !problems.is_empty() {
-        return resp.deny(rules::join(&problems));
+        return done(resp.deny(rules::join(&problems)));
     }
-    let Some(checker) = &state.live else {
-        return resp;
-    };
-    let findings = typed.live(checker, req.dry_run).await;
-    apply_findings(resp, state.mode, findings)
+    match &state.live {
+        None => done(resp),
+        Some(checker) => Step::Live {
+            checker,
+            kind,
+            typed,
+            dry_run: req.dry_run,
+            resp,
+        },
+    }
 }
 
 /// Refusals always deny; problems deny in `enforce` and warn in `warn`; notes only warn.

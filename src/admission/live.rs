@@ -111,12 +111,19 @@ impl LiveChecker {
             StoreKind::SecretStore => format!("SecretStore {ns}/{name}"),
             StoreKind::ClusterSecretStore => format!("ClusterSecretStore {name}"),
         };
-        let entry = match tokio::time::timeout_at(
-            deadline.into(),
-            self.store_entry(kind, &ns, &name),
-        )
-        .await
-        {
+        // The API read is boxed, and only built on a cache miss: a future holding it inline
+        // would be kilobytes, copied on every admission however warm the cache.
+        let entry = match self.cached_store(kind, &ns, &name) {
+            Some(e) => Ok(Ok(e)),
+            None => {
+                tokio::time::timeout_at(
+                    deadline.into(),
+                    Box::pin(self.store_entry(kind, &ns, &name)),
+                )
+                .await
+            }
+        };
+        let entry = match entry {
             Err(_) => {
                 f.problems.push(format!(
                     "{} could not be read from the API server within {:?}; the ExternalSecret was not checked against it",
@@ -173,8 +180,10 @@ impl LiveChecker {
             ));
             return f;
         }
+        // Boxed for the same reason as the store read: only a cache miss pays for it.
         let checked =
-            tokio::time::timeout_at(deadline.into(), self.vault_refs(&store, &ns, es)).await;
+            tokio::time::timeout_at(deadline.into(), Box::pin(self.vault_refs(&store, &ns, es)))
+                .await;
         match checked {
             Err(_) => f.problems.push(format!(
                 "Vault did not answer within {:?} for {}: the remote references were not checked",
@@ -240,11 +249,14 @@ impl LiveChecker {
         handle.resource_version = format!("admission-{spec_hash:016x}");
         let es_ns = handle.namespace.clone().unwrap_or_default();
         let budget = self.budget;
-        let checked = tokio::time::timeout(budget, async {
-            let client = self.vault.client(&handle, &es_ns).await?;
-            client.lookup_self().await?;
-            client.check_mount().await
-        })
+        let checked = tokio::time::timeout(
+            budget,
+            Box::pin(async {
+                let client = self.vault.client(&handle, &es_ns).await?;
+                client.lookup_self().await?;
+                client.check_mount().await
+            }),
+        )
         .await;
         match checked {
             Err(_) => f.problems.push(format!(
@@ -261,20 +273,24 @@ impl LiveChecker {
         f
     }
 
+    /// The store as read less than [`STORE_TTL`] ago. Keyed by the ExternalSecret's namespace
+    /// for both kinds: a SecretStore lives there, and a ClusterSecretStore's condition verdict
+    /// depends on it.
+    fn cached_store(&self, kind: StoreKind, ns: &str, name: &str) -> Option<StoreEntry> {
+        let stores = lock(&self.stores);
+        let e = stores.get(&(kind.as_str(), ns.to_string(), name.to_string()))?;
+        (e.at.elapsed() < STORE_TTL).then(|| e.clone())
+    }
+
+    /// Reads the store (and its namespace's labels, for conditions) from the API server and
+    /// remembers it.
     async fn store_entry(
         &self,
         kind: StoreKind,
         ns: &str,
         name: &str,
     ) -> Result<StoreEntry, kube::Error> {
-        // Keyed by the ExternalSecret's namespace for both kinds: a SecretStore lives there,
-        // and a ClusterSecretStore's condition verdict depends on it.
         let cache_key = (kind.as_str(), ns.to_string(), name.to_string());
-        if let Some(e) = lock(&self.stores).get(&cache_key)
-            && e.at.elapsed() < STORE_TTL
-        {
-            return Ok(e.clone());
-        }
         let (store, allowed) = match kind {
             StoreKind::SecretStore => {
                 let api: Api<SecretStore> = Api::namespaced(self.kube.clone(), ns);
