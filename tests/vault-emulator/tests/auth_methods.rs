@@ -614,11 +614,12 @@ fn cert_client(
     vault: &vault_emulator::VaultEmulator,
     cc: &ClientCert,
 ) -> vaultrs::client::VaultClient {
+    let ca = TempFile::new("ca.pem", &vault.ca_pem().unwrap());
     let mut b = vaultrs::client::VaultClientSettingsBuilder::default();
     b.address(vault.addr())
         .token("")
         .timeout(Some(std::time::Duration::from_secs(10)))
-        .ca_certs(vec![write_temp("ca.pem", &vault.ca_pem().unwrap())])
+        .ca_certs(vec![ca.path.clone()])
         .identity(Some(
             reqwest::Identity::from_pem(format!("{}{}", cc.cert_pem, cc.key_pem).as_bytes())
                 .unwrap(),

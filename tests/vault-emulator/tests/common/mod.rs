@@ -49,22 +49,41 @@ pub fn client_ns(vault: &VaultEmulator, token: &str, namespace: Option<&str>) ->
     if let Some(ns) = namespace {
         b.set_namespace(ns.to_string());
     }
-    if let Some(ca) = vault.ca_pem() {
-        b.ca_certs(vec![write_temp("ca.pem", &ca)]);
+    let ca = vault.ca_pem().map(|ca| TempFile::new("ca.pem", &ca));
+    if let Some(ca) = &ca {
+        b.ca_certs(vec![ca.path.clone()]);
     }
     VaultClient::new(b.build().expect("settings")).expect("client")
 }
 
-pub fn write_temp(name: &str, content: &str) -> String {
-    let dir = std::env::temp_dir().join(format!(
-        "vault-emulator-test-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, content).expect("write temp");
-    path.to_string_lossy().into_owned()
+/// A file in a directory of its own, both removed when dropped. vaultrs takes CA certificates
+/// only as file paths and reads them when the client is built: keep this until then.
+pub struct TempFile {
+    dir: std::path::PathBuf,
+    pub path: String,
+}
+
+impl TempFile {
+    pub fn new(name: &str, content: &str) -> TempFile {
+        let dir = std::env::temp_dir().join(format!(
+            "vault-emulator-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        std::fs::write(&path, content).expect("write temp");
+        TempFile {
+            path: path.to_string_lossy().into_owned(),
+            dir,
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn rand_suffix() -> u64 {
