@@ -170,6 +170,42 @@ async fn slow_and_silent_clients_are_cut_off() {
     s.stop().await;
 }
 
+/// A body that trickles in (headers complete, then a byte every 100 ms) is answered 503 at the
+/// request time limit (the live budget plus 2 s: 4 s here), and the connection closed; requests
+/// on other connections are answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_cut_off_at_the_request_limit() {
+    const LIMIT: Duration = Duration::from_secs(4);
+    let s = Server::start(SHORT).await;
+    let body = valid_review_body("slow-body");
+    let (mut r, mut w) = tokio::io::split(s.connect_tls(&[b"http/1.1"]).await);
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    w.write_all(head.as_bytes()).await.unwrap();
+    w.flush().await.unwrap();
+    let start = Instant::now();
+    let body: &'static [u8] = body.leak();
+    let t = trickle(w, body, Duration::from_millis(100));
+    let client = s.client();
+    assert_served_promptly(&s, &client, Duration::from_millis(500)).await;
+    let mut answer = Vec::new();
+    let read =
+        tokio::time::timeout(LIMIT + Duration::from_secs(3), r.read_to_end(&mut answer)).await;
+    let took = start.elapsed();
+    t.abort();
+    assert!(read.is_ok(), "still open after {took:?}");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(
+        took >= LIMIT.mul_f64(0.9) && took < LIMIT + Duration::from_millis(1500),
+        "answered after {took:?}, limit {LIMIT:?}"
+    );
+    assert_served_promptly(&s, &client, Duration::from_millis(500)).await;
+    s.stop().await;
+}
+
 /// Connections that have been used are closed once idle: HTTP/1.1 after the header time,
 /// HTTP/2 (with a GOAWAY) after the idle time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::live::Findings;
-use super::{AdmissionState, Kind, defaults, rules};
+use super::{AdmissionState, Kind, MAX_BODY, defaults, rules};
 use crate::api::{
     ClusterSecretStore, ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec, SecretStore,
     SecretStoreSpec,
@@ -36,17 +36,42 @@ impl Endpoint {
     }
 }
 
-pub(crate) async fn mutate(State(state): State<AdmissionState>, body: Bytes) -> Response {
-    respond(&state, Endpoint::Mutate, &body).await
+pub(crate) async fn mutate(State(state): State<AdmissionState>, body: Body) -> Response {
+    respond(&state, Endpoint::Mutate, body).await
 }
 
-pub(crate) async fn validate(State(state): State<AdmissionState>, body: Bytes) -> Response {
-    respond(&state, Endpoint::Validate, &body).await
+pub(crate) async fn validate(State(state): State<AdmissionState>, body: Body) -> Response {
+    respond(&state, Endpoint::Validate, body).await
 }
 
-async fn respond(state: &AdmissionState, endpoint: Endpoint, body: &[u8]) -> Response {
+/// A request answered without an AdmissionReview: status, reason, and the metrics' result.
+struct Refused(StatusCode, String, &'static str);
+
+async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Response {
     let start = Instant::now();
-    let (status, kind, result, body) = match review(state, endpoint, body).await {
+    // tokio polls the work before the timer, and registers the timer only if the work has to
+    // wait: a review decided at once never touches the timer wheel.
+    let outcome = tokio::time::timeout_at((start + state.timeout).into(), async {
+        // Never closed, so never an error; held until the answer is ready.
+        let _slot = state.slots.acquire().await;
+        let body = read_body(body).await?;
+        match decide(state, endpoint, &body) {
+            Err(reason) => Err(Refused(StatusCode::BAD_REQUEST, reason, "invalid")),
+            Ok(step) => Ok(finish(state, step).await),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(Refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the review was not read and decided within {:?}",
+                state.timeout
+            ),
+            "timeout",
+        ))
+    });
+    let (status, kind, result, body) = match outcome {
         Ok((kind, resp)) => {
             let result = match (resp.allowed, resp.patch.is_some()) {
                 (false, _) => "denied",
@@ -63,7 +88,7 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: &[u8]) -> Res
                 ),
             }
         }
-        Err(reason) => (StatusCode::BAD_REQUEST, "", "invalid", reason.into_bytes()),
+        Err(Refused(status, reason, result)) => (status, "", result, reason.into_bytes()),
     };
     state
         .metrics
@@ -81,6 +106,37 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: &[u8]) -> Res
         "text/plain; charset=utf-8"
     };
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The whole body, at most [`MAX_BODY`]: a declared length beyond it is refused before reading.
+async fn read_body(body: Body) -> Result<Bytes, Refused> {
+    let too_large = || {
+        Refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "an AdmissionReview is at most {} MiB (the API server's own limit)",
+                MAX_BODY >> 20
+            ),
+            "invalid",
+        )
+    };
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if c.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            cause = c.source();
+        }
+        Refused(
+            StatusCode::BAD_REQUEST,
+            format!("reading the request body: {e}"),
+            "invalid",
+        )
+    })
 }
 
 fn malformed(e: serde_json::Error) -> String {
@@ -181,8 +237,13 @@ pub async fn review(
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<(&'static str, AdmissionResponse), String> {
-    match decide(state, endpoint, body)? {
-        Step::Done(kind, resp) => Ok((kind, resp)),
+    Ok(finish(state, decide(state, endpoint, body)?).await)
+}
+
+/// Runs the live checks a decision still needs, if any.
+async fn finish(state: &AdmissionState, step: Step<'_>) -> (&'static str, AdmissionResponse) {
+    match step {
+        Step::Done(kind, resp) => (kind, resp),
         Step::Live {
             checker,
             kind,
@@ -191,7 +252,7 @@ pub async fn review(
             resp,
         } => {
             let findings = typed.live(checker, dry_run).await;
-            Ok((kind.as_str(), apply_findings(resp, state.mode, findings)))
+            (kind.as_str(), apply_findings(resp, state.mode, findings))
         }
     }
 }

@@ -19,11 +19,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::cli::LiveMode;
 use crate::metrics::Metrics;
@@ -33,7 +30,8 @@ pub use live::{Findings, LiveChecker};
 
 /// Largest AdmissionReview accepted: the API server's own request limit (3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
-/// Requests handled at once; more wait for a slot (backpressure rather than errors).
+/// Requests read, decided or checked at once; more wait for a slot (backpressure rather than
+/// errors), and the wait counts against their time limit.
 pub const MAX_CONCURRENT: usize = 512;
 
 /// The kinds this webhook handles.
@@ -121,7 +119,9 @@ pub struct AdmissionState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) mode: LiveMode,
     pub(crate) live: Option<Arc<LiveChecker>>,
+    /// Time limit of a request, from its headers to its answer (body, wait for a slot, checks).
     pub(crate) timeout: Duration,
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AdmissionState {
@@ -145,28 +145,19 @@ impl AdmissionState {
             // The live budget plus room for the rest; still under the webhook's 5 s timeout
             // for the default budget.
             timeout: live_budget + Duration::from_secs(2),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT)),
         }
     }
 }
 
-/// The two endpoints with their limits: body size (413), per-request timeout (503) and a
-/// concurrency limit shared by both.
+/// The two endpoints. Their limits (body size: 413; time: 503; requests at once, shared by both)
+/// are applied in the handler rather than by tower layers: for a review decided without waiting
+/// they cost an atomic operation, where the layers' futures cost as much as the rules.
 pub fn router(state: AdmissionState) -> Router {
-    let timeout = state.timeout;
     Router::new()
         .route("/mutate", post(handler::mutate))
         .route("/validate", post(handler::validate))
         .with_state(state)
-        .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(MAX_BODY))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            MAX_CONCURRENT,
-        ))
-        // Outermost, so that time spent waiting for a concurrency slot counts too.
-        .layer(TimeoutLayer::with_status_code(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
 }
 
 /// Serves until `shutdown` is cancelled (graceful: in-flight requests finish). Sets `ready`

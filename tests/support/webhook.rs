@@ -118,7 +118,11 @@ pub fn check_answer(sent: &[u8], a: &Answer) -> Option<Value> {
             None
         }
         413 => {
-            assert!(a.text().contains("length limit exceeded"), "{}", a.text());
+            assert!(
+                a.text().contains("at most 3 MiB"),
+                "a 413 gives the limit: {}",
+                a.text()
+            );
             None
         }
         s => panic!("unexpected status {s}: {}", a.text()),
