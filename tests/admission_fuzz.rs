@@ -739,3 +739,66 @@ async fn fields_no_decision_reads_are_not_required() {
         }
     }
 }
+
+/// What the API server adds to an object's metadata before calling webhooks (`managedFields`,
+/// the last-applied annotation, uid, timestamps) changes no decision; a metadata field that is
+/// read (`name`, `namespace`) of the wrong type is still malformed.
+#[tokio::test]
+async fn server_side_metadata_changes_no_decision() {
+    let app = webhook::app();
+    let mut bad_spec = es_spec("team-a/db");
+    bad_spec["refreshInterval"] = json!("soon");
+    for (what, spec) in [("valid", es_spec("team-a/db")), ("invalid", bad_spec)] {
+        let bare = external_secret("v1", spec);
+        let mut full = bare.clone();
+        let applied = serde_json::to_string(&bare).unwrap();
+        full["metadata"] = json!({
+            "name": "app", "namespace": "team-a", "uid": "3f0c2a4e-0000-4000-8000-000000000001",
+            "resourceVersion": "12", "generation": 1, "creationTimestamp": "2026-11-28T12:00:00Z",
+            "labels": {"app": "app"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied},
+            "managedFields": [{
+                "manager": "kubectl-client-side-apply", "operation": "Update",
+                "apiVersion": "external-secrets.io/v1", "time": "2026-11-28T12:00:00Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:annotations": {".": {}}}, "f:spec": {".": {}}},
+            }],
+        });
+        let want = call(
+            &app,
+            "/validate",
+            serde_json::to_vec(&review("u-3", "CREATE", &bare)).unwrap(),
+        )
+        .await;
+        let got = call(
+            &app,
+            "/validate",
+            serde_json::to_vec(&review("u-3", "CREATE", &full)).unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (got.status, want.status),
+            (200, 200),
+            "{what}: {}",
+            got.text()
+        );
+        assert_eq!(got.json(), want.json(), "{what}");
+        assert_eq!(
+            got.json()["response"]["allowed"],
+            what == "valid",
+            "{what}: {}",
+            got.text()
+        );
+    }
+    for (field, v) in [("name", json!(42)), ("namespace", json!(["team-a"]))] {
+        let mut es = external_secret("v1", es_spec("team-a/db"));
+        es["metadata"][field] = v;
+        let a = call(
+            &app,
+            "/validate",
+            serde_json::to_vec(&review("u-4", "CREATE", &es)).unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, 400, "metadata.{field}: {}", a.text());
+    }
+}

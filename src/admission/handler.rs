@@ -199,6 +199,24 @@ impl<K> Request<K> {
     }
 }
 
+/// An ExternalSecret as the validating hot path reads it: the spec, and of the metadata only the
+/// name and namespace (the rules judge the spec; the live checks need the namespace). The API
+/// server has validated the metadata already, and what it sends there (`managedFields`, the
+/// last-applied annotation: together often larger than the spec) is skipped unread. Anything
+/// this does not read takes the general path, whose answer is the same.
+#[derive(Deserialize)]
+struct ExternalSecretIn {
+    #[serde(default)]
+    metadata: NameIn,
+    spec: ExternalSecretSpec,
+}
+
+#[derive(Deserialize, Default)]
+struct NameIn {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
 fn request_of<K>(body: &[u8]) -> Result<Request<K>, String>
 where
     K: serde::de::DeserializeOwned,
@@ -283,7 +301,7 @@ fn decide<'a>(
     // kind, or a spec that does not fit the type) takes the general path below, which denies a
     // bad spec with the reason.
     if endpoint == Endpoint::Validate
-        && let Ok(mut req) = request_of::<ExternalSecret>(body)
+        && let Ok(mut req) = request_of::<ExternalSecretIn>(body)
         && Kind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind)
             == Some(Kind::ExternalSecret)
     {
@@ -291,11 +309,16 @@ fn decide<'a>(
         let object = req.object.take();
         let unchanged =
             matches!((&req.old_object, &object), (Some(old), Some(new)) if old.spec == new.spec);
-        let typed = object.map(|mut es| {
-            if es.metadata.namespace.is_none() {
-                es.metadata.namespace = req.namespace.clone();
-            }
-            Ok(Typed::ExternalSecret(Box::new(es)))
+        let typed = object.map(|es| {
+            Ok(Typed::ExternalSecret(Box::new(ExternalSecret {
+                metadata: kube::core::ObjectMeta {
+                    name: es.metadata.name,
+                    namespace: es.metadata.namespace.or_else(|| req.namespace.clone()),
+                    ..Default::default()
+                },
+                spec: es.spec,
+                status: None,
+            })))
         });
         return Ok(judge(
             state,
