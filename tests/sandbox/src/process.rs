@@ -225,6 +225,77 @@ pub async fn scrape(metrics: SocketAddr) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// Manifests (one multi-document YAML) for the load runs: namespaces `ns-0` … and `stores`
+/// ClusterSecretStores `store-0` … on AppRole (so that logins are real logins: a static token
+/// never logs in), each with its own role `{role_prefix}-{s}` holding `policy`, its secret-id in
+/// a Secret in vaultgate-system. Enables the AppRole auth method in Vault.
+pub async fn approle_load_manifests(
+    vault: &VaultEmulator,
+    role_prefix: &str,
+    policy: &str,
+    stores: usize,
+    namespaces: usize,
+) -> anyhow::Result<String> {
+    let mut docs = String::new();
+    for ns in 0..namespaces {
+        docs.push_str(&format!(
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: ns-{ns}}}\n"
+        ));
+    }
+    vault.enable_auth("approle", "approle")?;
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}/v1/{path}", vault.addr()))
+            .header("X-Vault-Token", vault.root_token())
+    };
+    for s in 0..stores {
+        let role = format!("auth/approle/role/{role_prefix}-{s}");
+        call(reqwest::Method::POST, &role)
+            .json(&serde_json::json!({"token_policies": [policy], "token_ttl": "1h"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let read = |method, path: String| async move {
+            call(method, &path)
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<serde_json::Value>()
+                .await
+        };
+        let role_id = read(reqwest::Method::GET, format!("{role}/role-id")).await?;
+        let secret_id = read(reqwest::Method::POST, format!("{role}/secret-id")).await?;
+        docs.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Secret
+metadata: {{name: store-approle-{s}, namespace: vaultgate-system}}
+stringData: {{secret-id: "{secret_id}"}}
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {{name: store-{s}}}
+spec:
+  provider:
+    vault:
+      server: "{server}"
+      path: secret
+      version: v2
+      auth:
+        appRole:
+          roleId: "{role_id}"
+          secretRef: {{name: store-approle-{s}, key: secret-id, namespace: vaultgate-system}}
+"#,
+            server = vault.addr(),
+            role_id = role_id["data"]["role_id"].as_str().context("role_id")?,
+            secret_id = secret_id["data"]["secret_id"]
+                .as_str()
+                .context("secret_id")?,
+        ));
+    }
+    Ok(docs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::metric_sum;

@@ -20,7 +20,8 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use vaultgate::api::ExternalSecret;
 use vaultgate_sandbox::process::{
-    Emulators, Proc, peak_rss_mib, spawn_vaultgate, vaultgate_binary, wait_ready,
+    Emulators, Proc, approle_load_manifests, peak_rss_mib, spawn_vaultgate, vaultgate_binary,
+    wait_ready,
 };
 use vaultgate_sandbox::{free_local_addr, repo_root};
 
@@ -503,68 +504,7 @@ async fn sync_benchmark(
             json!({"value": format!("value-{p}")}),
         )?;
     }
-    let mut docs = String::new();
-    for ns in 0..NAMESPACES {
-        docs.push_str(&format!(
-            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: ns-{ns}}}\n"
-        ));
-    }
-    // AppRole stores, so that logins are real logins (a static token never logs in).
-    env.vault.enable_auth("approle", "approle")?;
-    let http = reqwest::Client::new();
-    let vault_api = |path: &str| format!("{}/v1/{path}", env.vault.addr());
-    for s in 0..STORES {
-        let role = format!("bench-{s}");
-        http.post(vault_api(&format!("auth/approle/role/{role}")))
-            .header("X-Vault-Token", env.vault.root_token())
-            .json(&json!({"token_policies": ["bench"], "token_ttl": "1h"}))
-            .send()
-            .await?
-            .error_for_status()?;
-        let role_id: Value = http
-            .get(vault_api(&format!("auth/approle/role/{role}/role-id")))
-            .header("X-Vault-Token", env.vault.root_token())
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let secret_id: Value = http
-            .post(vault_api(&format!("auth/approle/role/{role}/secret-id")))
-            .header("X-Vault-Token", env.vault.root_token())
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        docs.push_str(&format!(
-            r#"---
-apiVersion: v1
-kind: Secret
-metadata: {{name: store-approle-{s}, namespace: vaultgate-system}}
-stringData: {{secret-id: "{secret_id}"}}
----
-apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata: {{name: store-{s}}}
-spec:
-  provider:
-    vault:
-      server: "{server}"
-      path: secret
-      version: v2
-      auth:
-        appRole:
-          roleId: "{role_id}"
-          secretRef: {{name: store-approle-{s}, key: secret-id, namespace: vaultgate-system}}
-"#,
-            server = env.vault.addr(),
-            role_id = role_id["data"]["role_id"].as_str().context("role_id")?,
-            secret_id = secret_id["data"]["secret_id"]
-                .as_str()
-                .context("secret_id")?,
-        ));
-    }
+    let docs = approle_load_manifests(&env.vault, "bench", "bench", STORES, NAMESPACES).await?;
     vaultgate_sandbox::apply_all(&client, &docs).await?;
 
     env.vault.reset_counters();
