@@ -18,6 +18,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 pub use kube::runtime::events::{Event, EventType};
 use serde_json::json;
+use tokio::sync::mpsc;
 
 /// How long a repeat is folded into the earlier event rather than sent as a new one (as
 /// kube-rs and client-go do).
@@ -181,9 +182,9 @@ impl Recorder {
     }
 }
 
-/// Events waiting to be written. Beyond this many, new ones are dropped with a debug log, as
-/// client-go's broadcaster drops them when its queue is full: an event is never worth holding up
-/// or failing a sync.
+/// Events of each type waiting to be written. Beyond this many, new ones are dropped with a debug
+/// log, as client-go's broadcaster drops them when its queue is full: an event is never worth
+/// holding up or failing a sync.
 pub const QUEUE: usize = 4096;
 /// Events written at once.
 const WRITERS: usize = 4;
@@ -195,39 +196,69 @@ pub struct Queued {
 }
 
 /// Hands events to [`deliver`], so a reconcile does not wait for the API server to store them
-/// (client-go and ESO write events from a background queue the same way).
+/// (client-go and ESO write events from a background queue the same way). Warnings have a
+/// queue of their own, written first: a burst of first syncs (10,000 `Created` events) must
+/// not crowd out the events that say why something failed.
 #[derive(Clone)]
-pub struct Sender(tokio::sync::mpsc::Sender<Queued>);
+pub struct Sender {
+    normal: mpsc::Sender<Queued>,
+    warning: mpsc::Sender<Queued>,
+}
 
 impl Sender {
     pub fn send(&self, ev: Event, regarding: ObjectReference) {
-        if self.0.try_send(Queued { ev, regarding }).is_err() {
+        let queue = match ev.type_ {
+            EventType::Warning => &self.warning,
+            EventType::Normal => &self.normal,
+        };
+        if queue.try_send(Queued { ev, regarding }).is_err() {
             tracing::debug!("event queue full or closed; event dropped");
         }
     }
 }
 
-pub fn queue() -> (Sender, tokio::sync::mpsc::Receiver<Queued>) {
-    let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
-    (Sender(tx), rx)
+/// The receiving ends of a [`Sender`]'s queues.
+pub struct Receiver {
+    normal: mpsc::Receiver<Queued>,
+    warning: mpsc::Receiver<Queued>,
+}
+
+impl Receiver {
+    /// The next event, warnings first; `None` once both queues are closed and empty, which
+    /// they are after `done` is cancelled and what was queued by then has been taken.
+    async fn next(&mut self, done: &tokio_util::sync::CancellationToken) -> Option<Queued> {
+        tokio::select! {
+            biased;
+            Some(q) = self.warning.recv() => return Some(q),
+            Some(q) = self.normal.recv() => return Some(q),
+            _ = done.cancelled() => {}
+        }
+        self.warning.close();
+        self.normal.close();
+        match self.warning.recv().await {
+            Some(q) => Some(q),
+            None => self.normal.recv().await,
+        }
+    }
+}
+
+pub fn queue() -> (Sender, Receiver) {
+    let (normal_tx, normal) = mpsc::channel(QUEUE);
+    let (warning_tx, warning) = mpsc::channel(QUEUE);
+    (
+        Sender {
+            normal: normal_tx,
+            warning: warning_tx,
+        },
+        Receiver { normal, warning },
+    )
 }
 
 /// Writes queued events until `done` is cancelled, then the ones still queued, and returns.
-pub async fn deliver(
-    recorder: &Recorder,
-    rx: tokio::sync::mpsc::Receiver<Queued>,
-    done: tokio_util::sync::CancellationToken,
-) {
+pub async fn deliver(recorder: &Recorder, rx: Receiver, done: tokio_util::sync::CancellationToken) {
     use futures::StreamExt;
     let queued = futures::stream::unfold((rx, done), |(mut rx, done)| async move {
-        let next = tokio::select! {
-            biased;
-            q = rx.recv() => q,
-            _ = done.cancelled() => {
-                rx.close();
-                rx.recv().await
-            }
-        };
+        let next = rx.next(&done).await;
         next.map(|q| (q, (rx, done)))
     });
     queued
@@ -288,6 +319,41 @@ mod tests {
         for k in others {
             assert_ne!(k, base);
         }
+    }
+
+    /// Warnings are taken before normal events queued earlier; a full normal queue does not
+    /// keep a warning out; after `done`, what was queued is still handed out, then `None`.
+    #[tokio::test]
+    async fn warnings_first_and_never_crowded_out() {
+        let (tx, mut rx) = queue();
+        let done = tokio_util::sync::CancellationToken::new();
+        let r = reference(Some("a"), "es", "u1");
+        for i in 0..QUEUE + 10 {
+            tx.send(
+                event(EventType::Normal, "Created", &format!("n{i}")),
+                r.clone(),
+            );
+        }
+        tx.send(event(EventType::Warning, "UpdateFailed", "w0"), r.clone());
+        tx.send(event(EventType::Warning, "UpdateFailed", "w1"), r.clone());
+        let note = |q: Option<Queued>| q.and_then(|q| q.ev.note).unwrap_or_default();
+        assert_eq!(note(rx.next(&done).await), "w0");
+        assert_eq!(note(rx.next(&done).await), "w1");
+        assert_eq!(note(rx.next(&done).await), "n0");
+        done.cancel();
+        // The rest of the normal queue (the ten beyond it were dropped), then the end.
+        let mut rest = 0;
+        while let Some(q) = rx.next(&done).await {
+            assert_eq!(
+                q.ev.note.as_deref(),
+                Some(format!("n{}", rest + 1).as_str())
+            );
+            rest += 1;
+        }
+        assert_eq!(rest, QUEUE - 1);
+        // Closed: later events are dropped, not queued.
+        tx.send(event(EventType::Warning, "UpdateFailed", "late"), r);
+        assert!(rx.next(&done).await.is_none());
     }
 
     #[test]

@@ -546,6 +546,7 @@ async fn sync_benchmark(
     vaultgate_sandbox::apply_all(&client, &docs).await?;
 
     env.vault.reset_counters();
+    env.kube.clear_audit();
     let metrics = free_local_addr();
     let vg = spawn(bin, &env, &["--controller-only"], metrics)?;
     wait_ready(metrics, Duration::from_secs(20)).await?;
@@ -582,6 +583,34 @@ async fn sync_benchmark(
         created_after.as_secs_f64()
     );
     results.insert(format!("sync_{tag}_seconds"), elapsed);
+    // What the controller asked of the API server per ExternalSecret, from the API server's
+    // audit log (the benchmark's own creates left out): the floor makes two writes.
+    let mut requests: BTreeMap<String, usize> = BTreeMap::new();
+    for r in env.kube.audit() {
+        if r.verb == "create" && r.resource == "externalsecrets" {
+            continue;
+        }
+        let what = match r.subresource.as_str() {
+            "" => format!("{} {}", r.verb, r.resource),
+            sub => format!("{} {}/{sub}", r.verb, r.resource),
+        };
+        *requests.entry(what).or_default() += 1;
+    }
+    let total: usize = requests.values().sum();
+    let per_es: Vec<String> = requests
+        .iter()
+        .filter(|(_, c)| **c * 100 >= n)
+        .map(|(what, c)| format!("{what} {:.2}", *c as f64 / n as f64))
+        .collect();
+    eprintln!(
+        "   API requests per ExternalSecret {:.2}: {}",
+        total as f64 / n as f64,
+        per_es.join(", ")
+    );
+    results.insert(
+        format!("sync_api_requests_per_es_{tag}"),
+        total as f64 / n as f64,
+    );
     results.insert(format!("rss_mib_{tag}"), rss);
     results.insert(format!("vault_logins_{tag}"), logins);
     results.insert(format!("vault_reads_{tag}"), reads);
