@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::events::{Event, EventType};
 use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -669,9 +670,61 @@ async fn sync(
 
 /// Labelled as ours, and its data is what its data-hash annotation says we wrote.
 fn is_valid_target(s: &Secret) -> bool {
-    let annotated = s.annotations().get(ANNOTATION_DATA_HASH);
-    let labelled = s.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true");
-    labelled && annotated == Some(&data_hash(s.data.iter().flatten().map(|(k, v)| (k, &v.0))))
+    valid_target(
+        s.metadata.labels.as_ref(),
+        s.metadata.annotations.as_ref(),
+        s.data.iter().flatten(),
+    )
+}
+
+fn valid_target<'a>(
+    labels: Option<&BTreeMap<String, String>>,
+    annotations: Option<&BTreeMap<String, String>>,
+    data: impl Iterator<Item = (&'a String, &'a ByteString)>,
+) -> bool {
+    let annotated = annotations.and_then(|a| a.get(ANNOTATION_DATA_HASH));
+    let labelled = labels
+        .and_then(|l| l.get(LABEL_MANAGED))
+        .is_some_and(|v| v == "true");
+    labelled && annotated == Some(&data_hash(data.map(|(k, v)| (k, &v.0))))
+}
+
+/// What is read of the API server's answer to a Secret apply. The answer is the whole Secret,
+/// managedFields and all; kube's typed `patch` would build every entry's field tree, which
+/// nothing here reads (in a sync of 10,000 ExternalSecrets, managedFields were the costliest
+/// part of every parse).
+#[derive(serde::Deserialize)]
+struct Written {
+    metadata: WrittenMeta,
+    data: Option<BTreeMap<String, ByteString>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WrittenMeta {
+    resource_version: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    managed_fields: Option<Vec<FieldManager>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FieldManager {
+    manager: Option<String>,
+}
+
+/// Server-side applies `body` to Secret `name`; the answer read as [`Written`].
+async fn apply_secret(
+    sh: &Shared,
+    secrets: &Api<Secret>,
+    name: &str,
+    pp: &PatchParams,
+    body: &Secret,
+) -> Result<Written, kube::Error> {
+    let req = kube::core::Request::new(secrets.resource_url())
+        .patch(name, pp, &Patch::Apply(body))
+        .map_err(kube::Error::BuildRequest)?;
+    sh.kube.request(req).await
 }
 
 fn retry_after(e: &VaultError) -> Option<Duration> {
@@ -789,8 +842,7 @@ async fn execute(
             }
             let mut pp = PatchParams::apply(&manager);
             pp.force = force;
-            let written = secrets
-                .patch(&target, &pp, &Patch::Apply(&body))
+            let written = apply_secret(sh, secrets, &target, &pp, &body)
                 .await
                 .map_err(|e| {
                     let refused =
@@ -805,14 +857,20 @@ async fn execute(
                 })?;
             // Remembered only when the Secret holds exactly what we wrote (an unforced first
             // write may have merged into a Secret that already had other keys).
-            if is_valid_target(&written) {
-                update_memory(sh, es, |m| m.valid_rv = written.resource_version());
+            let meta = &written.metadata;
+            if valid_target(
+                meta.labels.as_ref(),
+                meta.annotations.as_ref(),
+                written.data.iter().flatten(),
+            ) {
+                update_memory(sh, es, |m| m.valid_rv = meta.resource_version.clone());
             }
             // Created by this write: nobody else has fields in it.
             let created = w.creates
-                && written
-                    .managed_fields()
+                && meta
+                    .managed_fields
                     .iter()
+                    .flatten()
                     .all(|f| f.manager.as_deref() == Some(manager.as_str()));
             if created {
                 publish(
@@ -822,7 +880,7 @@ async fn execute(
                     status::EVENT_CREATED,
                     "Created Secret",
                 );
-            } else if existing.and_then(|s| s.resource_version()) != written.resource_version() {
+            } else if existing.and_then(|s| s.resource_version()) != meta.resource_version {
                 publish(
                     sh,
                     es,
@@ -860,13 +918,18 @@ async fn write_status(
     if !status::differs(es.status.as_ref(), &new) {
         return Ok(());
     }
-    let api: Api<ExternalSecret> = Api::namespaced(sh.kube.clone(), &ns);
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": new })),
-    )
-    .await?;
+    // The answer is the whole ExternalSecret again, managedFields and all, and nothing reads
+    // it: skipped, not built into an object as kube's typed `patch_status` would (in a sync
+    // of 10,000 ExternalSecrets, managedFields were the costliest part of every parse).
+    let req = kube::core::Request::new(ExternalSecret::url_path(&(), Some(&ns)))
+        .patch_subresource(
+            "status",
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": new })),
+        )
+        .map_err(kube::Error::BuildRequest)?;
+    sh.kube.request::<serde::de::IgnoredAny>(req).await?;
     Ok(())
 }
 
