@@ -301,11 +301,18 @@ impl ReadSlot {
     }
 
     /// Joinable: still running, or finished successfully less than `max_age` ago.
+    ///
+    /// `done` is set inside the read's future, a moment before the cell stores its result; a
+    /// slot seen in that moment is still in flight. Taking it for finished-without-a-value sent a
+    /// second request for the same path one round trip after the first.
     fn shareable(&self, now: Instant, max_age: Duration) -> bool {
-        match (self.done.get(), self.cell.get()) {
-            (None, _) => true,
-            (Some(t), Some(Ok(_))) => now.duration_since(*t) < max_age,
-            _ => false,
+        match self.cell.get() {
+            None => true,
+            Some(Ok(_)) => self
+                .done
+                .get()
+                .is_some_and(|t| now.duration_since(*t) < max_age),
+            Some(Err(_)) => false,
         }
     }
 }
@@ -1044,6 +1051,44 @@ pub(crate) fn check_mount_info(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_slots_are_joined_until_they_age_or_fail() {
+        let now = Instant::now();
+        let age = Duration::from_secs(1);
+        let slot = |done: Option<Duration>, result: Option<ReadResult>| {
+            let s = ReadSlot::new();
+            if let Some(ago) = done {
+                s.done.set(now - ago).unwrap();
+            }
+            if let Some(r) = result {
+                s.cell.set(r).unwrap();
+            }
+            s
+        };
+        let ok = || Some(Ok(Some(Arc::new(Value::Null))));
+        let err = || Some(Err(VaultError::bad_answer("x")));
+        let cases = [
+            ("in flight", slot(None, None), true),
+            // The moment between the read's end and its result being stored.
+            ("finishing", slot(Some(Duration::ZERO), None), true),
+            ("fresh", slot(Some(Duration::from_millis(900)), ok()), true),
+            (
+                "fresh, not found",
+                slot(Some(Duration::ZERO), Some(Ok(None))),
+                true,
+            ),
+            (
+                "too old",
+                slot(Some(Duration::from_millis(1000)), ok()),
+                false,
+            ),
+            ("failed", slot(Some(Duration::ZERO), err()), false),
+        ];
+        for (what, s, want) in cases {
+            assert_eq!(s.shareable(now, age), want, "{what}");
+        }
+    }
 
     #[test]
     fn mount_checks() {
