@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -337,7 +337,7 @@ async fn create_external_secrets(
     prefix: &str,
 ) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let created = futures::stream::iter(0..n)
+    futures::stream::iter(0..n)
         .map(|i| {
             let client = client.clone();
             async move {
@@ -359,11 +359,8 @@ async fn create_external_secrets(
             }
         })
         .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await;
-    for r in created {
-        r?;
-    }
+        .try_collect::<()>()
+        .await?;
     Ok(start.elapsed())
 }
 
@@ -617,7 +614,7 @@ async fn sync_benchmark(
 
     // The floor: the same number of minimal writes straight at the same API server.
     let start = Instant::now();
-    let writes = futures::stream::iter(0..n)
+    futures::stream::iter(0..n)
         .map(|i| {
             let client = client.clone();
             async move {
@@ -646,11 +643,8 @@ async fn sync_benchmark(
             }
         })
         .buffer_unordered(256)
-        .collect::<Vec<_>>()
-        .await;
-    for r in writes {
-        r?;
-    }
+        .try_collect::<()>()
+        .await?;
     let floor = start.elapsed().as_secs_f64();
     // The same creates again with no controller running: how long creating the objects takes
     // by itself, which bounds the sync time from below.

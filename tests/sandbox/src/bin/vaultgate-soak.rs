@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
@@ -296,7 +296,7 @@ async fn soak() -> anyhow::Result<bool> {
     vaultgate_sandbox::process::wait_ready(metrics, Duration::from_secs(30)).await?;
 
     let start = Instant::now();
-    let created = futures::stream::iter(0..n)
+    futures::stream::iter(0..n)
         .map(|i| {
             let client = client.clone();
             async move {
@@ -318,11 +318,8 @@ async fn soak() -> anyhow::Result<bool> {
             }
         })
         .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
-    for r in created {
-        r?;
-    }
+        .try_collect::<()>()
+        .await?;
     let secrets: Api<Secret> = Api::all(client.clone());
     loop {
         let (ok, _) = correct(&secrets, &expected).await?;
