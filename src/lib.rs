@@ -9,6 +9,7 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod crd;
+pub mod goregex;
 pub mod metrics;
 pub mod reconcile;
 pub mod run;

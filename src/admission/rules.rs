@@ -85,7 +85,7 @@ pub const MAX_REGEX_LEN: usize = 4096;
 /// The compiled-size limits a regular expression is tried with, smallest first. The last is the
 /// regex crate's default, which the reconciler compiles with: what compiles here runs there.
 const REGEX_SIZE_LIMITS: [usize; 4] = [16 << 10, 128 << 10, 1 << 20, 10 << 20];
-/// Compiling takes time in proportion to the size limit tried (a pattern such as `\w{1000}`
+/// Compiling takes time in proportion to the size limit tried (a pattern such as `\p{L}{1000}`
 /// takes over 100 ms to reach 10 MiB, even in a release build), so one object's regular
 /// expressions may together use only this much of it: one of the largest plus small ones.
 /// Without it, a manifest of thousands of such patterns would hold a worker for minutes.
@@ -151,17 +151,16 @@ impl RegexBudget {
                 return Err(over_budget());
             }
             cost += limit;
-            match regex::RegexBuilder::new(re).size_limit(limit).build() {
+            match crate::goregex::builder(re).size_limit(limit).build() {
                 Ok(_) => {
                     result = Some(Ok(()));
                     break;
                 }
                 Err(regex::Error::CompiledTooBig(_)) => continue,
                 Err(e) => {
-                    let e = e.to_string();
                     result = Some(Err(format!(
                         "does not compile: {}",
-                        e.lines().last().unwrap_or_default()
+                        crate::goregex::message(&e)
                     )));
                     break;
                 }
@@ -169,7 +168,7 @@ impl RegexBudget {
         }
         let result = result.unwrap_or_else(|| {
             Err(format!(
-                "compiles to more than {} MiB, the most vaultgate runs: counted repetitions of Unicode classes such as \\w, \\d or \\p{{L}} are large; use e.g. [A-Za-z0-9_] or a smaller count",
+                "compiles to more than {} MiB, the most vaultgate runs: counted repetitions of Unicode classes such as \\p{{L}} are large; use e.g. [A-Za-z] or a smaller count",
                 REGEX_SIZE_LIMITS[REGEX_SIZE_LIMITS.len() - 1] >> 20
             ))
         });
@@ -1443,15 +1442,15 @@ mod tests {
             for i in 0..50 {
                 assert!(b.check(&format!("^team-{i}$")).is_ok());
             }
-            assert!(b.check(r"\w{100}").is_ok());
-            for re in [r"\w{101}", "^team-0$"] {
+            assert!(b.check(r"\p{L}{100}").is_ok());
+            for re in [r"\p{L}{101}", "^team-0$"] {
                 let e = b.check(re).unwrap_err();
                 assert!(e.starts_with("was not checked"), "{e}");
             }
         }
         // Hundreds of large patterns in one manifest are answered quickly.
         let many: Vec<_> = (0..300)
-            .map(|i| json!({"find": {"name": {"regexp": format!(r"\w{{1000}}{i}")}}}))
+            .map(|i| json!({"find": {"name": {"regexp": format!(r"\p{{L}}{{1000}}{i}")}}}))
             .collect();
         let start = std::time::Instant::now();
         let got = problems(&es_base("v1"), &json!({"spec": {"dataFrom": many}}));

@@ -58,7 +58,8 @@ pub fn namespace_allowed(
             return Ok(true);
         }
         for re in cond.namespace_regexes.iter().flatten() {
-            let re = regex::Regex::new(re).map_err(|e| format!("namespaceRegexes {re:?}: {e}"))?;
+            let re = crate::goregex::new(re)
+                .map_err(|e| format!("namespaceRegexes {re:?}: {}", crate::goregex::message(&e)))?;
             if re.is_match(namespace) {
                 return Ok(true);
             }

@@ -615,7 +615,10 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         ("mustRegexSplit", |a| regex_split("mustRegexSplit", a)),
         ("regexQuoteMeta", |a| {
             want(a, "regexQuoteMeta", 1, 1)?;
-            Ok(s(regex::escape(strv(&a[0], "regexQuoteMeta")?)))
+            Ok(s(crate::goregex::quote_meta(strv(
+                &a[0],
+                "regexQuoteMeta",
+            )?)))
         }),
         ("sha1sum", |a| {
             want(a, "sha1sum", 1, 1)?;
@@ -1454,10 +1457,15 @@ fn from_yaml_value(v: &serde_yaml_ng::Value) -> Value {
 // ---- regular expressions -------------------------------------------------------------
 
 fn regex(name: &str, pattern: &Value) -> gotmpl::Result<regex::Regex> {
-    regex::RegexBuilder::new(strv(pattern, name)?)
+    crate::goregex::builder(strv(pattern, name)?)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| exec(format!("{name}: invalid pattern: {e}")))
+        .map_err(|e| {
+            exec(format!(
+                "{name}: invalid pattern: {}",
+                crate::goregex::message(&e)
+            ))
+        })
 }
 
 fn regex_find(name: &str, a: &[Value]) -> R {

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use futures::{StreamExt, TryStreamExt};
-use regex::Regex;
 use serde_json::Value;
 
 use super::client::StoreClient;
@@ -223,8 +222,11 @@ async fn find(
         });
     }
     let re = match f.name.as_ref().and_then(|n| n.regexp.as_deref()) {
-        Some(src) => Some(Regex::new(src).map_err(|e| {
-            VaultError::invalid(format!("find.name.regexp {src:?} does not compile: {e}"))
+        Some(src) => Some(crate::goregex::new(src).map_err(|e| {
+            VaultError::invalid(format!(
+                "find.name.regexp {src:?} does not compile: {}",
+                crate::goregex::message(&e)
+            ))
         })?),
         None => None,
     };

@@ -252,8 +252,13 @@ pub fn rewrite_keys(
         let Some(rx) = &rw.regexp else {
             return Err(format!("rewrite[{i}] sets neither regexp nor transform"));
         };
-        let re = Regex::new(&rx.source)
-            .map_err(|e| format!("rewrite[{i}].regexp.source {:?}: {e}", rx.source))?;
+        let re = crate::goregex::new(&rx.source).map_err(|e| {
+            format!(
+                "rewrite[{i}].regexp.source {:?}: {}",
+                rx.source,
+                crate::goregex::message(&e)
+            )
+        })?;
         let mut next = BTreeMap::new();
         for (k, v) in map {
             let nk = re.replace_all(&k, rx.target.as_str()).into_owned();
@@ -508,5 +513,13 @@ mod tests {
         assert!(err.starts_with("rewrite[0].transform: "), "{err}");
         assert!(err.contains("function \"nope\" not defined"), "{err}");
         assert!(rewrite_keys(map, &[rw("(", "x")]).is_err());
+        // Go's classes are ASCII: `\w` stops at `é`, `\d` does not take `٣`; `\Q…\E` quotes.
+        let keys: BTreeMap<String, Vec<u8>> = [("café-٣", "1"), ("a.b", "2")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let got =
+            rewrite_keys(keys, &[rw(r"\w+", "x"), rw(r"\d", "9"), rw(r"\Q.\E", "_")]).unwrap();
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["x_x", "xé-٣"]);
     }
 }
