@@ -50,7 +50,46 @@ pub(crate) struct Memory {
     /// metadata still shows it, nobody has changed the Secret, and a reconcile that finds no
     /// refresh due needs no GET (each sync's own writes bring two such reconciles).
     valid_rv: Option<String>,
+    /// A reconcile already waited once for the cache to show `valid_rv`; the next one reads.
+    lag_checked: bool,
 }
+
+/// How a reconcile learns the state of the target Secret before deciding whether to sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TargetView {
+    /// The cache shows our last write: nobody touched the Secret since.
+    Untouched,
+    /// Not in the complete cache and never written by us (or deleted since): most likely
+    /// absent; the first write is made without force and falls back to a read if refused.
+    PresumedAbsent,
+    /// We wrote it, but the cache has not shown the write yet: its watch event is on its way
+    /// and will bring another reconcile (a sync's status write often arrives first). Decided
+    /// as untouched; if nothing is due, looked at again shortly, then read.
+    AwaitingCache,
+    /// Anything else: GET the Secret.
+    Read,
+}
+
+/// `cached_rv`: the resourceVersion the Secret metadata cache holds (`None`: not cached);
+/// `valid_rv`: the one our last write returned, unless the Secret was deleted since.
+fn target_view(
+    cached_rv: Option<Option<&str>>,
+    valid_rv: Option<&str>,
+    lag_checked: bool,
+    cache_ready: bool,
+    writes_own_secret: bool,
+) -> TargetView {
+    match (cached_rv, valid_rv) {
+        (Some(Some(c)), Some(v)) if c == v => TargetView::Untouched,
+        (None, None) if cache_ready && writes_own_secret => TargetView::PresumedAbsent,
+        (None, Some(_)) if cache_ready && !lag_checked => TargetView::AwaitingCache,
+        _ => TargetView::Read,
+    }
+}
+
+/// How long a reconcile that found its own write missing from the cache waits before it
+/// reads the Secret instead (normally the write's watch event comes within milliseconds).
+const CACHE_LAG_RECHECK: Duration = Duration::from_secs(2);
 
 pub(crate) type Memories = Mutex<HashMap<(String, String), Memory>>;
 
@@ -369,6 +408,19 @@ pub(crate) fn error_policy(es: Arc<ExternalSecret>, err: &Error, sh: Arc<Shared>
 }
 
 /// Forgets an ExternalSecret that is gone: its metrics series and memory.
+/// A managed Secret was deleted: the writes remembered for it no longer stand, so the
+/// ExternalSecrets writing it neither take it for untouched nor wait for the cache to show it.
+pub(crate) fn secret_deleted(sh: &Shared, secret: &PartialObjectMeta<Secret>) {
+    let ns = secret.namespace().unwrap_or_default();
+    let mut mem = sh.es_memory.lock().unwrap_or_else(|p| p.into_inner());
+    for es in writers_of_secret(&sh.targets, secret) {
+        if let Some(m) = mem.get_mut(&(ns.clone(), es.name)) {
+            m.valid_rv = None;
+            m.lag_checked = false;
+        }
+    }
+}
+
 pub(crate) fn forget(sh: &Shared, es: &ExternalSecret) {
     let (ns, name) = key(es);
     sh.metrics.forget_es(&name, &ns);
@@ -475,23 +527,24 @@ async fn sync(
     let secrets: Api<Secret> = Api::namespaced(sh.kube.clone(), &ns);
     let creation = desired::creation_policy(es);
     let cached = sh.secret_meta.get(&ObjectRef::new(&target).within(&ns));
-    let untouched = mem.valid_rv.as_deref().is_some_and(|rv| {
+    let view = target_view(
         cached
             .as_ref()
-            .is_some_and(|m| m.resource_version().as_deref() == Some(rv))
-    });
-    // The first write of a Secret that no cached Secret labelled as ours answers to (the cache
-    // has them all once synced): most likely it does not exist, so it is not read first. That
-    // write then must not take anything over: it is applied without force, and a refusal
-    // (someone else's Secret by that name) falls back to reading it and deciding as usual.
-    let presumed_absent = cached.is_none()
-        && mem.valid_rv.is_none()
-        && matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan)
-        && sh
-            .secret_meta
+            .map(|m| m.metadata.resource_version.as_deref()),
+        mem.valid_rv.as_deref(),
+        mem.lag_checked,
+        sh.secret_meta
             .wait_until_ready()
             .now_or_never()
-            .is_some_and(|r| r.is_ok());
+            .is_some_and(|r| r.is_ok()),
+        matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan),
+    );
+    // Decided as untouched; the Secret is read only if a sync turns out to be due.
+    let untouched = matches!(view, TargetView::Untouched | TargetView::AwaitingCache);
+    // The first write of a presumed-absent Secret must not take anything over: it is applied
+    // without force, and a refusal (someone else's Secret by that name) falls back to reading
+    // it and deciding as usual.
+    let presumed_absent = view == TargetView::PresumedAbsent;
     let read_target = || async {
         secrets.get_opt(&target).await.map_err(|e| {
             Failure::new(format!(
@@ -566,9 +619,21 @@ async fn sync(
         }
         _ => Action::await_change(),
     };
+    let not_due = |wait: Option<Duration>| {
+        if view != TargetView::AwaitingCache {
+            return Ok(Synced::NotDue(
+                wait.map_or_else(Action::await_change, Action::requeue),
+            ));
+        }
+        // Look again once the write's watch event should have come; that look reads the
+        // Secret if the cache still does not show it.
+        update_memory(sh, es, |m| m.lag_checked = true);
+        let wait = wait.map_or(CACHE_LAG_RECHECK, |w| w.min(CACHE_LAG_RECHECK));
+        Ok(Synced::NotDue(Action::requeue(wait)))
+    };
     let reason = match decision {
-        Refresh::Never => return Ok(Synced::NotDue(Action::await_change())),
-        Refresh::At(at) => return Ok(Synced::NotDue(Action::requeue(refresh::until(now, at)))),
+        Refresh::Never => return not_due(None),
+        Refresh::At(at) => return not_due(Some(refresh::until(now, at))),
         Refresh::Now(reason) => reason,
     };
     if untouched {
@@ -863,7 +928,10 @@ async fn execute(
                 meta.annotations.as_ref(),
                 written.data.iter().flatten(),
             ) {
-                update_memory(sh, es, |m| m.valid_rv = meta.resource_version.clone());
+                update_memory(sh, es, |m| {
+                    m.valid_rv = meta.resource_version.clone();
+                    m.lag_checked = false;
+                });
             }
             // Created by this write: nobody else has fields in it.
             let created = w.creates
@@ -1214,5 +1282,41 @@ mod target_index_tests {
             },
         ]);
         assert_eq!(names(&owned), ["owner"]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn how_the_target_is_looked_at() {
+        use TargetView::*;
+        // (cached rv, our last write's rv, already waited for the cache, cache ready,
+        //  owner/orphan), view
+        let cases = [
+            (Some(Some("7")), Some("7"), false, true, true, Untouched),
+            (Some(Some("7")), Some("7"), true, true, true, Untouched),
+            // Someone wrote after us.
+            (Some(Some("8")), Some("7"), false, true, true, Read),
+            // Cached but never written by us (adopted, or written before a restart).
+            (Some(Some("8")), None, false, true, true, Read),
+            (Some(None), Some("7"), false, true, true, Read),
+            (None, None, false, true, true, PresumedAbsent),
+            (None, None, false, false, true, Read),
+            // Merge and None: the Secret is not ours to create.
+            (None, None, false, true, false, Read),
+            // Our write's watch event has not arrived yet: wait once, then read.
+            (None, Some("7"), false, true, true, AwaitingCache),
+            (None, Some("7"), true, true, true, Read),
+            (None, Some("7"), false, false, true, Read),
+        ];
+        for (cached, valid, checked, ready, own, want) in cases {
+            assert_eq!(
+                target_view(cached, valid, checked, ready, own),
+                want,
+                "{cached:?} {valid:?} {checked} {ready} {own}"
+            );
+        }
     }
 }

@@ -238,10 +238,18 @@ async fn run_controllers(
     // Only Secrets we manage, and only their metadata: memory does not grow with every Secret
     // in the cluster. Data is read with a GET when an ExternalSecret needs a sync; the cached
     // resourceVersion tells a reconcile that nobody touched the Secret since our last write.
+    let on_secret_delete = {
+        let cell = shared_cell.clone();
+        move |s: &PartialObjectMeta<Secret>| {
+            if let Some(sh) = cell.get() {
+                external_secret::secret_deleted(sh, s);
+            }
+        }
+    };
     let (secret_meta, secrets) = reflected(
         scoped::<PartialObjectMeta<Secret>>(kube, ns),
         wc().labels(&format!("{LABEL_MANAGED}=true")),
-        |_| {},
+        on_secret_delete,
     );
 
     let recorder = events::Recorder::new(kube.clone(), "vaultgate", Some(&cfg.identity));
