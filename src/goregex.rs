@@ -71,50 +71,7 @@ pub fn translate(go: &str) -> String {
     let mut i = 0;
     while i < c.len() {
         match c[i] {
-            '\\' if i + 1 < c.len() => {
-                let e = c[i + 1];
-                i += 2;
-                match e {
-                    'd' | 'w' | 's' => {
-                        out.push('[');
-                        out.push_str(perl(e));
-                        out.push(']');
-                    }
-                    'D' | 'W' | 'S' => {
-                        out.push_str("[^");
-                        out.push_str(perl(e.to_ascii_lowercase()));
-                        out.push(']');
-                    }
-                    '0'..='7' => match octal(&c, i - 1, &mut out) {
-                        Some(end) => i = end,
-                        None => {
-                            out.push('\\');
-                            out.push(e);
-                        }
-                    },
-                    'b' => out.push_str(r"(?-u:\b)"),
-                    'B' => out.push_str(r"(?-u:\B)"),
-                    '<' | '>' => out.push(e),
-                    'Q' => {
-                        let rest: String = c[i..].iter().collect();
-                        let (lit, used) = match rest.find(r"\E") {
-                            Some(end) => (&rest[..end], end + 2),
-                            None => (rest.as_str(), rest.len()),
-                        };
-                        out.push_str(&regex::escape(lit));
-                        i += rest[..used].chars().count();
-                    }
-                    'p' | 'P' | 'x' => {
-                        out.push('\\');
-                        out.push(e);
-                        i = copy_braced(&c, i, &mut out);
-                    }
-                    _ => {
-                        out.push('\\');
-                        out.push(e);
-                    }
-                }
-            }
+            '\\' if i + 1 < c.len() => i = escape(&c, i + 1, false, &mut out),
             '[' => i = class(&c, i, &mut out),
             '{' => match repetition_end(&c, i) {
                 Some(end) => {
@@ -133,6 +90,56 @@ pub fn translate(go: &str) -> String {
         }
     }
     out
+}
+
+/// Translates the escape whose letter is `c[i]` (after the backslash), inside a bracketed class
+/// or outside one; returns the index after it.
+fn escape(c: &[char], i: usize, in_class: bool, out: &mut String) -> usize {
+    let e = c[i];
+    let next = i + 1;
+    match e {
+        'd' | 'w' | 's' if in_class => out.push_str(perl(e)),
+        'd' | 'w' | 's' => {
+            out.push('[');
+            out.push_str(perl(e));
+            out.push(']');
+        }
+        // Negated: a class of its own; inside a class, Rust nests it (a union).
+        'D' | 'W' | 'S' => {
+            out.push_str("[^");
+            out.push_str(perl(e.to_ascii_lowercase()));
+            out.push(']');
+        }
+        '0'..='7' => {
+            if let Some(end) = octal(c, i, out) {
+                return end;
+            }
+            out.push('\\');
+            out.push(e);
+        }
+        'b' if !in_class => out.push_str(r"(?-u:\b)"),
+        'B' if !in_class => out.push_str(r"(?-u:\B)"),
+        'Q' if !in_class => {
+            let rest: String = c[next..].iter().collect();
+            let (lit, used) = match rest.find(r"\E") {
+                Some(end) => (&rest[..end], end + 2),
+                None => (rest.as_str(), rest.len()),
+            };
+            out.push_str(&regex::escape(lit));
+            return next + rest[..used].chars().count();
+        }
+        '<' | '>' => out.push(e),
+        'p' | 'P' | 'x' => {
+            out.push('\\');
+            out.push(e);
+            return copy_braced(c, next, out);
+        }
+        _ => {
+            out.push('\\');
+            out.push(e);
+        }
+    }
+    next
 }
 
 /// Go's octal escape whose first digit is `c[i]` (after the backslash): `\0` with up to two
@@ -252,36 +259,7 @@ fn class(c: &[char], mut i: usize, out: &mut String) -> usize {
                 dash = true;
                 i += 1;
             }
-            '\\' if i + 1 < c.len() => {
-                let e = c[i + 1];
-                i += 2;
-                match e {
-                    '0'..='7' => match octal(c, i - 1, out) {
-                        Some(end) => i = end,
-                        None => {
-                            out.push('\\');
-                            out.push(e);
-                        }
-                    },
-                    'd' | 'w' | 's' => out.push_str(perl(e)),
-                    // A negated class inside a class: Rust nests classes (a union).
-                    'D' | 'W' | 'S' => {
-                        out.push_str("[^");
-                        out.push_str(perl(e.to_ascii_lowercase()));
-                        out.push(']');
-                    }
-                    '<' | '>' => out.push(e),
-                    'p' | 'P' | 'x' => {
-                        out.push('\\');
-                        out.push(e);
-                        i = copy_braced(c, i, out);
-                    }
-                    _ => {
-                        out.push('\\');
-                        out.push(e);
-                    }
-                }
-            }
+            '\\' if i + 1 < c.len() => i = escape(c, i + 1, true, out),
             _ => {
                 out.push(ch);
                 i += 1;

@@ -407,7 +407,6 @@ pub(crate) fn error_policy(es: Arc<ExternalSecret>, err: &Error, sh: Arc<Shared>
     Action::requeue(delay)
 }
 
-/// Forgets an ExternalSecret that is gone: its metrics series and memory.
 /// A managed Secret was deleted: the writes remembered for it no longer stand, so the
 /// ExternalSecrets writing it neither take it for untouched nor wait for the cache to show it.
 pub(crate) fn secret_deleted(sh: &Shared, secret: &PartialObjectMeta<Secret>) {
@@ -421,6 +420,7 @@ pub(crate) fn secret_deleted(sh: &Shared, secret: &PartialObjectMeta<Secret>) {
     }
 }
 
+/// Forgets an ExternalSecret that is gone: its metrics series and memory.
 pub(crate) fn forget(sh: &Shared, es: &ExternalSecret) {
     let (ns, name) = key(es);
     sh.metrics.forget_es(&name, &ns);
@@ -533,10 +533,14 @@ async fn sync(
             .map(|m| m.metadata.resource_version.as_deref()),
         mem.valid_rv.as_deref(),
         mem.lag_checked,
-        sh.secret_meta
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok()),
+        // Only asked when the Secret is not cached: that absence means something only once
+        // the cache has been filled.
+        cached.is_none()
+            && sh
+                .secret_meta
+                .wait_until_ready()
+                .now_or_never()
+                .is_some_and(|r| r.is_ok()),
         matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan),
     );
     // Decided as untouched; the Secret is read only if a sync turns out to be due.
