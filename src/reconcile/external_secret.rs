@@ -97,6 +97,25 @@ fn key(es: &ExternalSecret) -> (String, String) {
     (es.namespace().unwrap_or_default(), es.name_any())
 }
 
+/// What of an ExternalSecret can call for a reconcile when it changes: the spec (generation),
+/// labels and annotations (they are part of the synced version, and `force-sync` is an
+/// annotation), finalizers and deletion. Status is left out: it is ours, and without this
+/// every sync's status write brought one more reconcile that found nothing to do.
+pub(crate) fn trigger_hash(es: &ExternalSecret) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let m = &es.metadata;
+    let mut h = DefaultHasher::new();
+    m.generation.hash(&mut h);
+    m.labels.hash(&mut h);
+    m.annotations.hash(&mut h);
+    m.finalizers.hash(&mut h);
+    m.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_nanosecond())
+        .hash(&mut h);
+    Some(h.finish())
+}
+
 /// The store an ExternalSecret points at, as found in the caches.
 enum StoreLookup {
     Found {
@@ -1321,6 +1340,76 @@ mod tests {
                 want,
                 "{cached:?} {valid:?} {checked} {ready} {own}"
             );
+        }
+    }
+
+    #[test]
+    fn what_changes_trigger_a_reconcile() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let base = {
+            let mut e = ExternalSecret::new("app", Default::default());
+            e.metadata.namespace = Some("ns".into());
+            e.metadata.generation = Some(1);
+            e.metadata.resource_version = Some("10".into());
+            e.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+            e
+        };
+        type Change = fn(&mut ExternalSecret);
+        // (what changed, whether it triggers)
+        let cases: [(&str, Change, bool); 9] = [
+            ("nothing", |_| {}, false),
+            (
+                "status (our own write) and the resourceVersion with it",
+                |e| {
+                    e.metadata.resource_version = Some("11".into());
+                    e.status = Some(crate::api::ExternalSecretStatus {
+                        synced_resource_version: Some("1".into()),
+                        ..Default::default()
+                    });
+                },
+                false,
+            ),
+            (
+                "managedFields",
+                |e| e.metadata.managed_fields = Some(vec![Default::default()]),
+                false,
+            ),
+            (
+                "spec (generation)",
+                |e| e.metadata.generation = Some(2),
+                true,
+            ),
+            (
+                "a label",
+                |e| e.metadata.labels = Some([("team".to_string(), "b".to_string())].into()),
+                true,
+            ),
+            (
+                "force-sync annotation",
+                |e| {
+                    e.metadata.annotations =
+                        Some([("force-sync".to_string(), "1".to_string())].into())
+                },
+                true,
+            ),
+            (
+                "a finalizer",
+                |e| e.metadata.finalizers = Some(vec![desired::FINALIZER.into()]),
+                true,
+            ),
+            (
+                "deletion",
+                |e| e.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH)),
+                true,
+            ),
+            ("labels emptied", |e| e.metadata.labels = None, true),
+        ];
+        let before = trigger_hash(&base);
+        assert!(before.is_some());
+        for (what, change, triggers) in cases {
+            let mut e = base.clone();
+            change(&mut e);
+            assert_eq!(trigger_hash(&e) != before, triggers, "{what}");
         }
     }
 }

@@ -222,6 +222,12 @@ async fn run_controllers(
             },
         )
     };
+    // Our own status writes come back as watch events; they change nothing a reconcile
+    // decides on (the cache keeps the new status for the next one), so they do not trigger.
+    let es_stream = es_stream.predicate_filter(
+        external_secret::trigger_hash,
+        kube::runtime::PredicateConfig::default(),
+    );
     // The ExternalSecret controller's own view of the stores (read during syncs; store changes
     // re-trigger the ExternalSecrets that use them).
     let (ss_reader, ss_trigger) = reflected(scoped::<SecretStore>(kube, ns), wc(), |_| {});
