@@ -48,7 +48,7 @@ pub(crate) struct Memory {
     store_generation: Option<String>,
     /// The target Secret's resourceVersion right after our last write. While the cached
     /// metadata still shows it, nobody has changed the Secret, and a reconcile that finds no
-    /// refresh due needs no GET (each sync's own writes bring two such reconciles).
+    /// refresh due needs no GET (the Secret's own watch event brings one after every sync).
     valid_rv: Option<String>,
     /// A reconcile already waited once for the cache to show `valid_rv`; the next one reads.
     lag_checked: bool,
@@ -63,7 +63,7 @@ enum TargetView {
     /// absent; the first write is made without force and falls back to a read if refused.
     PresumedAbsent,
     /// We wrote it, but the cache has not shown the write yet: its watch event is on its way
-    /// and will bring another reconcile (a sync's status write often arrives first). Decided
+    /// and will bring another reconcile (a requeue or a store change can come first). Decided
     /// as untouched; if nothing is due, looked at again shortly, then read.
     AwaitingCache,
     /// Anything else: GET the Secret.
@@ -97,17 +97,20 @@ fn key(es: &ExternalSecret) -> (String, String) {
     (es.namespace().unwrap_or_default(), es.name_any())
 }
 
-/// What of an ExternalSecret can call for a reconcile when it changes: the spec (generation),
-/// labels and annotations (they are part of the synced version, and `force-sync` is an
-/// annotation), finalizers and deletion. Status is left out: it is ours, and without this
-/// every sync's status write brought one more reconcile that found nothing to do.
+/// What of an ExternalSecret can call for a reconcile when it changes: the version a sync is
+/// recorded against (generation, labels and annotations, as `syncedResourceVersion`; a
+/// `force-sync` annotation changes it), finalizers and deletion. Status is left out: it is
+/// ours, and without this every sync's status write brought one more reconcile that found
+/// nothing to do.
 pub(crate) fn trigger_hash(es: &ExternalSecret) -> Option<u64> {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let m = &es.metadata;
     let mut h = DefaultHasher::new();
-    m.generation.hash(&mut h);
-    m.labels.hash(&mut h);
-    m.annotations.hash(&mut h);
+    refresh::resource_version(
+        m.generation,
+        &meta_hash(m.labels.as_ref(), m.annotations.as_ref()),
+    )
+    .hash(&mut h);
     m.finalizers.hash(&mut h);
     m.deletion_timestamp
         .as_ref()
@@ -1356,7 +1359,7 @@ mod tests {
         };
         type Change = fn(&mut ExternalSecret);
         // (what changed, whether it triggers)
-        let cases: [(&str, Change, bool); 9] = [
+        let cases: [(&str, Change, bool); 10] = [
             ("nothing", |_| {}, false),
             (
                 "status (our own write) and the resourceVersion with it",
@@ -1403,6 +1406,14 @@ mod tests {
                 true,
             ),
             ("labels emptied", |e| e.metadata.labels = None, true),
+            (
+                "only kubectl's last-applied annotation (not part of the synced version)",
+                |e| {
+                    e.metadata.annotations =
+                        Some([(desired::LAST_APPLIED.to_string(), "{}".to_string())].into())
+                },
+                false,
+            ),
         ];
         let before = trigger_hash(&base);
         assert!(before.is_some());
