@@ -1346,3 +1346,42 @@ async fn existing_unlabelled_secrets_are_adopted_whole() {
         .await;
     env.stop().await;
 }
+
+/// An API server that never answers the first lists (down, overloaded, or a list that hangs):
+/// a shutdown must still end the controller at once, not wait for a list that its own shutdown
+/// stopped waiting for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_before_the_first_list_ends_promptly() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Accepts connections and holds them, reading nothing and answering nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut conns = vec![];
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let kc = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap()))
+        .unwrap();
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(
+        kc.clone(),
+        VaultClients::new(kc, metrics.clone()),
+        metrics,
+        config(),
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!task.is_finished(), "the controller runs while it waits");
+    let asked = Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("run returns promptly after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    held.abort();
+}

@@ -1168,7 +1168,7 @@ pub(crate) async fn run(
     use kube::runtime::Controller;
     let for_ss = es_reader.clone();
     let for_css = es_reader.clone();
-    Controller::for_stream(es_stream, es_reader)
+    let controller = Controller::for_stream(es_stream, es_reader.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(sh.cfg.concurrency))
         .watches_stream(secret_stream, {
             let targets = sh.targets.clone();
@@ -1185,14 +1185,14 @@ pub(crate) async fn run(
         .watches_stream(css_stream, move |s| {
             users_of_store(&for_css, StoreKind::ClusterSecretStore, None, &s.name_any())
         })
-        .graceful_shutdown_on(stop.cancelled_owned())
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(reconcile, error_policy, sh)
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "externalsecret controller");
             }
-        })
-        .await;
+        });
+    super::until_stopped(controller, &es_reader, &stop).await;
 }
 
 /// What an ExternalSecret reads: its store and remote references (see `refresh::next_due`).

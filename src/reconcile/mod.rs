@@ -115,6 +115,33 @@ pub async fn run(
     }
 }
 
+/// Drives a kube-runtime controller until `stop`, then until its in-flight reconciles finish.
+///
+/// kube-runtime holds a controller's reconciles until its cache has the first list, and its
+/// graceful shutdown stops the watch that would bring that list: stopped before the list arrived
+/// (an API server slow or unreachable at start, a list refused by RBAC) the controller would wait
+/// forever, and the pod would sit in Terminating until killed. No reconcile can have started by
+/// then, so the controller is dropped instead.
+pub(crate) async fn until_stopped<K>(
+    controller: impl std::future::Future<Output = ()>,
+    reader: &Store<K>,
+    stop: &CancellationToken,
+) where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    use futures::FutureExt;
+    let mut controller = std::pin::pin!(controller);
+    tokio::select! {
+        () = &mut controller => return,
+        () = stop.cancelled() => {}
+    }
+    if reader.wait_until_ready().now_or_never().is_none() {
+        tracing::debug!("stopped before the first list: no reconcile to wait for");
+        return;
+    }
+    controller.await
+}
+
 /// A reflected watch: the cache reader and the stream of touched objects that feeds it, with
 /// `on_delete` called for objects that went away.
 fn reflected<K>(

@@ -232,16 +232,16 @@ pub(crate) async fn run<K: StoreObject>(
     stream: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    Controller::for_stream(stream, reader)
+    let controller = Controller::for_stream(stream, reader.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
-        .graceful_shutdown_on(stop.cancelled_owned())
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(reconcile::<K>, error_policy::<K>, sh)
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "store controller");
             }
-        })
-        .await;
+        });
+    super::until_stopped(controller, &reader, &stop).await;
 }
 
 #[cfg(test)]
