@@ -50,7 +50,20 @@ impl Proc {
     }
 
     /// SIGTERM and wait (up to 30 s), as Kubernetes stops a pod; the exit status if it ended.
-    pub fn terminate(mut self) -> Option<std::process::ExitStatus> {
+    ///
+    /// The wait sleeps its thread. Called on a multi-threaded runtime it hands that thread's
+    /// tasks to another first: the emulators run there, and a graceful shutdown talks to them
+    /// (a stalled emulator would hold every shutdown until the deadline and the kill).
+    pub fn terminate(self) -> Option<std::process::ExitStatus> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.terminate_blocking())
+            }
+            _ => self.terminate_blocking(),
+        }
+    }
+
+    fn terminate_blocking(mut self) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();

@@ -60,7 +60,10 @@ async fn all() -> anyhow::Result<()> {
     let sizes: Vec<usize> = std::env::var("BENCH_SYNC_SIZES")
         .unwrap_or_else(|_| "1000,5000,10000".into())
         .split(',')
-        .map(|s| s.trim().parse())
+        .map(str::trim)
+        // Empty: the webhook figures only.
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse())
         .collect::<Result<_, _>>()
         .context("BENCH_SYNC_SIZES")?;
     let seconds: u64 = std::env::var("BENCH_SECONDS")
@@ -277,21 +280,29 @@ spec:
     let round_secs = (seconds / 2).max(2);
     let mut rounds = Vec::new();
     for round in 1..=SATURATION_ROUNDS {
-        let b = run_oha(oha, &body, sat(base_url.clone(), round_secs))?;
-        let v = run_oha(oha, &body, sat(validate_url.clone(), round_secs))?;
-        let m = run_oha(oha, &body, sat(mutate_url.clone(), round_secs))?;
+        let b = run_oha(
+            oha,
+            &body,
+            baseline.pid(),
+            sat(base_url.clone(), round_secs),
+        )?;
+        let v = run_oha(oha, &body, vg.pid(), sat(validate_url.clone(), round_secs))?;
+        let m = run_oha(oha, &body, vg.pid(), sat(mutate_url.clone(), round_secs))?;
         eprintln!(
-            "   round {round}: baseline {:.0}/s, validate {:.0}/s ({:.3}), mutate {:.0}/s ({:.3})",
+            "   round {round}: baseline {:.0}/s, validate {:.0}/s ({:.3}), mutate {:.0}/s ({:.3}); server CPU per request {:.1} / {:.1} / {:.1} µs",
             b.rps,
             v.rps,
             v.rps / b.rps,
             m.rps,
-            m.rps / b.rps
+            m.rps / b.rps,
+            b.server_cpu_us,
+            v.server_cpu_us,
+            m.server_cpu_us,
         );
         rounds.push((b, v, m));
     }
-    let br = run_oha(oha, &body, rate(base_url))?;
-    let vr = run_oha(oha, &body, rate(validate_url))?;
+    let br = run_oha(oha, &body, baseline.pid(), rate(base_url))?;
+    let vr = run_oha(oha, &body, vg.pid(), rate(validate_url))?;
     let med = |f: &dyn Fn(&(Load, Load, Load)) -> f64| median(rounds.iter().map(f).collect());
     results.insert("baseline_tls_rps".into(), med(&|r| r.0.rps));
     results.insert("webhook_validate_rps".into(), med(&|r| r.1.rps));
@@ -300,6 +311,22 @@ spec:
     results.insert(
         "webhook_mutate_vs_baseline".into(),
         med(&|r| r.2.rps / r.0.rps),
+    );
+    results.insert(
+        "baseline_cpu_us_per_request".into(),
+        med(&|r| r.0.server_cpu_us),
+    );
+    results.insert(
+        "webhook_validate_cpu_us_per_request".into(),
+        med(&|r| r.1.server_cpu_us),
+    );
+    results.insert(
+        "webhook_mutate_cpu_us_per_request".into(),
+        med(&|r| r.2.server_cpu_us),
+    );
+    results.insert(
+        "webhook_validate_cpu_vs_baseline".into(),
+        med(&|r| r.1.server_cpu_us / r.0.server_cpu_us),
     );
     results.insert("webhook_validate_p50_ms".into(), vr.p50_ms);
     results.insert("webhook_validate_p99_ms".into(), vr.p99_ms);
@@ -435,9 +462,13 @@ struct Load {
     p50_ms: f64,
     p99_ms: f64,
     success_rate: f64,
+    /// CPU time of the server under load per request answered: unlike the rate, which the
+    /// load generator's share of the two cores moves too, this is the server's own cost.
+    server_cpu_us: f64,
 }
 
-fn run_oha(oha: &Path, body: &Path, args: Vec<String>) -> anyhow::Result<Load> {
+fn run_oha(oha: &Path, body: &Path, server: u32, args: Vec<String>) -> anyhow::Result<Load> {
+    let cpu_before = cpu_seconds(server)?;
     let out = Command::new(oha)
         .args([
             "--no-tui",
@@ -456,10 +487,16 @@ fn run_oha(oha: &Path, body: &Path, args: Vec<String>) -> anyhow::Result<Load> {
     if !out.status.success() {
         bail!("oha {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
+    let cpu = cpu_seconds(server)? - cpu_before;
     let v: Value = serde_json::from_slice(&out.stdout).context("oha JSON output")?;
     let summary = &v["summary"];
     let p = &v["latencyPercentiles"];
+    let answered: f64 = v["statusCodeDistribution"]
+        .as_object()
+        .map(|d| d.values().filter_map(Value::as_f64).sum())
+        .unwrap_or(0.0);
     Ok(Load {
+        server_cpu_us: cpu * 1e6 / answered.max(1.0),
         rps: summary["requestsPerSec"]
             .as_f64()
             .context("requestsPerSec")?,
