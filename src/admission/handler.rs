@@ -204,11 +204,31 @@ impl<K> Request<K> {
 /// server has validated the metadata already, and what it sends there (`managedFields`, the
 /// last-applied annotation: together often larger than the spec) is skipped unread. Anything
 /// this does not read takes the general path, whose answer is the same.
-#[derive(Deserialize)]
-struct ExternalSecretIn {
-    #[serde(default)]
-    metadata: NameIn,
-    spec: ExternalSecretSpec,
+///
+/// Boxed as soon as it is read: the request holding it, and the decision holding what it
+/// became, are then moved around as a pointer rather than as the kilobyte of the spec (copying
+/// it from place to place cost as much as the rules).
+struct EsObject(Box<ExternalSecret>);
+
+impl<'de> Deserialize<'de> for EsObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Parts {
+            #[serde(default)]
+            metadata: NameIn,
+            spec: ExternalSecretSpec,
+        }
+        let Parts { metadata, spec } = Parts::deserialize(d)?;
+        Ok(EsObject(Box::new(ExternalSecret {
+            metadata: kube::core::ObjectMeta {
+                name: metadata.name,
+                namespace: metadata.namespace,
+                ..Default::default()
+            },
+            spec,
+            status: None,
+        })))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -301,24 +321,18 @@ fn decide<'a>(
     // kind, or a spec that does not fit the type) takes the general path below, which denies a
     // bad spec with the reason.
     if endpoint == Endpoint::Validate
-        && let Ok(mut req) = request_of::<ExternalSecretIn>(body)
+        && let Ok(mut req) = request_of::<EsObject>(body)
         && Kind::from_gvk(&req.kind.group, &req.kind.version, &req.kind.kind)
             == Some(Kind::ExternalSecret)
     {
         let resp = req.allow();
         let object = req.object.take();
-        let unchanged =
-            matches!((&req.old_object, &object), (Some(old), Some(new)) if old.spec == new.spec);
-        let typed = object.map(|es| {
-            Ok(Typed::ExternalSecret(Box::new(ExternalSecret {
-                metadata: kube::core::ObjectMeta {
-                    name: es.metadata.name,
-                    namespace: es.metadata.namespace.or_else(|| req.namespace.clone()),
-                    ..Default::default()
-                },
-                spec: es.spec,
-                status: None,
-            })))
+        let unchanged = matches!((&req.old_object, &object), (Some(old), Some(new)) if old.0.spec == new.0.spec);
+        let typed = object.map(|EsObject(mut es)| {
+            if es.metadata.namespace.is_none() {
+                es.metadata.namespace = req.namespace.clone();
+            }
+            Ok(Typed::ExternalSecret(es))
         });
         return Ok(judge(
             state,
