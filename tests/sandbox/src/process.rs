@@ -197,6 +197,46 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// Runs a command to its end and returns its output with the CPU seconds it used: read from
+/// its `/proc` entry once it has exited and before it is reaped (a zombie keeps its totals).
+pub fn output_with_cpu(cmd: &mut Command) -> anyhow::Result<(std::process::Output, f64)> {
+    use std::io::Read;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let errs = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let mut stdout = Vec::new();
+    out.read_to_end(&mut stdout)?;
+    let stderr = errs.join().unwrap_or_default();
+    let pid = child.id();
+    let mut cpu = f64::NAN;
+    for _ in 0..2000 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            break;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        if state == Some("Z") {
+            cpu = cpu_seconds(pid)?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let status = child.wait()?;
+    Ok((
+        std::process::Output {
+            status,
+            stdout,
+            stderr,
+        },
+        cpu,
+    ))
+}
+
 /// Peak resident memory (VmHWM), in MiB.
 pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     status_mib(pid, "VmHWM:")

@@ -20,8 +20,8 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use vaultgate::api::ExternalSecret;
 use vaultgate_sandbox::process::{
-    Emulators, Proc, approle_load_manifests, cpu_seconds, peak_rss_mib, spawn_vaultgate,
-    vaultgate_binary, wait_ready,
+    Emulators, Proc, approle_load_manifests, cpu_seconds, output_with_cpu, peak_rss_mib,
+    spawn_vaultgate, vaultgate_binary, wait_ready,
 };
 use vaultgate_sandbox::{free_local_addr, repo_root};
 
@@ -29,7 +29,7 @@ const STORES: usize = 10;
 const NAMESPACES: usize = 100;
 const PATHS: usize = 1000;
 /// Alternating baseline / validate / mutate runs at saturation.
-const SATURATION_ROUNDS: usize = 3;
+const SATURATION_ROUNDS: usize = 9;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -275,21 +275,25 @@ spec:
     let base_url = format!("https://{baseline_addr}/validate");
     let validate_url = format!("https://{webhook}/validate");
     let mutate_url = format!("https://{webhook}/mutate");
-    // Saturation in alternating rounds, each ratio taken between neighbouring runs and the
-    // median reported: a busy moment on this shared machine then skews one round, not the figure.
-    let round_secs = (seconds / 2).max(2);
+    // Saturation in short alternating rounds, each ratio taken between neighbouring runs and
+    // the median reported: a busy moment on this shared machine then skews a round or two, not
+    // the figure. The order turns round every other round, so that neither side always runs
+    // right after the other's load.
+    let round_secs = (seconds / 5).max(1);
     let mut rounds = Vec::new();
     for round in 1..=SATURATION_ROUNDS {
-        let b = run_oha(
-            oha,
-            &body,
-            baseline.pid(),
-            sat(base_url.clone(), round_secs),
-        )?;
-        let v = run_oha(oha, &body, vg.pid(), sat(validate_url.clone(), round_secs))?;
-        let m = run_oha(oha, &body, vg.pid(), sat(mutate_url.clone(), round_secs))?;
+        let run = |url: &String, pid: u32| run_oha(oha, &body, pid, sat(url.clone(), round_secs));
+        let (b, v, m) = if round % 2 == 1 {
+            let b = run(&base_url, baseline.pid())?;
+            let v = run(&validate_url, vg.pid())?;
+            (b, v, run(&mutate_url, vg.pid())?)
+        } else {
+            let m = run(&mutate_url, vg.pid())?;
+            let v = run(&validate_url, vg.pid())?;
+            (run(&base_url, baseline.pid())?, v, m)
+        };
         eprintln!(
-            "   round {round}: baseline {:.0}/s, validate {:.0}/s ({:.3}), mutate {:.0}/s ({:.3}); server CPU per request {:.1} / {:.1} / {:.1} µs",
+            "   round {round}: baseline {:.0}/s, validate {:.0}/s ({:.3}), mutate {:.0}/s ({:.3}); server CPU per request {:.1} / {:.1} / {:.1} µs, oha's {:.1} / {:.1} / {:.1} µs",
             b.rps,
             v.rps,
             v.rps / b.rps,
@@ -298,6 +302,9 @@ spec:
             b.server_cpu_us,
             v.server_cpu_us,
             m.server_cpu_us,
+            b.client_cpu_us,
+            v.client_cpu_us,
+            m.client_cpu_us,
         );
         rounds.push((b, v, m));
     }
@@ -323,6 +330,14 @@ spec:
     results.insert(
         "webhook_mutate_cpu_us_per_request".into(),
         med(&|r| r.2.server_cpu_us),
+    );
+    results.insert(
+        "baseline_client_cpu_us_per_request".into(),
+        med(&|r| r.0.client_cpu_us),
+    );
+    results.insert(
+        "webhook_validate_client_cpu_us_per_request".into(),
+        med(&|r| r.1.client_cpu_us),
     );
     results.insert(
         "webhook_validate_cpu_vs_baseline".into(),
@@ -465,25 +480,29 @@ struct Load {
     /// CPU time of the server under load per request answered: unlike the rate, which the
     /// load generator's share of the two cores moves too, this is the server's own cost.
     server_cpu_us: f64,
+    /// The same for the load generator: its cost per request is not fixed either (a slower
+    /// answer gives it fewer responses to collect per wake-up).
+    client_cpu_us: f64,
 }
 
 fn run_oha(oha: &Path, body: &Path, server: u32, args: Vec<String>) -> anyhow::Result<Load> {
     let cpu_before = cpu_seconds(server)?;
-    let out = Command::new(oha)
-        .args([
-            "--no-tui",
-            "--insecure",
-            "--output-format",
-            "json",
-            "-m",
-            "POST",
-            "-T",
-            "application/json",
-            "-D",
-        ])
-        .arg(body)
-        .args(&args)
-        .output()?;
+    let (out, client_cpu) = output_with_cpu(
+        Command::new(oha)
+            .args([
+                "--no-tui",
+                "--insecure",
+                "--output-format",
+                "json",
+                "-m",
+                "POST",
+                "-T",
+                "application/json",
+                "-D",
+            ])
+            .arg(body)
+            .args(&args),
+    )?;
     if !out.status.success() {
         bail!("oha {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -497,6 +516,7 @@ fn run_oha(oha: &Path, body: &Path, server: u32, args: Vec<String>) -> anyhow::R
         .unwrap_or(0.0);
     Ok(Load {
         server_cpu_us: cpu * 1e6 / answered.max(1.0),
+        client_cpu_us: client_cpu * 1e6 / answered.max(1.0),
         rps: summary["requestsPerSec"]
             .as_f64()
             .context("requestsPerSec")?,
