@@ -1,6 +1,7 @@
 //! AdmissionReview in, AdmissionReview out: parsing, dispatch by kind, and the mapping of
 //! rules and live findings to allowed / denied / warnings.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody as _};
@@ -20,6 +21,8 @@ use crate::api::{
     SecretStoreSpec,
 };
 use crate::cli::LiveMode;
+use crate::metrics::Metrics;
+use prometheus::{Histogram, IntCounter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -90,15 +93,10 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Resp
         }
         Err(Refused(status, reason, result)) => (status, "", result, reason.into_bytes()),
     };
+    state.series.count(&state.metrics, endpoint, kind, result);
     state
-        .metrics
-        .admission_requests
-        .with_label_values(&[endpoint.as_str(), kind, result])
-        .inc();
-    state
-        .metrics
-        .admission_duration
-        .with_label_values(&[endpoint.as_str()])
+        .series
+        .duration(&state.metrics, endpoint)
         .observe(start.elapsed().as_secs_f64());
     let content_type = if status == StatusCode::OK {
         "application/json"
@@ -106,6 +104,40 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Resp
         "text/plain; charset=utf-8"
     };
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The admission metrics' series, each resolved from its labels once: `with_label_values`
+/// hashes the labels and takes the vector's lock on every call, on every review.
+#[derive(Default)]
+pub(crate) struct Series {
+    requests: [[[OnceLock<IntCounter>; RESULTS.len()]; KINDS.len()]; 2],
+    durations: [OnceLock<Histogram>; 2],
+}
+
+/// The `kind` and `result` label values a review is counted under.
+const KINDS: [&str; 4] = ["", "ExternalSecret", "SecretStore", "ClusterSecretStore"];
+const RESULTS: [&str; 6] = [
+    "allowed", "patched", "denied", "invalid", "timeout", "error",
+];
+
+impl Series {
+    fn count(&self, m: &Metrics, endpoint: Endpoint, kind: &str, result: &str) {
+        let labels = [endpoint.as_str(), kind, result];
+        match (
+            KINDS.iter().position(|k| *k == kind),
+            RESULTS.iter().position(|r| *r == result),
+        ) {
+            (Some(k), Some(r)) => self.requests[endpoint as usize][k][r]
+                .get_or_init(|| m.admission_requests.with_label_values(&labels))
+                .inc(),
+            _ => m.admission_requests.with_label_values(&labels).inc(),
+        }
+    }
+
+    fn duration(&self, m: &Metrics, endpoint: Endpoint) -> &Histogram {
+        self.durations[endpoint as usize]
+            .get_or_init(|| m.admission_duration.with_label_values(&[endpoint.as_str()]))
+    }
 }
 
 /// The whole body, at most [`MAX_BODY`]: a declared length beyond it is refused before reading.
@@ -587,4 +619,43 @@ fn review_json(resp: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
         },
     };
     serde_json::to_vec(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_count_where_the_labels_say() {
+        let m = Metrics::new();
+        let s = Series::default();
+        let cases = [
+            (Endpoint::Validate, "ExternalSecret", "denied", 3),
+            (Endpoint::Mutate, "SecretStore", "patched", 2),
+            (Endpoint::Validate, "", "invalid", 1),
+            // Not in the table: counted all the same.
+            (Endpoint::Validate, "Other", "allowed", 2),
+        ];
+        for (endpoint, kind, result, n) in cases {
+            for _ in 0..n {
+                s.count(&m, endpoint, kind, result);
+            }
+        }
+        for (endpoint, kind, result, n) in cases {
+            let got = m
+                .admission_requests
+                .with_label_values(&[endpoint.as_str(), kind, result])
+                .get();
+            assert_eq!(got, n, "{endpoint:?} {kind:?} {result:?}");
+        }
+        s.duration(&m, Endpoint::Mutate).observe(0.25);
+        let h = m.admission_duration.with_label_values(&["mutate"]);
+        assert_eq!(h.get_sample_count(), 1);
+        assert_eq!(
+            m.admission_duration
+                .with_label_values(&["validate"])
+                .get_sample_count(),
+            0
+        );
+    }
 }

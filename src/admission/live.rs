@@ -52,12 +52,21 @@ struct StoreEntry {
     allowed: Option<Result<bool, String>>,
 }
 
+/// A store cache entry and what it is for: the map is keyed by a hash of these, so that the
+/// lookup made on every admission allocates nothing.
+struct Keyed {
+    kind: StoreKind,
+    namespace: String,
+    name: String,
+    entry: StoreEntry,
+}
+
 pub struct LiveChecker {
     kube: kube::Client,
     vault: VaultClients,
     budget: Duration,
     results: Mutex<HashMap<u64, Cached>>,
-    stores: Mutex<HashMap<(&'static str, String, String), StoreEntry>>,
+    stores: Mutex<HashMap<u64, Keyed>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -277,9 +286,11 @@ impl LiveChecker {
     /// for both kinds: a SecretStore lives there, and a ClusterSecretStore's condition verdict
     /// depends on it.
     fn cached_store(&self, kind: StoreKind, ns: &str, name: &str) -> Option<StoreEntry> {
+        let key = store_key(kind, ns, name);
         let stores = lock(&self.stores);
-        let e = stores.get(&(kind.as_str(), ns.to_string(), name.to_string()))?;
-        (e.at.elapsed() < STORE_TTL).then(|| e.clone())
+        let k = stores.get(&key)?;
+        (k.kind == kind && k.namespace == ns && k.name == name && k.entry.at.elapsed() < STORE_TTL)
+            .then(|| k.entry.clone())
     }
 
     /// Reads the store (and its namespace's labels, for conditions) from the API server and
@@ -290,7 +301,6 @@ impl LiveChecker {
         ns: &str,
         name: &str,
     ) -> Result<StoreEntry, kube::Error> {
-        let cache_key = (kind.as_str(), ns.to_string(), name.to_string());
         let (store, allowed) = match kind {
             StoreKind::SecretStore => {
                 let api: Api<SecretStore> = Api::namespaced(self.kube.clone(), ns);
@@ -337,9 +347,17 @@ impl LiveChecker {
         if entry.store.is_some() {
             let mut stores = lock(&self.stores);
             if stores.len() >= SWEEP_AT {
-                stores.retain(|_, e| e.at.elapsed() < STORE_TTL);
+                stores.retain(|_, k| k.entry.at.elapsed() < STORE_TTL);
             }
-            stores.insert(cache_key, entry.clone());
+            stores.insert(
+                store_key(kind, ns, name),
+                Keyed {
+                    kind,
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    entry: entry.clone(),
+                },
+            );
         }
         Ok(entry)
     }
@@ -395,6 +413,14 @@ impl LiveChecker {
 
 /// Hashes what the Vault checks of an ExternalSecret depend on (its remote references, in
 /// order, since findings name their index), without serialising anything.
+/// The store cache's key. Two stores whose names hash alike take turns in one slot: the entry
+/// records whose it is.
+fn store_key(kind: StoreKind, ns: &str, name: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    (kind.as_str(), ns, name).hash(&mut h);
+    h.finish()
+}
+
 fn hash_refs(es: &ExternalSecret, h: &mut impl Hasher) {
     fn one(r: &ExternalSecretDataRemoteRef, h: &mut impl Hasher) {
         (&r.key, &r.property, &r.version).hash(h);

@@ -117,6 +117,7 @@ pub struct WebhookConfig {
 pub struct AdmissionState {
     /// Shared rather than cloned: axum clones the state for every request.
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) series: Arc<handler::Series>,
     pub(crate) mode: LiveMode,
     pub(crate) live: Option<Arc<LiveChecker>>,
     /// Time limit of a request, from its headers to its answer (body, wait for a slot, checks).
@@ -140,6 +141,7 @@ impl AdmissionState {
         };
         AdmissionState {
             metrics: Arc::new(metrics),
+            series: Arc::default(),
             mode: if live.is_some() { mode } else { LiveMode::Off },
             live,
             // The live budget plus room for the rest; still under the webhook's 5 s timeout
