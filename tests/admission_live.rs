@@ -326,9 +326,18 @@ async fn a_burst_of_applies_costs_one_login() {
     let state = e.state(LiveMode::Enforce, Duration::from_secs(2));
     let store = ("SecretStore", "vault");
     let before_reads = e.vault.count_kv_reads();
+    e.kube.clear_audit();
     let obj = es("team-a", "burst", store, read("app/db", "password"));
     let verdicts = futures::future::join_all((0..100).map(|_| judge(&state, &obj, false))).await;
     assert!(verdicts.iter().all(|v| v.allowed));
+    // All hundred missed the empty cache at once, and waited for one read of the store.
+    let store_reads = e
+        .kube
+        .audit()
+        .iter()
+        .filter(|a| a.verb == "get" && a.resource == "secretstores" && a.name == "vault")
+        .count();
+    assert_eq!(store_reads, 1, "reads of the SecretStore");
     // Other ExternalSecrets on the same store share the login too.
     for i in 0..10 {
         let other = es("team-a", &format!("o{i}"), store, read("app/config", "a"));

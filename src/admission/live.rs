@@ -9,6 +9,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, ResourceExt};
 
@@ -66,8 +68,15 @@ pub struct LiveChecker {
     vault: VaultClients,
     budget: Duration,
     results: Mutex<HashMap<u64, Cached>>,
-    stores: Mutex<HashMap<u64, Keyed>>,
+    stores: Arc<Mutex<HashMap<u64, Keyed>>>,
+    /// Store reads under way: every admission that misses the cache for the same store at the
+    /// same moment (a burst of applies, or the entry's expiry under load) waits for one read.
+    reads: Arc<Mutex<StoreReads>>,
 }
+
+/// A store read shared by its waiters; `None` when it took longer than the live budget.
+type StoreRead = Shared<BoxFuture<'static, Option<Result<StoreEntry, Arc<kube::Error>>>>>;
+type StoreReads = HashMap<(&'static str, String, String), StoreRead>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -80,7 +89,8 @@ impl LiveChecker {
             vault,
             budget,
             results: Mutex::new(HashMap::new()),
-            stores: Mutex::new(HashMap::new()),
+            stores: Arc::default(),
+            reads: Arc::default(),
         }
     }
 
@@ -120,20 +130,16 @@ impl LiveChecker {
             StoreKind::SecretStore => format!("SecretStore {ns}/{name}"),
             StoreKind::ClusterSecretStore => format!("ClusterSecretStore {name}"),
         };
-        // The API read is boxed, and only built on a cache miss: a future holding it inline
-        // would be kilobytes, copied on every admission however warm the cache.
+        // The API read is a boxed future, only built on a cache miss: a future holding it
+        // inline would be kilobytes, copied on every admission however warm the cache.
         let entry = match self.cached_store(kind, &ns, &name) {
-            Some(e) => Ok(Ok(e)),
+            Some(e) => Ok(Some(Ok(e))),
             None => {
-                tokio::time::timeout_at(
-                    deadline.into(),
-                    Box::pin(self.store_entry(kind, &ns, &name)),
-                )
-                .await
+                tokio::time::timeout_at(deadline.into(), self.store_read(kind, &ns, &name)).await
             }
         };
         let entry = match entry {
-            Err(_) => {
+            Err(_) | Ok(None) => {
                 f.problems.push(format!(
                     "{} could not be read from the API server within {:?}; the ExternalSecret was not checked against it",
                     shown(),
@@ -141,12 +147,12 @@ impl LiveChecker {
                 ));
                 return f;
             }
-            Ok(Err(e)) => {
+            Ok(Some(Err(e))) => {
                 f.problems
                     .push(format!("reading {} from the API server: {e}", shown()));
                 return f;
             }
-            Ok(Ok(e)) => e,
+            Ok(Some(Ok(e))) => e,
         };
         let Some(store) = entry.store else {
             f.problems.push(format!(
@@ -293,73 +299,35 @@ impl LiveChecker {
             .then(|| k.entry.clone())
     }
 
-    /// Reads the store (and its namespace's labels, for conditions) from the API server and
-    /// remembers it.
-    async fn store_entry(
-        &self,
-        kind: StoreKind,
-        ns: &str,
-        name: &str,
-    ) -> Result<StoreEntry, kube::Error> {
-        let (store, allowed) = match kind {
-            StoreKind::SecretStore => {
-                let api: Api<SecretStore> = Api::namespaced(self.kube.clone(), ns);
-                let s = api.get_opt(name).await?;
-                (
-                    s.map(|s| Arc::new(StoreHandle::from_secret_store(&s))),
-                    None,
-                )
-            }
-            StoreKind::ClusterSecretStore => {
-                let api: Api<ClusterSecretStore> = Api::all(self.kube.clone());
-                match api.get_opt(name).await? {
-                    None => (None, None),
-                    Some(s) => {
-                        let conditions = s.spec.store.conditions.as_deref();
-                        let allowed = match conditions {
-                            Some(c) if !c.is_empty() => {
-                                let nsapi: Api<Namespace> = Api::all(self.kube.clone());
-                                let labels = nsapi
-                                    .get_opt(ns)
-                                    .await?
-                                    .and_then(|n| n.metadata.labels)
-                                    .unwrap_or_default();
-                                Some(crate::api::selector::namespace_allowed(
-                                    Some(c),
-                                    ns,
-                                    &labels,
-                                ))
-                            }
-                            _ => None,
-                        };
-                        (Some(Arc::new(StoreHandle::from_cluster_store(&s))), allowed)
-                    }
-                }
-            }
-        };
-        let entry = StoreEntry {
-            at: Instant::now(),
-            store,
-            allowed,
-        };
-        // A missing store is not remembered: it may be applied a moment later in the same
-        // `kubectl apply -f`.
-        if entry.store.is_some() {
-            let mut stores = lock(&self.stores);
-            if stores.len() >= SWEEP_AT {
-                stores.retain(|_, k| k.entry.at.elapsed() < STORE_TTL);
-            }
-            stores.insert(
-                store_key(kind, ns, name),
-                Keyed {
-                    kind,
-                    namespace: ns.to_string(),
-                    name: name.to_string(),
-                    entry: entry.clone(),
-                },
-            );
+    /// The read of a store from the API server, shared with any admission already waiting for
+    /// it. It is bounded by the live budget itself: a read that hangs must not hold back the
+    /// admissions that come after its waiters gave up.
+    fn store_read(&self, kind: StoreKind, ns: &str, name: &str) -> StoreRead {
+        let key = (kind.as_str(), ns.to_string(), name.to_string());
+        let mut reads = lock(&self.reads);
+        if let Some(r) = reads.get(&key) {
+            return r.clone();
         }
-        Ok(entry)
+        let (kube, stores, all, budget) = (
+            self.kube.clone(),
+            self.stores.clone(),
+            self.reads.clone(),
+            self.budget,
+        );
+        let (ns, name) = (key.1.clone(), key.2.clone());
+        let done = key.clone();
+        let read = async move {
+            let r = tokio::time::timeout(budget, read_store(&kube, &stores, kind, &ns, &name))
+                .await
+                .ok()
+                .map(|r| r.map_err(Arc::new));
+            lock(&all).remove(&done);
+            r
+        }
+        .boxed()
+        .shared();
+        reads.insert(key, read.clone());
+        read
     }
 
     /// Checks every remote reference concurrently; returns the problems and whether the
@@ -413,6 +381,76 @@ impl LiveChecker {
 
 /// Hashes what the Vault checks of an ExternalSecret depend on (its remote references, in
 /// order, since findings name their index), without serialising anything.
+/// Reads the store (and its namespace's labels, for conditions) from the API server and
+/// remembers it.
+async fn read_store(
+    kube: &kube::Client,
+    stores: &Mutex<HashMap<u64, Keyed>>,
+    kind: StoreKind,
+    ns: &str,
+    name: &str,
+) -> Result<StoreEntry, kube::Error> {
+    let (store, allowed) = match kind {
+        StoreKind::SecretStore => {
+            let api: Api<SecretStore> = Api::namespaced(kube.clone(), ns);
+            let s = api.get_opt(name).await?;
+            (
+                s.map(|s| Arc::new(StoreHandle::from_secret_store(&s))),
+                None,
+            )
+        }
+        StoreKind::ClusterSecretStore => {
+            let api: Api<ClusterSecretStore> = Api::all(kube.clone());
+            match api.get_opt(name).await? {
+                None => (None, None),
+                Some(s) => {
+                    let conditions = s.spec.store.conditions.as_deref();
+                    let allowed = match conditions {
+                        Some(c) if !c.is_empty() => {
+                            let nsapi: Api<Namespace> = Api::all(kube.clone());
+                            let labels = nsapi
+                                .get_opt(ns)
+                                .await?
+                                .and_then(|n| n.metadata.labels)
+                                .unwrap_or_default();
+                            Some(crate::api::selector::namespace_allowed(
+                                Some(c),
+                                ns,
+                                &labels,
+                            ))
+                        }
+                        _ => None,
+                    };
+                    (Some(Arc::new(StoreHandle::from_cluster_store(&s))), allowed)
+                }
+            }
+        }
+    };
+    let entry = StoreEntry {
+        at: Instant::now(),
+        store,
+        allowed,
+    };
+    // A missing store is not remembered: it may be applied a moment later in the same
+    // `kubectl apply -f`.
+    if entry.store.is_some() {
+        let mut stores = lock(stores);
+        if stores.len() >= SWEEP_AT {
+            stores.retain(|_, k| k.entry.at.elapsed() < STORE_TTL);
+        }
+        stores.insert(
+            store_key(kind, ns, name),
+            Keyed {
+                kind,
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                entry: entry.clone(),
+            },
+        );
+    }
+    Ok(entry)
+}
+
 /// The store cache's key. Two stores whose names hash alike take turns in one slot: the entry
 /// records whose it is.
 fn store_key(kind: StoreKind, ns: &str, name: &str) -> u64 {
