@@ -76,7 +76,8 @@ pub struct LiveChecker {
 
 /// A store read shared by its waiters; `None` when it took longer than the live budget.
 type StoreRead = Shared<BoxFuture<'static, Option<Result<StoreEntry, Arc<kube::Error>>>>>;
-type StoreReads = HashMap<(&'static str, String, String), StoreRead>;
+/// The reads under way, with when each began.
+type StoreReads = HashMap<(&'static str, String, String), (Instant, StoreRead)>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -301,13 +302,18 @@ impl LiveChecker {
 
     /// The read of a store from the API server, shared with any admission already waiting for
     /// it. It is bounded by the live budget itself: a read that hangs must not hold back the
-    /// admissions that come after its waiters gave up.
+    /// admissions that come after its waiters gave up. A read older than the budget is not
+    /// joined: left unfinished when all its waiters gave up, it would answer "timed out" to the
+    /// next admission without having asked again.
     fn store_read(&self, kind: StoreKind, ns: &str, name: &str) -> StoreRead {
         let key = (kind.as_str(), ns.to_string(), name.to_string());
         let mut reads = lock(&self.reads);
-        if let Some(r) = reads.get(&key) {
+        if let Some((began, r)) = reads.get(&key)
+            && began.elapsed() < self.budget
+        {
             return r.clone();
         }
+        let began = Instant::now();
         let (kube, stores, all, budget) = (
             self.kube.clone(),
             self.stores.clone(),
@@ -321,12 +327,16 @@ impl LiveChecker {
                 .await
                 .ok()
                 .map(|r| r.map_err(Arc::new));
-            lock(&all).remove(&done);
+            let mut all = lock(&all);
+            // Only if it is still this read's entry: a newer read may have replaced it.
+            if all.get(&done).is_some_and(|(b, _)| *b == began) {
+                all.remove(&done);
+            }
             r
         }
         .boxed()
         .shared();
-        reads.insert(key, read.clone());
+        reads.insert(key, (began, read.clone()));
         read
     }
 
@@ -586,5 +596,58 @@ impl std::fmt::Debug for LiveChecker {
         f.debug_struct("LiveChecker")
             .field("budget", &self.budget)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store read whose waiters all gave up is joined while it may still answer within the
+    /// budget, and replaced after: joined then, it would report a timeout without asking again.
+    #[tokio::test]
+    async fn abandoned_store_reads_are_not_joined_past_the_budget() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // An API server that accepts and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut conns = vec![];
+            while let Ok((c, _)) = silent.accept().await {
+                conns.push(c);
+            }
+        });
+        let kube =
+            kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap()))
+                .unwrap();
+        let vault = VaultClients::new(kube.clone(), crate::metrics::Metrics::new());
+        let budget = Duration::from_millis(200);
+        let checker = LiveChecker::new(kube, vault, budget);
+        let kind = StoreKind::SecretStore;
+
+        let first = checker.store_read(kind, "team-a", "vault");
+        // Its only waiter gives up early: the read is left unfinished.
+        let waited = tokio::time::timeout(Duration::from_millis(20), first.clone()).await;
+        assert!(waited.is_err());
+        let again = checker.store_read(kind, "team-a", "vault");
+        assert!(again.ptr_eq(&first), "joined within the budget");
+        let other = checker.store_read(kind, "team-b", "vault");
+        assert!(!other.ptr_eq(&first), "another store has its own read");
+
+        tokio::time::sleep(budget + Duration::from_millis(50)).await;
+        let later = checker.store_read(kind, "team-a", "vault");
+        assert!(!later.ptr_eq(&first), "a new read past the budget");
+        // The old read, finishing now (its own time is up), leaves the new read's entry alone.
+        assert!(first.await.is_none());
+        let joined = checker.store_read(kind, "team-a", "vault");
+        assert!(
+            joined.ptr_eq(&later),
+            "the new read is still the one to join"
+        );
+        // The new read answers for itself: at the budget, with a timeout (None).
+        let started = Instant::now();
+        assert!(later.await.is_none());
+        assert!(started.elapsed() >= budget - Duration::from_millis(20));
+        held.abort();
     }
 }
