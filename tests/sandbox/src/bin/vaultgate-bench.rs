@@ -310,39 +310,27 @@ spec:
     }
     let br = run_oha(oha, &body, baseline.pid(), rate(base_url))?;
     let vr = run_oha(oha, &body, vg.pid(), rate(validate_url))?;
-    let med = |f: &dyn Fn(&(Load, Load, Load)) -> f64| median(rounds.iter().map(f).collect());
-    results.insert("baseline_tls_rps".into(), med(&|r| r.0.rps));
-    results.insert("webhook_validate_rps".into(), med(&|r| r.1.rps));
-    results.insert("webhook_mutate_rps".into(), med(&|r| r.2.rps));
-    results.insert("webhook_vs_baseline".into(), med(&|r| r.1.rps / r.0.rps));
-    results.insert(
-        "webhook_mutate_vs_baseline".into(),
-        med(&|r| r.2.rps / r.0.rps),
-    );
-    results.insert(
-        "baseline_cpu_us_per_request".into(),
-        med(&|r| r.0.server_cpu_us),
-    );
-    results.insert(
-        "webhook_validate_cpu_us_per_request".into(),
-        med(&|r| r.1.server_cpu_us),
-    );
-    results.insert(
-        "webhook_mutate_cpu_us_per_request".into(),
-        med(&|r| r.2.server_cpu_us),
-    );
-    results.insert(
-        "baseline_client_cpu_us_per_request".into(),
-        med(&|r| r.0.client_cpu_us),
-    );
-    results.insert(
-        "webhook_validate_client_cpu_us_per_request".into(),
-        med(&|r| r.1.client_cpu_us),
-    );
-    results.insert(
-        "webhook_validate_cpu_vs_baseline".into(),
-        med(&|r| r.1.server_cpu_us / r.0.server_cpu_us),
-    );
+    type Figure = fn(&(Load, Load, Load)) -> f64;
+    let per_round: [(&str, Figure); 11] = [
+        ("baseline_tls_rps", |r| r.0.rps),
+        ("webhook_validate_rps", |r| r.1.rps),
+        ("webhook_mutate_rps", |r| r.2.rps),
+        ("webhook_vs_baseline", |r| r.1.rps / r.0.rps),
+        ("webhook_mutate_vs_baseline", |r| r.2.rps / r.0.rps),
+        ("baseline_cpu_us_per_request", |r| r.0.server_cpu_us),
+        ("webhook_validate_cpu_us_per_request", |r| r.1.server_cpu_us),
+        ("webhook_mutate_cpu_us_per_request", |r| r.2.server_cpu_us),
+        ("baseline_client_cpu_us_per_request", |r| r.0.client_cpu_us),
+        ("webhook_validate_client_cpu_us_per_request", |r| {
+            r.1.client_cpu_us
+        }),
+        ("webhook_validate_cpu_vs_baseline", |r| {
+            r.1.server_cpu_us / r.0.server_cpu_us
+        }),
+    ];
+    for (key, figure) in per_round {
+        results.insert(key.into(), median(rounds.iter().map(figure).collect()));
+    }
     results.insert("webhook_validate_p50_ms".into(), vr.p50_ms);
     results.insert("webhook_validate_p99_ms".into(), vr.p99_ms);
     results.insert("baseline_p50_ms".into(), br.p50_ms);
