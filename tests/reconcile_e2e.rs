@@ -1353,17 +1353,7 @@ async fn existing_unlabelled_secrets_are_adopted_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_before_the_first_list_ends_promptly() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // Accepts connections and holds them, reading nothing and answering nothing.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = silent.local_addr().unwrap();
-    let held = tokio::spawn(async move {
-        let mut conns = vec![];
-        while let Ok((c, _)) = silent.accept().await {
-            conns.push(c);
-        }
-    });
-    let kc = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap()))
-        .unwrap();
+    let (kc, held) = kube_emulator::silent_api_server().await;
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(

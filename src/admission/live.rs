@@ -608,18 +608,7 @@ mod tests {
     #[tokio::test]
     async fn abandoned_store_reads_are_not_joined_past_the_budget() {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        // An API server that accepts and never answers.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = silent.local_addr().unwrap();
-        let held = tokio::spawn(async move {
-            let mut conns = vec![];
-            while let Ok((c, _)) = silent.accept().await {
-                conns.push(c);
-            }
-        });
-        let kube =
-            kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap()))
-                .unwrap();
+        let (kube, held) = kube_emulator::silent_api_server().await;
         let vault = VaultClients::new(kube.clone(), crate::metrics::Metrics::new());
         let budget = Duration::from_millis(200);
         let checker = LiveChecker::new(kube, vault, budget);

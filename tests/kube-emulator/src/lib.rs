@@ -320,3 +320,23 @@ impl KubeEmulator {
         self.handle.shutdown().await;
     }
 }
+
+/// An API server that accepts connections and never answers (down behind a load balancer,
+/// overloaded, a request that hangs), and a client pointed at it. The listener lives as long as
+/// the task; abort it to close the connections.
+pub async fn silent_api_server() -> (kube::Client, tokio::task::JoinHandle<()>) {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let addr = silent.local_addr().expect("bound address");
+    let held = tokio::spawn(async move {
+        // Held open, read from never.
+        let mut conns = vec![];
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let config = kube::Config::new(format!("http://{addr}").parse().expect("a URL"));
+    let client = kube::Client::try_from(config).expect("a client");
+    (client, held)
+}
