@@ -264,6 +264,43 @@ async fn idle_connections_are_closed() {
     s.stop().await;
 }
 
+/// A slow-loris on a connection it used honestly first: the next request's headers trickle in
+/// a byte at a time. It is cut off at the header limit, counted from the end of the previous
+/// response, and never before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_after_a_first_request_are_cut_off() {
+    let s = Server::start(SHORT).await;
+    let (mut r, mut w) = tokio::io::split(s.connect_tls(&[b"http/1.1"]).await);
+    let body = valid_review_body("first");
+    w.write_all(
+        format!(
+            "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    w.write_all(&body).await.unwrap();
+    w.flush().await.unwrap();
+    let mut head = [0u8; 12];
+    r.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let t = trickle(w, SLOW_HEAD, Duration::from_millis(100));
+    let d = closed_within(&mut r, SHORT.header_read * 4)
+        .await
+        .expect("the trickling connection was closed");
+    t.abort();
+    assert!(
+        d >= SHORT.header_read.mul_f64(0.8) && d < SHORT.header_read * 2,
+        "closed {d:?} after the first answer, header limit {:?}",
+        SHORT.header_read
+    );
+    let client = s.client();
+    assert_served_promptly(&s, &client, Duration::from_millis(500)).await;
+    s.stop().await;
+}
+
 /// HTTP/2 frame types in a byte stream (after no preface: the server sends none).
 fn frame_types(mut bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

@@ -264,10 +264,12 @@ pub async fn serve_https_with(
     );
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config(resolver)?);
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Header time limits are the connection watchdog's (see `serve_connection`): hyper's own
+    // arms and clears a timer for every request, the most a review cost in timers.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header_read);
+        .header_read_timeout(None);
     let builder = Arc::new(builder);
     let connections = TaskTracker::new();
     // Cancelled when the drain time is over: connections still open then are dropped.
@@ -333,16 +335,44 @@ struct Activity {
     requests: AtomicU64,
     /// Milliseconds after `start` when the last request began or ended.
     last_ms: AtomicU64,
+    /// Whether the connection speaks HTTP/2 (known from its first request).
+    h2: AtomicBool,
 }
 
+// The watchdog reads these counters only to decide whether to close an idle connection; no
+// other memory is published through them, so relaxed ordering is enough.
 impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
+            h2: AtomicBool::new(false),
+        }
+    }
+
     fn touch(&self) {
         let ms = self.start.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::SeqCst);
+        self.last_ms.store(ms, Ordering::Relaxed);
     }
 
     fn idle_since(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::SeqCst))
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// How long the connection may stay without a request in progress. An HTTP/1.1 client
+    /// that is not sending a request is either idle or sending one slowly (a slow-loris
+    /// holding the connection by trickling headers): both end at the header limit, counted
+    /// from the end of the previous response. An idle HTTP/2 connection gets the idle limit.
+    fn idle_limit(&self, timeouts: &Timeouts) -> Duration {
+        if self.requests.load(Ordering::Relaxed) == 0 {
+            timeouts.header_read
+        } else if self.h2.load(Ordering::Relaxed) {
+            timeouts.idle
+        } else {
+            timeouts.header_read.min(timeouts.idle)
+        }
     }
 }
 
@@ -351,9 +381,12 @@ impl Activity {
 struct Busy(Arc<Activity>);
 
 impl Busy {
-    fn start(a: &Arc<Activity>) -> Busy {
-        a.in_flight.fetch_add(1, Ordering::SeqCst);
-        a.requests.fetch_add(1, Ordering::SeqCst);
+    fn start(a: &Arc<Activity>, version: http::Version) -> Busy {
+        if version == http::Version::HTTP_2 {
+            a.h2.store(true, Ordering::Relaxed);
+        }
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        a.requests.fetch_add(1, Ordering::Relaxed);
         a.touch();
         Busy(a.clone())
     }
@@ -362,7 +395,7 @@ impl Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -397,7 +430,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let busy = Busy::start(&self.activity);
+        let busy = Busy::start(&self.activity, req.version());
         let response = tower::Service::call(&mut self.app, req);
         Box::pin(async move {
             let r = response.await;
@@ -407,10 +440,86 @@ where
     }
 }
 
-/// Serves HTTP on one TLS connection. Besides HTTP/1's own header timeout, a watchdog closes
-/// the connection when its first request's headers have not arrived `header_read` after the
-/// handshake (this also covers the protocol detection and HTTP/2's preface, which no hyper timer
-/// does), and when no request has been in progress for `idle`: gracefully first, then for good.
+/// What the watchdog of a connection decided.
+enum Verdict {
+    /// Ask the connection to close (after its requests in progress), and give it until then.
+    Close(Instant),
+    /// Drop it now, for the reason given.
+    Drop(&'static str),
+}
+
+/// Watches one connection until it must be closed or dropped: when asked to shut down, when
+/// its first request's headers have not arrived `header_read` after the handshake (this also
+/// covers the protocol detection and HTTP/2's preface, which no hyper timer does), when it has
+/// been without a request in progress for its idle limit (see [`Activity::idle_limit`]), and
+/// when a connection asked to close has not done so by `closing`.
+async fn watchdog(
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    closing: Option<Instant>,
+) -> Verdict {
+    loop {
+        let check_at = match closing {
+            Some(deadline) => deadline,
+            None if activity.in_flight.load(Ordering::Relaxed) > 0 => {
+                Instant::now() + timeouts.header_read.min(timeouts.idle)
+            }
+            None => activity.idle_since() + activity.idle_limit(&timeouts),
+        };
+        tokio::select! {
+            _ = hard_stop.cancelled() => return Verdict::Drop("the drain time is over"),
+            _ = shutdown.cancelled(), if closing.is_none() => {
+                return Verdict::Close(Instant::now() + DRAIN_TIMEOUT);
+            }
+            _ = tokio::time::sleep_until(check_at) => {
+                if let Some(deadline) = closing {
+                    if Instant::now() >= deadline {
+                        return Verdict::Drop("webhook connection did not close in time");
+                    }
+                    continue;
+                }
+                if activity.in_flight.load(Ordering::Relaxed) > 0 {
+                    continue;
+                }
+                if Instant::now() < activity.idle_since() + activity.idle_limit(&timeouts) {
+                    continue;
+                }
+                if activity.requests.load(Ordering::Relaxed) == 0 {
+                    // Nothing was ever asked on it: nothing is lost by dropping it.
+                    return Verdict::Drop("webhook client sent no complete request in time");
+                }
+                tracing::debug!("webhook connection idle; closing");
+                return Verdict::Close(Instant::now() + timeouts.header_read);
+            }
+        }
+    }
+}
+
+/// Wakes the connection's task and notes that it was the watchdog's futures that asked.
+struct WatchdogWaker {
+    woken: AtomicBool,
+    task: futures::task::AtomicWaker,
+}
+
+impl std::task::Wake for WatchdogWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+/// Serves HTTP on one TLS connection under its [`watchdog`]: asked to close, the connection is
+/// shut down gracefully; dropped, it is dropped.
+///
+/// The connection's task wakes for every request, and polling the watchdog's futures takes
+/// locks that all connections share (shutdown and drain tokens) and touches the timer: so the
+/// watchdog is polled only when one of its own futures woke the task, under a waker of its own.
 async fn serve_connection(
     builder: &auto::Builder<TokioExecutor>,
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
@@ -419,65 +528,59 @@ async fn serve_connection(
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
 ) {
-    let activity = Arc::new(Activity {
-        start: Instant::now(),
-        in_flight: AtomicUsize::new(0),
-        requests: AtomicU64::new(0),
-        last_ms: AtomicU64::new(0),
-    });
+    use std::task::{Context, Poll};
+
+    let activity = Arc::new(Activity::new());
     let service = Tracked {
         app,
         activity: activity.clone(),
     };
     let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
     tokio::pin!(conn);
-    // Set once the connection was asked to close: it gets `header_read` more to do so.
-    let mut closing: Option<Instant> = None;
+    let wake = Arc::new(WatchdogWaker {
+        woken: AtomicBool::new(true),
+        task: futures::task::AtomicWaker::new(),
+    });
+    let watchdog_waker = std::task::Waker::from(wake.clone());
+    let watch = |closing| {
+        Box::pin(watchdog(
+            activity.clone(),
+            timeouts,
+            shutdown.clone(),
+            hard_stop.clone(),
+            closing,
+        ))
+    };
+    let mut dog = watch(None);
     loop {
-        let check_at = match closing {
-            Some(deadline) => deadline,
-            None if activity.in_flight.load(Ordering::SeqCst) > 0 => {
-                Instant::now() + timeouts.header_read.min(timeouts.idle)
+        let next = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Err(r));
             }
-            None if activity.requests.load(Ordering::SeqCst) == 0 => {
-                activity.idle_since() + timeouts.header_read
+            wake.task.register(cx.waker());
+            if wake.woken.swap(false, Ordering::AcqRel)
+                && let Poll::Ready(v) = dog.as_mut().poll(&mut Context::from_waker(&watchdog_waker))
+            {
+                return Poll::Ready(Ok(v));
             }
-            None => activity.idle_since() + timeouts.idle,
-        };
-        tokio::select! {
-            r = conn.as_mut() => {
+            Poll::Pending
+        })
+        .await;
+        match next {
+            Err(r) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "webhook connection ended with an error");
                 }
                 return;
             }
-            _ = hard_stop.cancelled() => return,
-            _ = shutdown.cancelled(), if closing.is_none() => {
-                conn.as_mut().graceful_shutdown();
-                closing = Some(Instant::now() + DRAIN_TIMEOUT);
+            Ok(Verdict::Drop(why)) => {
+                tracing::debug!("{why}; connection dropped");
+                return;
             }
-            _ = tokio::time::sleep_until(check_at) => {
-                if let Some(deadline) = closing {
-                    if Instant::now() >= deadline {
-                        tracing::debug!("webhook connection did not close in time; dropped");
-                        return;
-                    }
-                    continue;
-                }
-                if activity.in_flight.load(Ordering::SeqCst) > 0 {
-                    continue;
-                }
-                if activity.requests.load(Ordering::SeqCst) == 0 {
-                    if Instant::now() >= activity.idle_since() + timeouts.header_read {
-                        // Nothing was ever asked on it: nothing is lost by dropping it.
-                        tracing::debug!("webhook client sent no complete request in time; dropped");
-                        return;
-                    }
-                } else if Instant::now() >= activity.idle_since() + timeouts.idle {
-                    tracing::debug!("webhook connection idle; closing");
-                    conn.as_mut().graceful_shutdown();
-                    closing = Some(Instant::now() + timeouts.header_read);
-                }
+            Ok(Verdict::Close(deadline)) => {
+                conn.as_mut().graceful_shutdown();
+                dog = watch(Some(deadline));
+                wake.woken.store(true, Ordering::Release);
             }
         }
     }
