@@ -321,7 +321,9 @@ async fn finish(state: &AdmissionState, step: Step<'_>) -> (&'static str, Admiss
             dry_run,
             resp,
         } => {
-            let findings = typed.live(checker, dry_run).await;
+            // Boxed: the live checks' future is kilobytes, and inline it would make every
+            // review's future that large, copied whole each time it is moved or boxed.
+            let findings = Box::pin(typed.live(checker, dry_run)).await;
             (kind.as_str(), apply_findings(resp, state.mode, findings))
         }
     }

@@ -112,17 +112,28 @@ pub struct WebhookConfig {
     pub live_budget: Duration,
 }
 
-/// What the handlers share.
+/// What the handlers share: one reference, since axum clones the state for every request
+/// (one atomic count shared by all workers rather than one per field).
 #[derive(Clone)]
-pub struct AdmissionState {
-    /// Shared rather than cloned: axum clones the state for every request.
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) series: Arc<handler::Series>,
+pub struct AdmissionState(Arc<Shared>);
+
+/// The handlers' shared state, behind [`AdmissionState`].
+pub struct Shared {
+    pub(crate) metrics: Metrics,
+    pub(crate) series: handler::Series,
     pub(crate) mode: LiveMode,
-    pub(crate) live: Option<Arc<LiveChecker>>,
+    pub(crate) live: Option<LiveChecker>,
     /// Time limit of a request, from its headers to its answer (body, wait for a slot, checks).
     pub(crate) timeout: Duration,
-    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) slots: tokio::sync::Semaphore,
+}
+
+impl std::ops::Deref for AdmissionState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AdmissionState {
@@ -136,19 +147,19 @@ impl AdmissionState {
     ) -> Self {
         let live = match (mode, kube, vault) {
             (LiveMode::Off, _, _) => None,
-            (_, Some(k), Some(v)) => Some(Arc::new(LiveChecker::new(k, v, live_budget))),
+            (_, Some(k), Some(v)) => Some(LiveChecker::new(k, v, live_budget)),
             _ => None,
         };
-        AdmissionState {
-            metrics: Arc::new(metrics),
-            series: Arc::default(),
+        AdmissionState(Arc::new(Shared {
+            metrics,
+            series: handler::Series::default(),
             mode: if live.is_some() { mode } else { LiveMode::Off },
             live,
             // The live budget plus room for the rest; still under the webhook's 5 s timeout
             // for the default budget.
             timeout: live_budget + Duration::from_secs(2),
-            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT)),
-        }
+            slots: tokio::sync::Semaphore::new(MAX_CONCURRENT),
+        }))
     }
 }
 
