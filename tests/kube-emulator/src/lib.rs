@@ -309,6 +309,18 @@ impl KubeEmulator {
             .sum()
     }
 
+    /// The stored objects of a resource by plural name (any group), as the API server holds
+    /// them at this instant: for a harness that must tell when a state is reached without the
+    /// cost of a list through the API (which would take part in what it measures).
+    pub fn objects(&self, plural: &str) -> Vec<Arc<serde_json::Value>> {
+        let reg = self.shared.registry();
+        reg.by_id
+            .values()
+            .filter(|d| d.plural == plural && !d.is_events_v1())
+            .flat_map(|d| self.shared.store.list(&d.id(), None).1)
+            .collect()
+    }
+
     /// The current global resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.store.current_rv()
