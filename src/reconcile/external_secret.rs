@@ -445,6 +445,10 @@ pub(crate) fn secret_deleted(sh: &Shared, secret: &PartialObjectMeta<Secret>) {
 /// Forgets an ExternalSecret that is gone: its metrics series and memory.
 pub(crate) fn forget(sh: &Shared, es: &ExternalSecret) {
     let (ns, name) = key(es);
+    forget_key(sh, ns, name);
+}
+
+fn forget_key(sh: &Shared, ns: String, name: String) {
     sh.metrics.forget_es(&name, &ns);
     sh.es_memory
         .lock()
@@ -1166,6 +1170,7 @@ pub(crate) async fn run(
     stop: tokio_util::sync::CancellationToken,
 ) {
     use kube::runtime::Controller;
+    let after = sh.clone();
     let for_ss = es_reader.clone();
     let for_css = es_reader.clone();
     let controller = Controller::for_stream(es_stream, es_reader.clone())
@@ -1187,9 +1192,29 @@ pub(crate) async fn run(
         })
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(reconcile, error_policy, sh)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "externalsecret controller");
+        .for_each(|r| {
+            let (sh, reader) = (&after, &es_reader);
+            async move {
+                // A reconcile under way when its ExternalSecret was deleted records its metrics
+                // and memory after the delete cleared them: cleared again once the object is
+                // gone from the cache, or its series would stay for good.
+                let done = match &r {
+                    Ok((o, _)) => Some((&o.namespace, &o.name)),
+                    Err(kube::runtime::controller::Error::ReconcilerFailed(_, o)) => {
+                        Some((&o.namespace, &o.name))
+                    }
+                    Err(_) => None,
+                };
+                if let Some((ns, name)) = done {
+                    let mut o = ObjectRef::<ExternalSecret>::new(name);
+                    o.namespace = ns.clone();
+                    if reader.get(&o).is_none() {
+                        forget_key(sh, o.namespace.unwrap_or_default(), o.name);
+                    }
+                }
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "externalsecret controller");
+                }
             }
         });
     super::until_stopped(controller, &es_reader, &stop).await;
