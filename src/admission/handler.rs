@@ -213,13 +213,22 @@ struct Request<K> {
 
 impl<K> Request<K> {
     /// An answer allowing this request, to be refined (what kube-core's `From<&AdmissionRequest>`
-    /// gives: the review's type, the request's uid, allowed, an empty status).
-    fn allow(&self) -> AdmissionResponse {
-        let mut resp = AdmissionResponse::invalid("");
-        resp.types = self.types.clone();
-        resp.uid = self.uid.clone();
-        resp.allowed = true;
-        resp.result = Default::default();
+    /// gives: the review's type, the request's uid, allowed, an empty status). Built from an
+    /// empty answer made once, taking the type and uid from the request: kube-core's only
+    /// public constructor (`invalid`) allocates seven strings that an allowed answer discards.
+    fn allow(&mut self) -> AdmissionResponse {
+        static EMPTY: OnceLock<AdmissionResponse> = OnceLock::new();
+        let mut resp = EMPTY
+            .get_or_init(|| {
+                let mut r = AdmissionResponse::invalid("");
+                r.types = TypeMeta::default();
+                r.allowed = true;
+                r.result = Default::default();
+                r
+            })
+            .clone();
+        resp.types = std::mem::take(&mut self.types);
+        resp.uid = std::mem::take(&mut self.uid);
         resp
     }
 
@@ -364,7 +373,7 @@ fn decide<'a>(
         let unchanged = matches!((&req.old_object, &object), (Some(old), Some(new)) if old.0.spec == new.0.spec);
         let typed = object.map(|EsObject(mut es)| {
             if es.metadata.namespace.is_none() {
-                es.metadata.namespace = req.namespace.clone();
+                es.metadata.namespace = req.namespace.take();
             }
             Ok(Typed::ExternalSecret(es))
         });
