@@ -51,6 +51,13 @@ fn trickle<W: tokio::io::AsyncWrite + Unpin + Send + 'static>(
     })
 }
 
+/// The head of an HTTP/1.1 POST /validate whose JSON body is `len` bytes.
+fn h1_head(len: usize) -> String {
+    format!(
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+    )
+}
+
 const SLOW_HEAD: &[u8] = b"POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\nx-a: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const H2_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
@@ -179,11 +186,7 @@ async fn a_trickled_body_is_cut_off_at_the_request_limit() {
     let s = Server::start(SHORT).await;
     let body = valid_review_body("slow-body");
     let (mut r, mut w) = tokio::io::split(s.connect_tls(&[b"http/1.1"]).await);
-    let head = format!(
-        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    w.write_all(head.as_bytes()).await.unwrap();
+    w.write_all(h1_head(body.len()).as_bytes()).await.unwrap();
     w.flush().await.unwrap();
     let start = Instant::now();
     let body: &'static [u8] = body.leak();
@@ -214,15 +217,7 @@ async fn idle_connections_are_closed() {
     // HTTP/1.1: one request, then nothing.
     let mut h1 = s.connect_tls(&[b"http/1.1"]).await;
     let body = valid_review_body("idle1");
-    h1.write_all(
-        format!(
-            "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    h1.write_all(h1_head(body.len()).as_bytes()).await.unwrap();
     h1.write_all(&body).await.unwrap();
     let mut head = [0u8; 12];
     h1.read_exact(&mut head).await.unwrap();
@@ -272,15 +267,7 @@ async fn slow_headers_after_a_first_request_are_cut_off() {
     let s = Server::start(SHORT).await;
     let (mut r, mut w) = tokio::io::split(s.connect_tls(&[b"http/1.1"]).await);
     let body = valid_review_body("first");
-    w.write_all(
-        format!(
-            "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    w.write_all(h1_head(body.len()).as_bytes()).await.unwrap();
     w.write_all(&body).await.unwrap();
     w.flush().await.unwrap();
     let mut head = [0u8; 12];

@@ -389,8 +389,6 @@ impl LiveChecker {
     }
 }
 
-/// Hashes what the Vault checks of an ExternalSecret depend on (its remote references, in
-/// order, since findings name their index), without serialising anything.
 /// Reads the store (and its namespace's labels, for conditions) from the API server and
 /// remembers it.
 async fn read_store(
@@ -469,6 +467,8 @@ fn store_key(kind: StoreKind, ns: &str, name: &str) -> u64 {
     h.finish()
 }
 
+/// Hashes what the Vault checks of an ExternalSecret depend on (its remote references, in
+/// order, since findings name their index), without serialising anything.
 fn hash_refs(es: &ExternalSecret, h: &mut impl Hasher) {
     fn one(r: &ExternalSecretDataRemoteRef, h: &mut impl Hasher) {
         (&r.key, &r.property, &r.version).hash(h);
