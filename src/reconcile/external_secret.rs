@@ -243,34 +243,83 @@ pub(crate) fn users_of_store(
 /// ExternalSecret watch. An ExternalSecret whose target changes stays listed under its old
 /// name too: a stale entry only costs one needless reconcile, a missing one a missed re-sync.
 #[derive(Clone, Default)]
-pub(crate) struct TargetIndex(Arc<std::sync::RwLock<TargetMap>>);
+pub(crate) struct TargetIndex(Arc<std::sync::RwLock<TargetMaps>>);
 
-type TargetMap = HashMap<(String, String), std::collections::BTreeSet<String>>;
+/// namespace → name → names, looked up by `&str` without building a key.
+type Nested = HashMap<Box<str>, HashMap<Box<str>, Vec<Box<str>>>>;
+
+#[derive(Default)]
+struct TargetMaps {
+    /// namespace → Secret → the ExternalSecrets writing it (usually one: a small list, where
+    /// a set took a few hundred bytes per Secret).
+    writers: Nested,
+    /// namespace → ExternalSecret → every target it was seen with: a delete finds its entries
+    /// directly instead of scanning every Secret of the index (quadratic in a mass delete).
+    targets: Nested,
+}
+
+/// Adds `value` under `ns`/`key` unless it is there already.
+fn add(map: &mut Nested, ns: &str, key: &str, value: &str) {
+    let list = map
+        .entry(ns.into())
+        .or_default()
+        .entry(key.into())
+        .or_default();
+    if !list.iter().any(|v| &**v == value) {
+        list.push(value.into());
+    }
+}
 
 impl TargetIndex {
     pub(crate) fn insert(&self, es: &ExternalSecret) {
-        let key = (es.namespace().unwrap_or_default(), desired::target_name(es));
-        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(key).or_default().insert(es.name_any());
+        let (ns, name) = (es.namespace().unwrap_or_default(), es.name_any());
+        let target = desired::target_name(es);
+        let mut maps = self.0.write().unwrap_or_else(|e| e.into_inner());
+        add(&mut maps.writers, &ns, &target, &name);
+        add(&mut maps.targets, &ns, &name, &target);
     }
 
     pub(crate) fn remove(&self, es: &ExternalSecret) {
-        let ns = es.namespace().unwrap_or_default();
-        let name = es.name_any();
-        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|(n, _), writers| {
-            if *n == ns {
-                writers.remove(&name);
+        let (ns, name) = (es.namespace().unwrap_or_default(), es.name_any());
+        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let maps = &mut *guard;
+        let Some(in_ns) = maps.targets.get_mut(ns.as_str()) else {
+            return;
+        };
+        let targets = in_ns.remove(name.as_str()).unwrap_or_default();
+        if in_ns.is_empty() {
+            maps.targets.remove(ns.as_str());
+        }
+        let Some(secrets) = maps.writers.get_mut(ns.as_str()) else {
+            return;
+        };
+        for target in targets {
+            if let Some(writers) = secrets.get_mut(&target) {
+                writers.retain(|w| **w != *name);
+                if writers.is_empty() {
+                    secrets.remove(&target);
+                }
             }
-            !writers.is_empty()
-        });
+        }
+        if secrets.is_empty() {
+            maps.writers.remove(ns.as_str());
+        }
     }
 
     fn writers(&self, ns: &str, secret: &str) -> Vec<String> {
-        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&(ns.to_string(), secret.to_string()))
-            .map(|w| w.iter().cloned().collect())
+        let maps = self.0.read().unwrap_or_else(|e| e.into_inner());
+        maps.writers
+            .get(ns)
+            .and_then(|m| m.get(secret))
+            .map(|w| w.iter().map(|n| n.to_string()).collect())
             .unwrap_or_default()
+    }
+
+    /// How many namespaces hold entries (both directions): for the tests.
+    #[cfg(test)]
+    fn namespaces(&self) -> (usize, usize) {
+        let maps = self.0.read().unwrap_or_else(|e| e.into_inner());
+        (maps.writers.len(), maps.targets.len())
     }
 }
 
@@ -294,6 +343,30 @@ pub(crate) fn writers_of_secret(
         }
     }
     out
+}
+
+/// The writers a Secret's watch event should wake: all but those whose own last write is what
+/// the event shows. The reconcile that made that write already decided what comes next, and
+/// another would find the Secret as it left it: at 10,000 ExternalSecrets those echoes were
+/// half of all reconciles. A writer whose memory shows another version (someone else wrote,
+/// or another ExternalSecret merging into the same Secret) is woken, as is any writer when the
+/// event carries no version.
+fn to_wake(
+    writers: Vec<ObjectRef<ExternalSecret>>,
+    rv: Option<&str>,
+    mem: &HashMap<(String, String), Memory>,
+) -> Vec<ObjectRef<ExternalSecret>> {
+    let Some(rv) = rv else {
+        return writers;
+    };
+    writers
+        .into_iter()
+        .filter(|w| {
+            let key = (w.namespace.clone().unwrap_or_default(), w.name.clone());
+            mem.get(&key)
+                .is_none_or(|m| m.valid_rv.as_deref() != Some(rv))
+        })
+        .collect()
 }
 
 pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Result<Action, Error> {
@@ -1176,8 +1249,12 @@ pub(crate) async fn run(
     let controller = Controller::for_stream(es_stream, es_reader.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(sh.cfg.concurrency))
         .watches_stream(secret_stream, {
-            let targets = sh.targets.clone();
-            move |s| writers_of_secret(&targets, &s)
+            let sh = sh.clone();
+            move |s| {
+                let writers = writers_of_secret(&sh.targets, &s);
+                let mem = sh.es_memory.lock().unwrap_or_else(|p| p.into_inner());
+                to_wake(writers, s.metadata.resource_version.as_deref(), &mem)
+            }
         })
         .watches_stream(ss_stream, move |s| {
             users_of_store(
@@ -1333,6 +1410,82 @@ mod target_index_tests {
             },
         ]);
         assert_eq!(names(&owned), ["owner"]);
+    }
+
+    #[test]
+    fn a_secret_event_wakes_the_writers_it_is_news_to() {
+        let mem: HashMap<(String, String), Memory> = [
+            // Wrote version 5 last: the event of version 5 is its own write.
+            ("wrote-5", Some("5")),
+            // Merges into the same Secret and last saw version 3.
+            ("wrote-3", Some("3")),
+            // Deleted since, or never confirmed: no version remembered.
+            ("unknown", None),
+        ]
+        .into_iter()
+        .map(|(name, rv)| {
+            let m = Memory {
+                valid_rv: rv.map(Into::into),
+                ..Default::default()
+            };
+            (("a".to_string(), name.to_string()), m)
+        })
+        .collect();
+        let all = || {
+            ["wrote-5", "wrote-3", "unknown", "never-reconciled"]
+                .map(|n| ObjectRef::<ExternalSecret>::new(n).within("a"))
+                .to_vec()
+        };
+        let names =
+            |v: Vec<ObjectRef<ExternalSecret>>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        let cases: [(Option<&str>, &[&str]); 4] = [
+            (Some("5"), &["wrote-3", "unknown", "never-reconciled"]),
+            (Some("3"), &["wrote-5", "unknown", "never-reconciled"]),
+            (
+                Some("9"),
+                &["wrote-5", "wrote-3", "unknown", "never-reconciled"],
+            ),
+            (None, &["wrote-5", "wrote-3", "unknown", "never-reconciled"]),
+        ];
+        for (rv, want) in cases {
+            assert_eq!(
+                names(to_wake(all(), rv, &mem)),
+                want,
+                "event version {rv:?}"
+            );
+        }
+        // The same name in another namespace is another ExternalSecret.
+        let other = vec![ObjectRef::<ExternalSecret>::new("wrote-5").within("b")];
+        assert_eq!(names(to_wake(other, Some("5"), &mem)), ["wrote-5"]);
+    }
+
+    #[test]
+    fn a_deleted_external_secret_leaves_no_entry_behind() {
+        let idx = TargetIndex::default();
+        // Inserted twice (every watch event), then with a new target: both names are kept.
+        idx.insert(&es("a", "app", None));
+        idx.insert(&es("a", "app", None));
+        idx.insert(&es("a", "app", Some("renamed")));
+        idx.insert(&es("a", "other", Some("renamed")));
+        let names = |ns: &str, secret: &str| {
+            let mut v = idx.writers(ns, secret);
+            v.sort();
+            v
+        };
+        assert_eq!(names("a", "app"), ["app"]);
+        assert_eq!(names("a", "renamed"), ["app", "other"]);
+        // The delete carries the latest spec; the old target goes too.
+        idx.remove(&es("a", "app", Some("renamed")));
+        assert!(names("a", "app").is_empty());
+        assert_eq!(names("a", "renamed"), ["other"]);
+        idx.remove(&es("a", "other", Some("renamed")));
+        assert!(names("a", "renamed").is_empty());
+        assert_eq!(idx.namespaces(), (0, 0), "empty namespaces are dropped");
+        // Removing what was never there changes nothing.
+        idx.insert(&es("b", "kept", None));
+        idx.remove(&es("b", "never", None));
+        idx.remove(&es("c", "never", None));
+        assert_eq!(names("b", "kept"), ["kept"]);
     }
 }
 
