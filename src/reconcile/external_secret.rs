@@ -91,7 +91,9 @@ fn target_view(
 /// reads the Secret instead (normally the write's watch event comes within milliseconds).
 const CACHE_LAG_RECHECK: Duration = Duration::from_secs(2);
 
-pub(crate) type Memories = Mutex<HashMap<(String, String), Memory>>;
+/// Each ExternalSecret's [`Memory`], by namespace and name.
+pub(crate) type MemoryMap = HashMap<(String, String), Memory>;
+pub(crate) type Memories = Mutex<MemoryMap>;
 
 fn key(es: &ExternalSecret) -> (String, String) {
     (es.namespace().unwrap_or_default(), es.name_any())
@@ -354,7 +356,7 @@ pub(crate) fn writers_of_secret(
 fn to_wake(
     writers: Vec<ObjectRef<ExternalSecret>>,
     rv: Option<&str>,
-    mem: &HashMap<(String, String), Memory>,
+    mem: &MemoryMap,
 ) -> Vec<ObjectRef<ExternalSecret>> {
     let Some(rv) = rv else {
         return writers;
@@ -1414,7 +1416,7 @@ mod target_index_tests {
 
     #[test]
     fn a_secret_event_wakes_the_writers_it_is_news_to() {
-        let mem: HashMap<(String, String), Memory> = [
+        let mem: MemoryMap = [
             // Wrote version 5 last: the event of version 5 is its own write.
             ("wrote-5", Some("5")),
             // Merges into the same Secret and last saw version 3.

@@ -317,8 +317,9 @@ async fn run_controllers(
         on_css_delete,
     );
     // Only Secrets we manage, and only the little of their metadata that is read (see
-    // `slim_secret_meta`): memory does not grow with every Secret in the cluster. Data is read with a GET when an ExternalSecret needs a sync; the cached
-    // resourceVersion tells a reconcile that nobody touched the Secret since our last write.
+    // `slim_secret_meta`): memory does not grow with every Secret in the cluster. Data is read
+    // with a GET when an ExternalSecret needs a sync; the cached resourceVersion tells a
+    // reconcile that nobody touched the Secret since our last write.
     let on_secret_delete = {
         let cell = shared_cell.clone();
         move |s: &PartialObjectMeta<Secret>| {
