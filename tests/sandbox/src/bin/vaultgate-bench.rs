@@ -30,6 +30,8 @@ const NAMESPACES: usize = 100;
 const PATHS: usize = 1000;
 /// Alternating baseline / validate / mutate runs at saturation.
 const SATURATION_ROUNDS: usize = 9;
+/// Alternating baseline / validate runs at 1,000 requests/s.
+const RATE_ROUNDS: usize = 3;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -76,9 +78,15 @@ async fn all() -> anyhow::Result<()> {
         eprintln!("== start-up and webhook");
         webhook_benchmarks(&bin, &oha, &work, seconds, &mut results).await?;
     }
+    // `BENCH_SYNC_ROUNDS`: rounds of each sync size (default 5; see `sync_benchmark`).
+    let rounds: usize = std::env::var("BENCH_SYNC_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(5);
     for n in sizes {
-        eprintln!("== sync of {n} ExternalSecrets");
-        sync_benchmark(&bin, &work, n, &mut results).await?;
+        eprintln!("== sync of {n} ExternalSecrets, {rounds} rounds");
+        sync_benchmark(&bin, &work, n, rounds, &mut results).await?;
     }
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(out_dir.join("results.json"), &json)?;
@@ -263,10 +271,13 @@ spec:
             url,
         ]
     };
+    // The fixed-rate runs: three rounds of each, half of `seconds` each (5,000 requests at the
+    // default, so the p99 is the 50th slowest).
+    let rate_secs = (seconds / 2).max(1);
     let rate = |url: String| {
         vec![
             "-z".to_string(),
-            format!("{seconds}s"),
+            format!("{rate_secs}s"),
             "-c".into(),
             "16".into(),
             "-q".into(),
@@ -311,8 +322,29 @@ spec:
         );
         rounds.push((b, v, m));
     }
-    let br = run_oha(oha, &body, baseline.pid(), rate(base_url))?;
-    let vr = run_oha(oha, &body, vg.pid(), rate(validate_url))?;
+    // Latency at a fixed rate, in alternating rounds as well: a stall of the machine (which shows
+    // in the baseline's p99 as much as in the webhook's) then spoils one round, not the figure.
+    let mut latency = Vec::new();
+    for round in 1..=RATE_ROUNDS {
+        let (b, v) = if round % 2 == 1 {
+            let b = run_oha(oha, &body, baseline.pid(), rate(base_url.clone()))?;
+            (
+                b,
+                run_oha(oha, &body, vg.pid(), rate(validate_url.clone()))?,
+            )
+        } else {
+            let v = run_oha(oha, &body, vg.pid(), rate(validate_url.clone()))?;
+            (
+                run_oha(oha, &body, baseline.pid(), rate(base_url.clone()))?,
+                v,
+            )
+        };
+        eprintln!(
+            "   at 1,000 requests/s, round {round}: p50 / p99 baseline {:.3} / {:.3} ms, validate {:.3} / {:.3} ms",
+            b.p50_ms, b.p99_ms, v.p50_ms, v.p99_ms
+        );
+        latency.push((b, v));
+    }
     type Figure = fn(&(Load, Load, Load)) -> f64;
     let per_round: [(&str, Figure); 11] = [
         ("baseline_tls_rps", |r| r.0.rps),
@@ -334,10 +366,20 @@ spec:
     for (key, figure) in per_round {
         results.insert(key.into(), median(rounds.iter().map(figure).collect()));
     }
-    results.insert("webhook_validate_p50_ms".into(), vr.p50_ms);
-    results.insert("webhook_validate_p99_ms".into(), vr.p99_ms);
-    results.insert("baseline_p50_ms".into(), br.p50_ms);
-    results.insert("baseline_p99_ms".into(), br.p99_ms);
+    type Latency = fn(&(Load, Load)) -> f64;
+    let latencies: [(&str, Latency); 4] = [
+        ("webhook_validate_p50_ms", |r| r.1.p50_ms),
+        ("webhook_validate_p99_ms", |r| r.1.p99_ms),
+        ("baseline_p50_ms", |r| r.0.p50_ms),
+        ("baseline_p99_ms", |r| r.0.p99_ms),
+    ];
+    for (key, figure) in latencies {
+        results.insert(key.into(), median(latency.iter().map(figure).collect()));
+    }
+    results.insert(
+        "webhook_validate_p99_max_ms".into(),
+        latency.iter().map(|r| r.1.p99_ms).fold(f64::NAN, f64::max),
+    );
     results.insert(
         "webhook_vault_logins".into(),
         (env.vault.count_logins() - logins_before) as f64,
@@ -349,7 +391,10 @@ spec:
     let saturated = rounds
         .iter()
         .flat_map(|(b, v, m)| [("baseline", b), ("validate", v), ("mutate", m)]);
-    for (name, r) in saturated.chain([("baseline@1000", &br), ("validate@1000", &vr)]) {
+    let fixed_rate = latency
+        .iter()
+        .flat_map(|(b, v)| [("baseline@1000", b), ("validate@1000", v)]);
+    for (name, r) in saturated.chain(fixed_rate) {
         if r.success_rate < 0.999 {
             bail!(
                 "{name}: only {:.2}% of requests succeeded",
@@ -567,13 +612,104 @@ async fn baseline_server(addr: SocketAddr, cert: PathBuf, key: PathBuf) -> anyho
 // ---------------------------------------------------------------------------------------------
 // Sync
 
+/// What one round of the sync benchmark measured.
+struct SyncRound {
+    /// Wall seconds: the sync, the creates within it, the floor, the creates with no controller.
+    sync: f64,
+    created: f64,
+    floor: f64,
+    alone: f64,
+    /// CPU seconds: controller + benchmark process during the sync, the controller alone, the
+    /// benchmark process during the floor.
+    sync_cpu: f64,
+    controller_cpu: f64,
+    floor_cpu: f64,
+    rss_mib: f64,
+    logins: f64,
+    reads: f64,
+    requests_per_es: f64,
+    /// The controller's API requests per ExternalSecret, by verb and resource.
+    breakdown: String,
+}
+
+/// The sync benchmark at `n` ExternalSecrets: `rounds` rounds, each on fresh emulators, each a
+/// sync followed by its floor on the same API server. On these shared machines the floor alone
+/// has taken anywhere from 2.7 to 4.1 s at 10k within an hour: each ratio is taken within its
+/// round, and the median round is reported (with the lowest and highest ratio). Memory and
+/// Vault requests are the highest of the rounds, as a limit must hold in every one.
 async fn sync_benchmark(
     bin: &Path,
     work: &Path,
     n: usize,
+    rounds: usize,
     results: &mut BTreeMap<String, f64>,
 ) -> anyhow::Result<()> {
-    let env = Emulators::start(work, &format!("sync{n}")).await?;
+    let mut all = Vec::new();
+    for round in 1..=rounds {
+        let r = sync_round(bin, work, n, round).await?;
+        eprintln!(
+            "   round {round}: synced in {:.2}s (creates {:.2}s), floor {:.2}s, ratio {:.3}; the creates with no controller {:.2}s",
+            r.sync,
+            r.created,
+            r.floor,
+            r.floor / r.sync,
+            r.alone
+        );
+        eprintln!(
+            "      CPU seconds: sync {:.2} (controller {:.2}), floor {:.2}; peak RSS {:.1} MiB; API requests per ExternalSecret {:.2}: {}",
+            r.sync_cpu, r.controller_cpu, r.floor_cpu, r.rss_mib, r.requests_per_es, r.breakdown
+        );
+        all.push(r);
+    }
+    let tag = match n {
+        10_000 => "10k".to_string(),
+        n if n % 1000 == 0 => format!("{}k", n / 1000),
+        n => n.to_string(),
+    };
+    let med = |f: fn(&SyncRound) -> f64| median(all.iter().map(f).collect());
+    let max = |f: fn(&SyncRound) -> f64| all.iter().map(f).fold(f64::NAN, f64::max);
+    let min = |f: fn(&SyncRound) -> f64| all.iter().map(f).fold(f64::NAN, f64::min);
+    let ratio = |r: &SyncRound| r.floor / r.sync;
+    let figures: [(String, f64); 15] = [
+        (format!("sync_{tag}_seconds"), med(|r| r.sync)),
+        (format!("sync_api_limit_{tag}_seconds"), med(|r| r.floor)),
+        (format!("sync_vs_limit_{tag}"), med(ratio)),
+        (format!("sync_vs_limit_min_{tag}"), min(ratio)),
+        (format!("sync_vs_limit_max_{tag}"), max(ratio)),
+        (
+            format!("sync_creates_alone_{tag}_seconds"),
+            med(|r| r.alone),
+        ),
+        (format!("sync_cpu_seconds_{tag}"), med(|r| r.sync_cpu)),
+        (
+            format!("controller_cpu_seconds_{tag}"),
+            med(|r| r.controller_cpu),
+        ),
+        (
+            format!("sync_api_limit_cpu_seconds_{tag}"),
+            med(|r| r.floor_cpu),
+        ),
+        (
+            format!("sync_api_requests_per_es_{tag}"),
+            med(|r| r.requests_per_es),
+        ),
+        (format!("rss_mib_{tag}"), max(|r| r.rss_mib)),
+        (format!("vault_logins_{tag}"), max(|r| r.logins)),
+        (format!("vault_reads_{tag}"), max(|r| r.reads)),
+        (format!("sync_rounds_{tag}"), all.len() as f64),
+        (format!("sync_created_{tag}_seconds"), med(|r| r.created)),
+    ];
+    results.extend(figures);
+    if n == 10_000 {
+        results.insert("sync_api_limit_seconds".into(), med(|r| r.floor));
+        results.insert("sync_vs_limit".into(), med(ratio));
+    }
+    Ok(())
+}
+
+/// One round of the sync benchmark on fresh emulators.
+async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::Result<SyncRound> {
+    let env = Emulators::start(work, &format!("sync{n}-{round}")).await?;
     let client = env.kube.client().await;
     // Vault: PATHS secrets, one read-only token per store.
     env.vault.put_policy(
@@ -601,12 +737,12 @@ async fn sync_benchmark(
     let cpu_before = (cpu_seconds(vg.pid())?, cpu_seconds(me)?);
     let start = Instant::now();
     create_external_secrets(&client, n, "es").await?;
-    let created_after = start.elapsed();
+    let created = start.elapsed().as_secs_f64();
     // Done when every target Secret exists with its value, as the API server holds them: read
     // in its own memory every 10 ms, since a list of 10,000 Secrets through the API (and the
     // wait between lists) would add its own time and load to the figure.
     let deadline = Instant::now() + Duration::from_secs(600);
-    let elapsed = loop {
+    let sync = loop {
         let managed = env.kube.object_count("secrets").saturating_sub(STORES);
         if managed >= n {
             let stored = env.kube.objects("secrets");
@@ -637,20 +773,10 @@ async fn sync_benchmark(
     // server and Vault emulators, and the creates).
     let controller_cpu = cpu_seconds(vg.pid())? - cpu_before.0;
     let sync_cpu = controller_cpu + cpu_seconds(me)? - cpu_before.1;
-    let rss = peak_rss_mib(vg.pid())?;
+    let rss_mib = peak_rss_mib(vg.pid())?;
     let logins = env.vault.count_logins() as f64;
     let reads = env.vault.count_kv_reads() as f64;
     vg.terminate();
-    let tag = match n {
-        10_000 => "10k".to_string(),
-        n if n % 1000 == 0 => format!("{}k", n / 1000),
-        n => n.to_string(),
-    };
-    eprintln!(
-        "   created in {:.2}s, synced in {elapsed:.2}s",
-        created_after.as_secs_f64()
-    );
-    results.insert(format!("sync_{tag}_seconds"), elapsed);
     // What the controller asked of the API server per ExternalSecret, from the API server's
     // audit log (the benchmark's own creates left out): the floor makes two writes.
     let mut requests: BTreeMap<String, usize> = BTreeMap::new();
@@ -665,23 +791,12 @@ async fn sync_benchmark(
         *requests.entry(what).or_default() += 1;
     }
     let total: usize = requests.values().sum();
-    let per_es: Vec<String> = requests
+    let breakdown = requests
         .iter()
         .filter(|(_, c)| **c * 100 >= n)
         .map(|(what, c)| format!("{what} {:.2}", *c as f64 / n as f64))
-        .collect();
-    eprintln!(
-        "   API requests per ExternalSecret {:.2}: {}",
-        total as f64 / n as f64,
-        per_es.join(", ")
-    );
-    results.insert(
-        format!("sync_api_requests_per_es_{tag}"),
-        total as f64 / n as f64,
-    );
-    results.insert(format!("rss_mib_{tag}"), rss);
-    results.insert(format!("vault_logins_{tag}"), logins);
-    results.insert(format!("vault_reads_{tag}"), reads);
+        .collect::<Vec<_>>()
+        .join(", ");
 
     // The floor: the same number of minimal writes straight at the same API server.
     let floor_cpu_before = cpu_seconds(me)?;
@@ -724,22 +839,21 @@ async fn sync_benchmark(
     let alone = create_external_secrets(&client, n, "alone")
         .await?
         .as_secs_f64();
-    eprintln!("   floor {floor:.2}s; the same creates with no controller {alone:.2}s");
-    eprintln!(
-        "   CPU seconds: sync {sync_cpu:.2} (controller {controller_cpu:.2}), floor {floor_cpu:.2}"
-    );
-    results.insert(format!("sync_cpu_seconds_{tag}"), sync_cpu);
-    results.insert(format!("controller_cpu_seconds_{tag}"), controller_cpu);
-    results.insert(format!("sync_api_limit_cpu_seconds_{tag}"), floor_cpu);
-    results.insert(format!("sync_creates_alone_{tag}_seconds"), alone);
-    results.insert(format!("sync_api_limit_{tag}_seconds"), floor);
-    results.insert(format!("sync_vs_limit_{tag}"), floor / elapsed);
-    if n == 10_000 {
-        results.insert("sync_api_limit_seconds".into(), floor);
-        results.insert("sync_vs_limit".into(), floor / elapsed);
-    }
     env.shutdown().await;
-    Ok(())
+    Ok(SyncRound {
+        sync,
+        created,
+        floor,
+        alone,
+        sync_cpu,
+        controller_cpu,
+        floor_cpu,
+        rss_mib,
+        logins,
+        reads,
+        requests_per_es: total as f64 / n as f64,
+        breakdown,
+    })
 }
 
 /// Every `es-i` Secret (of the managed ones) holds `value-(i % PATHS)`.
