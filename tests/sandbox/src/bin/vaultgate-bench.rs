@@ -223,6 +223,32 @@ spec:
         metrics,
     )?;
     wait_ready(metrics, Duration::from_secs(20)).await?;
+    // `BENCH_COMPARE=PATH`: another vaultgate binary, served the same way beside this one and
+    // measured in the same saturation rounds, for an A/B of two builds within one run.
+    let other = match std::env::var_os("BENCH_COMPARE") {
+        None => None,
+        Some(p) => {
+            let (addr, metrics) = (free_local_addr(), free_local_addr());
+            let p = spawn(
+                Path::new(&p),
+                &env,
+                &[
+                    "--webhook-only",
+                    "--tls-cert",
+                    path(&cert),
+                    "--tls-key",
+                    path(&key),
+                    "--webhook-addr",
+                    &addr.to_string(),
+                    "--admission-live",
+                    "enforce",
+                ],
+                metrics,
+            )?;
+            wait_ready(metrics, Duration::from_secs(20)).await?;
+            Some((p, format!("https://{addr}/validate")))
+        }
+    };
     let baseline_addr = free_local_addr();
     let baseline = Proc(
         Command::new(std::env::current_exe()?)
@@ -244,19 +270,17 @@ spec:
             bundle.ca_cert_pem.as_bytes(),
         )?)
         .build()?;
-    let resp: Value = http
-        .post(format!("https://{webhook}/validate"))
-        .json(&review())
-        .send()
-        .await?
-        .json()
-        .await?;
-    if resp["response"]["allowed"] != true
-        || resp["response"]["warnings"]
-            .as_array()
-            .is_some_and(|w| !w.is_empty())
-    {
-        bail!("the benchmark's ExternalSecret is not admitted cleanly: {resp}");
+    let urls = std::iter::once(format!("https://{webhook}/validate"))
+        .chain(other.as_ref().map(|(_, url)| url.clone()));
+    for url in urls {
+        let resp: Value = http.post(url).json(&review()).send().await?.json().await?;
+        if resp["response"]["allowed"] != true
+            || resp["response"]["warnings"]
+                .as_array()
+                .is_some_and(|w| !w.is_empty())
+        {
+            bail!("the benchmark's ExternalSecret is not admitted cleanly: {resp}");
+        }
     }
     wait_http(&http, baseline_addr).await?;
 
@@ -295,17 +319,35 @@ spec:
     // right after the other's load.
     let round_secs = (seconds / 5).max(1);
     let mut rounds = Vec::new();
+    let mut compared = Vec::new();
     for round in 1..=SATURATION_ROUNDS {
         let run = |url: &String, pid: u32| run_oha(oha, &body, pid, sat(url.clone(), round_secs));
-        let (b, v, m) = if round % 2 == 1 {
+        // The other build, on either side of this build's validate run in turn.
+        let compare = || -> anyhow::Result<Option<Load>> {
+            other.as_ref().map(|(p, url)| run(url, p.pid())).transpose()
+        };
+        let (b, v, m, c) = if round % 2 == 1 {
             let b = run(&base_url, baseline.pid())?;
             let v = run(&validate_url, vg.pid())?;
-            (b, v, run(&mutate_url, vg.pid())?)
+            let c = compare()?;
+            (b, v, run(&mutate_url, vg.pid())?, c)
         } else {
             let m = run(&mutate_url, vg.pid())?;
+            let c = compare()?;
             let v = run(&validate_url, vg.pid())?;
-            (run(&base_url, baseline.pid())?, v, m)
+            (run(&base_url, baseline.pid())?, v, m, c)
         };
+        if let Some(c) = c {
+            eprintln!(
+                "   round {round}: the other build {:.0}/s, this one {:.0}/s ({:.3}); server CPU per request {:.1} / {:.1} µs",
+                c.rps,
+                v.rps,
+                v.rps / c.rps,
+                c.server_cpu_us,
+                v.server_cpu_us,
+            );
+            compared.push((v.rps / c.rps, v.server_cpu_us / c.server_cpu_us, c));
+        }
         eprintln!(
             "   round {round}: baseline {:.0}/s, validate {:.0}/s ({:.3}), mutate {:.0}/s ({:.3}); server CPU per request {:.1} / {:.1} / {:.1} µs, oha's {:.1} / {:.1} / {:.1} µs",
             b.rps,
@@ -366,6 +408,16 @@ spec:
     for (key, figure) in per_round {
         results.insert(key.into(), median(rounds.iter().map(figure).collect()));
     }
+    if !compared.is_empty() {
+        results.insert(
+            "compare_validate_rps_ratio".into(),
+            median(compared.iter().map(|c| c.0).collect()),
+        );
+        results.insert(
+            "compare_validate_cpu_ratio".into(),
+            median(compared.iter().map(|c| c.1).collect()),
+        );
+    }
     type Latency = fn(&(Load, Load)) -> f64;
     let latencies: [(&str, Latency); 4] = [
         ("webhook_validate_p50_ms", |r| r.1.p50_ms),
@@ -394,7 +446,10 @@ spec:
     let fixed_rate = latency
         .iter()
         .flat_map(|(b, v)| [("baseline@1000", b), ("validate@1000", v)]);
-    for (name, r) in saturated.chain(fixed_rate) {
+    let other_runs = compared
+        .iter()
+        .map(|c| ("validate (the other build)", &c.2));
+    for (name, r) in saturated.chain(fixed_rate).chain(other_runs) {
         if r.success_rate < 0.999 {
             bail!(
                 "{name}: only {:.2}% of requests succeeded",
@@ -404,6 +459,9 @@ spec:
     }
     drop(baseline);
     vg.terminate();
+    if let Some((p, _)) = other {
+        p.terminate();
+    }
     Ok(())
 }
 
