@@ -52,9 +52,7 @@ struct Refused(StatusCode, String, &'static str);
 
 async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Response {
     let start = Instant::now();
-    // tokio polls the work before the timer, and registers the timer only if the work has to
-    // wait: a review decided at once never touches the timer wheel.
-    let outcome = tokio::time::timeout_at((start + state.timeout).into(), async {
+    let mut work = std::pin::pin!(async {
         // Never closed, so never an error; held until the answer is ready.
         let _slot = state.slots.acquire().await;
         let body = read_body(body).await?;
@@ -62,18 +60,25 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Resp
             Err(reason) => Err(Refused(StatusCode::BAD_REQUEST, reason, "invalid")),
             Ok(step) => Ok(finish(state, step).await),
         }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        Err(Refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the review was not read and decided within {:?}",
-                state.timeout
-            ),
-            "timeout",
-        ))
     });
+    // Most reviews are decided at the first poll (the body has arrived with the headers, the
+    // live checks are cached). Only one that has to wait gets a time limit: making one takes
+    // the runtime's handle, a reference count that every request on every worker would touch.
+    let outcome = match futures::poll!(work.as_mut()) {
+        std::task::Poll::Ready(outcome) => outcome,
+        std::task::Poll::Pending => tokio::time::timeout_at((start + state.timeout).into(), work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the review was not read and decided within {:?}",
+                        state.timeout
+                    ),
+                    "timeout",
+                ))
+            }),
+    };
     let (status, kind, result, body) = match outcome {
         Ok((kind, resp)) => {
             let result = match (resp.allowed, resp.patch.is_some()) {
@@ -629,7 +634,10 @@ fn review_json(resp: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
             warnings: resp.warnings.as_ref(),
         },
     };
-    serde_json::to_vec(&out)
+    // Room for an allowed answer (about 180 bytes) without growing the buffer on the way.
+    let mut json = Vec::with_capacity(256);
+    serde_json::to_writer(&mut json, &out)?;
+    Ok(json)
 }
 
 #[cfg(test)]

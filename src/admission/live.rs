@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::{Api, ResourceExt};
+use kube::Api;
 
 use crate::api::{
     ClusterSecretStore, ExternalSecret, ExternalSecretDataRemoteRef, MetadataPolicy, SecretStore,
@@ -95,10 +95,12 @@ impl LiveChecker {
         }
     }
 
-    fn cached(&self, key: u64) -> Option<Findings> {
+    /// The findings remembered under `key`, if still fresh at `now` (read once per admission:
+    /// each clock read is a system call's worth of work on some virtual machines).
+    fn cached(&self, key: u64, now: Instant) -> Option<Findings> {
         let results = lock(&self.results);
         let c = results.get(&key)?;
-        (c.at.elapsed() < RESULT_TTL).then(|| c.findings.clone())
+        (now.saturating_duration_since(c.at) < RESULT_TTL).then(|| c.findings.clone())
     }
 
     fn remember(&self, key: u64, findings: &Findings) {
@@ -118,14 +120,15 @@ impl LiveChecker {
     /// An ExternalSecret: its store exists and admits its namespace; each remote reference
     /// exists in Vault and may be read (or listed, for `find`) by the store's identity.
     pub async fn external_secret(&self, es: &ExternalSecret, dry_run: bool) -> Findings {
-        let deadline = Instant::now() + self.budget;
+        let now = Instant::now();
+        let deadline = now + self.budget;
         let mut f = Findings::default();
-        let ns = es.namespace().unwrap_or_default();
+        let ns = es.metadata.namespace.as_deref().unwrap_or_default();
         let Some(store_ref) = es.spec.secret_store_ref.as_ref() else {
             return f;
         };
         let kind = store_ref.kind.unwrap_or_default();
-        let name = store_ref.name.clone().unwrap_or_default();
+        let name = store_ref.name.as_deref().unwrap_or_default();
         // Only formatted for a message: a cache hit needs none.
         let shown = || match kind {
             StoreKind::SecretStore => format!("SecretStore {ns}/{name}"),
@@ -133,11 +136,9 @@ impl LiveChecker {
         };
         // The API read is a boxed future, only built on a cache miss: a future holding it
         // inline would be kilobytes, copied on every admission however warm the cache.
-        let entry = match self.cached_store(kind, &ns, &name) {
+        let entry = match self.cached_store(kind, ns, name, now) {
             Some(e) => Ok(Some(Ok(e))),
-            None => {
-                tokio::time::timeout_at(deadline.into(), self.store_read(kind, &ns, &name)).await
-            }
+            None => tokio::time::timeout_at(deadline.into(), self.store_read(kind, ns, name)).await,
         };
         let entry = match entry {
             Err(_) | Ok(None) => {
@@ -165,7 +166,7 @@ impl LiveChecker {
         match entry.allowed {
             Some(Ok(false)) => {
                 f.refusals
-                    .push(crate::api::selector::denied_message(&name, &ns));
+                    .push(crate::api::selector::denied_message(name, ns));
                 return f;
             }
             Some(Err(e)) => {
@@ -182,11 +183,11 @@ impl LiveChecker {
             let mut h = DefaultHasher::new();
             "es".hash(&mut h);
             (store.kind.as_str(), &store.namespace, &store.name).hash(&mut h);
-            (&store.uid, &store.resource_version, &ns).hash(&mut h);
+            (&store.uid, &store.resource_version, ns).hash(&mut h);
             hash_refs(es, &mut h);
             h.finish()
         };
-        if let Some(cached) = self.cached(key) {
+        if let Some(cached) = self.cached(key, now) {
             return cached;
         }
         if dry_run {
@@ -198,7 +199,7 @@ impl LiveChecker {
         }
         // Boxed for the same reason as the store read: only a cache miss pays for it.
         let checked =
-            tokio::time::timeout_at(deadline.into(), Box::pin(self.vault_refs(&store, &ns, es)))
+            tokio::time::timeout_at(deadline.into(), Box::pin(self.vault_refs(&store, ns, es)))
                 .await;
         match checked {
             Err(_) => f.problems.push(format!(
@@ -256,7 +257,7 @@ impl LiveChecker {
                 .hash(&mut h);
             h.finish()
         };
-        if let Some(cached) = self.cached(key) {
+        if let Some(cached) = self.cached(key, Instant::now()) {
             return cached;
         }
         // The object under admission is not stored yet: its resourceVersion may still be the
@@ -292,12 +293,18 @@ impl LiveChecker {
     /// The store as read less than [`STORE_TTL`] ago. Keyed by the ExternalSecret's namespace
     /// for both kinds: a SecretStore lives there, and a ClusterSecretStore's condition verdict
     /// depends on it.
-    fn cached_store(&self, kind: StoreKind, ns: &str, name: &str) -> Option<StoreEntry> {
+    fn cached_store(
+        &self,
+        kind: StoreKind,
+        ns: &str,
+        name: &str,
+        now: Instant,
+    ) -> Option<StoreEntry> {
         let key = store_key(kind, ns, name);
         let stores = lock(&self.stores);
         let k = stores.get(&key)?;
-        (k.kind == kind && k.namespace == ns && k.name == name && k.entry.at.elapsed() < STORE_TTL)
-            .then(|| k.entry.clone())
+        let fresh = now.saturating_duration_since(k.entry.at) < STORE_TTL;
+        (k.kind == kind && k.namespace == ns && k.name == name && fresh).then(|| k.entry.clone())
     }
 
     /// The read of a store from the API server, shared with any admission already waiting for

@@ -333,7 +333,7 @@ struct Activity {
     start: Instant,
     in_flight: AtomicUsize,
     requests: AtomicU64,
-    /// Milliseconds after `start` when the last request began or ended.
+    /// Milliseconds after `start` when the last request ended.
     last_ms: AtomicU64,
     /// Whether the connection speaks HTTP/2 (known from its first request).
     h2: AtomicBool,
@@ -387,7 +387,8 @@ impl Busy {
         }
         a.in_flight.fetch_add(1, Ordering::Relaxed);
         a.requests.fetch_add(1, Ordering::Relaxed);
-        a.touch();
+        // No clock read here: the idle time only counts while nothing is in flight, from the
+        // end of the last request (see `Drop`).
         Busy(a.clone())
     }
 }
