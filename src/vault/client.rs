@@ -735,10 +735,13 @@ impl StoreClient {
         let slot = {
             let now = Instant::now();
             let mut reads = lock(&self.reads);
-            sweep_reads(&mut reads, now);
             match reads.get(&key) {
                 Some(s) if s.shareable(now, max_age) => s.clone(),
                 _ => {
+                    // Only a read that adds an entry sweeps: a sweep walks every entry, and
+                    // made every read's cost grow with the number of paths the store reads.
+                    // Memory still stays within the budget, which only grows on an insert.
+                    sweep_reads(&mut reads, now);
                     let s = Arc::new(ReadSlot::new());
                     reads.insert(key, s.clone());
                     s
@@ -1051,6 +1054,73 @@ pub(crate) fn check_mount_info(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweeps_drop_expired_reads_then_the_oldest_over_the_budget() {
+        let now = Instant::now();
+        let slot = |ago: Duration, size: usize, result: ReadResult| {
+            let s = ReadSlot::new();
+            s.done.set(now - ago).unwrap();
+            s.size.set(size).unwrap();
+            s.cell.set(result).unwrap();
+            Arc::new(s)
+        };
+        let ok = || Ok(Some(Arc::new(Value::Null)));
+        let secs = Duration::from_secs;
+        let mb = 1 << 20;
+        /// A read in the cache: key, age, estimated size, and whether it succeeded.
+        type Entry = (&'static str, Duration, usize, bool);
+        // (the cache, the keys left after a sweep)
+        let cases: [(&[Entry], &[&str]); 4] = [
+            (
+                &[("a", secs(1), mb, true), ("b", secs(2), mb, true)],
+                &["a", "b"],
+            ),
+            // Past the longest reuse, or failed: gone whatever the budget.
+            (
+                &[
+                    ("a", secs(1), 10, true),
+                    ("old", secs(31), 10, true),
+                    ("bad", secs(0), 10, false),
+                ],
+                &["a"],
+            ),
+            // 6 MiB kept against a budget of 4: the oldest goes, which brings it down to 4.
+            (
+                &[
+                    ("new", secs(1), 2 * mb, true),
+                    ("mid", secs(5), 2 * mb, true),
+                    ("oldest", secs(9), 2 * mb, true),
+                ],
+                &["mid", "new"],
+            ),
+            // Within the share window, a read is not yet "kept": it does not count.
+            (
+                &[
+                    ("now", Duration::ZERO, 8 * mb, true),
+                    ("a", secs(3), mb, true),
+                ],
+                &["a", "now"],
+            ),
+        ];
+        for (entries, left) in cases {
+            let mut reads: HashMap<String, Arc<ReadSlot>> = entries
+                .iter()
+                .map(|(k, ago, size, good)| {
+                    let r = if *good {
+                        ok()
+                    } else {
+                        Err(VaultError::bad_answer("x"))
+                    };
+                    (k.to_string(), slot(*ago, *size, r))
+                })
+                .collect();
+            sweep_reads(&mut reads, now);
+            let mut keys: Vec<&str> = reads.keys().map(String::as_str).collect();
+            keys.sort();
+            assert_eq!(keys, left, "{entries:?}");
+        }
+    }
 
     #[test]
     fn read_slots_are_joined_until_they_age_or_fail() {
