@@ -14,9 +14,10 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
+use kube::Resource;
 use kube::api::{Patch, PatchParams, PostParams};
 pub use kube::runtime::events::{Event, EventType};
+use serde::de::IgnoredAny;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -116,16 +117,15 @@ impl Recorder {
         };
         let stamp = Timestamp::now();
         if let Some((name, namespace, count)) = repeat {
-            let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
             let series = EventSeries {
                 count,
                 last_observed_time: MicroTime(stamp),
             };
             let patch = json!({ "series": series });
-            match api
+            let req = kube::core::Request::new(K8sEvent::url_path(&(), Some(&namespace)))
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
+                .map_err(kube::Error::BuildRequest)?;
+            match self.client.request::<IgnoredAny>(req).await {
                 Ok(_) => {
                     if let Some(s) = self.cache().sent.get_mut(&key) {
                         s.count = count;
@@ -167,8 +167,15 @@ impl Recorder {
             reporting_instance: Some(self.instance.clone()),
             ..Default::default()
         };
-        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
-        api.create(&PostParams::default(), &event).await?;
+        // The answer is the Event as stored and nothing reads it: skipped unread rather than
+        // built into an object (its managedFields and all), as kube's typed `create` would.
+        let req = kube::core::Request::new(K8sEvent::url_path(&(), Some(&namespace)))
+            .create(
+                &PostParams::default(),
+                serde_json::to_vec(&event).map_err(kube::Error::SerdeError)?,
+            )
+            .map_err(kube::Error::BuildRequest)?;
+        self.client.request::<IgnoredAny>(req).await?;
         self.cache().sent.insert(
             key,
             Sent {
