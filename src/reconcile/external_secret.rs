@@ -146,31 +146,43 @@ pub fn class_matches(store_class: Option<&str>, ours: &str) -> bool {
 
 async fn lookup_store(es: &ExternalSecret, sh: &Shared) -> Result<StoreLookup, Error> {
     let ns = es.namespace().unwrap_or_default();
-    let r = es.spec.secret_store_ref.clone().unwrap_or_default();
-    let Some(name) = r.name.filter(|n| !n.is_empty()) else {
+    let r = es.spec.secret_store_ref.as_ref();
+    let Some(name) = r.and_then(|r| r.name.as_deref()).filter(|n| !n.is_empty()) else {
         return Ok(StoreLookup::Missing(
             "spec.secretStoreRef.name is empty".into(),
         ));
     };
-    let kind = r.kind.unwrap_or_default();
+    let kind = r.and_then(|r| r.kind).unwrap_or_default();
+    // What a sync needs of the store's metadata: which spec (generation) and which object
+    // (resourceVersion) it was, not a copy of the whole of it on every reconcile.
+    let versions = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let uid = meta.uid.as_deref().unwrap_or_default();
+        (
+            format!("{uid}/{}", meta.generation.unwrap_or(0)),
+            format!(
+                "{uid}/{}",
+                meta.resource_version.as_deref().unwrap_or_default()
+            ),
+        )
+    };
     let from_ss = |s: &SecretStore| {
         let mut h = StoreHandle::from_secret_store(s);
         stable_identity(&mut h, s.meta());
-        (h, s.meta().clone(), s.status.clone())
+        (h, versions(s.meta()), s.status.clone())
     };
     let from_css = |s: &ClusterSecretStore| {
         let mut h = StoreHandle::from_cluster_store(s);
         stable_identity(&mut h, s.meta());
-        (h, s.meta().clone(), s.status.clone())
+        (h, versions(s.meta()), s.status.clone())
     };
     let mut found = match kind {
         StoreKind::SecretStore => sh
             .secret_stores
-            .get(&ObjectRef::new(&name).within(&ns))
+            .get(&ObjectRef::new(name).within(&ns))
             .map(|s| from_ss(&s)),
         StoreKind::ClusterSecretStore => sh
             .cluster_stores
-            .get(&ObjectRef::new(&name))
+            .get(&ObjectRef::new(name))
             .map(|s| from_css(&s)),
     };
     if found.is_none() {
@@ -178,16 +190,16 @@ async fn lookup_store(es: &ExternalSecret, sh: &Shared) -> Result<StoreLookup, E
         // reporting the store missing.
         found = match kind {
             StoreKind::SecretStore => Api::<SecretStore>::namespaced(sh.kube.clone(), &ns)
-                .get_opt(&name)
+                .get_opt(name)
                 .await?
                 .map(|s| from_ss(&s)),
             StoreKind::ClusterSecretStore => Api::<ClusterSecretStore>::all(sh.kube.clone())
-                .get_opt(&name)
+                .get_opt(name)
                 .await?
                 .map(|s| from_css(&s)),
         };
     }
-    let Some((handle, meta, status)) = found else {
+    let Some((handle, (generation, version), status)) = found else {
         let shown = match kind {
             StoreKind::SecretStore => format!("SecretStore {ns}/{name}"),
             StoreKind::ClusterSecretStore => format!("ClusterSecretStore {name}"),
@@ -199,16 +211,8 @@ async fn lookup_store(es: &ExternalSecret, sh: &Shared) -> Result<StoreLookup, E
     }
     Ok(StoreLookup::Found {
         handle,
-        generation: format!(
-            "{}/{}",
-            meta.uid.as_deref().unwrap_or_default(),
-            meta.generation.unwrap_or(0)
-        ),
-        version: format!(
-            "{}/{}",
-            meta.uid.as_deref().unwrap_or_default(),
-            meta.resource_version.as_deref().unwrap_or_default()
-        ),
+        generation,
+        version,
         status: status.map(Box::new),
     })
 }
