@@ -12,7 +12,7 @@ use tokio::sync::{OnceCell, RwLock};
 use zeroize::Zeroizing;
 
 use super::auth::{self, AuthKind, LoginToken, Resolver};
-use super::http::{Reply, Req, RetryPolicy, Transport};
+use super::http::{self, Reply, Req, RetryPolicy, Transport};
 use super::{StoreHandle, VaultError};
 use super::{answers, paths};
 use crate::api::{StoreKind, VaultKvVersion};
@@ -63,6 +63,10 @@ struct Env {
     kube: kube::Client,
     metrics: Metrics,
     logins: AtomicU64,
+    /// The HTTP client of every store that trusts the system's roots with no client
+    /// certificate (see [`http::client_for`]). Kept here rather than for the whole process:
+    /// a client's pooled connections belong to the runtime that opened them.
+    http: OnceLock<reqwest::Client>,
 }
 
 /// Everything that changes the login identity of a store.
@@ -111,6 +115,7 @@ impl VaultClients {
                 kube,
                 metrics,
                 logins: AtomicU64::new(0),
+                http: OnceLock::new(),
             }),
             cache: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -400,7 +405,7 @@ impl StoreClient {
             p.namespace.clone(),
             p.headers.as_ref(),
             p.read_your_writes == Some(true) && p.forward_inconsistent == Some(true),
-            tls,
+            http::client_for(&tls, &env.http)?,
             retry,
             env.metrics.clone(),
         )?;
