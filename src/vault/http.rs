@@ -209,6 +209,8 @@ pub(crate) fn client_for(
     if let Some(c) = system_roots.get() {
         return Ok(c.clone());
     }
+    // Built outside the cell, so that a failure is not kept: two stores' first syncs at the
+    // same moment may each build one, and the first stored is the one kept.
     let c = http_client(tls)?;
     Ok(system_roots.get_or_init(|| c).clone())
 }
