@@ -814,6 +814,12 @@ async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    // CPU time is steadier than wall time on a shared machine: both cores are busy throughout,
+    // so the sync's cost shows as CPU seconds of the controller plus this process (the API
+    // server and Vault emulators, and the creates); read before the check below, which is
+    // not part of the sync.
+    let controller_cpu = cpu_seconds(vg.pid())? - cpu_before.0;
+    let sync_cpu = controller_cpu + cpu_seconds(me)? - cpu_before.1;
     // And through the API, as a client sees them (not timed).
     let listed = Api::<Secret>::all(client.clone())
         .list(&ListParams::default().labels("reconcile.external-secrets.io/managed=true"))
@@ -826,11 +832,6 @@ async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::
     if !all_correct(listed.iter(), n) {
         bail!("the API server's list of Secrets does not hold every ExternalSecret's value");
     }
-    // CPU time is steadier than wall time on a shared machine: both cores are busy throughout,
-    // so the sync's cost shows as CPU seconds of the controller plus this process (the API
-    // server and Vault emulators, and the creates).
-    let controller_cpu = cpu_seconds(vg.pid())? - cpu_before.0;
-    let sync_cpu = controller_cpu + cpu_seconds(me)? - cpu_before.1;
     let rss_mib = peak_rss_mib(vg.pid())?;
     let logins = env.vault.count_logins() as f64;
     let reads = env.vault.count_kv_reads() as f64;
