@@ -205,47 +205,13 @@ spec:
     }
     results.insert("startup_ready_ms".into(), median(startups));
 
-    let (webhook, metrics) = (free_local_addr(), free_local_addr());
-    let vg = spawn(
-        bin,
-        &env,
-        &[
-            "--webhook-only",
-            "--tls-cert",
-            path(&cert),
-            "--tls-key",
-            path(&key),
-            "--webhook-addr",
-            &webhook.to_string(),
-            "--admission-live",
-            "enforce",
-        ],
-        metrics,
-    )?;
-    wait_ready(metrics, Duration::from_secs(20)).await?;
+    let (vg, webhook) = webhook_process(bin, &env, &cert, &key).await?;
     // `BENCH_COMPARE=PATH`: another vaultgate binary, served the same way beside this one and
     // measured in the same saturation rounds, for an A/B of two builds within one run.
     let other = match std::env::var_os("BENCH_COMPARE") {
         None => None,
         Some(p) => {
-            let (addr, metrics) = (free_local_addr(), free_local_addr());
-            let p = spawn(
-                Path::new(&p),
-                &env,
-                &[
-                    "--webhook-only",
-                    "--tls-cert",
-                    path(&cert),
-                    "--tls-key",
-                    path(&key),
-                    "--webhook-addr",
-                    &addr.to_string(),
-                    "--admission-live",
-                    "enforce",
-                ],
-                metrics,
-            )?;
-            wait_ready(metrics, Duration::from_secs(20)).await?;
+            let (p, addr) = webhook_process(Path::new(&p), &env, &cert, &key).await?;
             Some((p, format!("https://{addr}/validate")))
         }
     };
@@ -463,6 +429,34 @@ spec:
         p.terminate();
     }
     Ok(())
+}
+
+/// vaultgate's webhook alone, live checks enforced, ready: the process and its address.
+async fn webhook_process(
+    bin: &Path,
+    env: &Emulators,
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<(Proc, SocketAddr)> {
+    let (addr, metrics) = (free_local_addr(), free_local_addr());
+    let p = spawn(
+        bin,
+        env,
+        &[
+            "--webhook-only",
+            "--tls-cert",
+            path(cert),
+            "--tls-key",
+            path(key),
+            "--webhook-addr",
+            &addr.to_string(),
+            "--admission-live",
+            "enforce",
+        ],
+        metrics,
+    )?;
+    wait_ready(metrics, Duration::from_secs(20)).await?;
+    Ok((p, addr))
 }
 
 /// Creates `n` ExternalSecrets `{prefix}-{i}` across the namespaces and stores, 64 at a time;
