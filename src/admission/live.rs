@@ -95,8 +95,8 @@ impl LiveChecker {
         }
     }
 
-    /// The findings remembered under `key`, if still fresh at `now` (read once per admission:
-    /// each clock read is a system call's worth of work on some virtual machines).
+    /// The findings remembered under `key`, if still fresh at `now` (the clock is read once
+    /// per admission, not once per cache).
     fn cached(&self, key: u64, now: Instant) -> Option<Findings> {
         let results = lock(&self.results);
         let c = results.get(&key)?;
