@@ -235,7 +235,13 @@ pub(crate) async fn run<K: StoreObject>(
     let controller = Controller::for_stream(stream, reader.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(reconcile::<K>, error_policy::<K>, sh)
+        // Boxed for the reason the ExternalSecret controller boxes its reconciles: the future
+        // (four kilobytes) is moved several times on its way through kube-runtime and tokio.
+        .run(
+            |s, sh| Box::pin(reconcile::<K>(s, sh)),
+            error_policy::<K>,
+            sh,
+        )
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "store controller");
