@@ -1101,6 +1101,11 @@ async fn write_status(
     if !status::differs(es.status.as_ref(), &new) {
         return Ok(());
     }
+    // Written straight from the status: through `json!` it was first copied into a JSON tree.
+    #[derive(serde::Serialize)]
+    struct StatusPatch<'a> {
+        status: &'a crate::api::ExternalSecretStatus,
+    }
     // The answer is the whole ExternalSecret again, managedFields and all, and nothing reads
     // it: skipped, not built into an object as kube's typed `patch_status` would (in a sync
     // of 10,000 ExternalSecrets, managedFields were the costliest part of every parse).
@@ -1109,7 +1114,7 @@ async fn write_status(
             "status",
             &name,
             &PatchParams::default(),
-            &Patch::Merge(json!({ "status": new })),
+            &Patch::Merge(StatusPatch { status: &new }),
         )
         .map_err(kube::Error::BuildRequest)?;
     sh.kube.request::<serde::de::IgnoredAny>(req).await?;
