@@ -19,9 +19,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::api::{ExternalSecret, ExternalSecretSpec, ExternalSecretStatus};
 
-/// `ObjectMeta` read without `managedFields`. Every other field is kept: the conversion below
-/// names each field of `ObjectMeta`, so a field added to it upstream fails the build here
-/// instead of being dropped.
+/// `ObjectMeta` read without `managedFields`. Every other field is kept (see [`lean_meta`]).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LeanMeta {
@@ -42,42 +40,29 @@ struct LeanMeta {
 }
 
 fn lean_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    let LeanMeta {
-        annotations,
-        creation_timestamp,
-        deletion_grace_period_seconds,
-        deletion_timestamp,
-        finalizers,
-        generate_name,
-        generation,
-        labels,
-        name,
-        namespace,
-        owner_references,
-        resource_version,
-        self_link,
-        uid,
-    } = LeanMeta::deserialize(d)?;
+    let m = LeanMeta::deserialize(d)?;
+    // A struct literal without `..`: a field added to ObjectMeta upstream fails the build here.
     Ok(ObjectMeta {
-        annotations,
-        creation_timestamp,
-        deletion_grace_period_seconds,
-        deletion_timestamp,
-        finalizers,
-        generate_name,
-        generation,
-        labels,
+        annotations: m.annotations,
+        creation_timestamp: m.creation_timestamp,
+        deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+        deletion_timestamp: m.deletion_timestamp,
+        finalizers: m.finalizers,
+        generate_name: m.generate_name,
+        generation: m.generation,
+        labels: m.labels,
         managed_fields: None,
-        name,
-        namespace,
-        owner_references,
-        resource_version,
-        self_link,
-        uid,
+        name: m.name,
+        namespace: m.namespace,
+        owner_references: m.owner_references,
+        resource_version: m.resource_version,
+        self_link: m.self_link,
+        uid: m.uid,
     })
 }
 
-/// A watched type that stands for `Self::Object` on the wire.
+/// Makes a wire type the same resource as the type it is read for: same URLs, same kind, and
+/// (for a Secret's metadata) the same metadata-only `Accept` header.
 macro_rules! stands_for {
     ($wire:ty, $object:ty, metadata_only = $meta_only:expr) => {
         impl Resource for $wire {
