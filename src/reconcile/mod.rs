@@ -208,9 +208,9 @@ where
 }
 
 /// An ExternalSecret as cached: without its managedFields (the watch does not read them: see
-/// [`wire`]), and with its lists no longer than they are. Read from a stream, a list has no known length and grows to
-/// room for four: `data`'s one entry took 800 bytes and the one condition 500, a third of the
-/// cached object.
+/// [`wire`]), and with its lists no longer than they are. Read from a stream, a list has no
+/// known length and grows to room for four: `data`'s one entry took 800 bytes and the one
+/// condition 500, a third of the cached object.
 pub(crate) fn slim_external_secret(es: &mut ExternalSecret) {
     fn fit<T>(list: &mut Option<Vec<T>>) {
         if let Some(l) = list {
