@@ -32,8 +32,9 @@ const PATHS: usize = 1000;
 const SATURATION_ROUNDS: usize = 9;
 /// Alternating baseline / validate runs at a fixed rate.
 const RATE_ROUNDS: usize = 3;
-/// Their rate, requests/s.
+/// Their rate, requests/s, and connections.
 const FIXED_RATE: f64 = 1000.0;
+const RATE_CONNECTIONS: usize = 16;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -271,7 +272,7 @@ spec:
             "-z".to_string(),
             format!("{rate_secs}s"),
             "-c".into(),
-            "16".into(),
+            RATE_CONNECTIONS.to_string(),
             "-q".into(),
             FIXED_RATE.to_string(),
             "--latency-correction".into(),
@@ -673,7 +674,7 @@ fn run_oha_rate(
     // Requests that fail to connect are not in the CSV: a run that lost any is refused below
     // through its count.
     let ok = requests.iter().filter(|r| r.ok).count() as f64;
-    let mut steady = steady_durations(&requests);
+    let mut steady = steady_durations(&requests, RATE_CONNECTIONS);
     if (steady.len() as f64) < 0.5 * rate * secs {
         bail!(
             "oha {args:?}: {} requests after its connections were open, of {}",
@@ -694,12 +695,15 @@ fn run_oha_rate(
     })
 }
 
-/// The durations of the requests that started once every connection oha opened at its start
-/// had answered its first request.
-fn steady_durations(requests: &[OhaRequest]) -> Vec<f64> {
-    let warm = requests
+/// The durations of the requests that started once the `connections` that oha opens at its
+/// start (the first requests that dialed) had each answered its first request. A connection
+/// opened later in the run (a server closing one) is the server's doing and counts as usual.
+fn steady_durations(requests: &[OhaRequest], connections: usize) -> Vec<f64> {
+    let mut dials: Vec<&OhaRequest> = requests.iter().filter(|r| r.dialed).collect();
+    dials.sort_by(|a, b| a.start.total_cmp(&b.start));
+    let warm = dials
         .iter()
-        .filter(|r| r.dialed)
+        .take(connections)
         .map(|r| r.start + r.duration)
         .fold(0.0, f64::max);
     requests
@@ -1103,9 +1107,15 @@ mod tests {
         let r = oha_csv(CSV).unwrap();
         // The two dialing requests end at 0.0732 and 0.0733; the one queued behind them, which
         // started at 0.068, is part of the start-up too.
-        assert_eq!(steady_durations(&r), [0.000292341, 0.000200008]);
+        assert_eq!(steady_durations(&r, 2), [0.000292341, 0.000200008]);
         // With no connection opened (none reported), every request counts.
         let open: Vec<OhaRequest> = r.into_iter().filter(|q| !q.dialed).collect();
-        assert_eq!(steady_durations(&open).len(), 3);
+        assert_eq!(steady_durations(&open, 2).len(), 3);
+        // A connection opened late in the run (the server closed one) does not push the start
+        // of the steady state there: it and its wait count.
+        let mut late = oha_csv(CSV).unwrap();
+        late[4].dialed = true;
+        late[4].duration = 0.004;
+        assert_eq!(steady_durations(&late, 2), [0.000292341, 0.004]);
     }
 }
