@@ -267,18 +267,6 @@ spec:
     // The fixed-rate runs: three rounds of each, half of `seconds` each (5,000 requests at the
     // default, so the p99 is the 50th slowest).
     let rate_secs = (seconds / 2).max(1);
-    let rate = |url: String| {
-        vec![
-            "-z".to_string(),
-            format!("{rate_secs}s"),
-            "-c".into(),
-            RATE_CONNECTIONS.to_string(),
-            "-q".into(),
-            FIXED_RATE.to_string(),
-            "--latency-correction".into(),
-            url,
-        ]
-    };
     let base_url = format!("https://{baseline_addr}/validate");
     let validate_url = format!("https://{webhook}/validate");
     let mutate_url = format!("https://{webhook}/mutate");
@@ -337,46 +325,13 @@ spec:
     // in the baseline's p99 as much as in the webhook's) then spoils a round, not the figure.
     let mut latency = Vec::new();
     for round in 1..=RATE_ROUNDS {
+        let run = |url: &str, pid: u32| run_oha_rate(oha, &body, pid, url, rate_secs);
         let (b, v) = if round % 2 == 1 {
-            let b = run_oha_rate(
-                oha,
-                &body,
-                baseline.pid(),
-                rate(base_url.clone()),
-                FIXED_RATE,
-                rate_secs as f64,
-            )?;
-            (
-                b,
-                run_oha_rate(
-                    oha,
-                    &body,
-                    vg.pid(),
-                    rate(validate_url.clone()),
-                    FIXED_RATE,
-                    rate_secs as f64,
-                )?,
-            )
+            let b = run(&base_url, baseline.pid())?;
+            (b, run(&validate_url, vg.pid())?)
         } else {
-            let v = run_oha_rate(
-                oha,
-                &body,
-                vg.pid(),
-                rate(validate_url.clone()),
-                FIXED_RATE,
-                rate_secs as f64,
-            )?;
-            (
-                run_oha_rate(
-                    oha,
-                    &body,
-                    baseline.pid(),
-                    rate(base_url.clone()),
-                    FIXED_RATE,
-                    rate_secs as f64,
-                )?,
-                v,
-            )
+            let v = run(&validate_url, vg.pid())?;
+            (run(&base_url, baseline.pid())?, v)
         };
         eprintln!(
             "   at 1,000 requests/s, round {round}: p50 / p99 baseline {:.3} / {:.3} ms, validate {:.3} / {:.3} ms",
@@ -623,14 +578,27 @@ fn oha_command(oha: &Path, body: &Path, format: &str, args: &[String]) -> Comman
     c
 }
 
-fn run_oha(oha: &Path, body: &Path, server: u32, args: Vec<String>) -> anyhow::Result<Load> {
+/// Runs `oha` with `args`, answering in `format`: its output, and the CPU seconds the server and
+/// `oha` spent meanwhile.
+fn oha_output(
+    oha: &Path,
+    body: &Path,
+    server: u32,
+    format: &str,
+    args: &[String],
+) -> anyhow::Result<(Vec<u8>, f64, f64)> {
     let cpu_before = cpu_seconds(server)?;
-    let (out, client_cpu) = output_with_cpu(&mut oha_command(oha, body, "json", &args))?;
+    let (out, client_cpu) = output_with_cpu(&mut oha_command(oha, body, format, args))?;
     if !out.status.success() {
         bail!("oha {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let cpu = cpu_seconds(server)? - cpu_before;
-    let v: Value = serde_json::from_slice(&out.stdout).context("oha JSON output")?;
+    Ok((out.stdout, cpu, client_cpu))
+}
+
+fn run_oha(oha: &Path, body: &Path, server: u32, args: Vec<String>) -> anyhow::Result<Load> {
+    let (stdout, cpu, client_cpu) = oha_output(oha, body, server, "json", &args)?;
+    let v: Value = serde_json::from_slice(&stdout).context("oha JSON output")?;
     let summary = &v["summary"];
     let p = &v["latencyPercentiles"];
     let answered: f64 = v["statusCodeDistribution"]
@@ -649,7 +617,7 @@ fn run_oha(oha: &Path, body: &Path, server: u32, args: Vec<String>) -> anyhow::R
     })
 }
 
-/// A fixed-rate run (`rate` requests/s for `secs`), its latency read from oha's per-request
+/// A fixed-rate run (`FIXED_RATE` requests/s for `secs` seconds), its latency read from oha's per-request
 /// CSV without oha's own start: until each connection has answered its first request, requests
 /// wait in oha for connections it is still opening (its first takes 40-70 ms here, setting up
 /// its TLS client), and with latency correction all of them count that wait. It fell in the
@@ -659,22 +627,27 @@ fn run_oha_rate(
     oha: &Path,
     body: &Path,
     server: u32,
-    args: Vec<String>,
-    rate: f64,
-    secs: f64,
+    url: &str,
+    secs: u64,
 ) -> anyhow::Result<Load> {
-    let cpu_before = cpu_seconds(server)?;
-    let (out, client_cpu) = output_with_cpu(&mut oha_command(oha, body, "csv", &args))?;
-    if !out.status.success() {
-        bail!("oha {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let cpu = cpu_seconds(server)? - cpu_before;
-    let text = String::from_utf8(out.stdout).context("oha CSV output")?;
+    let args = vec![
+        "-z".to_string(),
+        format!("{secs}s"),
+        "-c".into(),
+        RATE_CONNECTIONS.to_string(),
+        "-q".into(),
+        FIXED_RATE.to_string(),
+        "--latency-correction".into(),
+        url.to_string(),
+    ];
+    let (stdout, cpu, client_cpu) = oha_output(oha, body, server, "csv", &args)?;
+    let text = String::from_utf8(stdout).context("oha CSV output")?;
     let requests = oha_csv(&text)?;
     // Requests that fail to connect are not in the CSV: a run that lost any is refused below
     // through its count.
     let ok = requests.iter().filter(|r| r.ok).count() as f64;
     let mut steady = steady_durations(&requests, RATE_CONNECTIONS);
+    let (rate, secs) = (FIXED_RATE, secs as f64);
     if (steady.len() as f64) < 0.5 * rate * secs {
         bail!(
             "oha {args:?}: {} requests after its connections were open, of {}",
