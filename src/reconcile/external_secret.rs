@@ -19,7 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::desired::{self, Cleanup, Inputs, Plan, Skip};
-use super::hash::{data_hash, meta_hash};
+use super::hash::{data_hash, meta_hash, meta_parts};
 use super::refresh::{self, Refresh, TargetState};
 use super::status::{self, EsOutcome};
 use super::{Error, Shared};
@@ -111,13 +111,9 @@ pub(crate) fn trigger_hash(es: &ExternalSecret) -> Option<u64> {
     m.generation.hash(&mut h);
     // What `meta_hash` covers (the synced version's part), hashed here directly: a SHA-256 and
     // its hex string for every watch event of every ExternalSecret were most of this check.
-    for (tag, map) in [(0u8, &m.labels), (1, &m.annotations)] {
+    for (tag, entries) in meta_parts(m.labels.as_ref(), m.annotations.as_ref()) {
         tag.hash(&mut h);
-        for (k, v) in map.iter().flatten() {
-            if k != desired::LAST_APPLIED {
-                (k, v).hash(&mut h);
-            }
-        }
+        entries.for_each(|e| e.hash(&mut h));
     }
     m.finalizers.hash(&mut h);
     m.deletion_timestamp

@@ -35,12 +35,9 @@ pub fn meta_hash(
     annotations: Option<&BTreeMap<String, String>>,
 ) -> String {
     let mut h = Sha256::new();
-    for (tag, map) in [(b'l', labels), (b'a', annotations)] {
+    for (tag, entries) in meta_parts(labels, annotations) {
         h.update([tag]);
-        for (k, v) in map.into_iter().flatten() {
-            if k == super::desired::LAST_APPLIED {
-                continue;
-            }
+        for (k, v) in entries {
             h.update((k.len() as u64).to_be_bytes());
             h.update(k.as_bytes());
             h.update((v.len() as u64).to_be_bytes());
@@ -49,6 +46,21 @@ pub fn meta_hash(
     }
     // 128 bits are plenty to notice a change; shorter values read better in `kubectl get -o yaml`.
     hex(&h.finalize()[..16])
+}
+
+/// What [`meta_hash`] covers: the labels and the annotations, each tagged, without kubectl's
+/// last-applied annotation. Shared with checks that need the same notion of "changed" without
+/// a SHA-256.
+pub fn meta_parts<'a>(
+    labels: Option<&'a BTreeMap<String, String>>,
+    annotations: Option<&'a BTreeMap<String, String>>,
+) -> [(u8, impl Iterator<Item = (&'a String, &'a String)>); 2] {
+    fn counted(map: Option<&BTreeMap<String, String>>) -> impl Iterator<Item = (&String, &String)> {
+        map.into_iter()
+            .flatten()
+            .filter(|(k, _)| *k != super::desired::LAST_APPLIED)
+    }
+    [(b'l', counted(labels)), (b'a', counted(annotations))]
 }
 
 /// A deterministic number in `[0, 1)` derived from a string (an object's uid): the same object
