@@ -5,8 +5,8 @@
 //! according to the live mode.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -180,7 +180,7 @@ impl LiveChecker {
         }
 
         let key = {
-            let mut h = DefaultHasher::new();
+            let mut h = key_hasher();
             "es".hash(&mut h);
             (store.kind.as_str(), &store.namespace, &store.name).hash(&mut h);
             (&store.uid, &store.resource_version, ns).hash(&mut h);
@@ -239,14 +239,14 @@ impl LiveChecker {
             return f;
         }
         let spec_hash = {
-            let mut h = DefaultHasher::new();
+            let mut h = key_hasher();
             serde_json::to_vec(&*handle.spec)
                 .unwrap_or_default()
                 .hash(&mut h);
             h.finish()
         };
         let key = {
-            let mut h = DefaultHasher::new();
+            let mut h = key_hasher();
             "store".hash(&mut h);
             (
                 handle.kind.as_str(),
@@ -469,9 +469,19 @@ async fn read_store(
 /// The store cache's key. Two stores whose names hash alike take turns in one slot: the entry
 /// records whose it is.
 fn store_key(kind: StoreKind, ns: &str, name: &str) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = key_hasher();
     (kind.as_str(), ns, name).hash(&mut h);
     h.finish()
+}
+
+/// The hasher of the caches' keys. A remembered verdict is found by its key's hash alone, so the
+/// hash is seeded at random for each process: an ExternalSecret whose key collides with
+/// another's cannot be prepared in advance (std's `DefaultHasher::new()` has fixed keys).
+/// foldhash rather than SipHash: a key is hashed on every admission, and SipHash cost a third of
+/// the cached live check.
+fn key_hasher() -> impl Hasher {
+    static KEYS: OnceLock<foldhash::quality::RandomState> = OnceLock::new();
+    KEYS.get_or_init(Default::default).build_hasher()
 }
 
 /// Hashes what the Vault checks of an ExternalSecret depend on (its remote references, in
