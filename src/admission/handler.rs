@@ -87,7 +87,7 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Resp
                 (true, true) => "patched",
                 (true, false) => "allowed",
             };
-            match review_json(resp) {
+            match review_json(&resp) {
                 Ok(json) => (StatusCode::OK, kind, result, json),
                 Err(e) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -617,7 +617,7 @@ pub(crate) fn apply_findings(
 /// instructions per answer, most of them deciding which of the status's six optional fields to
 /// leave out, and an answer that allows usually has none of them. The field order is that of
 /// kube-core's `AdmissionReview` (the test below holds it to a serde-derived reference).
-fn review_json(resp: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+fn review_json(resp: &AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
     use base64::Engine as _;
     // Room for an allowed answer (about 180 bytes) without growing the buffer on the way.
     let mut json = Vec::with_capacity(256);
@@ -746,7 +746,7 @@ mod tests {
             ("audited", &audited),
             ("coded", &coded),
         ] {
-            let ours = review_json(resp.clone()).unwrap();
+            let ours = review_json(resp).unwrap();
             assert_eq!(
                 String::from_utf8(ours.clone()).unwrap(),
                 String::from_utf8(reference_json(resp)).unwrap(),
@@ -757,7 +757,7 @@ mod tests {
             assert_eq!(v["response"]["uid"], "u-\"1\"\u{e9}", "{name}");
         }
         assert!(
-            String::from_utf8(review_json(allowed).unwrap())
+            String::from_utf8(review_json(&allowed).unwrap())
                 .unwrap()
                 .ends_with(r#""allowed":true,"status":{}}}"#)
         );
