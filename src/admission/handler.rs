@@ -51,6 +51,18 @@ pub(crate) async fn validate(State(state): State<AdmissionState>, body: Body) ->
 /// A request answered without an AdmissionReview: status, reason, and the metrics' result.
 struct Refused(StatusCode, String, &'static str);
 
+/// An answer on its way through the decision. Boxed from the start: `AdmissionResponse` is 448
+/// bytes, and moved by value from the request through the rules, the live checks and the
+/// review's future it was copied a dozen times per review (a twentieth of the review's time).
+pub type Answer = Box<AdmissionResponse>;
+
+/// kube-core's `AdmissionResponse::deny`, in place.
+fn deny(mut resp: Answer, reason: impl ToString) -> Answer {
+    resp.allowed = false;
+    resp.result.message = reason.to_string();
+    resp
+}
+
 async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Response {
     let start = Instant::now();
     let mut work = std::pin::pin!(async {
@@ -241,17 +253,19 @@ impl<K> Request<'_, K> {
     /// gives: the review's type, the request's uid, allowed, an empty status). Built from an
     /// empty answer made once, taking the type and uid from the request: kube-core's only
     /// public constructor (`invalid`) allocates seven strings that an allowed answer discards.
-    fn allow(&mut self) -> AdmissionResponse {
+    fn allow(&mut self) -> Answer {
         static EMPTY: OnceLock<AdmissionResponse> = OnceLock::new();
-        let mut resp = EMPTY
-            .get_or_init(|| {
-                let mut r = AdmissionResponse::invalid("");
-                r.types = TypeMeta::default();
-                r.allowed = true;
-                r.result = Default::default();
-                r
-            })
-            .clone();
+        let mut resp = Box::new(
+            EMPTY
+                .get_or_init(|| {
+                    let mut r = AdmissionResponse::invalid("");
+                    r.types = TypeMeta::default();
+                    r.allowed = true;
+                    r.result = Default::default();
+                    r
+                })
+                .clone(),
+        );
         resp.types = TypeMeta {
             api_version: std::mem::take(&mut self.review_api_version).into_owned(),
             kind: std::mem::take(&mut self.review_kind).into_owned(),
@@ -281,22 +295,59 @@ struct EsObject(Box<ExternalSecret>);
 
 impl<'de> Deserialize<'de> for EsObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+
         #[derive(Deserialize)]
-        struct Parts {
-            #[serde(default)]
-            metadata: NameIn,
-            spec: ExternalSecretSpec,
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Field {
+            Metadata,
+            Spec,
+            #[serde(other)]
+            Other,
         }
-        let Parts { metadata, spec } = Parts::deserialize(d)?;
-        Ok(EsObject(Box::new(ExternalSecret {
-            metadata: kube::core::ObjectMeta {
-                name: metadata.name,
-                namespace: metadata.namespace,
-                ..Default::default()
-            },
-            spec,
-            status: None,
-        })))
+
+        // Read straight into the box, as a derived struct would read it (a duplicate field is
+        // an error, `spec` is required, `metadata` is not): a derived one is built on the
+        // stack and moved, with the spec inside it, three times before it reaches its box.
+        struct Parts;
+        impl<'de> Visitor<'de> for Parts {
+            type Value = EsObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an ExternalSecret")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EsObject, A::Error> {
+                let mut es = Box::<ExternalSecret>::default();
+                let (mut metadata, mut spec) = (false, false);
+                while let Some(field) = map.next_key()? {
+                    match field {
+                        Field::Metadata if metadata => {
+                            return Err(Error::duplicate_field("metadata"));
+                        }
+                        Field::Metadata => {
+                            metadata = true;
+                            let NameIn { name, namespace } = map.next_value()?;
+                            es.metadata.name = name;
+                            es.metadata.namespace = namespace;
+                        }
+                        Field::Spec if spec => return Err(Error::duplicate_field("spec")),
+                        Field::Spec => {
+                            spec = true;
+                            es.spec = map.next_value()?;
+                        }
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                if !spec {
+                    return Err(Error::missing_field("spec"));
+                }
+                Ok(EsObject(es))
+            }
+        }
+        d.deserialize_struct("ExternalSecret", &["metadata", "spec"], Parts)
     }
 }
 
@@ -341,12 +392,12 @@ pub async fn review(
     state: &AdmissionState,
     endpoint: Endpoint,
     body: &[u8],
-) -> Result<(&'static str, AdmissionResponse), String> {
+) -> Result<(&'static str, Answer), String> {
     Ok(finish(state, decide(state, endpoint, body)?).await)
 }
 
 /// Runs the live checks a decision still needs, if any.
-async fn finish(state: &AdmissionState, step: Step<'_>) -> (&'static str, AdmissionResponse) {
+async fn finish(state: &AdmissionState, step: Step<'_>) -> (&'static str, Answer) {
     match step {
         Step::Done(kind, resp) => (kind, resp),
         Step::Live {
@@ -369,13 +420,13 @@ async fn finish(state: &AdmissionState, step: Step<'_>) -> (&'static str, Admiss
 /// request (kilobytes) is gone by then, and a future that held it would be copied whole
 /// wherever it is moved or boxed.
 enum Step<'a> {
-    Done(&'static str, AdmissionResponse),
+    Done(&'static str, Answer),
     Live {
         checker: &'a super::LiveChecker,
         kind: Kind,
         typed: Typed,
         dry_run: bool,
-        resp: AdmissionResponse,
+        resp: Answer,
     },
 }
 
@@ -434,11 +485,7 @@ fn decide<'a>(
     })
 }
 
-fn mutate_request(
-    kind: Kind,
-    req: &Request<'_, DynamicObject>,
-    resp: AdmissionResponse,
-) -> AdmissionResponse {
+fn mutate_request(kind: Kind, req: &Request<'_, DynamicObject>, mut resp: Answer) -> Answer {
     if !req.writes_object() {
         return resp;
     }
@@ -447,9 +494,12 @@ fn mutate_request(
     };
     match defaults::patch_parts(kind, obj.metadata.name.as_deref(), &obj.data) {
         None => resp,
-        Some(patch) => match resp.clone().with_patch(patch) {
-            Ok(r) => r,
-            Err(e) => resp.deny(format!("encoding the defaults: {e}")),
+        Some(patch) => match (*resp).clone().with_patch(patch) {
+            Ok(patched) => {
+                *resp = patched;
+                resp
+            }
+            Err(e) => deny(resp, format!("encoding the defaults: {e}")),
         },
     }
 }
@@ -549,7 +599,7 @@ fn judge<'a, K>(
     req: &Request<'_, K>,
     typed: Option<Result<Typed, String>>,
     spec_unchanged: bool,
-    resp: AdmissionResponse,
+    resp: Answer,
 ) -> Step<'a> {
     let done = |resp| Step::Done(kind.as_str(), resp);
     if !req.writes_object() {
@@ -561,13 +611,13 @@ fn judge<'a, K>(
         return done(resp);
     }
     let typed = match typed {
-        None => return done(resp.deny("the request carries no object")),
-        Some(Err(e)) => return done(resp.deny(e)),
+        None => return done(deny(resp, "the request carries no object")),
+        Some(Err(e)) => return done(deny(resp, e)),
         Some(Ok(t)) => t,
     };
     let problems = typed.rules();
     if !problems.is_empty() {
-        return done(resp.deny(rules::join(&problems)));
+        return done(deny(resp, rules::join(&problems)));
     }
     match &state.live {
         None => done(resp),
@@ -582,11 +632,7 @@ fn judge<'a, K>(
 }
 
 /// Refusals always deny; problems deny in `enforce` and warn in `warn`; notes only warn.
-pub(crate) fn apply_findings(
-    mut resp: AdmissionResponse,
-    mode: LiveMode,
-    findings: Findings,
-) -> AdmissionResponse {
+pub(crate) fn apply_findings(mut resp: Answer, mode: LiveMode, findings: Findings) -> Answer {
     let mut warnings = findings.notes;
     if !findings.refusals.is_empty() {
         let mut all = findings.refusals;
@@ -595,10 +641,10 @@ pub(crate) fn apply_findings(
         } else {
             warnings.extend(findings.problems);
         }
-        resp = resp.deny(all.join("; "));
+        resp = deny(resp, all.join("; "));
     } else if !findings.problems.is_empty() {
         match mode {
-            LiveMode::Enforce => resp = resp.deny(findings.problems.join("; ")),
+            LiveMode::Enforce => resp = deny(resp, findings.problems.join("; ")),
             _ => warnings.extend(findings.problems),
         }
     }
@@ -716,7 +762,7 @@ mod tests {
             br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-\"1\"\u00e9","kind":{"group":"external-secrets.io","version":"v1","kind":"ExternalSecret"},"operation":"CREATE","object":null,"oldObject":null}}"#,
         )
         .unwrap();
-        let allowed = req.allow();
+        let allowed = *req.allow();
         let mut warned = allowed.clone();
         warned.warnings = Some(vec!["a \"quoted\" warning".into(), "second\nline".into()]);
         let denied = allowed
@@ -761,6 +807,50 @@ mod tests {
                 .unwrap()
                 .ends_with(r#""allowed":true,"status":{}}}"#)
         );
+    }
+
+    #[test]
+    fn the_hot_path_reads_an_external_secret_as_the_general_path_does() {
+        let spec = serde_json::json!({
+            "refreshInterval": "15m",
+            "secretStoreRef": {"name": "vault", "kind": "ClusterSecretStore"},
+            "target": {"name": "app", "template": {"data": {"k": "{{ .password }}"}}},
+            "data": [{"secretKey": "password", "remoteRef": {"key": "app", "property": "p"}}],
+            "dataFrom": [{"extract": {"key": "shared"}}]
+        });
+        for object in [
+            serde_json::json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                "metadata": {"name": "a", "namespace": "n", "labels": {"x": "y"}},
+                "spec": spec, "status": {"refreshTime": null}
+            }),
+            serde_json::json!({"spec": spec}),
+            serde_json::json!({"spec": {}, "metadata": {"name": "b"}, "extra": [1, {"a": null}]}),
+        ] {
+            let hot: EsObject = serde_json::from_value(object.clone()).unwrap();
+            let Ok(Typed::ExternalSecret(general)) =
+                Typed::from_value(Kind::ExternalSecret, &object)
+            else {
+                panic!("{object}");
+            };
+            assert_eq!(hot.0.spec, general.spec, "{object}");
+            // Of the metadata, the hot path keeps what the decision reads.
+            let m = |o: &ExternalSecret| (o.metadata.name.clone(), o.metadata.namespace.clone());
+            assert_eq!(m(&hot.0), m(&general), "{object}");
+        }
+        // What a derived reader refuses, this one refuses: the general path then answers.
+        for bad in [
+            r#"{"metadata": {"name": "a"}}"#,
+            r#"{"spec": {}, "spec": {}}"#,
+            r#"{"metadata": {}, "spec": {}, "metadata": {}}"#,
+            r#"{"spec": null}"#,
+            r#"{"metadata": null, "spec": {}}"#,
+            r#"{"spec": {"data": "x"}}"#,
+            r#"[{}, {}]"#,
+            r#""spec""#,
+        ] {
+            assert!(serde_json::from_str::<EsObject>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
