@@ -161,8 +161,11 @@ pub struct ExternalSecretTarget {
     pub creation_policy: Option<CreationPolicy>,
     #[serde(default = "default_deletion", skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+    // Boxed: most ExternalSecrets have none, and inline it made the target three times its size,
+    // in every cached ExternalSecret and in every move of a spec being read. (Not a doc
+    // comment: those become the CRD's field descriptions.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<ExternalSecretTemplate>,
+    pub template: Option<Box<ExternalSecretTemplate>>,
     /// Once written, the Secret's data never changes (and the Secret is immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,

@@ -991,7 +991,7 @@ mod tests {
     #[test]
     fn template_type_metadata_and_unsupported_parts() {
         let mut e = es(CreationPolicy::Owner, DeletionPolicy::Retain);
-        e.spec.target.as_mut().unwrap().template = Some(ExternalSecretTemplate {
+        e.spec.target.as_mut().unwrap().template = Some(Box::new(ExternalSecretTemplate {
             type_: Some("kubernetes.io/dockerconfigjson".into()),
             metadata: Some(ExternalSecretTemplateMetadata {
                 labels: Some([("app".to_string(), "templated".to_string())].into()),
@@ -1000,7 +1000,7 @@ mod tests {
             }),
             merge_policy: Some(crate::api::TemplateMergePolicy::Merge),
             ..Default::default()
-        });
+        }));
         let w = write(plan(&e, &[(".dockerconfigjson", "{}")], None));
         assert_eq!(
             w.secret.type_.as_deref(),

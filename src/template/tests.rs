@@ -235,7 +235,7 @@ fn transform_key_sees_value() {
 fn check_templates_reports_paths_and_positions() {
     let spec = ExternalSecretSpec {
         target: Some(ExternalSecretTarget {
-            template: Some(ExternalSecretTemplate {
+            template: Some(Box::new(ExternalSecretTemplate {
                 data: Some(
                     [
                         ("ok".to_string(), "{{ .a }}".to_string()),
@@ -255,7 +255,7 @@ fn check_templates_reports_paths_and_positions() {
                     ..Default::default()
                 }]),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         }),
         data_from: Some(vec![ExternalSecretDataFromRemoteRef {
