@@ -286,7 +286,10 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
     }
 
     let mut regexes = RegexBudget::default();
-    let mut keys = HashSet::with_capacity(data.len());
+    // Duplicates among a few keys are found by looking back; a set (an allocation and a hash
+    // per key) only pays for itself among many.
+    const FEW_KEYS: usize = 16;
+    let mut keys = HashSet::with_capacity(if data.len() > FEW_KEYS { data.len() } else { 0 });
     for (i, d) in data.iter().enumerate() {
         // Field paths are built only for problems: valid objects cost no allocation here.
         let at = || format!("spec.data[{i}]");
@@ -299,7 +302,12 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
                 ),
             ));
         }
-        if !keys.insert(d.secret_key.as_str()) {
+        let duplicate = if data.len() > FEW_KEYS {
+            !keys.insert(d.secret_key.as_str())
+        } else {
+            data[..i].iter().any(|e| e.secret_key == d.secret_key)
+        };
+        if duplicate {
             p.push(Problem::new(
                 format!("{}.secretKey", at()),
                 format!("duplicate secretKey {}", quoted(&d.secret_key)),
@@ -1150,6 +1158,38 @@ mod tests {
                     {"secretKey": "a", "remoteRef": {"key": "x"}},
                     {"secretKey": "a", "remoteRef": {"key": "y"}}]}}),
                 Some(("spec.data[1].secretKey", "duplicate secretKey \"a\"")),
+            ),
+            (
+                "distinct secretKeys, few and many",
+                json!({"spec": {"data": (0..10)
+                    .chain(100..140)
+                    .map(|i| json!({"secretKey": format!("k{i}"), "remoteRef": {"key": "x"}}))
+                    .collect::<Vec<_>>()}}),
+                None,
+            ),
+            (
+                "distinct secretKeys, few",
+                json!({"spec": {"data": (0..16)
+                    .map(|i| json!({"secretKey": format!("k{i}"), "remoteRef": {"key": "x"}}))
+                    .collect::<Vec<_>>()}}),
+                None,
+            ),
+            (
+                // Past the few keys that are compared one by one.
+                "duplicate secretKey among many",
+                json!({"spec": {"data": (0..20)
+                    .chain([3])
+                    .map(|i| json!({"secretKey": format!("k{i}"), "remoteRef": {"key": "x"}}))
+                    .collect::<Vec<_>>()}}),
+                Some(("spec.data[20].secretKey", "duplicate secretKey \"k3\"")),
+            ),
+            (
+                "duplicate secretKey as the last of a few",
+                json!({"spec": {"data": (0..15)
+                    .chain([0])
+                    .map(|i| json!({"secretKey": format!("k{i}"), "remoteRef": {"key": "x"}}))
+                    .collect::<Vec<_>>()}}),
+                Some(("spec.data[15].secretKey", "duplicate secretKey \"k0\"")),
             ),
             (
                 "service account token type",

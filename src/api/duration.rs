@@ -36,26 +36,47 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
     if rest.is_empty() {
         return Err(invalid());
     }
+    // Read byte by byte (units and digits are ASCII; a multi-byte character is never taken for
+    // either), the integer part straight into a number: every ExternalSecret admitted has one.
+    let bytes = rest.as_bytes();
+    let mut i = 0;
     let mut total_ns: u128 = 0;
-    while !rest.is_empty() {
-        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let (int_part, after) = rest.split_at(int_len);
-        let (frac_part, after) = match after.strip_prefix('.') {
-            Some(a) => {
-                let n = a.bytes().take_while(u8::is_ascii_digit).count();
-                a.split_at(n)
-            }
-            None => ("", after),
+    while i < bytes.len() {
+        let int_start = i;
+        // In a u64 while it fits (u128 arithmetic costs several times as much); a longer
+        // number is read again as a u128, `None` past that.
+        let mut small = Some(0u64);
+        while let Some(d) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
+            small = small
+                .and_then(|n| n.checked_mul(10))
+                .and_then(|n| n.checked_add(u64::from(d - b'0')));
+            i += 1;
+        }
+        let int_len = i - int_start;
+        let int: Option<u128> = match small {
+            Some(n) => Some(u128::from(n)),
+            None => rest[int_start..i].parse().ok(),
         };
-        if int_part.is_empty() && frac_part.is_empty() {
+        let mut frac_part = "";
+        if bytes.get(i) == Some(&b'.') {
+            i += 1;
+            let frac_start = i;
+            while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            frac_part = &rest[frac_start..i];
+        }
+        if int_len == 0 && frac_part.is_empty() {
             return Err(invalid());
         }
-        let unit_len = after
-            .char_indices()
-            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
-            .map(|(i, _)| i)
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_len);
+        let unit_start = i;
+        while bytes
+            .get(i)
+            .is_some_and(|b| !b.is_ascii_digit() && *b != b'.')
+        {
+            i += 1;
+        }
+        let unit = &rest[unit_start..i];
         if unit.is_empty() {
             return Err(DurationError::MissingUnit(s.to_string()));
         }
@@ -68,13 +89,7 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
             "h" => 3_600_000_000_000,
             other => return Err(DurationError::UnknownUnit(s.to_string(), other.to_string())),
         };
-        let int: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part
-                .parse()
-                .map_err(|_| DurationError::Overflow(s.to_string()))?
-        };
+        let int = int.ok_or_else(|| DurationError::Overflow(s.to_string()))?;
         let mut ns = int
             .checked_mul(unit_ns)
             .ok_or_else(|| DurationError::Overflow(s.to_string()))?;
@@ -89,7 +104,6 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
         total_ns = total_ns
             .checked_add(ns)
             .ok_or_else(|| DurationError::Overflow(s.to_string()))?;
-        rest = after;
     }
     // Go's Duration is an int64 of nanoseconds.
     if total_ns > i64::MAX as u128 {
@@ -168,6 +182,12 @@ mod tests {
         }
         assert_eq!(parse("1500us").unwrap(), Duration::from_micros(1500));
         assert_eq!(parse("3ns").unwrap(), Duration::from_nanos(3));
+        assert_eq!(parse("2µs1μs").unwrap(), Duration::from_micros(3));
+        assert_eq!(parse("0001h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(
+            parse("9223372036854775807ns").unwrap(),
+            Duration::from_nanos(i64::MAX as u64)
+        );
     }
 
     #[test]
@@ -195,6 +215,22 @@ mod tests {
         assert!(matches!(
             parse("-1s").unwrap_err(),
             DurationError::Negative(_)
+        ));
+        for s in [
+            "9223372036854775808ns",
+            "2562048h",
+            "184467440737095516165h",
+            "1000000000000000000000000000000000000000s",
+        ] {
+            assert!(
+                matches!(parse(s).unwrap_err(), DurationError::Overflow(_)),
+                "{s}"
+            );
+        }
+        // The unit is checked before the number's size, as before.
+        assert!(matches!(
+            parse("1000000000000000000000000000000000000000").unwrap_err(),
+            DurationError::MissingUnit(_)
         ));
     }
 
