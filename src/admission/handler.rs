@@ -53,7 +53,7 @@ struct Refused(StatusCode, String, &'static str);
 
 /// An answer on its way through the decision. Boxed from the start: `AdmissionResponse` is 448
 /// bytes, and moved by value from the request through the rules, the live checks and the
-/// review's future it was copied a dozen times per review (a twentieth of the review's time).
+/// review's future, it was copied over a dozen times per review (a twentieth of its time).
 pub type Answer = Box<AdmissionResponse>;
 
 /// kube-core's `AdmissionResponse::deny`, in place.
@@ -308,7 +308,7 @@ impl<'de> Deserialize<'de> for EsObject {
 
         // Read straight into the box, as a derived struct would read it (a duplicate field is
         // an error, `spec` is required, `metadata` is not): a derived one is built on the
-        // stack and moved, with the spec inside it, three times before it reaches its box.
+        // stack and moved, with the spec inside it, several times before it reaches its box.
         struct Parts;
         impl<'de> Visitor<'de> for Parts {
             type Value = EsObject;
