@@ -289,7 +289,7 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
     // Duplicates among a few keys are found by looking back; a set (an allocation and a hash
     // per key) only pays for itself among many.
     const FEW_KEYS: usize = 16;
-    let mut keys = HashSet::with_capacity(if data.len() > FEW_KEYS { data.len() } else { 0 });
+    let mut keys = (data.len() > FEW_KEYS).then(|| HashSet::with_capacity(data.len()));
     for (i, d) in data.iter().enumerate() {
         // Field paths are built only for problems: valid objects cost no allocation here.
         let at = || format!("spec.data[{i}]");
@@ -302,10 +302,9 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
                 ),
             ));
         }
-        let duplicate = if data.len() > FEW_KEYS {
-            !keys.insert(d.secret_key.as_str())
-        } else {
-            data[..i].iter().any(|e| e.secret_key == d.secret_key)
+        let duplicate = match &mut keys {
+            Some(keys) => !keys.insert(d.secret_key.as_str()),
+            None => data[..i].iter().any(|e| e.secret_key == d.secret_key),
         };
         if duplicate {
             p.push(Problem::new(
@@ -1104,6 +1103,13 @@ mod tests {
     #[test]
     fn external_secret_rules() {
         type Case = (&'static str, Value, Option<(&'static str, &'static str)>);
+        // A spec whose data entries have the secretKeys `k{n}`, in this order.
+        let keyed = |ns: &mut dyn Iterator<Item = usize>| {
+            let data: Vec<Value> = ns
+                .map(|n| json!({"secretKey": format!("k{n}"), "remoteRef": {"key": "x"}}))
+                .collect();
+            json!({"spec": {"data": data}})
+        };
         let cases: Vec<Case> = vec![
             ("base is valid", json!({}), None),
             ("sync once", json!({"spec": {"refreshInterval": "0"}}), None),
@@ -1161,34 +1167,19 @@ mod tests {
             ),
             (
                 "distinct secretKeys, few and many",
-                json!({"spec": {"data": (0..10)
-                    .chain(100..140)
-                    .map(|i| json!({"secretKey": format!("k{i}"), "remoteRef": {"key": "x"}}))
-                    .collect::<Vec<_>>()}}),
+                keyed(&mut (0..10).chain(100..140)),
                 None,
             ),
-            (
-                "distinct secretKeys, few",
-                json!({"spec": {"data": (0..16)
-                    .map(|i| json!({"secretKey": format!("k{i}"), "remoteRef": {"key": "x"}}))
-                    .collect::<Vec<_>>()}}),
-                None,
-            ),
+            ("distinct secretKeys, few", keyed(&mut (0..16)), None),
             (
                 // Past the few keys that are compared one by one.
                 "duplicate secretKey among many",
-                json!({"spec": {"data": (0..20)
-                    .chain([3])
-                    .map(|i| json!({"secretKey": format!("k{i}"), "remoteRef": {"key": "x"}}))
-                    .collect::<Vec<_>>()}}),
+                keyed(&mut (0..20).chain([3])),
                 Some(("spec.data[20].secretKey", "duplicate secretKey \"k3\"")),
             ),
             (
                 "duplicate secretKey as the last of a few",
-                json!({"spec": {"data": (0..15)
-                    .chain([0])
-                    .map(|i| json!({"secretKey": format!("k{i}"), "remoteRef": {"key": "x"}}))
-                    .collect::<Vec<_>>()}}),
+                keyed(&mut (0..15).chain([0])),
                 Some(("spec.data[15].secretKey", "duplicate secretKey \"k0\"")),
             ),
             (
