@@ -29,7 +29,7 @@ const STORES: usize = 10;
 const NAMESPACES: usize = 100;
 const PATHS: usize = 1000;
 /// Alternating baseline / validate / mutate runs at saturation.
-const SATURATION_ROUNDS: usize = 9;
+const SATURATION_ROUNDS: usize = 15;
 /// Alternating baseline / validate runs at a fixed rate.
 const RATE_ROUNDS: usize = 3;
 /// Their rate, requests/s, and connections.
@@ -81,12 +81,12 @@ async fn all() -> anyhow::Result<()> {
         eprintln!("== start-up and webhook");
         webhook_benchmarks(&bin, &oha, &work, seconds, &mut results).await?;
     }
-    // `BENCH_SYNC_ROUNDS`: rounds of each sync size (default 5; see `sync_benchmark`).
+    // `BENCH_SYNC_ROUNDS`: rounds of each sync size (default 7; see `sync_benchmark`).
     let rounds: usize = std::env::var("BENCH_SYNC_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .filter(|r| *r > 0)
-        .unwrap_or(5);
+        .unwrap_or(7);
     for n in sizes {
         eprintln!("== sync of {n} ExternalSecrets, {rounds} rounds");
         sync_benchmark(&bin, &work, n, rounds, &mut results).await?;
@@ -208,53 +208,25 @@ spec:
     }
     results.insert("startup_ready_ms".into(), median(startups));
 
-    let (vg, webhook) = webhook_process(bin, &env, &cert, &key).await?;
-    // `BENCH_COMPARE=PATH`: another vaultgate binary, served the same way beside this one and
-    // measured in the same saturation rounds, for an A/B of two builds within one run.
-    let other = match std::env::var_os("BENCH_COMPARE") {
-        None => None,
-        Some(p) => {
-            let (p, addr) = webhook_process(Path::new(&p), &env, &cert, &key).await?;
-            Some((p, format!("https://{addr}/validate")))
-        }
-    };
-    let baseline_addr = free_local_addr();
-    let baseline = Proc(
-        Command::new(std::env::current_exe()?)
-            .args([
-                "baseline",
-                &baseline_addr.to_string(),
-                path(&cert),
-                path(&key),
-            ])
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
-
     let body = work.join("review.json");
     std::fs::write(&body, serde_json::to_vec(&review())?)?;
-    // Warm the live-check cache, and make sure the request is valid and admitted as is.
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(
             bundle.ca_cert_pem.as_bytes(),
         )?)
         .build()?;
-    let urls = std::iter::once(format!("https://{webhook}/validate"))
-        .chain(other.as_ref().map(|(_, url)| url.clone()));
-    for url in urls {
-        let resp: Value = http.post(url).json(&review()).send().await?.json().await?;
-        if resp["response"]["allowed"] != true
-            || resp["response"]["warnings"]
-                .as_array()
-                .is_some_and(|w| !w.is_empty())
-        {
-            bail!("the benchmark's ExternalSecret is not admitted cleanly: {resp}");
-        }
-    }
-    wait_http(&http, baseline_addr).await?;
+    // `BENCH_COMPARE=PATH`: another vaultgate binary, served the same way beside this one and
+    // measured in the same saturation rounds, for an A/B of two builds within one run.
+    let compare = std::env::var_os("BENCH_COMPARE").map(PathBuf::from);
+    let servers = Servers {
+        bin,
+        compare: compare.as_deref(),
+        env: &env,
+        cert: &cert,
+        key: &key,
+        http: &http,
+    };
 
-    let logins_before = env.vault.count_logins();
-    let reads_before = env.vault.count_kv_reads();
     let sat = |url: String, secs: u64| {
         vec![
             "-z".to_string(),
@@ -264,36 +236,44 @@ spec:
             url,
         ]
     };
-    // The fixed-rate runs: three rounds of each, half of `seconds` each (5,000 requests at the
-    // default, so the p99 is the 50th slowest).
-    let rate_secs = (seconds / 2).max(1);
-    let base_url = format!("https://{baseline_addr}/validate");
-    let validate_url = format!("https://{webhook}/validate");
-    let mutate_url = format!("https://{webhook}/mutate");
+    // Vault requests made while under load (not in warming up each process's cache).
+    let (mut logins, mut reads) = (0, 0);
     // Saturation in short alternating rounds, each ratio taken between neighbouring runs and
     // the median reported: a busy moment on this shared machine then skews a round or two, not
     // the figure. The order turns round every other round, so that neither side always runs
-    // right after the other's load.
+    // right after the other's load. Each round has processes of its own, started for it: one
+    // process of either server could be slower than another all along (in one run the
+    // webhook's CPU per request was 20-24 µs in all nine rounds, 16-21 in the runs around it,
+    // while the baseline's was not), and a single pair would carry that into every round.
     let round_secs = (seconds / 5).max(1);
     let mut rounds = Vec::new();
     let mut compared = Vec::new();
     for round in 1..=SATURATION_ROUNDS {
+        let up = servers.start().await?;
+        let (logins_before, reads_before) = (env.vault.count_logins(), env.vault.count_kv_reads());
         let run = |url: &String, pid: u32| run_oha(oha, &body, pid, sat(url.clone(), round_secs));
         // The other build, on either side of this build's validate run in turn.
         let compare = || -> anyhow::Result<Option<Load>> {
-            other.as_ref().map(|(p, url)| run(url, p.pid())).transpose()
+            up.other
+                .as_ref()
+                .map(|(p, url)| run(url, p.pid()))
+                .transpose()
         };
+        let (vg, baseline) = (up.vg.pid(), up.baseline.pid());
         let (b, v, m, c) = if round % 2 == 1 {
-            let b = run(&base_url, baseline.pid())?;
-            let v = run(&validate_url, vg.pid())?;
+            let b = run(&up.baseline_url, baseline)?;
+            let v = run(&up.validate_url, vg)?;
             let c = compare()?;
-            (b, v, run(&mutate_url, vg.pid())?, c)
+            (b, v, run(&up.mutate_url, vg)?, c)
         } else {
-            let m = run(&mutate_url, vg.pid())?;
+            let m = run(&up.mutate_url, vg)?;
             let c = compare()?;
-            let v = run(&validate_url, vg.pid())?;
-            (run(&base_url, baseline.pid())?, v, m, c)
+            let v = run(&up.validate_url, vg)?;
+            (run(&up.baseline_url, baseline)?, v, m, c)
         };
+        logins += env.vault.count_logins() - logins_before;
+        reads += env.vault.count_kv_reads() - reads_before;
+        up.stop();
         if let Some(c) = c {
             eprintln!(
                 "   round {round}: the other build {:.0}/s, this one {:.0}/s ({:.3}); server CPU per request {:.1} / {:.1} µs",
@@ -323,15 +303,20 @@ spec:
     }
     // Latency at a fixed rate, in alternating rounds as well: a stall of the machine (which shows
     // in the baseline's p99 as much as in the webhook's) then spoils a round, not the figure.
+    // Three rounds of each, half of `seconds` each (5,000 requests at the default, so the p99 is
+    // the 50th slowest), on one pair of processes.
+    let rate_secs = (seconds / 2).max(1);
+    let up = servers.start().await?;
+    let (logins_before, reads_before) = (env.vault.count_logins(), env.vault.count_kv_reads());
     let mut latency = Vec::new();
     for round in 1..=RATE_ROUNDS {
         let run = |url: &str, pid: u32| run_oha_rate(oha, &body, pid, url, rate_secs);
         let (b, v) = if round % 2 == 1 {
-            let b = run(&base_url, baseline.pid())?;
-            (b, run(&validate_url, vg.pid())?)
+            let b = run(&up.baseline_url, up.baseline.pid())?;
+            (b, run(&up.validate_url, up.vg.pid())?)
         } else {
-            let v = run(&validate_url, vg.pid())?;
-            (run(&base_url, baseline.pid())?, v)
+            let v = run(&up.validate_url, up.vg.pid())?;
+            (run(&up.baseline_url, up.baseline.pid())?, v)
         };
         eprintln!(
             "   at 1,000 requests/s, round {round}: p50 / p99 baseline {:.3} / {:.3} ms, validate {:.3} / {:.3} ms",
@@ -339,6 +324,9 @@ spec:
         );
         latency.push((b, v));
     }
+    logins += env.vault.count_logins() - logins_before;
+    reads += env.vault.count_kv_reads() - reads_before;
+    up.stop();
     type Figure = fn(&(Load, Load, Load)) -> f64;
     let per_round: [(&str, Figure); 11] = [
         ("baseline_tls_rps", |r| r.0.rps),
@@ -384,14 +372,8 @@ spec:
         "webhook_validate_p99_max_ms".into(),
         latency.iter().map(|r| r.1.p99_ms).fold(f64::NAN, f64::max),
     );
-    results.insert(
-        "webhook_vault_logins".into(),
-        (env.vault.count_logins() - logins_before) as f64,
-    );
-    results.insert(
-        "webhook_vault_reads".into(),
-        (env.vault.count_kv_reads() - reads_before) as f64,
-    );
+    results.insert("webhook_vault_logins".into(), logins as f64);
+    results.insert("webhook_vault_reads".into(), reads as f64);
     let saturated = rounds
         .iter()
         .flat_map(|(b, v, m)| [("baseline", b), ("validate", v), ("mutate", m)]);
@@ -409,12 +391,93 @@ spec:
             );
         }
     }
-    drop(baseline);
-    vg.terminate();
-    if let Some((p, _)) = other {
-        p.terminate();
-    }
     Ok(())
+}
+
+/// What a round of the webhook benchmark serves from: vaultgate, the baseline and (with
+/// `BENCH_COMPARE`) another vaultgate build.
+struct Servers<'a> {
+    bin: &'a Path,
+    compare: Option<&'a Path>,
+    env: &'a Emulators,
+    cert: &'a Path,
+    key: &'a Path,
+    http: &'a reqwest::Client,
+}
+
+/// A round's processes, started and ready: each vaultgate has admitted the benchmark's review
+/// once (its live-check cache is warm), the baseline has answered.
+struct Up {
+    vg: Proc,
+    baseline: Proc,
+    other: Option<(Proc, String)>,
+    baseline_url: String,
+    validate_url: String,
+    mutate_url: String,
+}
+
+impl Servers<'_> {
+    async fn start(&self) -> anyhow::Result<Up> {
+        let (vg, webhook) = webhook_process(self.bin, self.env, self.cert, self.key).await?;
+        let other = match self.compare {
+            None => None,
+            Some(bin) => {
+                let (p, addr) = webhook_process(bin, self.env, self.cert, self.key).await?;
+                Some((p, format!("https://{addr}/validate")))
+            }
+        };
+        let baseline_addr = free_local_addr();
+        let baseline = Proc(
+            Command::new(std::env::current_exe()?)
+                .args([
+                    "baseline",
+                    &baseline_addr.to_string(),
+                    path(self.cert),
+                    path(self.key),
+                ])
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+        let validate_url = format!("https://{webhook}/validate");
+        // Warm the live-check cache, and make sure the request is valid and admitted as is.
+        let urls = std::iter::once(&validate_url).chain(other.as_ref().map(|(_, url)| url));
+        for url in urls {
+            let resp: Value = self
+                .http
+                .post(url)
+                .json(&review())
+                .send()
+                .await?
+                .json()
+                .await?;
+            if resp["response"]["allowed"] != true
+                || resp["response"]["warnings"]
+                    .as_array()
+                    .is_some_and(|w| !w.is_empty())
+            {
+                bail!("the benchmark's ExternalSecret is not admitted cleanly: {resp}");
+            }
+        }
+        wait_http(baseline_addr).await?;
+        Ok(Up {
+            vg,
+            baseline,
+            other,
+            baseline_url: format!("https://{baseline_addr}/validate"),
+            validate_url,
+            mutate_url: format!("https://{webhook}/mutate"),
+        })
+    }
+}
+
+impl Up {
+    fn stop(self) {
+        self.vg.terminate();
+        if let Some((p, _)) = self.other {
+            p.terminate();
+        }
+        drop(self.baseline);
+    }
 }
 
 /// vaultgate's webhook alone, live checks enforced, ready: the process and its address.
@@ -525,12 +588,11 @@ fn review() -> Value {
     })
 }
 
-async fn wait_http(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<()> {
+async fn wait_http(addr: SocketAddr) -> anyhow::Result<()> {
     let start = Instant::now();
     let insecure = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()?;
-    let _ = http;
     while insecure
         .post(format!("https://{addr}/validate"))
         .body("{}")
