@@ -193,8 +193,6 @@ impl Recorder {
 /// log, as client-go's broadcaster drops them when its queue is full: an event is never worth
 /// holding up or failing a sync.
 pub const QUEUE: usize = 4096;
-/// Events written at once.
-const WRITERS: usize = 4;
 
 /// An event waiting to be written.
 pub struct Queued {
@@ -262,19 +260,22 @@ pub fn queue() -> (Sender, Receiver) {
 }
 
 /// Writes queued events until `done` is cancelled, then the ones still queued, and returns.
-pub async fn deliver(recorder: &Recorder, rx: Receiver, done: tokio_util::sync::CancellationToken) {
-    use futures::StreamExt;
-    let queued = futures::stream::unfold((rx, done), |(mut rx, done)| async move {
-        let next = rx.next(&done).await;
-        next.map(|q| (q, (rx, done)))
-    });
-    queued
-        .for_each_concurrent(WRITERS, |q| async move {
-            if let Err(e) = recorder.publish(&q.ev, &q.regarding).await {
-                tracing::debug!(error = %e, reason = %q.ev.reason, "publishing an event");
-            }
-        })
-        .await;
+///
+/// One at a time, as client-go's broadcaster writes them: events share the API server with the
+/// syncs they are about, and in a burst of first syncs (10,000 ExternalSecrets created at once)
+/// four writers at once made the API server and this process spend about a tenth more CPU on
+/// the burst (the sync took that much longer), for `Created` events that the queue then holds
+/// until the burst is over (or drops beyond [`QUEUE`], as client-go drops beyond its 1,000).
+pub async fn deliver(
+    recorder: &Recorder,
+    mut rx: Receiver,
+    done: tokio_util::sync::CancellationToken,
+) {
+    while let Some(q) = rx.next(&done).await {
+        if let Err(e) = recorder.publish(&q.ev, &q.regarding).await {
+            tracing::debug!(error = %e, reason = %q.ev.reason, "publishing an event");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -361,6 +362,52 @@ mod tests {
         // Closed: later events are dropped, not queued.
         tx.send(event(EventType::Warning, "UpdateFailed", "late"), r);
         assert!(rx.next(&done).await.is_none());
+    }
+
+    /// Events are written one at a time, in the order they are taken (warnings first): with
+    /// the API server taking 40 ms over each request, six take at least six times that (two
+    /// writers at once would take half).
+    #[tokio::test]
+    async fn events_are_written_one_at_a_time_in_order() {
+        let api = kube_emulator::KubeEmulator::start(Default::default())
+            .await
+            .unwrap();
+        let recorder = Recorder::new(api.client().await, "vaultgate", None);
+        let (tx, rx) = queue();
+        let r = reference(Some("default"), "es", "u1");
+        for i in 0..4 {
+            tx.send(
+                event(EventType::Normal, "Created", &format!("n{i}")),
+                r.clone(),
+            );
+        }
+        tx.send(event(EventType::Warning, "UpdateFailed", "w0"), r.clone());
+        tx.send(event(EventType::Warning, "UpdateFailed", "w1"), r);
+        let done = tokio_util::sync::CancellationToken::new();
+        done.cancel();
+        let latency = Duration::from_millis(40);
+        api.set_latency(latency);
+        let start = Instant::now();
+        deliver(&recorder, rx, done).await;
+        let took = start.elapsed();
+        api.set_latency(Duration::ZERO);
+        assert!(took >= latency * 6, "six events written in {took:?}");
+
+        let list = kube::Api::<K8sEvent>::namespaced(api.client().await, "default")
+            .list(&Default::default())
+            .await
+            .unwrap();
+        let mut written: Vec<(u64, String)> = list
+            .items
+            .into_iter()
+            .map(|e| {
+                let rv = e.metadata.resource_version.unwrap_or_default();
+                (rv.parse().unwrap(), e.note.unwrap_or_default())
+            })
+            .collect();
+        written.sort();
+        let notes: Vec<&str> = written.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(notes, ["w0", "w1", "n0", "n1", "n2", "n3"]);
     }
 
     #[test]
