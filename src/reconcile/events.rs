@@ -259,20 +259,48 @@ pub fn queue() -> (Sender, Receiver) {
     )
 }
 
-/// Writes queued events until `done` is cancelled, then the ones still queued, and returns.
+/// How long the events still queued when the controllers stop may take to be written: the pod's
+/// grace period (30 s in deploy/) must also cover the reconciles in flight and the Lease.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// Writes queued events until `done` is cancelled, then the ones still queued for at most
+/// [`DRAIN`], and returns.
 ///
 /// One at a time, as client-go's broadcaster writes them: events share the API server with the
 /// syncs they are about, and in a burst of first syncs (10,000 ExternalSecrets created at once)
 /// four writers at once made the API server and this process spend about a tenth more CPU on
 /// the burst (the sync took that much longer), for `Created` events that the queue then holds
 /// until the burst is over (or drops beyond [`QUEUE`], as client-go drops beyond its 1,000).
-pub async fn deliver(
+pub async fn deliver(recorder: &Recorder, rx: Receiver, done: tokio_util::sync::CancellationToken) {
+    deliver_within(recorder, rx, done, DRAIN).await
+}
+
+async fn deliver_within(
     recorder: &Recorder,
     mut rx: Receiver,
     done: tokio_util::sync::CancellationToken,
+    drain: Duration,
 ) {
+    let mut deadline = None;
     while let Some(q) = rx.next(&done).await {
-        if let Err(e) = recorder.publish(&q.ev, &q.regarding).await {
+        let write = recorder.publish(&q.ev, &q.regarding);
+        let written = if done.is_cancelled() {
+            let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + drain);
+            match tokio::time::timeout_at(at, write).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let left = 1 + rx.warning.len() + rx.normal.len();
+                    tracing::warn!(
+                        dropped = left,
+                        "events still queued {drain:?} after the controllers stopped; not written"
+                    );
+                    return;
+                }
+            }
+        } else {
+            write.await
+        };
+        if let Err(e) = written {
             tracing::debug!(error = %e, reason = %q.ev.reason, "publishing an event");
         }
     }
@@ -408,6 +436,42 @@ mod tests {
         written.sort();
         let notes: Vec<&str> = written.iter().map(|(_, n)| n.as_str()).collect();
         assert_eq!(notes, ["w0", "w1", "n0", "n1", "n2", "n3"]);
+    }
+
+    /// At shutdown the queue gets `drain` and no more: with the API server taking 200 ms over
+    /// each request, five queued events are not all written in 300 ms, and delivery ends then.
+    #[tokio::test]
+    async fn a_slow_api_server_does_not_hold_shutdown_beyond_the_drain_time() {
+        let api = kube_emulator::KubeEmulator::start(Default::default())
+            .await
+            .unwrap();
+        let recorder = Recorder::new(api.client().await, "vaultgate", None);
+        let (tx, rx) = queue();
+        let r = reference(Some("default"), "es", "u1");
+        for i in 0..5 {
+            tx.send(
+                event(EventType::Normal, "Created", &format!("n{i}")),
+                r.clone(),
+            );
+        }
+        let done = tokio_util::sync::CancellationToken::new();
+        done.cancel();
+        api.set_latency(Duration::from_millis(200));
+        let start = Instant::now();
+        deliver_within(&recorder, rx, done, Duration::from_millis(300)).await;
+        let took = start.elapsed();
+        api.set_latency(Duration::ZERO);
+        assert!(
+            took < Duration::from_millis(1500),
+            "delivery ended after {took:?}"
+        );
+        let written = kube::Api::<K8sEvent>::namespaced(api.client().await, "default")
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len();
+        assert!((1..5).contains(&written), "{written} of 5 events written");
     }
 
     #[test]
