@@ -392,35 +392,25 @@ mod tests {
         assert!(rx.next(&done).await.is_none());
     }
 
-    /// Events are written one at a time, in the order they are taken (warnings first): with
-    /// the API server taking 40 ms over each request, six take at least six times that (two
-    /// writers at once would take half).
-    #[tokio::test]
-    async fn events_are_written_one_at_a_time_in_order() {
+    /// An API server emulator, a recorder writing to it, and `normals` normal events about one
+    /// ExternalSecret queued (notes `n0`, `n1`, ...), with the queue's sending end to add more.
+    async fn queued(normals: usize) -> (kube_emulator::KubeEmulator, Recorder, Sender, Receiver) {
         let api = kube_emulator::KubeEmulator::start(Default::default())
             .await
             .unwrap();
         let recorder = Recorder::new(api.client().await, "vaultgate", None);
         let (tx, rx) = queue();
-        let r = reference(Some("default"), "es", "u1");
-        for i in 0..4 {
+        for i in 0..normals {
             tx.send(
                 event(EventType::Normal, "Created", &format!("n{i}")),
-                r.clone(),
+                reference(Some("default"), "es", "u1"),
             );
         }
-        tx.send(event(EventType::Warning, "UpdateFailed", "w0"), r.clone());
-        tx.send(event(EventType::Warning, "UpdateFailed", "w1"), r);
-        let done = tokio_util::sync::CancellationToken::new();
-        done.cancel();
-        let latency = Duration::from_millis(40);
-        api.set_latency(latency);
-        let start = Instant::now();
-        deliver(&recorder, rx, done).await;
-        let took = start.elapsed();
-        api.set_latency(Duration::ZERO);
-        assert!(took >= latency * 6, "six events written in {took:?}");
+        (api, recorder, tx, rx)
+    }
 
+    /// The notes of the events the API server holds, in the order they were written.
+    async fn written(api: &kube_emulator::KubeEmulator) -> Vec<String> {
         let list = kube::Api::<K8sEvent>::namespaced(api.client().await, "default")
             .list(&Default::default())
             .await
@@ -434,26 +424,35 @@ mod tests {
             })
             .collect();
         written.sort();
-        let notes: Vec<&str> = written.iter().map(|(_, n)| n.as_str()).collect();
-        assert_eq!(notes, ["w0", "w1", "n0", "n1", "n2", "n3"]);
+        written.into_iter().map(|(_, note)| note).collect()
+    }
+
+    /// Events are written one at a time, in the order they are taken (warnings first): with
+    /// the API server taking 40 ms over each request, six take at least six times that (two
+    /// writers at once would take half).
+    #[tokio::test]
+    async fn events_are_written_one_at_a_time_in_order() {
+        let (api, recorder, tx, rx) = queued(4).await;
+        let r = reference(Some("default"), "es", "u1");
+        tx.send(event(EventType::Warning, "UpdateFailed", "w0"), r.clone());
+        tx.send(event(EventType::Warning, "UpdateFailed", "w1"), r);
+        let done = tokio_util::sync::CancellationToken::new();
+        done.cancel();
+        let latency = Duration::from_millis(40);
+        api.set_latency(latency);
+        let start = Instant::now();
+        deliver(&recorder, rx, done).await;
+        let took = start.elapsed();
+        api.set_latency(Duration::ZERO);
+        assert!(took >= latency * 6, "six events written in {took:?}");
+        assert_eq!(written(&api).await, ["w0", "w1", "n0", "n1", "n2", "n3"]);
     }
 
     /// At shutdown the queue gets `drain` and no more: with the API server taking 200 ms over
     /// each request, five queued events are not all written in 300 ms, and delivery ends then.
     #[tokio::test]
     async fn a_slow_api_server_does_not_hold_shutdown_beyond_the_drain_time() {
-        let api = kube_emulator::KubeEmulator::start(Default::default())
-            .await
-            .unwrap();
-        let recorder = Recorder::new(api.client().await, "vaultgate", None);
-        let (tx, rx) = queue();
-        let r = reference(Some("default"), "es", "u1");
-        for i in 0..5 {
-            tx.send(
-                event(EventType::Normal, "Created", &format!("n{i}")),
-                r.clone(),
-            );
-        }
+        let (api, recorder, _tx, rx) = queued(5).await;
         let done = tokio_util::sync::CancellationToken::new();
         done.cancel();
         api.set_latency(Duration::from_millis(200));
@@ -465,12 +464,7 @@ mod tests {
             took < Duration::from_millis(1500),
             "delivery ended after {took:?}"
         );
-        let written = kube::Api::<K8sEvent>::namespaced(api.client().await, "default")
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .len();
+        let written = written(&api).await.len();
         assert!((1..5).contains(&written), "{written} of 5 events written");
     }
 
