@@ -281,28 +281,31 @@ async fn deliver_within(
     done: tokio_util::sync::CancellationToken,
     drain: Duration,
 ) {
-    let mut deadline = None;
-    while let Some(q) = rx.next(&done).await {
-        let write = recorder.publish(&q.ev, &q.regarding);
-        let written = if done.is_cancelled() {
-            let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + drain);
-            match tokio::time::timeout_at(at, write).await {
-                Ok(r) => r,
-                Err(_) => {
-                    let left = 1 + rx.warning.len() + rx.normal.len();
-                    tracing::warn!(
-                        dropped = left,
-                        "events still queued {drain:?} after the controllers stopped; not written"
-                    );
-                    return;
-                }
-            }
-        } else {
-            write.await
-        };
-        if let Err(e) = written {
+    let write = |q: Queued| async move {
+        if let Err(e) = recorder.publish(&q.ev, &q.regarding).await {
             tracing::debug!(error = %e, reason = %q.ev.reason, "publishing an event");
         }
+    };
+    // Until the controllers stop (a write then in progress is finished).
+    while !done.is_cancelled() {
+        let Some(q) = rx.next(&done).await else {
+            return;
+        };
+        write(q).await;
+    }
+    // Then what is still queued, for at most `drain`.
+    let rest = async {
+        while let Some(q) = rx.next(&done).await {
+            write(q).await;
+        }
+    };
+    if tokio::time::timeout(drain, rest).await.is_err() {
+        // The write cut short, and what was still behind it.
+        let dropped = 1 + rx.warning.len() + rx.normal.len();
+        tracing::warn!(
+            dropped,
+            "events still queued {drain:?} after the controllers stopped; not written"
+        );
     }
 }
 
