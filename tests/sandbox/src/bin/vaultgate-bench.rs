@@ -250,7 +250,6 @@ spec:
     let mut compared = Vec::new();
     for round in 1..=SATURATION_ROUNDS {
         let up = servers.start().await?;
-        let (logins_before, reads_before) = (env.vault.count_logins(), env.vault.count_kv_reads());
         let run = |url: &String, pid: u32| run_oha(oha, &body, pid, sat(url.clone(), round_secs));
         // The other build, on either side of this build's validate run in turn.
         let compare = || -> anyhow::Result<Option<Load>> {
@@ -271,9 +270,8 @@ spec:
             let v = run(&up.validate_url, vg)?;
             (run(&up.baseline_url, baseline)?, v, m, c)
         };
-        logins += env.vault.count_logins() - logins_before;
-        reads += env.vault.count_kv_reads() - reads_before;
-        up.stop();
+        let (l, r) = servers.stop(up);
+        (logins, reads) = (logins + l, reads + r);
         if let Some(c) = c {
             eprintln!(
                 "   round {round}: the other build {:.0}/s, this one {:.0}/s ({:.3}); server CPU per request {:.1} / {:.1} µs",
@@ -307,7 +305,6 @@ spec:
     // the 50th slowest), on one pair of processes.
     let rate_secs = (seconds / 2).max(1);
     let up = servers.start().await?;
-    let (logins_before, reads_before) = (env.vault.count_logins(), env.vault.count_kv_reads());
     let mut latency = Vec::new();
     for round in 1..=RATE_ROUNDS {
         let run = |url: &str, pid: u32| run_oha_rate(oha, &body, pid, url, rate_secs);
@@ -324,9 +321,8 @@ spec:
         );
         latency.push((b, v));
     }
-    logins += env.vault.count_logins() - logins_before;
-    reads += env.vault.count_kv_reads() - reads_before;
-    up.stop();
+    let (l, r) = servers.stop(up);
+    (logins, reads) = (logins + l, reads + r);
     type Figure = fn(&(Load, Load, Load)) -> f64;
     let per_round: [(&str, Figure); 11] = [
         ("baseline_tls_rps", |r| r.0.rps),
@@ -408,6 +404,8 @@ struct Servers<'a> {
 /// A round's processes, started and ready: each vaultgate has admitted the benchmark's review
 /// once (its live-check cache is warm), the baseline has answered.
 struct Up {
+    /// The Vault emulator's login and KV read counts once they were ready.
+    vault_before: (usize, usize),
     vg: Proc,
     baseline: Proc,
     other: Option<(Proc, String)>,
@@ -458,8 +456,12 @@ impl Servers<'_> {
                 bail!("the benchmark's ExternalSecret is not admitted cleanly: {resp}");
             }
         }
-        wait_http(baseline_addr).await?;
+        wait_http(self.http, baseline_addr).await?;
         Ok(Up {
+            vault_before: (
+                self.env.vault.count_logins(),
+                self.env.vault.count_kv_reads(),
+            ),
             vg,
             baseline,
             other,
@@ -468,15 +470,20 @@ impl Servers<'_> {
             mutate_url: format!("https://{webhook}/mutate"),
         })
     }
-}
 
-impl Up {
-    fn stop(self) {
-        self.vg.terminate();
-        if let Some((p, _)) = self.other {
+    /// Stops a round's processes: the Vault logins and KV reads made since they were ready.
+    fn stop(&self, up: Up) -> (usize, usize) {
+        let (logins, reads) = up.vault_before;
+        let made = (
+            self.env.vault.count_logins() - logins,
+            self.env.vault.count_kv_reads() - reads,
+        );
+        up.vg.terminate();
+        if let Some((p, _)) = up.other {
             p.terminate();
         }
-        drop(self.baseline);
+        drop(up.baseline);
+        made
     }
 }
 
@@ -588,12 +595,10 @@ fn review() -> Value {
     })
 }
 
-async fn wait_http(addr: SocketAddr) -> anyhow::Result<()> {
+/// Waits for the baseline (serving the same certificate as the webhook) to answer.
+async fn wait_http(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<()> {
     let start = Instant::now();
-    let insecure = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()?;
-    while insecure
+    while http
         .post(format!("https://{addr}/validate"))
         .body("{}")
         .send()
