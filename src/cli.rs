@@ -74,6 +74,11 @@ pub struct RunArgs {
     /// Private key (PEM) of the serving certificate.
     #[arg(long, env = "VAULTGATE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) that signs the API server's client certificate for the webhook. With it,
+    /// the webhook serves only clients holding such a certificate, and checks stores under
+    /// review against Vault with their credentials; reloaded when the file changes.
+    #[arg(long, env = "VAULTGATE_WEBHOOK_CLIENT_CA")]
+    pub webhook_client_ca: Option<PathBuf>,
     /// Namespace vaultgate runs in (for its Lease and certificate Secret).
     #[arg(
         long,

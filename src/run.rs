@@ -137,6 +137,7 @@ pub async fn run_as(
         let cfg = WebhookConfig {
             addr: args.webhook_addr,
             tls,
+            client_ca: args.webhook_client_ca.clone(),
             live: args.admission_live,
             live_budget: args.admission_live_budget,
         };

@@ -59,6 +59,7 @@ async fn start_valid_for(tag: &str, validity: Duration) -> Server {
             cert: dir.join("tls.crt"),
             key: dir.join("tls.key"),
         },
+        client_ca: None,
         live: LiveMode::Off,
         live_budget: Duration::from_secs(2),
     };
@@ -260,7 +261,7 @@ async fn round_trip_for_every_kind_and_version() {
                 version,
                 kind,
                 json!({"server": "https://vault:8200", "path": "secret",
-                       "auth": {"kubernetes": {"role": "app"}}}),
+                       "auth": {"kubernetes": {"role": "app", "serviceAccountRef": {"name": "app"}}}}),
             );
             let uid = format!("{kind}-{version}");
             let m = post(&c, &s.url("/mutate"), &review(&uid, version, "CREATE", &st)).await;
@@ -466,6 +467,7 @@ async fn refuses_to_start_with_a_mismatched_pair() {
                 cert: dir.join("tls.crt"),
                 key: dir.join("tls.key"),
             },
+            client_ca: None,
             live: LiveMode::Off,
             live_budget: Duration::from_secs(1),
         },

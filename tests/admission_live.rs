@@ -1,203 +1,20 @@
 //! Live admission checks against the Vault and Kubernetes emulators: directly through
 //! `review`, and end to end with the emulated API server calling the webhook on `create`.
 
+#[path = "support/live.rs"]
+mod live;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kube_emulator::KubeEmulator;
+use live::{Env, env, es, judge, read, review_body, secret_store};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use vault_emulator::VaultEmulator;
-use vaultgate::admission::{
-    AdmissionState, Endpoint, TlsSource, WebhookConfig, review, serve_listener,
-};
+use vaultgate::admission::{Endpoint, TlsSource, WebhookConfig, review, serve_listener};
 use vaultgate::cli::LiveMode;
 use vaultgate::metrics::Metrics;
 use vaultgate::vault::VaultClients;
-
-const PASSWORD: &str = "correct-horse";
-
-struct Env {
-    vault: VaultEmulator,
-    kube: KubeEmulator,
-    client: kube::Client,
-}
-
-async fn env() -> Env {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let vault = VaultEmulator::start(Default::default()).await.unwrap();
-    vault
-        .kv2_put(
-            "secret",
-            "app/db",
-            json!({"password": "s3cr3t", "user": "app"}),
-        )
-        .unwrap();
-    vault
-        .kv2_put("secret", "app/config", json!({"a": "1", "b": "2"}))
-        .unwrap();
-    vault
-        .kv2_put("secret", "other/x", json!({"a": "1"}))
-        .unwrap();
-    vault
-        .put_policy(
-            "app",
-            r#"
-path "secret/data/app/*" { capabilities = ["read"] }
-path "secret/metadata/app/*" { capabilities = ["read", "list"] }
-"#,
-        )
-        .unwrap();
-    vault.enable_auth("userpass", "userpass").unwrap();
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{}/v1/auth/userpass/users/app", vault.addr()))
-        .header("X-Vault-Token", vault.root_token())
-        .json(&json!({"password": PASSWORD, "token_policies": ["app"]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-
-    let kube = KubeEmulator::start(Default::default()).await.unwrap();
-    kube.apply_yaml(&vaultgate::crd::render_all().unwrap())
-        .await
-        .unwrap();
-    let server = vault.addr();
-    kube.apply_yaml(&format!(
-        r#"
-apiVersion: v1
-kind: Namespace
-metadata: {{name: team-a, labels: {{team: a}}}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: team-b, labels: {{team: b}}}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: vaultgate-system}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: vault-userpass, namespace: team-a}}
-stringData: {{password: {PASSWORD}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: wrong-password, namespace: team-a}}
-stringData: {{password: nope}}
----
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {{name: vault, namespace: team-a}}
-spec:
-  provider:
-    vault:
-      server: {server}
-      path: secret
-      version: v2
-      auth:
-        userPass: {{path: userpass, username: app, secretRef: {{name: vault-userpass, key: password}}}}
----
-apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata: {{name: only-team-a}}
-spec:
-  conditions:
-  - namespaceSelector: {{matchLabels: {{team: a}}}}
-  provider:
-    vault:
-      server: {server}
-      path: secret
-      version: v2
-      auth:
-        userPass: {{path: userpass, username: app, secretRef: {{name: vault-userpass, key: password, namespace: team-a}}}}
-"#
-    ))
-    .await
-    .unwrap();
-    let client = kube.client().await;
-    Env {
-        vault,
-        kube,
-        client,
-    }
-}
-
-impl Env {
-    fn state(&self, mode: LiveMode, budget: Duration) -> AdmissionState {
-        let metrics = Metrics::new();
-        AdmissionState::new(
-            metrics.clone(),
-            mode,
-            budget,
-            Some(self.client.clone()),
-            Some(VaultClients::new(self.client.clone(), metrics)),
-        )
-    }
-}
-
-fn review_body(object: &Value, dry_run: bool) -> Vec<u8> {
-    let kind = object["kind"].as_str().unwrap();
-    let resource = match kind {
-        "ExternalSecret" => "externalsecrets",
-        "SecretStore" => "secretstores",
-        _ => "clustersecretstores",
-    };
-    let gvk = json!({"group": "external-secrets.io", "version": "v1", "kind": kind});
-    let gvr = json!({"group": "external-secrets.io", "version": "v1", "resource": resource});
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-1", "kind": gvk, "resource": gvr,
-            "name": object["metadata"]["name"],
-            "namespace": object["metadata"]["namespace"],
-            "operation": "CREATE",
-            "userInfo": {"username": "admin"},
-            "object": object, "oldObject": null, "dryRun": dry_run,
-        }
-    }))
-    .unwrap()
-}
-
-fn es(ns: &str, name: &str, store: (&str, &str), data: Value) -> Value {
-    json!({
-        "apiVersion": "external-secrets.io/v1",
-        "kind": "ExternalSecret",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "secretStoreRef": {"kind": store.0, "name": store.1},
-            "refreshInterval": "1h0m0s",
-            "target": {"name": name, "creationPolicy": "Owner", "deletionPolicy": "Retain"},
-            "data": data,
-        }
-    })
-}
-
-fn read(key: &str, property: &str) -> Value {
-    json!([{"secretKey": "v", "remoteRef": {"key": key, "property": property}}])
-}
-
-struct Verdict {
-    allowed: bool,
-    message: String,
-    warnings: Vec<String>,
-}
-
-async fn judge(state: &AdmissionState, object: &Value, dry_run: bool) -> Verdict {
-    let (_, resp) = review(state, Endpoint::Validate, &review_body(object, dry_run))
-        .await
-        .unwrap();
-    assert_eq!(resp.uid, "u-1");
-    Verdict {
-        allowed: resp.allowed,
-        message: resp.result.message.clone(),
-        warnings: resp.warnings.clone().unwrap_or_default(),
-    }
-}
 
 #[tokio::test]
 async fn remote_refs_are_checked_in_vault() {
@@ -485,23 +302,10 @@ async fn stores_and_their_conditions() {
     assert!(fine.allowed, "{}", fine.message);
 }
 
-fn secret_store(name: &str, secret: &str, path: &str, server: &str) -> Value {
-    json!({
-        "apiVersion": "external-secrets.io/v1",
-        "kind": "SecretStore",
-        "metadata": {"name": name, "namespace": "team-a", "uid": "3f1c", "resourceVersion": "1"},
-        "spec": {"provider": {"vault": {
-            "server": server, "path": path, "version": "v2",
-            "auth": {"userPass": {"path": "userpass", "username": "app",
-                                  "secretRef": {"name": secret, "key": "password"}}}
-        }}}
-    })
-}
-
 #[tokio::test]
 async fn stores_are_checked_by_logging_in() {
     let e = env().await;
-    let enforce = e.state(LiveMode::Enforce, Duration::from_secs(2));
+    let enforce = e.trusted_state(LiveMode::Enforce, Duration::from_secs(2));
     let server = e.vault.addr();
     let ok = judge(
         &enforce,
@@ -624,6 +428,7 @@ async fn start_webhook(e: &Env, mode: LiveMode) -> Webhook {
                 service_name: "vaultgate-webhook".into(),
                 webhook_config_name: "vaultgate".into(),
             },
+            client_ca: None,
             live: mode,
             live_budget: Duration::from_secs(2),
         },

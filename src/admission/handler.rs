@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::live::Findings;
-use super::{AdmissionState, Kind, MAX_BODY, defaults, rules};
+use super::{AdmissionState, Callers, Kind, MAX_BODY, defaults, rules};
 use crate::api::{
     ClusterSecretStore, ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec, SecretStore,
     SecretStoreSpec,
@@ -408,7 +408,7 @@ async fn finish(state: &AdmissionState, step: Step<'_>) -> (&'static str, Answer
         } => {
             // Boxed: the live checks' future is kilobytes, and inline it would make every
             // review's future that large, copied whole each time it is moved or boxed.
-            let findings = Box::pin(typed.live(checker, dry_run)).await;
+            let findings = Box::pin(typed.live(checker, state.callers, dry_run)).await;
             (kind.as_str(), apply_findings(resp, state.mode, findings))
         }
     }
@@ -573,20 +573,22 @@ impl Typed {
         }
     }
 
-    /// The live checks.
-    pub(crate) async fn live(&self, checker: &super::LiveChecker, dry_run: bool) -> Findings {
-        match self {
-            Typed::ExternalSecret(es) => checker.external_secret(es, dry_run).await,
-            Typed::SecretStore(s, _) => {
-                checker
-                    .store(crate::vault::StoreHandle::from_secret_store(s), dry_run)
-                    .await
-            }
-            Typed::ClusterSecretStore(s, _) => {
-                checker
-                    .store(crate::vault::StoreHandle::from_cluster_store(s), dry_run)
-                    .await
-            }
+    /// The live checks. A store under review is logged in with only for an authenticated
+    /// caller: from anyone else, its body would choose the server and the credential.
+    pub(crate) async fn live(
+        &self,
+        checker: &super::LiveChecker,
+        callers: Callers,
+        dry_run: bool,
+    ) -> Findings {
+        let store = match self {
+            Typed::ExternalSecret(es) => return checker.external_secret(es, dry_run).await,
+            Typed::SecretStore(s, _) => crate::vault::StoreHandle::from_secret_store(s),
+            Typed::ClusterSecretStore(s, _) => crate::vault::StoreHandle::from_cluster_store(s),
+        };
+        match callers {
+            Callers::Authenticated => checker.store(store, dry_run).await,
+            Callers::Anyone => super::live::login_checked_once_stored(&store),
         }
     }
 }

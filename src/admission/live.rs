@@ -16,7 +16,7 @@ use kube::Api;
 
 use crate::api::{
     ClusterSecretStore, ExternalSecret, ExternalSecretDataRemoteRef, MetadataPolicy, SecretStore,
-    StoreKind, VaultKvVersion,
+    SecretStoreStatus, StoreKind, VaultKvVersion,
 };
 use crate::vault::{StoreClient, StoreHandle, VaultClients, paths, values};
 
@@ -52,6 +52,8 @@ struct StoreEntry {
     store: Option<Arc<StoreHandle>>,
     /// For ClusterSecretStores with conditions: whether the namespace may use it.
     allowed: Option<Result<bool, String>>,
+    /// The reason and message of the stored store's `Ready=False` condition.
+    not_ready: Option<String>,
 }
 
 /// A store cache entry and what it is for: the map is keyed by a hash of these, so that the
@@ -163,6 +165,15 @@ impl LiveChecker {
             ));
             return f;
         };
+        if let Some(why) = &entry.not_ready {
+            // Its login failed when the store reconciler tried it: checking the references
+            // would only fail again, at Vault's expense.
+            f.problems.push(format!(
+                "spec.secretStoreRef: {} is not ready: {why}",
+                shown()
+            ));
+            return f;
+        }
         match entry.allowed {
             Some(Ok(false)) => {
                 f.refusals
@@ -218,7 +229,9 @@ impl LiveChecker {
     }
 
     /// A store: its auth references resolve, the login works, the token is usable
-    /// (lookup-self) and the mount exists with the declared KV version.
+    /// (lookup-self) and the mount exists with the declared KV version. Only for a store whose
+    /// spec comes from a trusted source: it reads the credentials the spec names and sends them
+    /// to the server it names.
     pub async fn store(&self, mut handle: StoreHandle, dry_run: bool) -> Findings {
         let mut f = Findings::default();
         let shown = handle.display();
@@ -405,19 +418,22 @@ async fn read_store(
     ns: &str,
     name: &str,
 ) -> Result<StoreEntry, kube::Error> {
-    let (store, allowed) = match kind {
+    let (store, allowed, not_ready) = match kind {
         StoreKind::SecretStore => {
             let api: Api<SecretStore> = Api::namespaced(kube.clone(), ns);
-            let s = api.get_opt(name).await?;
-            (
-                s.map(|s| Arc::new(StoreHandle::from_secret_store(&s))),
-                None,
-            )
+            match api.get_opt(name).await? {
+                None => (None, None, None),
+                Some(s) => (
+                    Some(Arc::new(StoreHandle::from_secret_store(&s))),
+                    None,
+                    not_ready(s.status.as_ref()),
+                ),
+            }
         }
         StoreKind::ClusterSecretStore => {
             let api: Api<ClusterSecretStore> = Api::all(kube.clone());
             match api.get_opt(name).await? {
-                None => (None, None),
+                None => (None, None, None),
                 Some(s) => {
                     let conditions = s.spec.store.conditions.as_deref();
                     let allowed = match conditions {
@@ -436,7 +452,11 @@ async fn read_store(
                         }
                         _ => None,
                     };
-                    (Some(Arc::new(StoreHandle::from_cluster_store(&s))), allowed)
+                    (
+                        Some(Arc::new(StoreHandle::from_cluster_store(&s))),
+                        allowed,
+                        not_ready(s.status.as_ref()),
+                    )
                 }
             }
         }
@@ -445,6 +465,7 @@ async fn read_store(
         at: Instant::now(),
         store,
         allowed,
+        not_ready,
     };
     // A missing store is not remembered: it may be applied a moment later in the same
     // `kubectl apply -f`.
@@ -464,6 +485,39 @@ async fn read_store(
         );
     }
     Ok(entry)
+}
+
+/// `reason: message` of a stored store's `Ready=False` condition; `None` while it is ready or
+/// not yet checked by the store reconciler.
+fn not_ready(status: Option<&SecretStoreStatus>) -> Option<String> {
+    let ready = crate::api::conditions::find(&status?.conditions, "Ready")?;
+    if ready.status != "False" {
+        return None;
+    }
+    let reason = ready.reason.as_deref().unwrap_or("NotReady");
+    Some(match ready.message.as_deref().filter(|m| !m.is_empty()) {
+        Some(m) => format!("{reason}: {m}"),
+        None => reason.to_string(),
+    })
+}
+
+/// What a store review from an unauthenticated caller gets instead of a login: the body names
+/// the server and the credentials, so vaultgate uses neither; the store reconciler checks the
+/// login once the API server has stored the object.
+pub fn login_checked_once_stored(store: &StoreHandle) -> Findings {
+    let command = match &store.namespace {
+        Some(ns) if store.kind == StoreKind::SecretStore => {
+            format!("kubectl get secretstore -n {ns} {}", store.name)
+        }
+        _ => format!("kubectl get clustersecretstore {}", store.name),
+    };
+    Findings {
+        notes: vec![format!(
+            "the Vault login of {} is checked once it is stored: `{command}` shows whether it is Ready",
+            store.display()
+        )],
+        ..Findings::default()
+    }
 }
 
 /// The store cache's key. Two stores whose names hash alike take turns in one slot: the entry

@@ -5,6 +5,7 @@
 //! The decisions are pure ([`defaults`], [`rules`]); the live checks against the cluster and
 //! Vault ([`live`]) and the HTTPS plumbing ([`tls`], [`selfcert`]) are shells around them.
 
+pub mod client_ca;
 pub mod defaults;
 mod handler;
 pub mod live;
@@ -108,8 +109,21 @@ pub enum TlsSource {
 pub struct WebhookConfig {
     pub addr: SocketAddr,
     pub tls: TlsSource,
+    /// CA (PEM) whose client certificates the webhook requires; `None` serves anyone.
+    pub client_ca: Option<PathBuf>,
     pub live: LiveMode,
     pub live_budget: Duration,
+}
+
+/// Who can have sent a review. A review's body is only a claim about what the API server is
+/// admitting: unless the connection proved it came from the API server, nothing in it may
+/// decide where vaultgate sends a credential or whose credential it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callers {
+    /// Any client that can reach the port (no client certificate asked for).
+    Anyone,
+    /// Only clients with a certificate signed by the configured CA (the API server).
+    Authenticated,
 }
 
 /// What the handlers share: one reference, since axum clones the state for every request
@@ -122,6 +136,7 @@ pub struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) series: handler::Series,
     pub(crate) mode: LiveMode,
+    pub(crate) callers: Callers,
     pub(crate) live: Option<LiveChecker>,
     /// Time limit of a request, from its headers to its answer (body, wait for a slot, checks).
     pub(crate) timeout: Duration,
@@ -142,6 +157,7 @@ impl AdmissionState {
         metrics: Metrics,
         mode: LiveMode,
         live_budget: Duration,
+        callers: Callers,
         kube: Option<kube::Client>,
         vault: Option<crate::vault::VaultClients>,
     ) -> Self {
@@ -154,6 +170,7 @@ impl AdmissionState {
             metrics,
             series: handler::Series::default(),
             mode: if live.is_some() { mode } else { LiveMode::Off },
+            callers,
             live,
             // The live budget plus room for the rest; still under the webhook's 5 s timeout
             // for the default budget.
@@ -263,8 +280,22 @@ pub async fn serve_listener(
             ));
         }
     }
-    let state = AdmissionState::new(metrics, cfg.live, cfg.live_budget, kube, vault);
-    let result = tls::serve_https(listener, resolver, router(state), ready, shutdown).await;
+    let client_ca = match &cfg.client_ca {
+        None => None,
+        Some(path) => {
+            let ca = Arc::new(client_ca::ClientCa::load(path)?);
+            tokio::spawn(ca.clone().watch(tls::RELOAD_INTERVAL, background.clone()));
+            Some(ca)
+        }
+    };
+    let callers = if client_ca.is_some() {
+        Callers::Authenticated
+    } else {
+        Callers::Anyone
+    };
+    let config = tls::server_config(resolver, client_ca)?;
+    let state = AdmissionState::new(metrics, cfg.live, cfg.live_budget, callers, kube, vault);
+    let result = tls::serve_https(listener, config, router(state), ready, shutdown).await;
     background.cancel();
     result
 }

@@ -617,6 +617,12 @@ enum Scope<'a> {
     Cluster,
 }
 
+impl Scope<'_> {
+    fn is_namespaced(self) -> bool {
+        matches!(self, Scope::Namespaced(_))
+    }
+}
+
 fn store(spec: &SecretStoreSpec, scope: Scope<'_>, raw: Option<&Value>) -> Vec<Problem> {
     let mut p = Vec::new();
 
@@ -823,6 +829,9 @@ fn auth(p: &mut Vec<Problem>, a: &VaultAuth, scope: Scope<'_>) {
                 &at,
                 "set serviceAccountRef or secretRef, not both",
             ));
+        }
+        if let Some(why) = crate::vault::pod_token_refusal(k, scope.is_namespaced()) {
+            p.push(Problem::new(&at, why));
         }
         if let Some(sa) = &k.service_account_ref {
             service_account(p, &format!("{at}.serviceAccountRef"), sa, scope);
@@ -1541,10 +1550,19 @@ mod tests {
                 None,
             ),
             (
-                "kubernetes auth with the pod's token",
-                None,
+                "kubernetes auth with vaultgate's own token in a ClusterSecretStore",
+                Some("ClusterSecretStore"),
                 with_auth(json!({"appRole": null, "kubernetes": {"role": "r"}})),
                 None,
+            ),
+            (
+                "kubernetes auth with vaultgate's own token in a SecretStore",
+                Some("SecretStore"),
+                with_auth(json!({"appRole": null, "kubernetes": {"role": "r"}})),
+                Some((
+                    "spec.provider.vault.auth.kubernetes",
+                    "needs serviceAccountRef or secretRef",
+                )),
             ),
             (
                 "ldap auth",

@@ -78,14 +78,25 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
-/// The rustls configuration: TLS 1.2+ (rustls has nothing older), HTTP/2 preferred by ALPN.
-pub fn server_config(resolver: Arc<CertResolver>) -> anyhow::Result<Arc<ServerConfig>> {
+/// The rustls configuration: TLS 1.2+ (rustls has nothing older), HTTP/2 preferred by ALPN;
+/// with `client_ca`, a client certificate signed by it is required.
+pub fn server_config(
+    resolver: Arc<CertResolver>,
+    client_ca: Option<Arc<super::client_ca::ClientCa>>,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    anyhow::ensure!(
+        resolver.current().is_some(),
+        "no serving certificate loaded"
+    );
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+        .context("TLS protocol versions")?;
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(ca),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -233,36 +244,24 @@ pub async fn watch_files(
 /// then lets in-flight requests finish. `ready` is true while serving with a certificate.
 pub async fn serve_https(
     listener: TcpListener,
-    resolver: Arc<CertResolver>,
+    config: Arc<ServerConfig>,
     app: axum::Router,
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    serve_https_with(
-        listener,
-        resolver,
-        app,
-        ready,
-        shutdown,
-        Timeouts::default(),
-    )
-    .await
+    serve_https_with(listener, config, app, ready, shutdown, Timeouts::default()).await
 }
 
 /// [`serve_https`] with other time limits than the defaults.
 pub async fn serve_https_with(
     listener: TcpListener,
-    resolver: Arc<CertResolver>,
+    config: Arc<ServerConfig>,
     app: axum::Router,
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
     timeouts: Timeouts,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        resolver.current().is_some(),
-        "no serving certificate loaded"
-    );
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(resolver)?);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Header time limits are the connection watchdog's (see `serve_connection`): hyper's own
     // arms and clears a timer for every request, the most a review cost in timers.

@@ -16,7 +16,8 @@ use super::answers;
 use super::http::{Reply, Req, TlsMaterial, Transport};
 use super::{StoreHandle, VaultError};
 use crate::api::{
-    CaProviderType, SecretKeySelector, ServiceAccountSelector, StoreKind, VaultAuth, VaultProvider,
+    CaProviderType, SecretKeySelector, ServiceAccountSelector, StoreKind, VaultAuth,
+    VaultKubernetesAuth, VaultProvider,
 };
 
 /// The pod's own ServiceAccount token, used by kubernetes auth without a reference.
@@ -383,6 +384,17 @@ pub(crate) struct LoginToken {
     pub from_login: bool,
 }
 
+/// Why Kubernetes auth may not fall back to vaultgate's own token: a namespaced store is
+/// written by a namespace's users, and vaultgate's token (which may read every Secret) would
+/// go to the server they name. A ClusterSecretStore, written by a cluster admin, keeps ESO's
+/// fallback.
+pub fn pod_token_refusal(k: &VaultKubernetesAuth, namespaced: bool) -> Option<&'static str> {
+    (namespaced && k.service_account_ref.is_none() && k.secret_ref.is_none()).then_some(
+        "a SecretStore needs serviceAccountRef or secretRef: without them vaultgate would log in \
+         with its own service account token, which only a ClusterSecretStore may do",
+    )
+}
+
 /// Logs in with the store's auth method (for token auth: reads the static token).
 pub(crate) async fn login(
     resolver: &Resolver<'_>,
@@ -453,6 +465,12 @@ pub(crate) async fn login(
             } else if let Some(sel) = &k.secret_ref {
                 let f = "spec.provider.vault.auth.kubernetes.secretRef";
                 token_text(&resolver.secret_value(sel, Some("token"), f).await?, f)?
+            } else if let Some(why) =
+                pod_token_refusal(k, resolver.store.kind == StoreKind::SecretStore)
+            {
+                return Err(VaultError::config(format!(
+                    "spec.provider.vault.auth.kubernetes: {why}"
+                )));
             } else {
                 let raw = Zeroizing::new(tokio::fs::read(POD_TOKEN_FILE).await.map_err(|e| {
                     VaultError::config(format!(

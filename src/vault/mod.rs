@@ -26,7 +26,7 @@
 mod answers;
 mod auth;
 
-pub use auth::has_referent_refs;
+pub use auth::{has_referent_refs, pod_token_refusal};
 mod client;
 mod fetch;
 mod http;

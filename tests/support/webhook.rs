@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use vaultgate::admission::tls::{self, CertResolver, Timeouts};
-use vaultgate::admission::{AdmissionState, router};
+use vaultgate::admission::{AdmissionState, Callers, router};
 use vaultgate::cli::LiveMode;
 use vaultgate::metrics::Metrics;
 
@@ -23,6 +23,7 @@ pub fn app() -> axum::Router {
         Metrics::new(),
         LiveMode::Off,
         Duration::from_secs(2),
+        Callers::Anyone,
         None,
         None,
     ))
@@ -195,7 +196,8 @@ pub fn store(version: &str, kind: &str) -> Value {
         "metadata": {"name": "vault"},
         "spec": {"provider": {"vault": {
             "server": "https://vault:8200", "path": "secret", "version": "v2",
-            "auth": {"kubernetes": {"role": "app", "mountPath": "kubernetes"}}}}},
+            "auth": {"kubernetes": {"role": "app", "mountPath": "kubernetes",
+                                      "serviceAccountRef": {"name": "app"}}}}}},
     });
     if kind == "SecretStore" {
         v["metadata"]["namespace"] = json!("team-a");
@@ -224,9 +226,10 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let ready = Arc::new(AtomicBool::new(false));
         let shutdown = CancellationToken::new();
+        let config = tls::server_config(resolver, None).unwrap();
         let task = tokio::spawn(tls::serve_https_with(
             listener,
-            resolver,
+            config,
             app(),
             ready.clone(),
             shutdown.clone(),

@@ -86,6 +86,10 @@ pub trait AdmissionEnv: Send + Sync {
     fn resolve_service(&self, namespace: &str, name: &str, port: u16) -> Option<SocketAddr>;
     /// Labels of a namespace, if it exists.
     fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>>;
+    /// The client certificate to present to webhooks, if any.
+    fn client_identity(&self) -> Option<&crate::ClientIdentity> {
+        None
+    }
 }
 
 /// The admitted request: the object after mutation and the webhooks' warnings.
@@ -558,7 +562,7 @@ async fn call_hook(
     let fail =
         |e: String| HookError::Call(format!("failed to call webhook: Post {shown_url:?}: {e}"));
 
-    let client = client_for(hook.client, &target)
+    let client = client_for(hook.client, &target, env.client_identity())
         .map_err(|e| HookError::Call(format!("could not get REST client: {e}")))?;
     if target.pinned && target.addr.is_none() {
         return Err(fail(format!(
@@ -916,11 +920,20 @@ fn target_of(hook: &Hook<'_>, env: &dyn AdmissionEnv) -> Result<Target, String> 
     })
 }
 
-type ClientKey = (Vec<u8>, String, Option<SocketAddr>);
+type ClientKey = (
+    Vec<u8>,
+    String,
+    Option<SocketAddr>,
+    Option<crate::ClientIdentity>,
+);
 
-/// One client per CA bundle and server (and pinned address), so that bursts of
-/// admissions reuse pooled connections instead of paying a handshake each.
-fn client_for(cfg: &WebhookClientConfig, target: &Target) -> Result<reqwest::Client, String> {
+/// One client per CA bundle, server (and pinned address) and client identity, so that bursts
+/// of admissions reuse pooled connections instead of paying a handshake each.
+fn client_for(
+    cfg: &WebhookClientConfig,
+    target: &Target,
+    identity: Option<&crate::ClientIdentity>,
+) -> Result<reqwest::Client, String> {
     static CLIENTS: LazyLock<Mutex<HashMap<ClientKey, reqwest::Client>>> =
         LazyLock::new(|| Mutex::new(HashMap::new()));
     let ca = cfg
@@ -932,11 +945,12 @@ fn client_for(cfg: &WebhookClientConfig, target: &Target) -> Result<reqwest::Cli
         ca,
         target.host.clone(),
         if target.pinned { target.addr } else { None },
+        identity.cloned(),
     );
     if let Some(c) = CLIENTS.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(c.clone());
     }
-    let client = build_client(&key.0, target)?;
+    let client = build_client(&key.0, target, identity)?;
     CLIENTS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -944,7 +958,11 @@ fn client_for(cfg: &WebhookClientConfig, target: &Target) -> Result<reqwest::Cli
     Ok(client)
 }
 
-fn build_client(ca_pem: &[u8], target: &Target) -> Result<reqwest::Client, String> {
+fn build_client(
+    ca_pem: &[u8],
+    target: &Target,
+    identity: Option<&crate::ClientIdentity>,
+) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     let mut reader = std::io::BufReader::new(ca_pem);
@@ -955,11 +973,24 @@ fn build_client(ca_pem: &[u8], target: &Target) -> Result<reqwest::Client, Strin
             .map_err(|e| format!("unable to load root certificates: {e}"))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut tls = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            let certs = rustls_pemfile::certs(&mut id.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("unable to load client certificate: {e}"))?;
+            let key = rustls_pemfile::private_key(&mut id.key_pem.as_bytes())
+                .map_err(|e| format!("unable to load client key: {e}"))?
+                .ok_or("unable to load client key: none in the PEM")?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("unable to load client certificate: {e}"))?
+        }
+    };
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)

@@ -688,6 +688,10 @@ fn run_schema(cx: &mut Cx, obj: &mut Value) -> ApiResult<()> {
 struct Env(Arc<Shared>);
 
 impl AdmissionEnv for Env {
+    fn client_identity(&self) -> Option<&crate::ClientIdentity> {
+        self.0.webhook_client_identity.as_ref()
+    }
+
     fn resolve_service(&self, namespace: &str, name: &str, port: u16) -> Option<SocketAddr> {
         self.0
             .services

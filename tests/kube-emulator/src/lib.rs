@@ -58,6 +58,16 @@ pub struct KubeEmulatorConfig {
     pub bookmark_interval: Duration,
     /// Delay applied to every request before it is handled.
     pub latency: Duration,
+    /// The client certificate presented to every admission webhook, as kube-apiserver does when
+    /// its AdmissionConfiguration names a kubeconfig whose user `*` has one.
+    pub webhook_client_identity: Option<ClientIdentity>,
+}
+
+/// A client certificate (chain) and its private key, both PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 impl Default for KubeEmulatorConfig {
@@ -67,6 +77,7 @@ impl Default for KubeEmulatorConfig {
             history_size: 100_000,
             bookmark_interval: Duration::from_secs(5),
             latency: Duration::ZERO,
+            webhook_client_identity: None,
         }
     }
 }

@@ -28,6 +28,7 @@ pub struct Shared {
     pub faults: Mutex<Vec<(FaultFilter, usize, u16)>>,
     pub drop_tx: tokio::sync::watch::Sender<u64>,
     pub services: Mutex<HashMap<(String, String, u16), SocketAddr>>,
+    pub webhook_client_identity: Option<crate::ClientIdentity>,
 }
 
 impl Shared {
@@ -153,6 +154,7 @@ pub async fn start(cfg: KubeEmulatorConfig) -> anyhow::Result<(Arc<Shared>, Serv
         faults: Mutex::new(vec![]),
         drop_tx,
         services: Mutex::new(HashMap::new()),
+        webhook_client_identity: cfg.webhook_client_identity.clone(),
     });
     for ns in ["default", "kube-system", "kube-public"] {
         api::create_or_replace(
