@@ -1,11 +1,14 @@
-//! The mutating webhook's defaults, as pure functions over the raw object.
+//! The mutating webhook's defaults, as pure functions over what an object holds.
 //!
-//! They work on JSON rather than the typed objects because the typed objects already carry
-//! serde defaults, so "absent" cannot be told from "set to the default" there. Only absent (or
-//! null) fields are set; parents are created when missing.
+//! They read the object through small views that record only whether each field they fill is
+//! there: the typed objects carry serde defaults, so "absent" cannot be told from "set to the
+//! default" in them, and the views build nothing else (a review's body is read into them
+//! without a JSON tree). Only absent (or null) fields are set; parents are created when missing.
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
 use super::Kind;
@@ -33,27 +36,192 @@ pub fn apply(kind: Kind, obj: &mut Value) -> bool {
     }
 }
 
-/// The defaults as a JSON patch against `obj`; `None` when the object is already complete, so
-/// that the response carries no patch at all.
+/// The defaults as a JSON patch against `obj`; `None` when the object is already complete (or
+/// not an object), so that the response carries no patch at all.
 pub fn patch(kind: Kind, obj: &Value) -> Option<Patch> {
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str);
-    patch_parts(kind, name, obj)
+    View::read(kind, obj).ok()?.patch()
 }
 
-/// [`patch`] for an object given as its name and the rest of it (`spec` at the top), as a
-/// `DynamicObject` holds it; computed without copying the object.
-pub fn patch_parts(kind: Kind, name: Option<&str>, obj: &Value) -> Option<Patch> {
-    let mut ops = Vec::new();
-    match kind {
-        Kind::ExternalSecret => external_secret(name.filter(|n| !n.is_empty()), obj, &mut ops),
-        Kind::SecretStore | Kind::ClusterSecretStore => store(obj, &mut ops),
+/// What the defaults read of an object of one kind.
+pub enum View {
+    ExternalSecret(EsView),
+    Store(StoreView),
+}
+
+impl View {
+    /// Reads the view of `kind` from an object (JSON text or a JSON value).
+    pub fn read<'de, D: serde::Deserializer<'de>>(kind: Kind, d: D) -> Result<View, D::Error> {
+        Ok(match kind {
+            Kind::ExternalSecret => View::ExternalSecret(EsView::deserialize(d)?),
+            Kind::SecretStore | Kind::ClusterSecretStore => View::Store(StoreView::deserialize(d)?),
+        })
     }
-    (!ops.is_empty()).then_some(Patch(ops))
+
+    /// The defaults as a JSON patch; `None` when there are none to add.
+    pub fn patch(&self) -> Option<Patch> {
+        let mut ops = Vec::new();
+        match self {
+            View::ExternalSecret(es) => external_secret(es, &mut ops),
+            View::Store(s) => store(s, &mut ops),
+        }
+        (!ops.is_empty()).then_some(Patch(ops))
+    }
 }
 
-/// A field is absent when missing or null (an explicit null is how clients clear a field).
-fn absent(obj: &Value, key: &str) -> bool {
-    obj.get(key).is_none_or(Value::is_null)
+/// A field the defaults look into: missing or null, an object (read as `T`), or anything else
+/// (which the schema refuses and the defaults leave alone).
+#[derive(Default)]
+pub enum Slot<T> {
+    #[default]
+    Absent,
+    Object(T),
+    Other,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Slot<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{MapAccess, SeqAccess, Visitor};
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Slot<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Slot<T>, E> {
+                Ok(Slot::Absent)
+            }
+            fn visit_none<E>(self) -> Result<Slot<T>, E> {
+                Ok(Slot::Absent)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Slot<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Slot::Object)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Slot<T>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Slot::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Slot<T>, E> {
+                Ok(Slot::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Slot<T>, E> {
+                Ok(Slot::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Slot<T>, E> {
+                Ok(Slot::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Slot<T>, E> {
+                Ok(Slot::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Slot<T>, E> {
+                Ok(Slot::Other)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// Present and not null.
+type Set = Option<IgnoredAny>;
+
+#[derive(Deserialize, Default)]
+pub struct EsView {
+    #[serde(default)]
+    metadata: Slot<NameView>,
+    #[serde(default)]
+    spec: Slot<EsSpecView>,
+}
+
+#[derive(Deserialize, Default)]
+struct NameView {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct EsSpecView {
+    #[serde(default)]
+    refresh_interval: Set,
+    #[serde(default)]
+    refresh_policy: Set,
+    #[serde(default)]
+    secret_store_ref: Slot<StoreRefView>,
+    #[serde(default)]
+    target: Slot<TargetView>,
+}
+
+#[derive(Deserialize, Default)]
+struct StoreRefView {
+    #[serde(default)]
+    kind: Set,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TargetView {
+    #[serde(default)]
+    name: Set,
+    #[serde(default)]
+    creation_policy: Set,
+    #[serde(default)]
+    deletion_policy: Set,
+}
+
+#[derive(Deserialize, Default)]
+pub struct StoreView {
+    #[serde(default)]
+    spec: Slot<StoreSpecView>,
+}
+
+#[derive(Deserialize, Default)]
+struct StoreSpecView {
+    #[serde(default)]
+    provider: Slot<ProviderView>,
+}
+
+#[derive(Deserialize, Default)]
+struct ProviderView {
+    #[serde(default)]
+    vault: Slot<VaultView>,
+}
+
+#[derive(Deserialize, Default)]
+struct VaultView {
+    #[serde(default)]
+    version: Set,
+    #[serde(default)]
+    auth: Slot<AuthView>,
+}
+
+/// Each auth method of [`AUTH_MOUNT_DEFAULTS`], with whether its mount path is set.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AuthView {
+    #[serde(default)]
+    app_role: Slot<PathView>,
+    #[serde(default)]
+    kubernetes: Slot<MountPathView>,
+    #[serde(default)]
+    ldap: Slot<PathView>,
+    #[serde(default)]
+    user_pass: Slot<PathView>,
+    #[serde(default)]
+    jwt: Slot<PathView>,
+    #[serde(default)]
+    cert: Slot<PathView>,
+}
+
+#[derive(Deserialize, Default)]
+struct PathView {
+    #[serde(default)]
+    path: Set,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MountPathView {
+    #[serde(default)]
+    mount_path: Set,
 }
 
 fn add(ops: &mut Vec<PatchOperation>, path: &[&str], value: Value) {
@@ -63,23 +231,26 @@ fn add(ops: &mut Vec<PatchOperation>, path: &[&str], value: Value) {
     }));
 }
 
-/// Adds each absent `(field, default)` of the object at `path`, or the whole object with all
-/// of them when the object itself is absent.
-fn fill(ops: &mut Vec<PatchOperation>, parent: &Value, path: &[&str], fields: &[(&str, Value)]) {
-    let key = path.last().expect("a non-empty path");
-    match parent.get(*key).filter(|v| !v.is_null()) {
-        None => {
+/// Adds each `(field, default)` whose field is absent from the object at `path`, or the whole
+/// object with all of them when the object itself is absent.
+fn fill<T>(
+    ops: &mut Vec<PatchOperation>,
+    slot: &Slot<T>,
+    path: &[&str],
+    fields: &[(&str, Value, fn(&T) -> bool)],
+) {
+    match slot {
+        Slot::Absent => {
             let obj: Map<String, Value> = fields
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
+                .map(|(k, v, _)| (k.to_string(), v.clone()))
                 .collect();
             add(ops, path, Value::Object(obj));
         }
-        // Something other than an object: the schema refuses it, defaults leave it alone.
-        Some(o) if !o.is_object() => {}
-        Some(o) => {
-            for (k, v) in fields {
-                if absent(o, k) {
+        Slot::Other => {}
+        Slot::Object(o) => {
+            for (k, v, present) in fields {
+                if !present(o) {
                     let mut p = path.to_vec();
                     p.push(k);
                     add(ops, &p, v.clone());
@@ -89,71 +260,100 @@ fn fill(ops: &mut Vec<PatchOperation>, parent: &Value, path: &[&str], fields: &[
     }
 }
 
-fn external_secret(name: Option<&str>, obj: &Value, ops: &mut Vec<PatchOperation>) {
-    let mut target = Vec::with_capacity(3);
-    if let Some(n) = name {
-        target.push(("name", Value::from(n)));
-    }
-    target.push(("creationPolicy", Value::from("Owner")));
-    target.push(("deletionPolicy", Value::from("Retain")));
-    let Some(spec) = obj.get("spec").filter(|s| !s.is_null()) else {
-        let spec = serde_json::json!({
-            "refreshInterval": REFRESH_INTERVAL,
-            "refreshPolicy": "Periodic",
-            "secretStoreRef": {"kind": "SecretStore"},
-            "target": target.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Map<_, _>>(),
-        });
-        add(ops, &["spec"], spec);
-        return;
+fn external_secret(es: &EsView, ops: &mut Vec<PatchOperation>) {
+    let name = match &es.metadata {
+        Slot::Object(m) => m.name.as_deref().filter(|n| !n.is_empty()),
+        _ => None,
     };
-    if !spec.is_object() {
-        return;
+    let mut target: Vec<(&str, Value, fn(&TargetView) -> bool)> = Vec::with_capacity(3);
+    if let Some(n) = name {
+        target.push(("name", Value::from(n), |t| t.name.is_some()));
     }
-    for (k, v) in [
-        ("refreshInterval", REFRESH_INTERVAL),
-        ("refreshPolicy", "Periodic"),
-    ] {
-        if absent(spec, k) {
-            add(ops, &["spec", k], Value::from(v));
+    target.push(("creationPolicy", Value::from("Owner"), |t| {
+        t.creation_policy.is_some()
+    }));
+    target.push(("deletionPolicy", Value::from("Retain"), |t| {
+        t.deletion_policy.is_some()
+    }));
+    let spec = match &es.spec {
+        Slot::Absent => {
+            let spec = serde_json::json!({
+                "refreshInterval": REFRESH_INTERVAL,
+                "refreshPolicy": "Periodic",
+                "secretStoreRef": {"kind": "SecretStore"},
+                "target": target.into_iter().map(|(k, v, _)| (k.to_string(), v)).collect::<Map<_, _>>(),
+            });
+            add(ops, &["spec"], spec);
+            return;
         }
+        Slot::Other => return,
+        Slot::Object(spec) => spec,
+    };
+    if spec.refresh_interval.is_none() {
+        add(
+            ops,
+            &["spec", "refreshInterval"],
+            Value::from(REFRESH_INTERVAL),
+        );
+    }
+    if spec.refresh_policy.is_none() {
+        add(ops, &["spec", "refreshPolicy"], Value::from("Periodic"));
     }
     fill(
         ops,
-        spec,
+        &spec.secret_store_ref,
         &["spec", "secretStoreRef"],
-        &[("kind", Value::from("SecretStore"))],
+        &[("kind", Value::from("SecretStore"), |r| r.kind.is_some())],
     );
-    fill(ops, spec, &["spec", "target"], &target);
+    fill(ops, &spec.target, &["spec", "target"], &target);
 }
 
-fn store(obj: &Value, ops: &mut Vec<PatchOperation>) {
+fn store(s: &StoreView, ops: &mut Vec<PatchOperation>) {
     // Without a Vault provider there is nothing to default: the rules refuse the store.
-    let Some(vault) = obj
-        .pointer("/spec/provider/vault")
-        .filter(|v| v.is_object())
-    else {
+    let Slot::Object(spec) = &s.spec else { return };
+    let Slot::Object(provider) = &spec.provider else {
         return;
     };
-    if absent(vault, "version") {
+    let Slot::Object(vault) = &provider.vault else {
+        return;
+    };
+    if vault.version.is_none() {
         add(
             ops,
             &["spec", "provider", "vault", "version"],
             Value::from("v2"),
         );
     }
-    let Some(auth) = vault.get("auth").filter(|a| a.is_object()) else {
+    let Slot::Object(auth) = &vault.auth else {
         return;
     };
-    for (method, field, default) in AUTH_MOUNT_DEFAULTS {
-        if let Some(m) = auth.get(method).filter(|m| m.is_object())
-            && absent(m, field)
-        {
+    let mount_set = [
+        path_set(&auth.app_role),
+        match &auth.kubernetes {
+            Slot::Object(k) => Some(k.mount_path.is_some()),
+            _ => None,
+        },
+        path_set(&auth.ldap),
+        path_set(&auth.user_pass),
+        path_set(&auth.jwt),
+        path_set(&auth.cert),
+    ];
+    for ((method, field, default), set) in AUTH_MOUNT_DEFAULTS.into_iter().zip(mount_set) {
+        if set == Some(false) {
             add(
                 ops,
                 &["spec", "provider", "vault", "auth", method, field],
                 Value::from(default),
             );
         }
+    }
+}
+
+/// For a method given as an object, whether its `path` is set.
+fn path_set(method: &Slot<PathView>) -> Option<bool> {
+    match method {
+        Slot::Object(m) => Some(m.path.is_some()),
+        _ => None,
     }
 }
 

@@ -9,6 +9,8 @@ pub mod client_ca;
 pub mod defaults;
 mod handler;
 pub mod live;
+mod object;
+mod review;
 pub mod rules;
 pub mod selfcert;
 pub mod tls;
@@ -28,6 +30,7 @@ use crate::metrics::Metrics;
 
 pub use handler::{Endpoint, review};
 pub use live::{Findings, LiveChecker};
+pub use review::Answer;
 
 /// Largest AdmissionReview accepted: the API server's own request limit (3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -79,15 +82,15 @@ pub fn kind_of(obj: &serde_json::Value) -> Option<Kind> {
 
 /// The static rules for a manifest of `kind` (as JSON); an unreadable spec is one problem.
 pub fn static_problems(kind: Kind, obj: &serde_json::Value) -> Vec<rules::Problem> {
-    match handler::Typed::from_value(kind, obj) {
+    match object::Typed::from_value(kind, obj) {
         Ok(t) => t.rules(),
         Err(e) => vec![rules::Problem::new("spec", e)],
     }
 }
 
 /// A manifest as the typed object the rules and live checks take.
-pub(crate) fn handler_typed(kind: Kind, obj: &serde_json::Value) -> Result<handler::Typed, String> {
-    handler::Typed::from_value(kind, obj)
+pub(crate) fn handler_typed(kind: Kind, obj: &serde_json::Value) -> Result<object::Typed, String> {
+    object::Typed::from_value(kind, obj)
 }
 
 /// Where the serving certificate comes from.

@@ -9,7 +9,6 @@ use std::fmt;
 use std::sync::{LazyLock, Mutex};
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde_json::Value;
 
 use crate::api::{
     CaProvider, ClusterSecretStore, CreationPolicy, DeletionPolicy, ExternalSecret,
@@ -600,15 +599,16 @@ fn check_version(v: &str) -> Result<(), String> {
     crate::vault::paths::check_version(v)
 }
 
-/// The rules for a SecretStore; `raw` is the object as received (for fields the typed form drops).
-pub fn secret_store(ss: &SecretStore, raw: Option<&Value>) -> Vec<Problem> {
+/// The rules for a SecretStore; `providers` are the keys under its `spec.provider` (the typed
+/// spec keeps only vault's).
+pub fn secret_store(ss: &SecretStore, providers: &[String]) -> Vec<Problem> {
     let ns = ss.metadata.namespace.as_deref().unwrap_or_default();
-    store(&ss.spec, Scope::Namespaced(ns), raw)
+    store(&ss.spec, Scope::Namespaced(ns), providers)
 }
 
 /// The rules for a ClusterSecretStore.
-pub fn cluster_secret_store(css: &ClusterSecretStore, raw: Option<&Value>) -> Vec<Problem> {
-    store(&css.spec.store, Scope::Cluster, raw)
+pub fn cluster_secret_store(css: &ClusterSecretStore, providers: &[String]) -> Vec<Problem> {
+    store(&css.spec.store, Scope::Cluster, providers)
 }
 
 #[derive(Clone, Copy)]
@@ -623,20 +623,14 @@ impl Scope<'_> {
     }
 }
 
-fn store(spec: &SecretStoreSpec, scope: Scope<'_>, raw: Option<&Value>) -> Vec<Problem> {
+fn store(spec: &SecretStoreSpec, scope: Scope<'_>, providers: &[String]) -> Vec<Problem> {
     let mut p = Vec::new();
 
-    // Providers other than vault never reach the typed form: look at the raw object.
-    let others: Vec<&str> = raw
-        .and_then(|r| r.pointer("/spec/provider"))
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.keys()
-                .map(String::as_str)
-                .filter(|k| *k != "vault")
-                .collect()
-        })
-        .unwrap_or_default();
+    let others: Vec<&str> = providers
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k != "vault")
+        .collect();
     match (&spec.provider.vault, others.is_empty()) {
         (Some(_), true) => {}
         (Some(_), false) => p.push(Problem::new(
