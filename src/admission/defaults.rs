@@ -231,13 +231,16 @@ fn add(ops: &mut Vec<PatchOperation>, path: &[&str], value: Value) {
     }));
 }
 
+/// A field to default: its name, its default, and whether a view has it set.
+type FieldDefault<T> = (&'static str, Value, fn(&T) -> bool);
+
 /// Adds each `(field, default)` whose field is absent from the object at `path`, or the whole
 /// object with all of them when the object itself is absent.
 fn fill<T>(
     ops: &mut Vec<PatchOperation>,
     slot: &Slot<T>,
     path: &[&str],
-    fields: &[(&str, Value, fn(&T) -> bool)],
+    fields: &[FieldDefault<T>],
 ) {
     match slot {
         Slot::Absent => {
@@ -265,7 +268,7 @@ fn external_secret(es: &EsView, ops: &mut Vec<PatchOperation>) {
         Slot::Object(m) => m.name.as_deref().filter(|n| !n.is_empty()),
         _ => None,
     };
-    let mut target: Vec<(&str, Value, fn(&TargetView) -> bool)> = Vec::with_capacity(3);
+    let mut target: Vec<FieldDefault<TargetView>> = Vec::with_capacity(3);
     if let Some(n) = name {
         target.push(("name", Value::from(n), |t| t.name.is_some()));
     }

@@ -12,6 +12,7 @@ use http::{StatusCode, header};
 use kube::core::admission::Operation;
 use serde_json::value::RawValue;
 
+use super::budget::{self, TooManyValues};
 use super::live::Findings;
 use super::object::{EsObject, Typed};
 use super::review::{Answer, Request, check_object, deny, request_of, review_json};
@@ -51,8 +52,27 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Resp
     let mut work = std::pin::pin!(async {
         // Never closed, so never an error; held until the answer is ready.
         let _slot = state.slots.acquire().await;
+        // What it declares, or the most it may be.
+        let declared = body.size_hint().upper().unwrap_or(MAX_BODY as u64);
+        let mut held = state.budget.body(declared as usize).await;
         let body = read_body(body).await?;
-        match decide(state, endpoint, &body) {
+        state
+            .budget
+            .parse(&mut held, &body)
+            .await
+            .map_err(|TooManyValues(n)| {
+                Refused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the review holds {n} JSON values; vaultgate reads fewer than {}",
+                        budget::MAX_VALUES
+                    ),
+                    "invalid",
+                )
+            })?;
+        let step = decide(state, endpoint, &body);
+        drop(body);
+        match step {
             Err(reason) => Err(Refused(StatusCode::BAD_REQUEST, reason, "invalid")),
             Ok(step) => Ok(finish(state, step).await),
         }

@@ -5,6 +5,7 @@
 //! The decisions are pure ([`defaults`], [`rules`]); the live checks against the cluster and
 //! Vault ([`live`]) and the HTTPS plumbing ([`tls`], [`selfcert`]) are shells around them.
 
+pub mod budget;
 pub mod client_ca;
 pub mod defaults;
 mod handler;
@@ -144,6 +145,7 @@ pub struct Shared {
     /// Time limit of a request, from its headers to its answer (body, wait for a slot, checks).
     pub(crate) timeout: Duration,
     pub(crate) slots: tokio::sync::Semaphore,
+    pub(crate) budget: budget::Budget,
 }
 
 impl std::ops::Deref for AdmissionState {
@@ -179,6 +181,7 @@ impl AdmissionState {
             // for the default budget.
             timeout: live_budget + Duration::from_secs(2),
             slots: tokio::sync::Semaphore::new(MAX_CONCURRENT),
+            budget: budget::Budget::default(),
         }))
     }
 }

@@ -32,6 +32,15 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// (HTTP/2 connections would otherwise stay open for as long as the client likes, and so would
 /// connections to peers that vanished without closing them).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections served at once; more wait in the listen backlog. With the per-connection
+/// buffers below, this bounds what clients can make the server hold before any request is read.
+pub const MAX_CONNECTIONS: usize = 128;
+/// HTTP/2 flow-control windows: what one stream, and one connection, may send ahead of the
+/// handler reading it (hyper's defaults are a megabyte or more per connection).
+const H2_STREAM_WINDOW: u32 = 64 << 10;
+const H2_CONNECTION_WINDOW: u32 = 128 << 10;
+/// The most an HTTP/1.1 connection buffers while reading a request's headers.
+const H1_MAX_BUFFER: usize = 64 << 10;
 /// How long in-flight requests get to finish after shutdown is asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -268,8 +277,14 @@ pub async fn serve_https_with(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(None);
+        .header_read_timeout(None)
+        .max_buf_size(H1_MAX_BUFFER);
+    builder
+        .http2()
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW);
     let builder = Arc::new(builder);
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let connections = TaskTracker::new();
     // Cancelled when the drain time is over: connections still open then are dropped.
     let hard_stop = CancellationToken::new();
@@ -277,6 +292,10 @@ pub async fn serve_https_with(
     tracing::info!(%addr, "admission webhook serving HTTPS");
     ready.store(true, Ordering::SeqCst);
     loop {
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            s = open.clone().acquire_owned() => s.expect("never closed"),
+        };
         let (tcp, _peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
@@ -295,6 +314,7 @@ pub async fn serve_https_with(
         let shutdown = shutdown.clone();
         let hard_stop = hard_stop.clone();
         connections.spawn(async move {
+            let _slot = slot;
             let _ = tcp.set_nodelay(true);
             let handshake = tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp));
             let tls = tokio::select! {
