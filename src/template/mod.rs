@@ -9,6 +9,9 @@
 mod bytes;
 pub mod engine;
 mod funcs;
+mod funcs_keys;
+mod funcs_pkcs12;
+mod funcs_sprig_more;
 mod pem;
 
 use std::collections::{BTreeMap, BTreeSet};
