@@ -130,18 +130,35 @@ mod tests {
                 vec!["ss".to_string()]
             ]
         );
-        let cols = |i: usize| -> Vec<String> {
-            crds[i].spec.versions[0]
-                .additional_printer_columns
-                .as_ref()
-                .unwrap()
-                .iter()
-                .map(|c| c.name.clone())
-                .collect()
-        };
-        assert_eq!(cols(1), ["Store", "Refresh Interval", "Status", "Ready"]);
-        assert_eq!(cols(0), ["Age", "Status", "Capabilities", "Ready"]);
-        assert_eq!(cols(2), ["Age", "Status", "Capabilities", "Ready"]);
+        // ESO 2.9's additionalPrinterColumns (name, type, JSON path), on every served version.
+        let ready = r#".status.conditions[?(@.type=="Ready")].status"#;
+        let reason = r#".status.conditions[?(@.type=="Ready")].reason"#;
+        let store: &[(&str, &str, &str)] = &[
+            ("AGE", "date", ".metadata.creationTimestamp"),
+            ("Status", "string", reason),
+            ("Capabilities", "string", ".status.capabilities"),
+            ("Ready", "string", ready),
+        ];
+        let external_secret: &[(&str, &str, &str)] = &[
+            ("StoreType", "string", ".spec.secretStoreRef.kind"),
+            ("Store", "string", ".spec.secretStoreRef.name"),
+            ("Refresh Interval", "string", ".spec.refreshInterval"),
+            ("Status", "string", reason),
+            ("Ready", "string", ready),
+            ("Last Sync", "date", ".status.refreshTime"),
+        ];
+        for (i, want) in [(0, store), (1, external_secret), (2, store)] {
+            for v in &crds[i].spec.versions {
+                let got: Vec<(&str, &str, &str)> = v
+                    .additional_printer_columns
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.type_.as_str(), c.json_path.as_str()))
+                    .collect();
+                assert_eq!(got, want, "{} {}", crds[i].spec.names.kind, v.name);
+            }
+        }
         assert_eq!(crds[0].spec.scope, "Cluster");
         assert_eq!(crds[1].spec.scope, "Namespaced");
     }

@@ -28,6 +28,11 @@ fn default_refresh_interval() -> Option<String> {
     derive = "Default",
     derive = "PartialEq",
     printcolumn(
+        name = "StoreType",
+        type_ = "string",
+        json_path = ".spec.secretStoreRef.kind"
+    ),
+    printcolumn(
         name = "Store",
         type_ = "string",
         json_path = ".spec.secretStoreRef.name"
@@ -46,7 +51,8 @@ fn default_refresh_interval() -> Option<String> {
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    )
+    ),
+    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.refreshTime")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretSpec {

@@ -27,7 +27,7 @@ use super::refs::{SecretKeySelector, ServiceAccountSelector};
     derive = "Default",
     derive = "PartialEq",
     printcolumn(
-        name = "Age",
+        name = "AGE",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
@@ -82,7 +82,7 @@ pub struct SecretStoreSpec {
     derive = "Default",
     derive = "PartialEq",
     printcolumn(
-        name = "Age",
+        name = "AGE",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),

@@ -163,7 +163,7 @@ pub fn known_function(name: &str) -> bool {
         "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf",
         "println", "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
     ];
-    BUILTINS.contains(&name) || funcs::NAMES.contains(&name)
+    BUILTINS.contains(&name) || funcs::registered(name)
 }
 
 /// Parses `src` (named `name` in messages) with ESO's `missingkey=error`. Errors

@@ -6,8 +6,8 @@
 //! Go's `print`, `printf`, `println`, `html`, `js` and `urlquery` are wrapped the
 //! same way and then run by gotmpl's own builtins.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -18,139 +18,19 @@ use super::bytes::{to_bytes, to_text};
 use super::engine::{Budget, LIMIT_MARK, MAX_OUTPUT};
 use super::pem;
 
-type R = gotmpl::Result<Value>;
-type Plain = fn(&[Value]) -> R;
+pub(super) type R = gotmpl::Result<Value>;
+pub(super) type Plain = fn(&[Value]) -> R;
 
-/// Every function name registered by [`sprig`], for the parse-time check.
-pub const NAMES: &[&str] = &[
-    // strings
-    "upper",
-    "lower",
-    "title",
-    "untitle",
-    "trim",
-    "trimAll",
-    "trimall",
-    "trimPrefix",
-    "trimSuffix",
-    "replace",
-    "quote",
-    "squote",
-    "indent",
-    "nindent",
-    "contains",
-    "hasPrefix",
-    "hasSuffix",
-    "split",
-    "splitn",
-    "splitList",
-    "join",
-    "repeat",
-    "substr",
-    "trunc",
-    "cat",
-    "nospace",
-    "plural",
-    "sortAlpha",
-    // encoding
-    "b64enc",
-    "b64dec",
-    "toJson",
-    "mustToJson",
-    "toPrettyJson",
-    "mustToPrettyJson",
-    "toRawJson",
-    "mustToRawJson",
-    "fromJson",
-    "mustFromJson",
-    "toYaml",
-    "fromYaml",
-    "toString",
-    "toStrings",
-    // defaults and logic
-    "default",
-    "empty",
-    "coalesce",
-    "ternary",
-    "all",
-    "any",
-    "fail",
-    // collections
-    "list",
-    "tuple",
-    "dict",
-    "get",
-    "set",
-    "unset",
-    "hasKey",
-    "keys",
-    "values",
-    "pluck",
-    "pick",
-    "omit",
-    "merge",
-    "mustMerge",
-    "mergeOverwrite",
-    "mustMergeOverwrite",
-    "first",
-    "last",
-    "rest",
-    "initial",
-    "append",
-    "push",
-    "prepend",
-    "concat",
-    "has",
-    "uniq",
-    "compact",
-    "reverse",
-    // numbers
-    "add",
-    "add1",
-    "sub",
-    "mul",
-    "div",
-    "mod",
-    "max",
-    "min",
-    "atoi",
-    "int",
-    "int64",
-    // regular expressions
-    "regexMatch",
-    "mustRegexMatch",
-    "regexFind",
-    "mustRegexFind",
-    "regexFindAll",
-    "mustRegexFindAll",
-    "regexReplaceAll",
-    "mustRegexReplaceAll",
-    "regexReplaceAllLiteral",
-    "mustRegexReplaceAllLiteral",
-    "regexSplit",
-    "mustRegexSplit",
-    "regexQuoteMeta",
-    // hashing, ids, passwords
-    "sha1sum",
-    "sha256sum",
-    "sha512sum",
-    "uuidv4",
-    "htpasswd",
-    "bcrypt",
-    // ESO's own
-    "filterPEM",
-    "filterCertChain",
-    // Go builtins re-registered with size checks
-    "print",
-    "printf",
-    "println",
-    "html",
-    "js",
-    "urlquery",
-];
+/// Whether `name` is a registered function, for the parse-time check: the names come
+/// from the same tables that [`sprig`] registers.
+pub(crate) fn registered(name: &str) -> bool {
+    static NAMES: LazyLock<BTreeSet<&'static str>> =
+        LazyLock::new(|| plain_functions().iter().map(|(n, _)| *n).collect());
+    NAMES.contains(name)
+}
 
 fn plain_functions() -> Vec<(&'static str, Plain)> {
-    vec![
+    let mut table: Vec<(&'static str, Plain)> = vec![
         ("upper", upper),
         ("lower", lower),
         ("title", title),
@@ -286,15 +166,7 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         }),
         ("b64dec", |a| {
             want(a, "b64dec", 1, 1)?;
-            // Go's decoder skips line breaks (wrapped base64, as in PEM bodies).
-            let v: String = strv(&a[0], "b64dec")?
-                .chars()
-                .filter(|c| !matches!(c, '\r' | '\n'))
-                .collect();
-            let bytes = B64
-                .decode(v)
-                .map_err(|_| exec("b64dec: the input is not valid base64"))?;
-            Ok(s(to_text(&bytes)))
+            Ok(s(b64dec(strv(&a[0], "b64dec")?)))
         }),
         ("toJson", |a| {
             json_out(a, "toJson", JsonStyle::Compact, true)
@@ -681,7 +553,16 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         ("html", |a| builtin("html", a)),
         ("js", |a| builtin("js", a)),
         ("urlquery", |a| builtin("urlquery", a)),
-    ]
+    ];
+    table.extend(super::funcs_pkcs12::functions());
+    table.extend(super::funcs_keys::functions());
+    table.extend(super::funcs_sprig_more::functions());
+    for (alias, of) in super::funcs_sprig_more::ALIASES {
+        if let Some(&(_, f)) = table.iter().find(|(n, _)| n == of) {
+            table.push((alias, f));
+        }
+    }
+    table
 }
 
 /// The function map for one execution, every function bounded by `budget`.
@@ -715,11 +596,36 @@ pub(crate) fn sprig(budget: &Arc<Budget>) -> FuncMap {
 
 // ---- helpers -------------------------------------------------------------------------
 
-fn s(v: impl Into<Arc<str>>) -> Value {
+/// sprig's `b64dec`: the decoded bytes, or, as sprig does, Go's error text instead of
+/// failing. Go's decoder skips line breaks (wrapped base64, as in PEM bodies).
+fn b64dec(v: &str) -> String {
+    let kept: Vec<usize> = v
+        .char_indices()
+        .filter(|(_, c)| !matches!(c, '\r' | '\n'))
+        .map(|(i, _)| i)
+        .collect();
+    let filtered: String = v.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+    match B64.decode(&filtered) {
+        Ok(bytes) => to_text(&bytes),
+        Err(e) => {
+            use base64::DecodeError as E;
+            let at = match e {
+                E::InvalidByte(o, _) | E::InvalidLastSymbol(o, _) => o,
+                E::InvalidLength(n) => n,
+                E::InvalidPadding => filtered.find('=').unwrap_or(filtered.len()),
+            };
+            // The offset counts the input as given, line breaks included.
+            let at = kept.get(at).copied().unwrap_or(v.len());
+            format!("illegal base64 data at input byte {at}")
+        }
+    }
+}
+
+pub(super) fn s(v: impl Into<Arc<str>>) -> Value {
     Value::String(v.into())
 }
 
-fn exec(msg: impl Into<String>) -> TemplateError {
+pub(super) fn exec(msg: impl Into<String>) -> TemplateError {
     TemplateError::Exec(msg.into())
 }
 
@@ -734,7 +640,7 @@ fn wrong_type(name: &str, expected: &str, got: &Value) -> TemplateError {
     ))
 }
 
-fn want(a: &[Value], name: &str, min: usize, max: usize) -> gotmpl::Result<()> {
+pub(super) fn want(a: &[Value], name: &str, min: usize, max: usize) -> gotmpl::Result<()> {
     if a.len() < min || a.len() > max {
         let expected = if min == max {
             min.to_string()
@@ -751,11 +657,11 @@ fn want(a: &[Value], name: &str, min: usize, max: usize) -> gotmpl::Result<()> {
     Ok(())
 }
 
-fn strv<'a>(v: &'a Value, name: &str) -> gotmpl::Result<&'a str> {
+pub(super) fn strv<'a>(v: &'a Value, name: &str) -> gotmpl::Result<&'a str> {
     v.as_str().ok_or_else(|| wrong_type(name, "string", v))
 }
 
-fn int(v: &Value, name: &str) -> gotmpl::Result<i64> {
+pub(super) fn int(v: &Value, name: &str) -> gotmpl::Result<i64> {
     match v {
         Value::Int(i) => Ok(*i),
         Value::Uint(u) => i64::try_from(*u).map_err(|_| exec(format!("{name}: number too large"))),
@@ -774,7 +680,7 @@ fn owned_map(v: &Value, name: &str) -> gotmpl::Result<BTreeMap<Arc<str>, Value>>
     map(v, name).cloned()
 }
 
-fn list<'a>(v: &'a Value, name: &str) -> gotmpl::Result<&'a [Value]> {
+pub(super) fn list<'a>(v: &'a Value, name: &str) -> gotmpl::Result<&'a [Value]> {
     match v {
         Value::List(l) => Ok(l),
         other => Err(wrong_type(name, "list", other)),
@@ -782,7 +688,7 @@ fn list<'a>(v: &'a Value, name: &str) -> gotmpl::Result<&'a [Value]> {
 }
 
 /// sprig's `strval`: strings as they are, everything else as Go's `%v`.
-fn strval(v: &Value) -> String {
+pub(super) fn strval(v: &Value) -> String {
     match v {
         Value::String(s) => s.to_string(),
         other => other.to_string(),
@@ -790,7 +696,7 @@ fn strval(v: &Value) -> String {
 }
 
 /// sprig's `strslice`: a list's non-nil items as strings; nil is empty; one value alone.
-fn strslice(v: &Value) -> Vec<String> {
+pub(super) fn strslice(v: &Value) -> Vec<String> {
     match v {
         Value::List(l) => l
             .iter()
@@ -1567,13 +1473,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_match_the_registered_functions() {
-        let registered: Vec<&str> = plain_functions().iter().map(|(n, _)| *n).collect();
-        let mut a = registered.clone();
-        a.sort();
-        let mut b = NAMES.to_vec();
-        b.sort();
-        assert_eq!(a, b);
+    fn every_function_is_registered_once() {
+        let mut names: Vec<&str> = plain_functions().iter().map(|(n, _)| *n).collect();
+        let all = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all, "a function name is registered twice");
+        assert!(registered("pkcs12key") && registered("ext") && !registered("env"));
     }
 
     #[test]

@@ -9,6 +9,9 @@
 mod bytes;
 pub mod engine;
 mod funcs;
+mod funcs_keys;
+mod funcs_pkcs12;
+mod funcs_sprig_more;
 mod pem;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use gotmpl::Value;
 
 use crate::api::{
-    DecodingStrategy, ExternalSecretSpec, ExternalSecretTemplate, TemplateFrom,
-    TemplateMergePolicy, TemplateScope,
+    DecodingStrategy, ExternalSecretSpec, ExternalSecretTemplate, TemplateMergePolicy,
+    TemplateScope,
 };
 use engine::{EngineError, MAX_OUTPUT};
 
@@ -91,14 +94,22 @@ enum Target {
     Annotations,
 }
 
-/// `valuesDecodingStrategy` other than None is refused rather than ignored.
-fn check_decoding(field: &str, from: &TemplateFrom) -> Result<(), TemplateError> {
-    match from.values_decoding_strategy {
-        None | Some(DecodingStrategy::None) => Ok(()),
-        Some(other) => Err(TemplateError::Output {
-            field: format!("{field}.valuesDecodingStrategy"),
-            message: format!("{other:?} is not supported yet; decode with b64dec in the template"),
-        }),
+/// `templateFrom[].valuesDecodingStrategy`: how the values an entry renders are decoded
+/// before they land in the Secret (ESO decodes templateFrom output only, never
+/// `template.data` or `metadata`), with the same strategies as `decodingStrategy`.
+#[derive(Clone, Copy)]
+struct Decode<'a> {
+    strategy: DecodingStrategy,
+    field: &'a str,
+}
+
+impl Decode<'_> {
+    fn apply(self, key: &str, value: &str) -> Result<Vec<u8>, TemplateError> {
+        let raw = bytes::to_bytes(value);
+        crate::vault::values::decode(self.strategy, &raw).map_err(|e| TemplateError::Output {
+            field: format!("{}.valuesDecodingStrategy", self.field),
+            message: format!("the rendered value of key {key:?}: {e}"),
+        })
     }
 }
 
@@ -260,18 +271,27 @@ fn data_value(fetched: &BTreeMap<String, Vec<u8>>) -> Value {
 
 const TPL: &str = "spec.target.template";
 
-fn put(r: &mut Rendered, target: Target, key: String, value: String) {
+fn put(
+    r: &mut Rendered,
+    target: Target,
+    decode: Decode<'_>,
+    key: String,
+    value: String,
+) -> Result<(), TemplateError> {
+    let value = decode.apply(&key, &value)?;
     match target {
         Target::Data => {
-            r.data.insert(key, bytes::to_bytes(&value));
+            r.data.insert(key, value);
         }
         Target::Labels => {
-            r.labels.insert(key, label_text(value));
+            r.labels.insert(key, label_text(bytes::to_text(&value)));
         }
         Target::Annotations => {
-            r.annotations.insert(key, label_text(value));
+            r.annotations
+                .insert(key, label_text(bytes::to_text(&value)));
         }
     }
+    Ok(())
 }
 
 /// Renders `spec.target.template` over the fetched provider data, as ESO does:
@@ -302,7 +322,10 @@ pub fn render_target(
     for (i, entry) in from.iter().enumerate() {
         let base = format!("{TPL}.templateFrom[{i}]");
         let target = parse_target(&base, entry.target.as_deref())?;
-        check_decoding(&base, entry)?;
+        let decode = Decode {
+            strategy: entry.values_decoding_strategy.unwrap_or_default(),
+            field: &base,
+        };
         if let Some(cm) = &entry.config_map {
             let field = format!("{base}.configMap");
             let obj = sources
@@ -324,7 +347,7 @@ pub fn render_target(
                     &item.key,
                     src,
                     item.template_as,
-                    target,
+                    (target, decode),
                 )?;
             }
         }
@@ -350,7 +373,7 @@ pub fn render_target(
                     &item.key,
                     &src,
                     item.template_as,
-                    target,
+                    (target, decode),
                 )?;
             }
         }
@@ -358,7 +381,7 @@ pub fn render_target(
             // ESO runs a literal as one KeysAndValues template.
             let field = format!("{base}.literal");
             for (k, v) in rr.run_map(&field, "literal", lit)? {
-                put(&mut out, target, k, v);
+                put(&mut out, target, decode, k, v)?;
             }
         }
     }
@@ -391,17 +414,17 @@ fn apply_item(
     key: &str,
     src: &str,
     scope: Option<TemplateScope>,
-    target: Target,
+    (target, decode): (Target, Decode<'_>),
 ) -> Result<(), TemplateError> {
     let field = format!("{field}.items[{key}]");
     match scope.unwrap_or_default() {
         TemplateScope::Values => {
             let v = rr.run(&field, key, src)?;
-            put(out, target, key.to_string(), v);
+            put(out, target, decode, key.to_string(), v)?;
         }
         TemplateScope::KeysAndValues => {
             for (k, v) in rr.run_map(&field, key, src)? {
-                put(out, target, k, v);
+                put(out, target, decode, k, v)?;
             }
         }
     }
@@ -470,13 +493,10 @@ pub fn check_templates(spec: &ExternalSecretSpec) -> Vec<(String, String)> {
                 check(format!("{TPL}.templateFrom[{i}].literal"), "literal", lit);
             }
             let base = format!("{TPL}.templateFrom[{i}]");
-            for res in [
-                parse_target(&base, from.target.as_deref()).map(|_| ()),
-                check_decoding(&base, from),
-            ] {
-                if let Err(TemplateError::Output { field, message }) = res {
-                    bad_targets.push((field, message));
-                }
+            if let Err(TemplateError::Output { field, message }) =
+                parse_target(&base, from.target.as_deref())
+            {
+                bad_targets.push((field, message));
             }
         }
     }

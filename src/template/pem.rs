@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use x509_parser::extensions::ParsedExtension;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub(crate) struct Block {
@@ -32,7 +32,12 @@ fn decode_all(input: &str) -> (Vec<Block>, bool) {
 /// One `pem.Decode`: skips to the first well-formed block; None when there is none.
 fn decode(mut data: &str) -> Option<(Block, &str)> {
     loop {
-        let start = data.find("-----BEGIN ")?;
+        // As in Go, a block starts at the start of the input or of a line.
+        let start = if data.starts_with("-----BEGIN ") {
+            0
+        } else {
+            data.find("\n-----BEGIN ")? + 1
+        };
         let after = &data[start + "-----BEGIN ".len()..];
         let (line, rest) = after.split_once('\n').unwrap_or((after, ""));
         let line = line.strip_suffix('\r').unwrap_or(line);
@@ -133,10 +138,15 @@ struct Cert {
 
 fn parse_certs(input: &str) -> Result<Vec<Cert>, String> {
     let (blocks, _) = decode_all(input);
+    let ders: Vec<Vec<u8>> = blocks.into_iter().map(|b| b.bytes).collect();
+    certs_of(&ders, "PEM block")
+}
+
+fn certs_of(ders: &[Vec<u8>], what: &str) -> Result<Vec<Cert>, String> {
     let mut out = Vec::new();
-    for (i, b) in blocks.into_iter().enumerate() {
-        let (_, cert) = X509Certificate::from_der(&b.bytes)
-            .map_err(|_| format!("PEM block {} is not an X.509 certificate", i + 1))?;
+    for (i, der) in ders.iter().enumerate() {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|_| format!("{what} {} is not an X.509 certificate", i + 1))?;
         let mut ski = Vec::new();
         let mut aki = Vec::new();
         for ext in cert.extensions() {
@@ -151,7 +161,7 @@ fn parse_certs(input: &str) -> Result<Vec<Cert>, String> {
             }
         }
         out.push(Cert {
-            der: b.bytes.clone(),
+            der: der.clone(),
             ski,
             aki,
         });
@@ -205,6 +215,73 @@ fn cert_pem(c: &Cert) -> String {
         headers: Vec::new(),
         bytes: c.der.clone(),
     })
+}
+
+/// Go's `pem.Decode`: the type and bytes of the first block, and the text after it.
+pub(crate) fn decode_one(input: &str) -> Option<(String, Vec<u8>, &str)> {
+    decode(input).map(|(b, rest)| (b.kind, b.bytes, rest))
+}
+
+/// Go's `pem.Encode` of one block without headers.
+pub(crate) fn encode_der(kind: &str, der: &[u8]) -> String {
+    encode(&Block {
+        kind: kind.to_string(),
+        headers: Vec::new(),
+        bytes: der.to_vec(),
+    })
+}
+
+/// ESO's `fetchCertChains`: the certificates as PEM, ordered leaf → root by key
+/// identifiers; an error when they do not form one chain.
+pub(crate) fn ordered_chain(ders: &[Vec<u8>]) -> Result<String, String> {
+    let certs = certs_of(ders, "certificate")?;
+    Ok(chain(&certs)?
+        .into_iter()
+        .map(|i| cert_pem(&certs[i]))
+        .collect())
+}
+
+/// ESO's `certSANs`: the first certificate's DNS names, IP addresses, e-mail addresses
+/// and URIs, in that order, as Go's `x509` lists them.
+pub(crate) fn cert_sans(input: &str) -> Result<Vec<String>, String> {
+    let (_, der, _) = decode_one(input).ok_or("failed to decode PEM block")?;
+    let (_, cert) =
+        X509Certificate::from_der(&der).map_err(|e| format!("failed to parse certificate: {e}"))?;
+    let (mut dns, mut ips, mut mails, mut uris) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ext in cert.extensions() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() {
+            for name in &san.general_names {
+                match name {
+                    GeneralName::DNSName(n) => dns.push(n.to_string()),
+                    GeneralName::RFC822Name(n) => mails.push(n.to_string()),
+                    GeneralName::URI(n) => uris.push(n.to_string()),
+                    GeneralName::IPAddress(b) => ips.push(go_ip(b)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok([dns, ips, mails, uris].concat())
+}
+
+/// Go's `net.IP.String()`: IPv4 (also IPv4-mapped IPv6) dotted, IPv6 in RFC 5952 form.
+fn go_ip(b: &[u8]) -> String {
+    match b.len() {
+        4 => std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
+        16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(b);
+            let v6 = std::net::Ipv6Addr::from(a);
+            match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => v6.to_string(),
+            }
+        }
+        _ => {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!("?{hex}")
+        }
+    }
 }
 
 /// `filterCertChain leaf|intermediate|root INPUT`.

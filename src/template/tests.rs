@@ -279,7 +279,6 @@ fn check_templates_reports_paths_and_positions() {
             "spec.target.template.metadata.labels[l]",
             "spec.target.template.templateFrom[0].literal",
             "spec.target.template.templateFrom[0].target",
-            "spec.target.template.templateFrom[0].valuesDecodingStrategy",
         ]
     );
     assert_eq!(

@@ -12,8 +12,8 @@
 //! Not modelled: RBAC (any authenticated user may do anything), conversion
 //! webhooks (versions differ only in apiVersion), protobuf responses (JSON is
 //! always answered; protobuf request bodies are decoded for Secret, ConfigMap,
-//! Namespace, ServiceAccount and TokenRequest, as kubectl sends them),
-//! `/openapi/v2`, unknown-field detection for built-in kinds.
+//! Namespace, ServiceAccount and TokenRequest, as kubectl sends them), the
+//! definitions of `/openapi/v2`, unknown-field detection for built-in kinds.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -26,6 +26,7 @@ pub mod admission;
 mod api;
 mod auth;
 mod objects;
+mod openapi_v2;
 mod output;
 mod patch;
 mod protobuf;

@@ -217,6 +217,23 @@ pub async fn start(cfg: KubeEmulatorConfig) -> anyhow::Result<(Arc<Shared>, Serv
     ))
 }
 
+/// `/openapi/v2` in the representation the client accepts (kubectl asks for protobuf).
+fn openapi_v2_response(headers: &HeaderMap) -> Response {
+    let accept = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if accept.contains("protobuf") {
+        let mut r = Response::new(Body::from(crate::openapi_v2::protobuf()));
+        r.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static(crate::openapi_v2::PROTOBUF),
+        );
+        return r;
+    }
+    json_response(200, &crate::openapi_v2::json())
+}
+
 /// A JSON response.
 pub fn json_response(code: u16, v: &Value) -> Response {
     bytes_response(code, serde_json::to_vec(v).unwrap_or_default())
@@ -356,7 +373,9 @@ async fn route(shared: &Arc<Shared>, req: Request<Body>, rec: &mut AuditRecord) 
         ["openapi", "v3"] => Some(Some(reg.openapi_v3_root())),
         ["openapi", "v3", "api", v] => Some(reg.openapi_v3_gv("", v)),
         ["openapi", "v3", "apis", g, v] => Some(reg.openapi_v3_gv(g, v)),
-        // Without a v2 document kubectl falls back to its compiled-in patch metadata.
+        ["openapi", "v2"] if req.method() == Method::GET => {
+            return openapi_v2_response(req.headers());
+        }
         ["openapi", ..] => Some(None),
         [] => Some(Some(
             json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openid/v1/jwks", "/.well-known/openid-configuration"]}),

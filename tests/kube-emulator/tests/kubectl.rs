@@ -397,3 +397,29 @@ async fn imperative_create_commands_with_protobuf_bodies() {
         .await;
     assert_eq!(out.trim(), "configmap/cfg");
 }
+
+/// `kubectl apply -f` of a `kind: List`: kubectl splits the items itself, after looking the
+/// List up in the server's OpenAPI document, and applies each as usual.
+#[tokio::test]
+async fn apply_a_list_applies_its_items() {
+    let k = start().await;
+    let kc = Kubectl::new(&k, "list");
+    let f = kc.file(
+        "list.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: first\n  data:\n    a: \"1\"\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: second\n  data:\n    b: \"2\"\n",
+    );
+    let out = kc.ok(&["apply", "-f", f.to_str().unwrap()]).await;
+    assert!(
+        out.contains("configmap/first created") && out.contains("configmap/second created"),
+        "{out}"
+    );
+    let out = kc.ok(&["apply", "-f", f.to_str().unwrap()]).await;
+    assert!(
+        out.contains("configmap/first unchanged") && out.contains("configmap/second unchanged"),
+        "{out}"
+    );
+    let out = kc
+        .ok(&["get", "configmap", "second", "-o", "jsonpath={.data.b}"])
+        .await;
+    assert_eq!(out, "2");
+}
