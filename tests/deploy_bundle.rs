@@ -60,6 +60,33 @@ fn webhooks_service_and_deployment_match_what_run_serves() {
         Some(args.webhook_addr.port() as u64),
         "Service targets the webhook port"
     );
+    assert_eq!(
+        svc["spec"]["ports"].as_array().unwrap().len(),
+        1,
+        "the webhook's Service carries the webhook port only"
+    );
+    let metrics = find(&objs, "Service", "vaultgate-metrics");
+    assert_eq!(
+        metrics["spec"]["ports"][0]["targetPort"].as_u64(),
+        Some(args.metrics_addr.port() as u64)
+    );
+    // Ingress to the pods: the webhook and metrics ports, nothing else.
+    let policy = find(&objs, "NetworkPolicy", "vaultgate");
+    assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+    let ports: BTreeSet<u64> = policy["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| rule["ports"].as_array().unwrap().iter())
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ports,
+        BTreeSet::from([
+            args.webhook_addr.port() as u64,
+            args.metrics_addr.port() as u64
+        ])
+    );
 
     for (kind, path) in [
         ("ValidatingWebhookConfiguration", "/validate"),
