@@ -72,7 +72,10 @@ fn webhooks_service_and_deployment_match_what_run_serves() {
     );
     // Ingress to the pods: the webhook and metrics ports, nothing else.
     let policy = find(&objs, "NetworkPolicy", "vaultgate");
-    assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
     let ports: BTreeSet<u64> = policy["spec"]["ingress"]
         .as_array()
         .unwrap()

@@ -17,13 +17,13 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// largest element a typed list holds (with the list's growth room), a key of a typed map, the
 /// problems the rules find in it. The test that reads every list and map field of every kind,
 /// filled with the smallest elements that parse, finds at most about 320 bytes.
-pub const PER_VALUE: usize = 512;
+pub const PER_VALUE: usize = 384;
 
 /// Bodies being read or decided at once (five of the largest).
 pub const BODY_BYTES: usize = 16 << 20;
 /// What their parsed values may take at once; one review may take all of it, and a review
 /// whose values would need more is refused (no real manifest comes near).
-pub const PARSED_BYTES: usize = 32 << 20;
+pub const PARSED_BYTES: usize = 48 << 20;
 
 /// Permits count kibibytes: a semaphore holds at most `usize::MAX >> 3` permits, and a byte
 /// each would be needlessly fine.
