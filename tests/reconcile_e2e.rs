@@ -224,6 +224,46 @@ impl Env {
             .collect()
     }
 
+    /// Waits for an event about `regarding` with `reason` (events are written from a queue,
+    /// after the status) and returns it as (type, reason, note).
+    async fn wait_event(
+        &self,
+        ns: &str,
+        regarding: &str,
+        reason: &str,
+    ) -> (String, String, String) {
+        eventually(
+            &format!("a {reason} event about {ns}/{regarding}"),
+            || async {
+                self.events(ns, regarding)
+                    .await
+                    .into_iter()
+                    .find(|e| e.1 == reason)
+            },
+        )
+        .await
+    }
+
+    /// Waits for the Ready condition to have `status` and a message containing `part`.
+    async fn wait_es_message(
+        &self,
+        ns: &str,
+        name: &str,
+        status: &str,
+        part: &str,
+    ) -> (String, String) {
+        eventually(
+            &format!("{ns}/{name} Ready {status} saying {part:?}"),
+            || async {
+                match self.es_ready(ns, name).await {
+                    Some((s, r, m)) if s == status && m.contains(part) => Some((r, m)),
+                    _ => None,
+                }
+            },
+        )
+        .await
+    }
+
     /// A Secret `ns/vault-token` holding a fresh token with the reader policy.
     async fn token_secret(&self, ns: &str) -> String {
         let token = self.vault.create_token(&["reader"], None);
@@ -1066,7 +1106,7 @@ async fn provider_secret_gone_with_deletion_policy_delete() {
         .kv2_delete_versions("secret", "short-lived", &[version])
         .unwrap();
     let msg = env.wait_es("team-a", "temp", "True", "SecretDeleted").await;
-    assert_eq!(msg, "secret deleted due to DeletionPolicy");
+    assert_eq!(msg, "secret deleted due to DeletionPolicy=Delete");
     assert!(env.secret("team-a", "temp").await.is_none());
     let events = env.events("team-a", "temp").await;
     assert!(
@@ -1374,4 +1414,110 @@ async fn shutdown_before_the_first_list_ends_promptly() {
         .unwrap();
     assert!(asked.elapsed() < Duration::from_secs(5));
     held.abort();
+}
+
+/// Empty provider data never empties a Secret under deletionPolicy Retain: a `find` folder
+/// that is gone is a missing secret (an error, the Secret kept), an `extract` of `{}` leaves
+/// the Secret as it is with ESO's status and a Warning event; deletionPolicy Delete deletes
+/// only with creationPolicy Owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_provider_data_leaves_the_secret_alone() {
+    let env = env().await;
+    env.secret_store("secret", "v2", "1m").await;
+    env.vault
+        .kv2_put("secret", "app/one", json!({"a": "1"}))
+        .unwrap();
+    env.vault
+        .kv2_put("secret", "app/two", json!({"b": "2"}))
+        .unwrap();
+    env.vault
+        .kv2_put("secret", "obj", json!({"x": "1"}))
+        .unwrap();
+    env.vault
+        .kv2_put("secret", "gone", json!({"y": "1"}))
+        .unwrap();
+    let es = |name: &str, policies: &str, from: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: {name}\n  namespace: team-a\nspec:\n  refreshInterval: 1s\n  secretStoreRef:\n    name: vault\n  target:\n{policies}\n  dataFrom:\n  - {from}\n"
+        )
+    };
+    env.apply(&es(
+        "found",
+        "    creationPolicy: Owner",
+        "find: {path: app, name: {regexp: \".*\"}}",
+    ))
+    .await;
+    env.apply(&es(
+        "extracted",
+        "    creationPolicy: Owner",
+        "extract: {key: obj}",
+    ))
+    .await;
+    env.apply(&es(
+        "orphan-delete",
+        "    creationPolicy: Orphan\n    deletionPolicy: Delete",
+        "extract: {key: gone}",
+    ))
+    .await;
+    env.wait_value("team-a", "found", "app_one", r#"{"a":"1"}"#)
+        .await;
+    env.wait_value("team-a", "extracted", "x", "1").await;
+    env.wait_value("team-a", "orphan-delete", "y", "1").await;
+    let found = env.secret("team-a", "found").await.unwrap();
+    let extracted = env.secret("team-a", "extracted").await.unwrap();
+    let orphaned = env.secret("team-a", "orphan-delete").await.unwrap();
+
+    // The folder is deleted in Vault: LIST answers 404, which is not an empty folder.
+    env.vault.kv2_delete_all("secret", "app/one").unwrap();
+    env.vault.kv2_delete_all("secret", "app/two").unwrap();
+    let (reason, msg) = env
+        .wait_es_message("team-a", "found", "False", "nothing is listed under")
+        .await;
+    assert_eq!(reason, "SecretSyncedError");
+    assert!(msg.contains("secret/metadata/app/"), "{msg}");
+
+    // An extract of `{}`: nothing to write, and the Secret kept as ESO keeps it.
+    env.vault.kv2_put("secret", "obj", json!({})).unwrap();
+    let (reason, _) = env
+        .wait_es_message(
+            "team-a",
+            "extracted",
+            "True",
+            "secret retained due to DeletionPolicy=Retain",
+        )
+        .await;
+    assert_eq!(reason, "SecretSynced");
+    let (type_, _, note) = env
+        .wait_event("team-a", "extracted", "ProviderDataEmpty")
+        .await;
+    assert_eq!(type_, "Warning");
+    assert!(
+        note.contains("spec.dataFrom[0].extract (key \"obj\")"),
+        "{note}"
+    );
+
+    // Delete with creationPolicy Orphan: refused, as ESO refuses it.
+    env.vault.kv2_delete_all("secret", "gone").unwrap();
+    let (reason, msg) = env
+        .wait_es_message("team-a", "orphan-delete", "False", "is not Owner")
+        .await;
+    assert_eq!(reason, "SecretSyncedError");
+    assert!(msg.contains("creationPolicy=Orphan"), "{msg}");
+
+    for (name, was) in [
+        ("found", found),
+        ("extracted", extracted),
+        ("orphan-delete", orphaned),
+    ] {
+        let now = env
+            .secret("team-a", name)
+            .await
+            .expect("the Secret is kept");
+        assert_eq!(now.data, was.data, "{name}: the data is unchanged");
+        assert_eq!(
+            now.metadata.resource_version, was.metadata.resource_version,
+            "{name}: the Secret was not written"
+        );
+    }
+    env.stop().await;
 }

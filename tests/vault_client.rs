@@ -888,6 +888,30 @@ async fn extract_find_decoding_rewrite_and_metadata() {
             ["app/config", "other/db", "secret/inner", "team/api/key", "team/db"]
         );
         assert_eq!(c.list_recursive("team").await.unwrap(), ["team/api/key", "team/db"]);
+        // A folder Vault lists as absent (404) is a missing secret, never an empty folder.
+        let err = c.list_recursive("renamed").await.unwrap_err();
+        assert!(err.is_missing(), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "nothing is listed under \"secret/metadata/renamed/\" in Vault (HTTP 404: the \
+             folder does not exist or is empty)"
+        );
+        let gone = ExternalSecretSpec {
+            data_from: Some(vec![ExternalSecretDataFromRemoteRef {
+                find: Some(ExternalSecretFind {
+                    path: Some("renamed".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        // deletionPolicy Retain: an error naming the entry; Delete/Merge: skipped and listed.
+        let err = fetch_external_secret(&c, &gone, false).await.err().unwrap();
+        assert!(err.to_string().starts_with("spec.dataFrom[0].find (path \"renamed\"): nothing is listed"), "{err}");
+        let skipped = fetch_external_secret(&c, &gone, true).await.unwrap();
+        assert!(skipped.data.is_empty());
+        assert_eq!(skipped.missing, ["renamed/"]);
 
         // Rewrites by template: the key is `.value`.
         let spec = ExternalSecretSpec {

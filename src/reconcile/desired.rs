@@ -44,6 +44,18 @@ pub enum DesiredError {
         "target Secret {secret:?} is immutable and its data differs from the provider's; delete the Secret to have it recreated"
     )]
     ImmutableDiffers { secret: String },
+    /// ESO's safeguard: only a Secret the ExternalSecret owns may be deleted for empty data.
+    #[error(
+        "could not delete secret: unable to delete secret {secret:?}: creationPolicy={creation:?} is not Owner"
+    )]
+    DeleteNeedsOwner {
+        secret: String,
+        creation: CreationPolicy,
+    },
+    #[error(
+        "could not delete secret: target Secret {secret:?} is not controlled by this ExternalSecret (no controller ownerReference to it); it is left as it is"
+    )]
+    DeleteNotControlled { secret: String },
 }
 
 /// What to do with the target Secret after a successful read from Vault.
@@ -80,8 +92,10 @@ pub enum Skip {
     Immutable,
     /// The Secret already is what it should be.
     UpToDate,
-    /// deletionPolicy Delete, the provider has no data, and there is no Secret of ours to delete.
+    /// deletionPolicy Delete, the provider has no data, and there is no Secret to delete.
     NothingToDelete,
+    /// deletionPolicy Retain and the provider has no data: the Secret is left as it is.
+    RetainedEmpty,
 }
 
 /// What to do with the Secret when its ExternalSecret is deleted.
@@ -195,12 +209,15 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
     if let Some(existing) = inp.existing {
         check_controller(es, existing, creation)?;
     }
-    if inp.data.is_empty() && deletion_policy(es) == DeletionPolicy::Delete {
-        // ESO: with deletionPolicy Delete, a provider that has nothing any more means no Secret.
-        return Ok(match inp.existing {
-            Some(s) if is_ours(es, s) => Plan::Delete,
-            _ => Plan::Skip(Skip::NothingToDelete),
-        });
+    if inp.data.is_empty() {
+        match deletion_policy(es) {
+            // ESO returns early: a folder renamed or a store pointed elsewhere must not empty
+            // the Secret.
+            DeletionPolicy::Retain => return Ok(Plan::Skip(Skip::RetainedEmpty)),
+            DeletionPolicy::Delete => return empty_with_delete(es, creation, inp.existing, name),
+            // ESO: the keys this ExternalSecret wrote are removed, as below.
+            DeletionPolicy::Merge => {}
+        }
     }
     // From here on the Secret's data is the rendered template's, when there is one.
     let data: &BTreeMap<String, Vec<u8>> = inp.rendered.map(|r| &r.data).unwrap_or(inp.data);
@@ -319,6 +336,26 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
     })))
 }
 
+/// deletionPolicy Delete and no provider data: the Secret goes, if this ExternalSecret owns it.
+fn empty_with_delete(
+    es: &ExternalSecret,
+    creation: CreationPolicy,
+    existing: Option<&Secret>,
+    name: String,
+) -> Result<Plan, DesiredError> {
+    if creation != CreationPolicy::Owner {
+        return Err(DesiredError::DeleteNeedsOwner {
+            secret: name,
+            creation,
+        });
+    }
+    match existing {
+        None => Ok(Plan::Skip(Skip::NothingToDelete)),
+        Some(s) if is_controlled_by(es, s) => Ok(Plan::Delete),
+        Some(_) => Err(DesiredError::DeleteNotControlled { secret: name }),
+    }
+}
+
 /// What to do with the target Secret when the ExternalSecret goes away.
 pub fn on_delete(es: &ExternalSecret, existing: Option<&Secret>) -> Cleanup {
     let Some(existing) = existing else {
@@ -363,6 +400,15 @@ pub fn is_ours(es: &ExternalSecret, s: &Secret) -> bool {
         Some(o) => o.kind == "ExternalSecret" && Some(&o.uid) == es.metadata.uid.as_ref(),
         None => s.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true"),
     }
+}
+
+/// Whether the Secret's controller ownerReference is this ExternalSecret (Kubernetes'
+/// `IsControlledBy`: by uid). The shared managed label proves nothing: any ExternalSecret, ESO,
+/// or a person can set it.
+pub fn is_controlled_by(es: &ExternalSecret, s: &Secret) -> bool {
+    controller_of(s).is_some_and(|o| {
+        o.kind == "ExternalSecret" && es.metadata.uid.as_ref().is_some_and(|u| *u == o.uid)
+    })
 }
 
 fn controller_of(s: &Secret) -> Option<&OwnerReference> {
@@ -688,6 +734,7 @@ mod tests {
             },
             Skip(Skip),
             Delete,
+            Refused,
         }
         type Case<'a> = (C, D, &'a [(&'a str, &'a str)], Option<&'a Secret>, Want);
         let cases: Vec<Case> = vec![
@@ -772,7 +819,8 @@ mod tests {
                     type_set: true,
                 },
             ),
-            // Provider empty with deletionPolicy Delete: the Secret goes, if it is ours.
+            // Provider empty with deletionPolicy Delete: the Secret goes, if this ExternalSecret
+            // controls it (below); someone else's is refused, as is any creationPolicy but Owner.
             (
                 C::Owner,
                 D::Delete,
@@ -780,29 +828,44 @@ mod tests {
                 None,
                 Want::Skip(Skip::NothingToDelete),
             ),
-            (
-                C::Owner,
-                D::Delete,
-                &[],
-                Some(&other),
-                Want::Skip(Skip::NothingToDelete),
-            ),
-            // Empty data with Retain is still written (an empty Secret, as ESO).
+            (C::Owner, D::Delete, &[], Some(&other), Want::Refused),
+            (C::Orphan, D::Delete, &[], None, Want::Refused),
+            (C::Orphan, D::Delete, &[], Some(&other), Want::Refused),
+            // Empty data with Retain leaves everything as it is (ESO returns early).
             (
                 C::Owner,
                 D::Retain,
                 &[],
                 None,
-                Want::Create {
-                    owned: true,
-                    keys: &[],
-                },
+                Want::Skip(Skip::RetainedEmpty),
+            ),
+            (
+                C::Owner,
+                D::Retain,
+                &[],
+                Some(&other),
+                Want::Skip(Skip::RetainedEmpty),
+            ),
+            (
+                C::Orphan,
+                D::Retain,
+                &[],
+                Some(&other),
+                Want::Skip(Skip::RetainedEmpty),
+            ),
+            (
+                C::Merge,
+                D::Retain,
+                &[],
+                Some(&other),
+                Want::Skip(Skip::RetainedEmpty),
             ),
         ];
         for (i, (c, d, vals, existing, want)) in cases.into_iter().enumerate() {
             let es = es(c, d);
-            let got = match plan(&es, vals, existing).unwrap() {
-                Plan::Apply(w) if w.creates => Want::Create {
+            let got = match plan(&es, vals, existing) {
+                Err(_) => Want::Refused,
+                Ok(Plan::Apply(w)) if w.creates => Want::Create {
                     owned: w.secret.metadata.owner_references.is_some(),
                     keys: if keys(&w.secret).is_empty() {
                         &[]
@@ -810,7 +873,7 @@ mod tests {
                         &["k"]
                     },
                 },
-                Plan::Apply(w) => Want::Update {
+                Ok(Plan::Apply(w)) => Want::Update {
                     keys: if keys(&w.secret) == ["k"] {
                         &["k"]
                     } else {
@@ -818,8 +881,8 @@ mod tests {
                     },
                     type_set: w.secret.type_.is_some(),
                 },
-                Plan::Skip(s) => Want::Skip(s),
-                Plan::Delete => Want::Delete,
+                Ok(Plan::Skip(s)) => Want::Skip(s),
+                Ok(Plan::Delete) => Want::Delete,
             };
             assert_eq!(got, want, "case {i}: {c:?}/{d:?}");
         }
@@ -828,6 +891,22 @@ mod tests {
             plan(&es(C::Owner, D::Delete), &[], Some(&mine)).unwrap(),
             Plan::Delete
         );
+        // Labelled as managed but controlled by nobody: not this ExternalSecret's to delete.
+        let orphaned = written_by(&es(C::Orphan, D::Retain), &[("k", "v")]);
+        assert!(matches!(
+            plan(&es(C::Owner, D::Delete), &[], Some(&orphaned)),
+            Err(DesiredError::DeleteNotControlled { .. })
+        ));
+        let err = plan(&es(C::Orphan, D::Delete), &[], Some(&orphaned)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "could not delete secret: unable to delete secret \"app-secret\": creationPolicy=Orphan is not Owner"
+        );
+        // deletionPolicy Merge: the keys this ExternalSecret wrote go, the Secret stays.
+        let merged = written_by(&es(C::Owner, D::Merge), &[("k", "v")]);
+        let w = write(plan(&es(C::Owner, D::Merge), &[], Some(&merged)));
+        assert!(keys(&w.secret).is_empty());
+        assert_eq!(w.hash, data_hash(&data(&[])));
     }
 
     #[test]

@@ -431,7 +431,7 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
             next,
             store_generation,
         }) => {
-            if matches!(outcome, EsOutcome::Synced | EsOutcome::Deleted) {
+            if outcome.is_success() {
                 update_memory(&sh, &es, |m| {
                     m.failures = 0;
                     m.retry_at = None;
@@ -799,6 +799,15 @@ async fn sync(
             ),
         );
     }
+    if fetched.data.is_empty() && desired::deletion_policy(es) == DeletionPolicy::Retain {
+        publish(
+            sh,
+            es,
+            EventType::Warning,
+            status::EVENT_PROVIDER_DATA_EMPTY,
+            &retained_note(&fetched.empty),
+        );
+    }
     let rendered = match es.spec.target.as_ref().and_then(|t| t.template.as_ref()) {
         Some(tpl) => {
             let sources = template_sources(sh, &ns, tpl).await?;
@@ -842,6 +851,19 @@ async fn sync(
         next: next_after_sync(),
         store_generation: Some(store_generation.clone()),
     })
+}
+
+/// The event of a sync whose provider data came back empty under deletionPolicy Retain: which
+/// entries had nothing.
+fn retained_note(empty: &[String]) -> String {
+    let what = if empty.is_empty() {
+        "spec.data and spec.dataFrom".to_string()
+    } else {
+        empty.join("; ")
+    };
+    format!(
+        "the provider returned no data ({what}); the Secret was left as it is (deletionPolicy Retain)"
+    )
 }
 
 /// Labelled as ours, and its data is what its data-hash annotation says we wrote.
@@ -957,6 +979,7 @@ async fn execute(
     match plan {
         Plan::Skip(Skip::MergeTargetMissing) => Ok(EsOutcome::Missing { secret: target }),
         Plan::Skip(Skip::NothingToDelete) => Ok(EsOutcome::Deleted),
+        Plan::Skip(Skip::RetainedEmpty) => Ok(EsOutcome::Retained),
         Plan::Skip(_) => Ok(EsOutcome::Synced),
         Plan::Delete => {
             let rv = existing.and_then(|s| s.resource_version());

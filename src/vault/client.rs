@@ -904,7 +904,12 @@ impl StoreClient {
                 .await?;
             match reply.status {
                 200..=299 => {}
-                // An empty folder.
+                // The folder asked for is gone (deleted, renamed, another mount): as ESO, a
+                // missing secret, so that deletionPolicy Retain keeps the Secret.
+                _ if reply.is_vault_not_found() && listed_folders == 1 => {
+                    return Err(VaultError::NothingListed { path: list_path });
+                }
+                // A subfolder emptied while listing.
                 _ if reply.is_vault_not_found() => continue,
                 _ => return Err(self.status_error("list", &Method::GET, &list_path, &reply)),
             }

@@ -22,6 +22,8 @@ pub struct Fetched {
     pub data: BTreeMap<String, Vec<u8>>,
     /// Remote keys that do not exist and were skipped (deletionPolicy Delete/Merge).
     pub missing: Vec<String>,
+    /// The `dataFrom` entries that gave no key, e.g. `spec.dataFrom[0].find (path "app")`.
+    pub empty: Vec<String>,
 }
 
 /// A failure with the spec entry it came from.
@@ -56,6 +58,7 @@ pub async fn fetch_external_secret(
     let mut out = Fetched {
         data: BTreeMap::new(),
         missing: Vec::new(),
+        empty: Vec::new(),
     };
     for (i, df) in spec.data_from.iter().flatten().enumerate() {
         let field = format!("spec.dataFrom[{i}]");
@@ -88,7 +91,15 @@ pub async fn fetch_external_secret(
             }
             (None, Some(f)) => {
                 let context = format!("{field}.find (path {:?})", f.path.as_deref().unwrap_or(""));
-                let map = find(client, f).await.map_err(fail(context.clone()))?;
+                let map = match find(client, f).await {
+                    Ok(map) => map,
+                    Err(e) if skip_missing && e.is_missing() => {
+                        let folder = f.path.as_deref().unwrap_or("").trim_matches('/');
+                        out.missing.push(format!("{folder}/"));
+                        continue;
+                    }
+                    Err(e) => return Err(fail(context)(e)),
+                };
                 (
                     map,
                     f.conversion_strategy,
@@ -104,6 +115,9 @@ pub async fn fetch_external_secret(
                 });
             }
         };
+        if map.is_empty() {
+            out.empty.push(context.clone());
+        }
         let rewrites = df.rewrite.as_deref().unwrap_or_default();
         let map = if rewrites.is_empty() {
             let conv = conversion.unwrap_or_default();

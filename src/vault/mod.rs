@@ -93,6 +93,11 @@ impl StoreHandle {
 pub enum VaultError {
     #[error("secret {path:?} does not exist in Vault (HTTP 404 or deleted version)")]
     NotFound { path: String },
+    /// A `find` whose folder lists nothing: ESO's missing secret, never an empty result.
+    #[error(
+        "nothing is listed under {path:?} in Vault (HTTP 404: the folder does not exist or is empty)"
+    )]
+    NothingListed { path: String },
     #[error(
         "Vault denied {call} on {path:?} (HTTP 403 permission denied): grant the store's Vault \
          role a policy allowing it"
@@ -131,6 +136,15 @@ impl VaultError {
             VaultError::Unavailable { .. }
                 | VaultError::RateLimited { .. }
                 | VaultError::BadAnswer { .. }
+        )
+    }
+
+    /// Vault says there is nothing at the path (the secret, or a `find` folder): skipped under
+    /// deletionPolicy Delete/Merge, an error under Retain.
+    pub fn is_missing(&self) -> bool {
+        matches!(
+            self,
+            VaultError::NotFound { .. } | VaultError::NothingListed { .. }
         )
     }
 
@@ -182,6 +196,7 @@ mod tests {
             ),
             (VaultError::RateLimited { retry_after: None }, true),
             (VaultError::NotFound { path: "p".into() }, false),
+            (VaultError::NothingListed { path: "p/".into() }, false),
             (VaultError::bad_answer("x"), true),
             (VaultError::config("x"), false),
             (

@@ -372,6 +372,17 @@ impl VaultEmulator {
         })
     }
 
+    /// Deletes a KV v2 secret with all its versions and metadata (`DELETE <mount>/metadata/<path>`).
+    pub fn kv2_delete_all(&self, mount: &str, path: &str) -> anyhow::Result<()> {
+        self.with_kv2("", mount, |store| {
+            store
+                .secrets
+                .remove(path.trim_matches('/'))
+                .map(|_| ())
+                .ok_or_else(|| anyhow!("no secret at {path:?}"))
+        })
+    }
+
     fn with_kv2<T>(
         &self,
         namespace: &str,
