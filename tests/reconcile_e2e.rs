@@ -534,11 +534,11 @@ async fn deletion_policies() {
     env.vault.kv2_put("secret", "p", json!({"k": "v"})).unwrap();
     let entry = data_entry("k", "p", "k");
 
-    // Delete: the Secret goes with the ExternalSecret (a finalizer makes sure).
+    // Delete: the Secret it controls goes with the ExternalSecret (a finalizer makes sure).
     env.external_secret(
         "del",
         "del",
-        "    creationPolicy: Orphan\n    deletionPolicy: Delete",
+        "    creationPolicy: Owner\n    deletionPolicy: Delete",
         &entry,
     )
     .await;
@@ -1519,5 +1519,62 @@ async fn empty_provider_data_leaves_the_secret_alone() {
             "{name}: the Secret was not written"
         );
     }
+    env.stop().await;
+}
+
+/// Only a Secret this ExternalSecret controls (its controller ownerReference) is deleted: a
+/// Secret another ExternalSecret wrote as Orphan carries the shared managed label, and an
+/// ExternalSecret with the same target, creationPolicy Orphan and deletionPolicy Delete (which
+/// someone without `delete secrets` may create) must not delete it when it goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_needs_a_controller_reference_not_the_shared_label() {
+    let env = env().await;
+    env.secret_store("secret", "v2", "1m").await;
+    env.vault.kv2_put("secret", "p", json!({"k": "v"})).unwrap();
+    let entry = data_entry("k", "p", "k");
+    env.external_secret("first", "shared", "    creationPolicy: Orphan", &entry)
+        .await;
+    env.wait_value("team-a", "shared", "k", "v").await;
+    let s = env.secret("team-a", "shared").await.unwrap();
+    assert_eq!(
+        s.metadata.labels.as_ref().unwrap()["reconcile.external-secrets.io/managed"],
+        "true"
+    );
+    env.external_secret(
+        "second",
+        "shared",
+        "    creationPolicy: Orphan\n    deletionPolicy: Delete",
+        &entry,
+    )
+    .await;
+    eventually("the finalizer of the second", || async {
+        let es = env.es_api("team-a").get("second").await.ok()?;
+        es.metadata
+            .finalizers?
+            .iter()
+            .any(|f| f.ends_with("externalsecret-cleanup"))
+            .then_some(())
+    })
+    .await;
+    env.wait_es("team-a", "second", "True", "SecretSynced")
+        .await;
+    env.es_api("team-a")
+        .delete("second", &DeleteParams::default())
+        .await
+        .unwrap();
+    // The cleanup runs before the finalizer comes off: once the object is gone, it is done.
+    eventually("the second ExternalSecret gone", || async {
+        env.es_api("team-a")
+            .get_opt("second")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        env.secret("team-a", "shared").await.is_some(),
+        "a Secret no ExternalSecret controls is never deleted"
+    );
     env.stop().await;
 }

@@ -367,7 +367,7 @@ pub fn on_delete(es: &ExternalSecret, existing: Option<&Secret>) -> Cleanup {
         (DeletionPolicy::Delete, CreationPolicy::Merge) | (DeletionPolicy::Merge, _) => {
             Cleanup::RemoveOurFields
         }
-        (DeletionPolicy::Delete, _) if is_ours(es, existing) => Cleanup::DeleteSecret,
+        (DeletionPolicy::Delete, _) if is_controlled_by(es, existing) => Cleanup::DeleteSecret,
         (DeletionPolicy::Delete, _) => Cleanup::Nothing,
     }
 }
@@ -391,15 +391,6 @@ pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
         .flatten()
         .map(|(k, v)| (k.clone(), v.0.clone()))
         .collect()
-}
-
-/// Whether the Secret was written for this ExternalSecret: controlled by it, or not controlled by
-/// anything and labelled as managed (creationPolicy Orphan).
-pub fn is_ours(es: &ExternalSecret, s: &Secret) -> bool {
-    match controller_of(s) {
-        Some(o) => o.kind == "ExternalSecret" && Some(&o.uid) == es.metadata.uid.as_ref(),
-        None => s.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true"),
-    }
 }
 
 /// Whether the Secret's controller ownerReference is this ExternalSecret (Kubernetes'
@@ -1136,7 +1127,9 @@ mod tests {
         let cases = [
             (C::Owner, D::Retain, true, Cleanup::Nothing),
             (C::Owner, D::Delete, true, Cleanup::DeleteSecret),
-            (C::Orphan, D::Delete, true, Cleanup::DeleteSecret),
+            // Written by this ExternalSecret but controlled by nobody: the shared managed label
+            // does not make it ours to delete (anyone can set it).
+            (C::Orphan, D::Delete, true, Cleanup::Nothing),
             (C::Orphan, D::Delete, false, Cleanup::Nothing),
             (C::Owner, D::Merge, true, Cleanup::RemoveOurFields),
             (C::Merge, D::Merge, false, Cleanup::RemoveOurFields),
@@ -1156,6 +1149,25 @@ mod tests {
             assert_eq!(on_delete(&e, Some(&s)), want, "{c:?}/{d:?}/ours={ours}");
             assert_eq!(on_delete(&e, None), Cleanup::Nothing);
         }
+        // Labelled as managed, or controlled by another ExternalSecret: never deleted.
+        let mut labelled = foreign.clone();
+        labelled.metadata.labels = Some([(LABEL_MANAGED.to_string(), "true".to_string())].into());
+        assert_eq!(
+            on_delete(&es(C::Owner, D::Delete), Some(&labelled)),
+            Cleanup::Nothing
+        );
+        let mut other = written_by(&es(C::Owner, D::Delete), &[("k", "v")]);
+        other.metadata.owner_references.as_mut().unwrap()[0].uid = "other-uid".into();
+        assert_eq!(
+            on_delete(&es(C::Owner, D::Delete), Some(&other)),
+            Cleanup::Nothing
+        );
+        // Controlled by an ExternalSecret without a uid (never stored): not ours either.
+        let mut no_uid = es(C::Owner, D::Delete);
+        no_uid.metadata.uid = None;
+        let mut empty_uid = written_by(&es(C::Owner, D::Delete), &[("k", "v")]);
+        empty_uid.metadata.owner_references.as_mut().unwrap()[0].uid = String::new();
+        assert_eq!(on_delete(&no_uid, Some(&empty_uid)), Cleanup::Nothing);
         assert!(!needs_finalizer(&es(C::Owner, D::Retain)));
         assert!(needs_finalizer(&es(C::Owner, D::Delete)));
         assert!(needs_finalizer(&es(C::Merge, D::Merge)));
