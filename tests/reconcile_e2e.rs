@@ -1578,3 +1578,91 @@ async fn deletion_needs_a_controller_reference_not_the_shared_label() {
     );
     env.stop().await;
 }
+
+/// The latest KV v2 version deleted (or destroyed) in Vault: Vault answers the read with 404
+/// and the version's metadata. Under deletionPolicy Retain the Secret is kept and the status
+/// says what happened; under Merge the keys go, as in ESO (Delete: see
+/// `provider_secret_gone_with_deletion_policy_delete`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_latest_version_is_reported_and_retained() {
+    let env = env().await;
+    env.secret_store("secret", "v2", "1m").await;
+    let v_kept = env
+        .vault
+        .kv2_put("secret", "kept", json!({"k": "v"}))
+        .unwrap();
+    env.vault
+        .kv2_put("secret", "burnt", json!({"k": "v"}))
+        .unwrap();
+    let v_merged = env
+        .vault
+        .kv2_put("secret", "merged", json!({"k": "v"}))
+        .unwrap();
+    env.external_secret("kept", "kept", "", &data_entry("k", "kept", "k"))
+        .await;
+    env.external_secret("burnt", "burnt", "", &data_entry("k", "burnt", "k"))
+        .await;
+    env.external_secret(
+        "merged",
+        "merged",
+        "    creationPolicy: Owner\n    deletionPolicy: Merge",
+        &data_entry("k", "merged", "k"),
+    )
+    .await;
+    for name in ["kept", "burnt", "merged"] {
+        env.wait_value("team-a", name, "k", "v").await;
+    }
+    let kept = env.secret("team-a", "kept").await.unwrap();
+    let burnt = env.secret("team-a", "burnt").await.unwrap();
+
+    env.vault
+        .kv2_delete_versions("secret", "kept", &[v_kept])
+        .unwrap();
+    let (reason, msg) = env
+        .wait_es_message("team-a", "kept", "False", "was deleted in Vault at ")
+        .await;
+    assert_eq!(reason, "SecretSyncedError");
+    assert!(
+        msg.contains("the latest version of \"secret/data/kept\" was deleted in Vault at 20"),
+        "{msg}"
+    );
+
+    // Destroyed without a soft delete first: no deletion time, and said so.
+    let http = reqwest::Client::new();
+    let reply = http
+        .post(format!("{}/v1/secret/destroy/burnt", env.vault.addr()))
+        .header("X-Vault-Token", env.vault.root_token())
+        .json(&json!({"versions": [1]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.status().is_success(), "{}", reply.status());
+    let (_, msg) = env
+        .wait_es_message("team-a", "burnt", "False", "was destroyed in Vault")
+        .await;
+    assert!(
+        msg.contains("the latest version of \"secret/data/burnt\" was destroyed in Vault"),
+        "{msg}"
+    );
+    for (name, was) in [("kept", kept), ("burnt", burnt)] {
+        let now = env
+            .secret("team-a", name)
+            .await
+            .expect("the Secret is kept");
+        assert_eq!(now.data, was.data, "{name}");
+        assert_eq!(now.metadata.resource_version, was.metadata.resource_version);
+    }
+
+    // deletionPolicy Merge: the entry is skipped and the keys it wrote go; the Secret stays.
+    env.vault
+        .kv2_delete_versions("secret", "merged", &[v_merged])
+        .unwrap();
+    eventually("the merged key removed", || async {
+        let s = env.secret("team-a", "merged").await?;
+        s.data.unwrap_or_default().is_empty().then_some(())
+    })
+    .await;
+    env.wait_event("team-a", "merged", "MissingProviderSecret")
+        .await;
+    env.stop().await;
+}

@@ -712,7 +712,13 @@ async fn not_found_versus_permission_denied() {
                 .unwrap()
                 .is_none()
         );
-        assert!(c.read_secret("allowed/gone", None).await.unwrap().is_none());
+        // A deleted latest version (404 with its metadata) is missing, and says so.
+        let gone = c.read_secret("allowed/gone", None).await.unwrap_err();
+        assert!(
+            matches!(&gone, VaultError::VersionDeleted { path, version: None, deleted_at: Some(_), destroyed: false } if path == "secret/data/allowed/gone"),
+            "{gone:?}"
+        );
+        assert!(gone.is_missing());
         let err = c.read_secret("forbidden", None).await.unwrap_err();
         match &err {
             VaultError::PermissionDenied { path, call } => {

@@ -466,7 +466,8 @@ async fn answers_that_are_not_json_or_of_the_wrong_shape() {
         assert_eq!(e.reads_of(&path), 1, "{case}: read once");
     }
 
-    // A deleted version (`data.data` null) is a missing secret, as in ESO.
+    // A deleted version (`data.data` null) is a missing secret, as in ESO, whose error says
+    // when it was deleted; without data and without a deletion, simply missing.
     e.vault.respond_raw_next_matching(
         "secret/data/deleted",
         1,
@@ -475,7 +476,21 @@ async fn answers_that_are_not_json_or_of_the_wrong_shape() {
             r#"{"data":{"data":null,"metadata":{"deletion_time":"2024-01-01T00:00:00Z"}}}"#,
         ),
     );
-    assert!(client.read_secret("deleted", None).await.unwrap().is_none());
+    let err = client.read_secret("deleted", None).await.unwrap_err();
+    assert!(err.is_missing(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the latest version of \"secret/data/deleted\" was deleted in Vault at 2024-01-01T00:00:00Z"
+    );
+    e.vault.respond_raw_next_matching(
+        "secret/data/emptied",
+        1,
+        json_body(
+            200,
+            r#"{"data":{"data":null,"metadata":{"deletion_time":""}}}"#,
+        ),
+    );
+    assert!(client.read_secret("emptied", None).await.unwrap().is_none());
     // Vault's own answers are unaffected.
     assert_eq!(
         client.read_secret("good", None).await.unwrap().unwrap()["k"],

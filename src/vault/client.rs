@@ -733,7 +733,7 @@ impl StoreClient {
         call: &'static str,
         path: String,
         query: Option<String>,
-        extract: impl FnOnce(&Value) -> Result<Value, String>,
+        extract: impl FnOnce(&Value) -> Result<Value, VaultError>,
     ) -> ReadResult {
         let key = format!("{call} {path}?{}", query.as_deref().unwrap_or(""));
         let max_age = read_reuse();
@@ -756,9 +756,7 @@ impl StoreClient {
         slot.cell
             .get_or_init(|| async {
                 let r = match self.get_json(call, &path, query.as_deref()).await {
-                    Ok(Some(body)) => extract(&body)
-                        .map(|v| Some(Arc::new(v)))
-                        .map_err(|e| VaultError::bad_answer(format!("GET {path}: {e}"))),
+                    Ok(Some(body)) => extract(&body).map(|v| Some(Arc::new(v))),
                     other => other,
                 };
                 if let Ok(Some(v)) = &r {
@@ -786,6 +784,10 @@ impl StoreClient {
             .await?;
         match reply.status {
             200..=299 => Ok(Some(Arc::new(reply.body))),
+            // KV v2 answers a deleted or destroyed version with 404 and its metadata.
+            _ if reply.is_vault_not_found() && answers::deleted_version(&reply.body).is_some() => {
+                Ok(Some(Arc::new(reply.body)))
+            }
             _ if reply.is_vault_not_found() => Ok(None),
             _ => Err(self.status_error(call, &Method::GET, path, &reply)),
         }
@@ -841,11 +843,29 @@ impl StoreClient {
 
     async fn read_data_at(&self, path: String, query: Option<String>) -> ReadResult {
         let v2 = self.kv_version == VaultKvVersion::V2;
-        // A deleted or destroyed version (`data.data` null) reads as `None`, like a missing
-        // secret.
+        let version = query
+            .as_deref()
+            .and_then(|q| q.strip_prefix("version="))
+            .map(String::from);
+        let shown = path.clone();
+        // A version without data reads as `None`, like a missing secret, unless Vault says it
+        // was deleted or destroyed: then the error says so.
         let got = self
             .shared_get("read", path, query, |body| {
-                Ok(answers::kv_data(body, v2)?.cloned().unwrap_or(Value::Null))
+                match answers::kv_data(body, v2)
+                    .map_err(|e| VaultError::bad_answer(format!("GET {shown}: {e}")))?
+                {
+                    Some(d) => Ok(d.clone()),
+                    None => match answers::deleted_version(body) {
+                        Some(d) => Err(VaultError::VersionDeleted {
+                            path: shown,
+                            version,
+                            deleted_at: d.deleted_at,
+                            destroyed: d.destroyed,
+                        }),
+                        None => Ok(Value::Null),
+                    },
+                }
             })
             .await?;
         Ok(got.filter(|v| !v.is_null()))
@@ -865,8 +885,11 @@ impl StoreClient {
     }
 
     async fn read_metadata_at(&self, path: String) -> ReadResult {
+        let shown = path.clone();
         self.shared_get("read_metadata", path, None, |body| {
-            answers::kv_metadata(body).cloned()
+            answers::kv_metadata(body)
+                .cloned()
+                .map_err(|e| VaultError::bad_answer(format!("GET {shown}: {e}")))
         })
         .await
     }

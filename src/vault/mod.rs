@@ -93,6 +93,16 @@ impl StoreHandle {
 pub enum VaultError {
     #[error("secret {path:?} does not exist in Vault (HTTP 404 or deleted version)")]
     NotFound { path: String },
+    /// KV v2 answered with a version that was deleted or destroyed: ESO's missing secret, said
+    /// as what it is.
+    #[error("{}", version_deleted(.path, .version.as_deref(), .deleted_at.as_deref(), *.destroyed))]
+    VersionDeleted {
+        path: String,
+        /// The version asked for; `None`: the latest.
+        version: Option<String>,
+        deleted_at: Option<String>,
+        destroyed: bool,
+    },
     /// A `find` whose folder lists nothing: ESO's missing secret, never an empty result.
     #[error(
         "nothing is listed under {path:?} in Vault (HTTP 404: the folder does not exist or is empty)"
@@ -121,6 +131,23 @@ pub enum VaultError {
     BadAnswer { message: String },
 }
 
+fn version_deleted(
+    path: &str,
+    version: Option<&str>,
+    deleted_at: Option<&str>,
+    destroyed: bool,
+) -> String {
+    let which = match version {
+        Some(v) => format!("version {v} of {path:?}"),
+        None => format!("the latest version of {path:?}"),
+    };
+    match (destroyed, deleted_at) {
+        (true, _) => format!("{which} was destroyed in Vault"),
+        (false, Some(at)) => format!("{which} was deleted in Vault at {at}"),
+        (false, None) => format!("{which} was deleted in Vault"),
+    }
+}
+
 fn retry_hint(d: &Option<Duration>) -> String {
     match d {
         Some(d) => format!(", retry after {}s", d.as_secs().max(1)),
@@ -144,7 +171,9 @@ impl VaultError {
     pub fn is_missing(&self) -> bool {
         matches!(
             self,
-            VaultError::NotFound { .. } | VaultError::NothingListed { .. }
+            VaultError::NotFound { .. }
+                | VaultError::NothingListed { .. }
+                | VaultError::VersionDeleted { .. }
         )
     }
 
@@ -209,6 +238,35 @@ mod tests {
         ];
         for (e, want) in cases {
             assert_eq!(e.is_transient(), want, "{e}");
+        }
+        let deleted =
+            |version: Option<&str>, at: Option<&str>, destroyed| VaultError::VersionDeleted {
+                path: "secret/data/app".into(),
+                version: version.map(String::from),
+                deleted_at: at.map(String::from),
+                destroyed,
+            };
+        let at = "2026-01-02T03:04:05Z";
+        for (e, want) in [
+            (
+                deleted(None, Some(at), false),
+                "the latest version of \"secret/data/app\" was deleted in Vault at 2026-01-02T03:04:05Z",
+            ),
+            (
+                deleted(Some("3"), Some(at), false),
+                "version 3 of \"secret/data/app\" was deleted in Vault at 2026-01-02T03:04:05Z",
+            ),
+            (
+                deleted(None, Some(at), true),
+                "the latest version of \"secret/data/app\" was destroyed in Vault",
+            ),
+            (
+                deleted(None, None, false),
+                "the latest version of \"secret/data/app\" was deleted in Vault",
+            ),
+        ] {
+            assert!(e.is_missing() && !e.is_transient(), "{e}");
+            assert_eq!(e.to_string(), want);
         }
         assert_eq!(
             VaultError::RateLimited {
