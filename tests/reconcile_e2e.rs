@@ -1108,14 +1108,16 @@ async fn provider_secret_gone_with_deletion_policy_delete() {
     let msg = env.wait_es("team-a", "temp", "True", "SecretDeleted").await;
     assert_eq!(msg, "secret deleted due to DeletionPolicy=Delete");
     assert!(env.secret("team-a", "temp").await.is_none());
-    let events = env.events("team-a", "temp").await;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.0 == "Warning" && e.1 == "MissingProviderSecret"),
-        "{events:?}"
+    // Events are written from a queue after the status: waited for, not read at once.
+    let missing = env
+        .wait_event("team-a", "temp", "MissingProviderSecret")
+        .await;
+    assert_eq!(missing.0, "Warning");
+    let deleted = env.wait_event("team-a", "temp", "Deleted").await;
+    assert_eq!(
+        (deleted.0.as_str(), deleted.2.as_str()),
+        ("Normal", "secret deleted due to DeletionPolicy=Delete")
     );
-    assert!(events.iter().any(|e| e.1 == "Deleted"), "{events:?}");
     env.stop().await;
 }
 
@@ -1287,6 +1289,9 @@ async fn refreshes_read_vault_but_write_only_changes() {
             .resource_version,
         rv
     );
+    // The Created event is written before any later one of the same queue: once it is there,
+    // an Updated event from the refreshes above would be too.
+    env.wait_event("team-a", "steady", "Created").await;
     let updated = env.events("team-a", "steady").await;
     assert!(!updated.iter().any(|e| e.1 == "Updated"), "{updated:?}");
     env.stop().await;

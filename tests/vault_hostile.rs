@@ -943,21 +943,25 @@ spec:
             "the Secret was not written"
         );
     }
-    let events = Api::<K8sEvent>::namespaced(kc.clone(), "team-a")
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    assert!(
+    // Events are written from a queue after the status: waited for.
+    eventually("a Warning event naming the Vault path", wait, || async {
+        let events = Api::<K8sEvent>::namespaced(kc.clone(), "team-a")
+            .list(&ListParams::default())
+            .await
+            .unwrap();
         events
             .items
             .iter()
-            .any(|e| e.reason.as_deref() == Some("UpdateFailed")
-                && e.note
-                    .as_deref()
-                    .unwrap_or("")
-                    .contains("GET secret/data/app")),
-        "a Warning event names the Vault path"
-    );
+            .any(|e| {
+                e.reason.as_deref() == Some("UpdateFailed")
+                    && e.note
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("GET secret/data/app")
+            })
+            .then_some(())
+    })
+    .await;
 
     // Vault answers properly again: the Secret follows.
     vault
