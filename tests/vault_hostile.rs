@@ -643,9 +643,37 @@ async fn metadata_lists_and_capabilities_of_the_wrong_type() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "POST sys/capabilities-self: \"secret/data/team/app\" is a string, expected an array \
-         of capabilities"
+        "could not check capabilities (POST sys/capabilities-self: \"secret/data/team/app\" is \
+         a string, expected an array of capabilities)"
     );
+    // The call itself refused (an endpoint missing behind a proxy, a policy without it): a
+    // failure to check, never a missing secret or a denial of the path asked about.
+    for (status, body, want) in [
+        (
+            404,
+            r#"{"errors":[]}"#,
+            "could not check capabilities (POST sys/capabilities-self: Vault answered HTTP 404)",
+        ),
+        (
+            403,
+            r#"{"errors":["permission denied"]}"#,
+            "could not check capabilities (POST sys/capabilities-self: Vault answered HTTP 403: \
+             permission denied)",
+        ),
+    ] {
+        e.vault
+            .respond_raw_next_matching("sys/capabilities-self", 1, json_body(status, body));
+        let err = client
+            .capabilities(&["secret/data/team/app".to_string()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, VaultError::CouldNotCheck { .. }) && !err.is_missing(),
+            "{err:?}"
+        );
+        assert!(err.is_transient(), "{err:?}");
+        assert_eq!(err.to_string(), want);
+    }
     e.vault.respond_raw_next_matching(
         "auth/token/lookup-self",
         1,

@@ -974,13 +974,23 @@ impl StoreClient {
                 body: Some(&body),
             })
             .await?;
+        // A failure of this call says nothing about the paths asked about: never a NotFound
+        // or a denial of them.
+        let failed = |reason: String| VaultError::CouldNotCheck {
+            what: "capabilities".into(),
+            reason,
+        };
         if !(200..300).contains(&reply.status) {
-            return Err(self.status_error("capabilities", &Method::POST, path, &reply));
+            return Err(failed(format!(
+                "POST {path}: Vault answered HTTP {}{}",
+                reply.status,
+                reply.detail()
+            )));
         }
         let mut out = BTreeMap::new();
         for p in paths {
             let caps = answers::capabilities(&reply.body, p, paths.len() == 1)
-                .map_err(|e| VaultError::bad_answer(format!("POST {path}: {e}")))?;
+                .map_err(|e| failed(format!("POST {path}: {e}")))?;
             out.insert(p.clone(), caps);
         }
         Ok(out)

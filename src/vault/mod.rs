@@ -123,6 +123,10 @@ pub enum VaultError {
     RateLimited { retry_after: Option<Duration> },
     #[error("not supported: {what}")]
     Unsupported { what: String },
+    /// A check's own call failed (e.g. `sys/capabilities-self`): nothing is known about the
+    /// paths it was to check, so it is never a finding about them.
+    #[error("could not check {what} ({reason})")]
+    CouldNotCheck { what: String, reason: String },
     #[error("{message}")]
     Invalid { message: String },
     /// Vault's answer could not be used: not JSON, too large, or not of the documented shape.
@@ -163,6 +167,7 @@ impl VaultError {
             VaultError::Unavailable { .. }
                 | VaultError::RateLimited { .. }
                 | VaultError::BadAnswer { .. }
+                | VaultError::CouldNotCheck { .. }
         )
     }
 
@@ -227,6 +232,13 @@ mod tests {
             (VaultError::NotFound { path: "p".into() }, false),
             (VaultError::NothingListed { path: "p/".into() }, false),
             (VaultError::bad_answer("x"), true),
+            (
+                VaultError::CouldNotCheck {
+                    what: "capabilities".into(),
+                    reason: "HTTP 404".into(),
+                },
+                true,
+            ),
             (VaultError::config("x"), false),
             (
                 VaultError::PermissionDenied {
