@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
 use vaultgate::api::*;
 use vaultgate::metrics::Metrics;
-use vaultgate::vault::{StoreHandle, VaultClients, VaultError, fetch_external_secret};
+use vaultgate::vault::{Limits, StoreHandle, VaultClients, VaultError, fetch_external_secret};
 
 /// Every test must finish well within this.
 const BOUND: Duration = Duration::from_secs(20);
@@ -376,6 +376,89 @@ async fn approle_logs_in_once_for_100_concurrent_callers_and_revokes_on_shutdown
         // After shutdown's revocation a new caller logs in again.
         e.clients.client(&store, "team-a").await.unwrap();
         assert_eq!(e.vault.count_logins(), 2);
+    })
+    .await
+}
+
+/// A stream of distinct store identities (referent stores in ever new namespaces, admission
+/// checks of stores this replica never reconciles) keeps the cache and the open Vault tokens
+/// bounded: the least recently used clients beyond the limit and idle ones are dropped and
+/// their tokens revoked; failed logins are forgotten after their window.
+#[tokio::test]
+async fn a_stream_of_distinct_stores_keeps_the_cache_and_open_tokens_bounded() {
+    bounded(async {
+        let e = env().await;
+        e.vault.put_policy("reader", READER).unwrap();
+        let store = e.approle_store("1h").await;
+        let idle = Duration::from_millis(300);
+        let clients = VaultClients::with_limits(
+            e.kc.clone(),
+            Metrics::new(),
+            Limits {
+                idle,
+                max_entries: 8,
+                failure_window: Duration::from_millis(200),
+            },
+        );
+        let live_before = e.vault.live_tokens();
+        let nth = |i: usize| StoreHandle {
+            name: format!("store-{i}"),
+            uid: format!("uid-{i}"),
+            ..store.clone()
+        };
+        for i in 0..40 {
+            let c = clients.client(&nth(i), "team-a").await.unwrap();
+            c.lookup_self().await.unwrap();
+            assert!(
+                clients.cached() <= 8,
+                "{} cached after {i}",
+                clients.cached()
+            );
+        }
+        assert_eq!(e.vault.count_logins(), 40);
+        // Revocation runs in the background: wait for it.
+        let start = Instant::now();
+        while e.vault.live_tokens() > live_before + 8 {
+            assert!(
+                start.elapsed() < BOUND,
+                "{} tokens open",
+                e.vault.live_tokens()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A client in use is never dropped under its caller: the most recent one still works.
+        let kept = clients.client(&nth(39), "team-a").await.unwrap();
+        assert_eq!(e.vault.count_logins(), 40, "still cached");
+
+        // Failed logins (a store whose credentials are missing) go after their window too.
+        for i in 0..20 {
+            let mut broken = nth(100 + i);
+            let mut spec = (*broken.spec).clone();
+            let auth = spec.provider.vault.as_mut().unwrap().auth.as_mut().unwrap();
+            auth.app_role.as_mut().unwrap().secret_ref = sel("no-such-secret", "secret-id");
+            broken.spec = Arc::new(spec);
+            assert!(clients.client(&broken, "team-a").await.is_err());
+            assert!(clients.cached() <= 8);
+        }
+
+        // Everything idle for longer than `idle` goes at the next sweep, tokens revoked; the one
+        // in use stays.
+        tokio::time::sleep(idle + Duration::from_millis(100)).await;
+        clients.client(&nth(200), "team-a").await.unwrap();
+        assert_eq!(clients.cached(), 2, "the new client and the one in use");
+        let start = Instant::now();
+        while e.vault.live_tokens() > live_before + 2 {
+            assert!(
+                start.elapsed() < BOUND,
+                "{} tokens open",
+                e.vault.live_tokens()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        kept.lookup_self().await.unwrap();
+        drop(kept);
+        clients.revoke_all().await;
+        assert_eq!(e.vault.live_tokens(), live_before);
     })
     .await
 }

@@ -12,6 +12,7 @@ use tokio::sync::{OnceCell, RwLock};
 use zeroize::Zeroizing;
 
 use super::auth::{self, AuthKind, LoginToken, Resolver};
+use super::evict::{self, EntryState, Limits};
 use super::http::{self, Reply, Req, RetryPolicy, Transport};
 use super::{StoreHandle, VaultError};
 use super::{answers, paths};
@@ -50,9 +51,6 @@ fn read_reuse() -> Duration {
 /// A renewal that leaves less than this fraction of the login TTL means the token is near its
 /// max TTL: log in again instead of renewing ever more often.
 const MIN_RENEW_FRACTION: u32 = 3;
-/// How long a failed login answers further callers for the same store identity, so that many
-/// ExternalSecrets of a misconfigured store cause one login attempt, not one each.
-const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(5);
 /// Pause between attempts to replace a token that is due for renewal but still valid.
 const REFRESH_HOLD: Duration = Duration::from_secs(10);
 /// Upper bound of secrets and folders a `find` may list, so a huge mount (or an answer that
@@ -89,10 +87,35 @@ impl CacheKey {
 
 /// One cache entry: the client once logged in, and the last failure, which callers within
 /// `LOGIN_FAILURE_WINDOW` share instead of each trying to log in again.
-#[derive(Default)]
 struct Entry {
     client: OnceCell<Arc<StoreClient>>,
     failure: Mutex<Option<(Instant, VaultError)>>,
+    last_used: Mutex<Instant>,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            client: OnceCell::new(),
+            failure: Mutex::new(None),
+            last_used: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Entry {
+    /// What the eviction decision needs; `slot` is this entry as the cache holds it.
+    fn state(slot: &Slot) -> EntryState {
+        let client = slot.client.get();
+        EntryState {
+            last_used: *lock(&slot.last_used),
+            logged_in: client.is_some(),
+            failed_at: lock(&slot.failure).as_ref().map(|(at, _)| *at),
+            // The cache holds one reference to the slot and the slot one to the client; any
+            // other is a lookup or a call under way.
+            in_use: Arc::strong_count(slot) > 1 || client.is_some_and(|c| Arc::strong_count(c) > 1),
+        }
+    }
 }
 
 type Slot = Arc<Entry>;
@@ -102,6 +125,8 @@ type Slot = Arc<Entry>;
 pub struct VaultClients {
     env: Arc<Env>,
     cache: Arc<Mutex<HashMap<CacheKey, Slot>>>,
+    limits: Limits,
+    last_sweep: Arc<Mutex<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,6 +135,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl VaultClients {
     pub fn new(kube: kube::Client, metrics: Metrics) -> Self {
+        Self::with_limits(kube, metrics, Limits::default())
+    }
+
+    /// With other bounds on the cache than the defaults (see [`Limits`]).
+    pub fn with_limits(kube: kube::Client, metrics: Metrics, limits: Limits) -> Self {
         VaultClients {
             env: Arc::new(Env {
                 kube,
@@ -118,7 +148,26 @@ impl VaultClients {
                 http: OnceLock::new(),
             }),
             cache: Arc::new(Mutex::new(HashMap::new())),
+            limits,
+            last_sweep: Arc::new(Mutex::new(Instant::now())),
         }
+    }
+
+    /// Store identities cached now, logged in or not.
+    pub fn cached(&self) -> usize {
+        lock(&self.cache).len()
+    }
+
+    /// Removes what [`evict::to_evict`] chooses; the caller retires their clients.
+    fn sweep(&self, cache: &mut HashMap<CacheKey, Slot>, now: Instant) -> Vec<Slot> {
+        *lock(&self.last_sweep) = now;
+        let keys: Vec<&CacheKey> = cache.keys().collect();
+        let states: Vec<EntryState> = keys.iter().map(|k| Entry::state(&cache[*k])).collect();
+        let chosen: Vec<CacheKey> = evict::to_evict(&states, now, self.limits)
+            .into_iter()
+            .map(|i| keys[i].clone())
+            .collect();
+        chosen.iter().filter_map(|k| cache.remove(k)).collect()
     }
 
     /// A logged-in client for `store` as used by an ExternalSecret in `es_namespace`.
@@ -157,8 +206,16 @@ impl VaultClients {
                 })
                 .cloned()
                 .collect();
-            let evicted: Vec<Slot> = stale.iter().filter_map(|k| cache.remove(k)).collect();
+            let mut evicted: Vec<Slot> = stale.iter().filter_map(|k| cache.remove(k)).collect();
+            let now = Instant::now();
+            let added = !cache.contains_key(&key);
             let slot = cache.entry(key).or_default().clone();
+            *lock(&slot.last_used) = now;
+            // Only a lookup that adds an entry, or one a while after the last sweep, sweeps:
+            // a sweep walks every entry.
+            if added || now.duration_since(*lock(&self.last_sweep)) >= evict::SWEEP_EVERY {
+                evicted.extend(self.sweep(&mut cache, now));
+            }
             (slot, evicted)
         };
         for old in evicted {
@@ -169,7 +226,7 @@ impl VaultClients {
         let recent_failure = || {
             lock(&slot.failure)
                 .as_ref()
-                .filter(|(at, _)| at.elapsed() < LOGIN_FAILURE_WINDOW)
+                .filter(|(at, _)| at.elapsed() < self.limits.failure_window)
                 .map(|(_, e)| e.clone())
         };
         if slot.client.get().is_none()

@@ -6,8 +6,9 @@
 //!   ExternalSecret's namespace for ClusterSecretStores with referent references); concurrent
 //!   callers share it, and share a failed login for 5 s. Tokens are renewed from two thirds of
 //!   their TTL, replaced by a login when they cannot be renewed, re-obtained once when Vault
-//!   says they are dead, and revoked when the store changes or on shutdown (static tokens
-//!   never are).
+//!   says they are dead, and revoked when the store changes, when the client has been idle
+//!   for 30 min (or is the least recently used beyond 4,096 cached identities), or on shutdown
+//!   (static tokens never are). A failed login is forgotten after its 5 s.
 //! - Identical reads of one store (path and version) in flight at once, or within 1 s of a
 //!   successful one, share one Vault request.
 //! - 429 (after `Retry-After`, up to 10 s), 5xx other than 501 and connection errors are
@@ -28,6 +29,7 @@ mod auth;
 
 pub use auth::has_referent_refs;
 mod client;
+mod evict;
 mod fetch;
 mod http;
 pub mod paths;
@@ -39,6 +41,7 @@ use std::time::Duration;
 use crate::api::{ClusterSecretStore, SecretStore, SecretStoreSpec, StoreKind};
 
 pub use client::{MAX_READ_REUSE, READ_SHARE_WINDOW, StoreClient, VaultClients, with_read_reuse};
+pub use evict::Limits;
 pub use fetch::{FetchError, Fetched, fetch_external_secret};
 
 /// A store as the Vault client sees it: identity (for the token cache) and spec.
