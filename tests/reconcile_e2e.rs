@@ -1341,13 +1341,13 @@ async fn watches_recover_after_410_and_api_errors_back_off() {
 }
 
 /// A first sync does not read a target Secret the cache does not know (it is most likely
-/// absent) and writes it without force; a Secret by that name that is someone else's must
-/// still end up exactly as a read-first sync leaves it: our data only, owned by the
-/// ExternalSecret. Both ways the unforced write can meet such a Secret are covered: a
-/// conflicting key (the write is refused, and the sync falls back to reading first) and
-/// disjoint keys (the write merges, and the next reconcile sees extra keys and replaces them).
+/// absent) and writes it without force; a Secret by that name that is someone else's must still
+/// be judged as a read-first sync judges it. With creationPolicy Owner the ExternalSecret would
+/// become its controller, and Kubernetes would delete it with the ExternalSecret: a Secret
+/// holding data it did not write is not taken over (the write is refused on a conflicting key,
+/// or taken back when it merged into disjoint keys); an empty one is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn existing_unlabelled_secrets_are_adopted_whole() {
+async fn existing_unlabelled_secrets_are_adopted_only_when_empty() {
     let env = env().await;
     env.secret_store("secret", "v2", "1m").await;
     env.vault
@@ -1357,6 +1357,7 @@ async fn existing_unlabelled_secrets_are_adopted_whole() {
     for (name, data) in [
         ("conflicting", json!({"k": "b2xk", "extra": "eA=="})),
         ("disjoint", json!({"extra": "eA=="})),
+        ("empty", json!({})),
     ] {
         let s: Secret = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Secret",
@@ -1366,29 +1367,46 @@ async fn existing_unlabelled_secrets_are_adopted_whole() {
         .unwrap();
         secrets.create(&PostParams::default(), &s).await.unwrap();
     }
+    let before = |name: &'static str| {
+        let secrets = secrets.clone();
+        async move { secrets.get(name).await.unwrap().data }
+    };
+    let conflicting = before("conflicting").await;
+    let disjoint = before("disjoint").await;
     let entry = data_entry("k", "adopt", "k");
-    env.external_secret("conflicting", "conflicting", "", &entry)
-        .await;
-    env.external_secret("disjoint", "disjoint", "", &entry)
-        .await;
-    for name in ["conflicting", "disjoint"] {
-        // Removing the other keys and writing ours are two writes: wait for both.
-        let s = eventually(&format!("{name} holds only the Vault key"), || async {
+    for name in ["conflicting", "disjoint", "empty"] {
+        env.external_secret(name, name, "", &entry).await;
+    }
+    for (name, was) in [("conflicting", conflicting), ("disjoint", disjoint)] {
+        let (reason, msg) = env
+            .wait_es_message("team-a", name, "False", "is not taken over")
+            .await;
+        assert_eq!(reason, "SecretSyncedError");
+        assert!(msg.contains("creationPolicy Owner"), "{msg}");
+        // Whatever the first write added is gone again.
+        let s = eventually(&format!("{name} as it was"), || async {
             let s = env.secret("team-a", name).await?;
-            let data = s.data.clone()?;
-            let keys: Vec<&String> = data.keys().collect();
-            (keys == ["k"] && data["k"].0 == b"from-vault").then_some(s)
+            (s.data == was && s.metadata.owner_references.is_none()).then_some(s)
         })
         .await;
-        let owners = s.metadata.owner_references.unwrap_or_default();
-        assert_eq!(owners.len(), 1, "{owners:?}");
-        assert_eq!(owners[0].name, name);
-        assert_eq!(owners[0].controller, Some(true));
+        let labels = s.metadata.labels.unwrap_or_default();
+        assert!(
+            !labels.contains_key("reconcile.external-secrets.io/managed"),
+            "{name}: {labels:?}"
+        );
     }
-    env.wait_es("team-a", "conflicting", "True", "SecretSynced")
-        .await;
-    env.wait_es("team-a", "disjoint", "True", "SecretSynced")
-        .await;
+    // An empty Secret is taken over: our data only, owned by the ExternalSecret.
+    let s = eventually("empty holds the Vault key", || async {
+        let s = env.secret("team-a", "empty").await?;
+        let data = s.data.clone()?;
+        (data.len() == 1 && data["k"].0 == b"from-vault").then_some(s)
+    })
+    .await;
+    let owners = s.metadata.owner_references.unwrap_or_default();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(owners[0].name, "empty");
+    assert_eq!(owners[0].controller, Some(true));
+    env.wait_es("team-a", "empty", "True", "SecretSynced").await;
     env.stop().await;
 }
 

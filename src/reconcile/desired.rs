@@ -56,6 +56,10 @@ pub enum DesiredError {
         "could not delete secret: target Secret {secret:?} is not controlled by this ExternalSecret (no controller ownerReference to it); it is left as it is"
     )]
     DeleteNotControlled { secret: String },
+    #[error(
+        "target Secret {secret:?} already exists with data this ExternalSecret did not write; with creationPolicy Owner it would be deleted together with the ExternalSecret, so it is not taken over: delete or rename it, or use creationPolicy Merge or Orphan"
+    )]
+    WouldAdopt { secret: String },
 }
 
 /// What to do with the target Secret after a successful read from Vault.
@@ -411,13 +415,19 @@ fn controller_of(s: &Secret) -> Option<&OwnerReference> {
 }
 
 /// A Secret controlled by another ExternalSecret is never written; with creationPolicy Owner, no
-/// other controller at all is accepted (Kubernetes allows only one).
+/// other controller at all is accepted (Kubernetes allows only one), and a Secret nobody
+/// controls is taken over only if [`adoptable`].
 pub fn check_controller(
     es: &ExternalSecret,
     existing: &Secret,
     creation: CreationPolicy,
 ) -> Result<(), DesiredError> {
     let Some(c) = controller_of(existing) else {
+        if creation == CreationPolicy::Owner && !adoptable(es, existing) {
+            return Err(DesiredError::WouldAdopt {
+                secret: existing.name_any(),
+            });
+        }
         return Ok(());
     };
     let ours = c.kind == "ExternalSecret" && Some(&c.uid) == es.metadata.uid.as_ref();
@@ -430,6 +440,37 @@ pub fn check_controller(
     }
     Ok(())
 }
+
+/// Whether creationPolicy Owner may make this ExternalSecret the controller of a Secret nobody
+/// controls (Kubernetes then deletes the Secret with it): only when the Secret holds no data, or
+/// already carries this ExternalSecret's marks (fields applied by its field manager, as after an
+/// Orphan sync; fields written by ESO for an ExternalSecret of this name; an ownerReference to
+/// it).
+pub fn adoptable(es: &ExternalSecret, existing: &Secret) -> bool {
+    if existing.data.as_ref().is_none_or(|d| d.is_empty()) {
+        return true;
+    }
+    let name = es.name_any();
+    let ours = field_manager(&es.namespace().unwrap_or_default(), &name);
+    let eso = format!("{ESO_FIELD_OWNER_PREFIX}{name}");
+    let by_manager = existing
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|f| f.manager.as_deref())
+        .any(|m| m == ours || m == eso);
+    let referenced = existing
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "ExternalSecret" && es.metadata.uid.as_ref() == Some(&o.uid));
+    by_manager || referenced
+}
+
+/// ESO's field owner for the Secrets of an ExternalSecret (followed by its name).
+const ESO_FIELD_OWNER_PREFIX: &str = "externalsecrets.external-secrets.io/";
 
 /// The fields of a Secret one field manager applied, read from `managedFields`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -800,15 +841,14 @@ mod tests {
                 Some(&other),
                 Want::Skip(Skip::CreationPolicyNone),
             ),
+            // A Secret nobody controls, holding data this ExternalSecret did not write: Owner
+            // does not take it over (see `adoption`).
             (
                 C::Owner,
                 D::Retain,
                 &[("k", "v")],
                 Some(&other),
-                Want::Update {
-                    keys: &["k"],
-                    type_set: true,
-                },
+                Want::Refused,
             ),
             // Provider empty with deletionPolicy Delete: the Secret goes, if this ExternalSecret
             // controls it (below); someone else's is refused, as is any creationPolicy but Owner.
@@ -830,13 +870,7 @@ mod tests {
                 None,
                 Want::Skip(Skip::RetainedEmpty),
             ),
-            (
-                C::Owner,
-                D::Retain,
-                &[],
-                Some(&other),
-                Want::Skip(Skip::RetainedEmpty),
-            ),
+            (C::Owner, D::Retain, &[], Some(&other), Want::Refused),
             (
                 C::Orphan,
                 D::Retain,
@@ -898,6 +932,77 @@ mod tests {
         let w = write(plan(&es(C::Owner, D::Merge), &[], Some(&merged)));
         assert!(keys(&w.secret).is_empty());
         assert_eq!(w.hash, data_hash(&data(&[])));
+    }
+
+    #[test]
+    fn adoption() {
+        let owner = es(CreationPolicy::Owner, DeletionPolicy::Retain);
+        let with_manager = |m: &str| {
+            let mut s = secret(&[("k", "v")]);
+            s.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+                manager: Some(m.into()),
+                operation: Some("Update".into()),
+                ..Default::default()
+            }]);
+            s
+        };
+        let mut referenced = secret(&[("k", "v")]);
+        referenced.metadata.owner_references = Some(vec![OwnerReference {
+            controller: None,
+            ..owner_ref(&owner)
+        }]);
+        // (what the Secret is, whether Owner takes it over)
+        let cases = [
+            ("empty", secret(&[]), true),
+            (
+                "no data at all",
+                Secret {
+                    data: None,
+                    ..secret(&[])
+                },
+                true,
+            ),
+            ("someone's data", secret(&[("k", "v")]), false),
+            (
+                "written by this ExternalSecret as Orphan",
+                written_by(
+                    &es(CreationPolicy::Orphan, DeletionPolicy::Retain),
+                    &[("k", "v")],
+                ),
+                true,
+            ),
+            (
+                "written by ESO for this ExternalSecret",
+                with_manager("externalsecrets.external-secrets.io/app"),
+                true,
+            ),
+            (
+                "written by ESO for another",
+                with_manager("externalsecrets.external-secrets.io/other"),
+                false,
+            ),
+            ("written by kubectl", with_manager("kubectl-create"), false),
+            ("referencing this ExternalSecret", referenced, true),
+        ];
+        for (what, s, want) in cases {
+            assert_eq!(adoptable(&owner, &s), want, "{what}");
+            let r = check_controller(&owner, &s, CreationPolicy::Owner);
+            assert_eq!(r.is_ok(), want, "{what}: {r:?}");
+            // Only Owner makes the ExternalSecret the Secret's controller.
+            for c in [
+                CreationPolicy::Orphan,
+                CreationPolicy::Merge,
+                CreationPolicy::CreateOrMerge,
+            ] {
+                assert!(check_controller(&owner, &s, c).is_ok(), "{what} {c:?}");
+            }
+        }
+        let err = plan(&owner, &[("k", "v")], Some(&secret(&[("k", "v")]))).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("it would be deleted together with the ExternalSecret"),
+            "{err}"
+        );
     }
 
     #[test]
