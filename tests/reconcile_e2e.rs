@@ -224,6 +224,46 @@ impl Env {
             .collect()
     }
 
+    /// Waits for an event about `regarding` with `reason` (events are written from a queue,
+    /// after the status) and returns it as (type, reason, note).
+    async fn wait_event(
+        &self,
+        ns: &str,
+        regarding: &str,
+        reason: &str,
+    ) -> (String, String, String) {
+        eventually(
+            &format!("a {reason} event about {ns}/{regarding}"),
+            || async {
+                self.events(ns, regarding)
+                    .await
+                    .into_iter()
+                    .find(|e| e.1 == reason)
+            },
+        )
+        .await
+    }
+
+    /// Waits for the Ready condition to have `status` and a message containing `part`.
+    async fn wait_es_message(
+        &self,
+        ns: &str,
+        name: &str,
+        status: &str,
+        part: &str,
+    ) -> (String, String) {
+        eventually(
+            &format!("{ns}/{name} Ready {status} saying {part:?}"),
+            || async {
+                match self.es_ready(ns, name).await {
+                    Some((s, r, m)) if s == status && m.contains(part) => Some((r, m)),
+                    _ => None,
+                }
+            },
+        )
+        .await
+    }
+
     /// A Secret `ns/vault-token` holding a fresh token with the reader policy.
     async fn token_secret(&self, ns: &str) -> String {
         let token = self.vault.create_token(&["reader"], None);
@@ -494,11 +534,11 @@ async fn deletion_policies() {
     env.vault.kv2_put("secret", "p", json!({"k": "v"})).unwrap();
     let entry = data_entry("k", "p", "k");
 
-    // Delete: the Secret goes with the ExternalSecret (a finalizer makes sure).
+    // Delete: the Secret it controls goes with the ExternalSecret (a finalizer makes sure).
     env.external_secret(
         "del",
         "del",
-        "    creationPolicy: Orphan\n    deletionPolicy: Delete",
+        "    creationPolicy: Owner\n    deletionPolicy: Delete",
         &entry,
     )
     .await;
@@ -1066,16 +1106,18 @@ async fn provider_secret_gone_with_deletion_policy_delete() {
         .kv2_delete_versions("secret", "short-lived", &[version])
         .unwrap();
     let msg = env.wait_es("team-a", "temp", "True", "SecretDeleted").await;
-    assert_eq!(msg, "secret deleted due to DeletionPolicy");
+    assert_eq!(msg, "secret deleted due to DeletionPolicy=Delete");
     assert!(env.secret("team-a", "temp").await.is_none());
-    let events = env.events("team-a", "temp").await;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.0 == "Warning" && e.1 == "MissingProviderSecret"),
-        "{events:?}"
+    // Events are written from a queue after the status: waited for, not read at once.
+    let missing = env
+        .wait_event("team-a", "temp", "MissingProviderSecret")
+        .await;
+    assert_eq!(missing.0, "Warning");
+    let deleted = env.wait_event("team-a", "temp", "Deleted").await;
+    assert_eq!(
+        (deleted.0.as_str(), deleted.2.as_str()),
+        ("Normal", "secret deleted due to DeletionPolicy=Delete")
     );
-    assert!(events.iter().any(|e| e.1 == "Deleted"), "{events:?}");
     env.stop().await;
 }
 
@@ -1247,6 +1289,9 @@ async fn refreshes_read_vault_but_write_only_changes() {
             .resource_version,
         rv
     );
+    // The Created event is written before any later one of the same queue: once it is there,
+    // an Updated event from the refreshes above would be too.
+    env.wait_event("team-a", "steady", "Created").await;
     let updated = env.events("team-a", "steady").await;
     assert!(!updated.iter().any(|e| e.1 == "Updated"), "{updated:?}");
     env.stop().await;
@@ -1296,13 +1341,13 @@ async fn watches_recover_after_410_and_api_errors_back_off() {
 }
 
 /// A first sync does not read a target Secret the cache does not know (it is most likely
-/// absent) and writes it without force; a Secret by that name that is someone else's must
-/// still end up exactly as a read-first sync leaves it: our data only, owned by the
-/// ExternalSecret. Both ways the unforced write can meet such a Secret are covered: a
-/// conflicting key (the write is refused, and the sync falls back to reading first) and
-/// disjoint keys (the write merges, and the next reconcile sees extra keys and replaces them).
+/// absent) and writes it without force; a Secret by that name that is someone else's must still
+/// be judged as a read-first sync judges it. With creationPolicy Owner the ExternalSecret would
+/// become its controller, and Kubernetes would delete it with the ExternalSecret: a Secret
+/// holding data it did not write is not taken over (the write is refused on a conflicting key,
+/// or taken back when it merged into disjoint keys); an empty one is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn existing_unlabelled_secrets_are_adopted_whole() {
+async fn existing_unlabelled_secrets_are_adopted_only_when_empty() {
     let env = env().await;
     env.secret_store("secret", "v2", "1m").await;
     env.vault
@@ -1312,6 +1357,7 @@ async fn existing_unlabelled_secrets_are_adopted_whole() {
     for (name, data) in [
         ("conflicting", json!({"k": "b2xk", "extra": "eA=="})),
         ("disjoint", json!({"extra": "eA=="})),
+        ("empty", json!({})),
     ] {
         let s: Secret = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Secret",
@@ -1321,29 +1367,46 @@ async fn existing_unlabelled_secrets_are_adopted_whole() {
         .unwrap();
         secrets.create(&PostParams::default(), &s).await.unwrap();
     }
+    let before = |name: &'static str| {
+        let secrets = secrets.clone();
+        async move { secrets.get(name).await.unwrap().data }
+    };
+    let conflicting = before("conflicting").await;
+    let disjoint = before("disjoint").await;
     let entry = data_entry("k", "adopt", "k");
-    env.external_secret("conflicting", "conflicting", "", &entry)
-        .await;
-    env.external_secret("disjoint", "disjoint", "", &entry)
-        .await;
-    for name in ["conflicting", "disjoint"] {
-        // Removing the other keys and writing ours are two writes: wait for both.
-        let s = eventually(&format!("{name} holds only the Vault key"), || async {
+    for name in ["conflicting", "disjoint", "empty"] {
+        env.external_secret(name, name, "", &entry).await;
+    }
+    for (name, was) in [("conflicting", conflicting), ("disjoint", disjoint)] {
+        let (reason, msg) = env
+            .wait_es_message("team-a", name, "False", "is not taken over")
+            .await;
+        assert_eq!(reason, "SecretSyncedError");
+        assert!(msg.contains("creationPolicy Owner"), "{msg}");
+        // Whatever the first write added is gone again.
+        let s = eventually(&format!("{name} as it was"), || async {
             let s = env.secret("team-a", name).await?;
-            let data = s.data.clone()?;
-            let keys: Vec<&String> = data.keys().collect();
-            (keys == ["k"] && data["k"].0 == b"from-vault").then_some(s)
+            (s.data == was && s.metadata.owner_references.is_none()).then_some(s)
         })
         .await;
-        let owners = s.metadata.owner_references.unwrap_or_default();
-        assert_eq!(owners.len(), 1, "{owners:?}");
-        assert_eq!(owners[0].name, name);
-        assert_eq!(owners[0].controller, Some(true));
+        let labels = s.metadata.labels.unwrap_or_default();
+        assert!(
+            !labels.contains_key("reconcile.external-secrets.io/managed"),
+            "{name}: {labels:?}"
+        );
     }
-    env.wait_es("team-a", "conflicting", "True", "SecretSynced")
-        .await;
-    env.wait_es("team-a", "disjoint", "True", "SecretSynced")
-        .await;
+    // An empty Secret is taken over: our data only, owned by the ExternalSecret.
+    let s = eventually("empty holds the Vault key", || async {
+        let s = env.secret("team-a", "empty").await?;
+        let data = s.data.clone()?;
+        (data.len() == 1 && data["k"].0 == b"from-vault").then_some(s)
+    })
+    .await;
+    let owners = s.metadata.owner_references.unwrap_or_default();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(owners[0].name, "empty");
+    assert_eq!(owners[0].controller, Some(true));
+    env.wait_es("team-a", "empty", "True", "SecretSynced").await;
     env.stop().await;
 }
 
@@ -1374,4 +1437,255 @@ async fn shutdown_before_the_first_list_ends_promptly() {
         .unwrap();
     assert!(asked.elapsed() < Duration::from_secs(5));
     held.abort();
+}
+
+/// Empty provider data never empties a Secret under deletionPolicy Retain: a `find` folder
+/// that is gone is a missing secret (an error, the Secret kept), an `extract` of `{}` leaves
+/// the Secret as it is with ESO's status and a Warning event; deletionPolicy Delete deletes
+/// only with creationPolicy Owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_provider_data_leaves_the_secret_alone() {
+    let env = env().await;
+    env.secret_store("secret", "v2", "1m").await;
+    env.vault
+        .kv2_put("secret", "app/one", json!({"a": "1"}))
+        .unwrap();
+    env.vault
+        .kv2_put("secret", "app/two", json!({"b": "2"}))
+        .unwrap();
+    env.vault
+        .kv2_put("secret", "obj", json!({"x": "1"}))
+        .unwrap();
+    env.vault
+        .kv2_put("secret", "gone", json!({"y": "1"}))
+        .unwrap();
+    let es = |name: &str, policies: &str, from: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: {name}\n  namespace: team-a\nspec:\n  refreshInterval: 1s\n  secretStoreRef:\n    name: vault\n  target:\n{policies}\n  dataFrom:\n  - {from}\n"
+        )
+    };
+    env.apply(&es(
+        "found",
+        "    creationPolicy: Owner",
+        "find: {path: app, name: {regexp: \".*\"}}",
+    ))
+    .await;
+    env.apply(&es(
+        "extracted",
+        "    creationPolicy: Owner",
+        "extract: {key: obj}",
+    ))
+    .await;
+    env.apply(&es(
+        "orphan-delete",
+        "    creationPolicy: Orphan\n    deletionPolicy: Delete",
+        "extract: {key: gone}",
+    ))
+    .await;
+    env.wait_value("team-a", "found", "app_one", r#"{"a":"1"}"#)
+        .await;
+    env.wait_value("team-a", "extracted", "x", "1").await;
+    env.wait_value("team-a", "orphan-delete", "y", "1").await;
+    let found = env.secret("team-a", "found").await.unwrap();
+    let extracted = env.secret("team-a", "extracted").await.unwrap();
+    let orphaned = env.secret("team-a", "orphan-delete").await.unwrap();
+
+    // The folder is deleted in Vault: LIST answers 404, which is not an empty folder.
+    env.vault.kv2_delete_all("secret", "app/one").unwrap();
+    env.vault.kv2_delete_all("secret", "app/two").unwrap();
+    let (reason, msg) = env
+        .wait_es_message("team-a", "found", "False", "nothing is listed under")
+        .await;
+    assert_eq!(reason, "SecretSyncedError");
+    assert!(msg.contains("secret/metadata/app/"), "{msg}");
+
+    // An extract of `{}`: nothing to write, and the Secret kept as ESO keeps it.
+    env.vault.kv2_put("secret", "obj", json!({})).unwrap();
+    let (reason, _) = env
+        .wait_es_message(
+            "team-a",
+            "extracted",
+            "True",
+            "secret retained due to DeletionPolicy=Retain",
+        )
+        .await;
+    assert_eq!(reason, "SecretSynced");
+    let (type_, _, note) = env
+        .wait_event("team-a", "extracted", "ProviderDataEmpty")
+        .await;
+    assert_eq!(type_, "Warning");
+    assert!(
+        note.contains("spec.dataFrom[0].extract (key \"obj\")"),
+        "{note}"
+    );
+
+    // Delete with creationPolicy Orphan: refused, as ESO refuses it.
+    env.vault.kv2_delete_all("secret", "gone").unwrap();
+    let (reason, msg) = env
+        .wait_es_message("team-a", "orphan-delete", "False", "is not Owner")
+        .await;
+    assert_eq!(reason, "SecretSyncedError");
+    assert!(msg.contains("creationPolicy=Orphan"), "{msg}");
+
+    for (name, was) in [
+        ("found", found),
+        ("extracted", extracted),
+        ("orphan-delete", orphaned),
+    ] {
+        let now = env
+            .secret("team-a", name)
+            .await
+            .expect("the Secret is kept");
+        assert_eq!(now.data, was.data, "{name}: the data is unchanged");
+        assert_eq!(
+            now.metadata.resource_version, was.metadata.resource_version,
+            "{name}: the Secret was not written"
+        );
+    }
+    env.stop().await;
+}
+
+/// Only a Secret this ExternalSecret controls (its controller ownerReference) is deleted: a
+/// Secret another ExternalSecret wrote as Orphan carries the shared managed label, and an
+/// ExternalSecret with the same target, creationPolicy Orphan and deletionPolicy Delete (which
+/// someone without `delete secrets` may create) must not delete it when it goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_needs_a_controller_reference_not_the_shared_label() {
+    let env = env().await;
+    env.secret_store("secret", "v2", "1m").await;
+    env.vault.kv2_put("secret", "p", json!({"k": "v"})).unwrap();
+    let entry = data_entry("k", "p", "k");
+    env.external_secret("first", "shared", "    creationPolicy: Orphan", &entry)
+        .await;
+    env.wait_value("team-a", "shared", "k", "v").await;
+    let s = env.secret("team-a", "shared").await.unwrap();
+    assert_eq!(
+        s.metadata.labels.as_ref().unwrap()["reconcile.external-secrets.io/managed"],
+        "true"
+    );
+    env.external_secret(
+        "second",
+        "shared",
+        "    creationPolicy: Orphan\n    deletionPolicy: Delete",
+        &entry,
+    )
+    .await;
+    eventually("the finalizer of the second", || async {
+        let es = env.es_api("team-a").get("second").await.ok()?;
+        es.metadata
+            .finalizers?
+            .iter()
+            .any(|f| f.ends_with("externalsecret-cleanup"))
+            .then_some(())
+    })
+    .await;
+    env.wait_es("team-a", "second", "True", "SecretSynced")
+        .await;
+    env.es_api("team-a")
+        .delete("second", &DeleteParams::default())
+        .await
+        .unwrap();
+    // The cleanup runs before the finalizer comes off: once the object is gone, it is done.
+    eventually("the second ExternalSecret gone", || async {
+        env.es_api("team-a")
+            .get_opt("second")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        env.secret("team-a", "shared").await.is_some(),
+        "a Secret no ExternalSecret controls is never deleted"
+    );
+    env.stop().await;
+}
+
+/// The latest KV v2 version deleted (or destroyed) in Vault: Vault answers the read with 404
+/// and the version's metadata. Under deletionPolicy Retain the Secret is kept and the status
+/// says what happened; under Merge the keys go, as in ESO (Delete: see
+/// `provider_secret_gone_with_deletion_policy_delete`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_latest_version_is_reported_and_retained() {
+    let env = env().await;
+    env.secret_store("secret", "v2", "1m").await;
+    let v_kept = env
+        .vault
+        .kv2_put("secret", "kept", json!({"k": "v"}))
+        .unwrap();
+    env.vault
+        .kv2_put("secret", "burnt", json!({"k": "v"}))
+        .unwrap();
+    let v_merged = env
+        .vault
+        .kv2_put("secret", "merged", json!({"k": "v"}))
+        .unwrap();
+    env.external_secret("kept", "kept", "", &data_entry("k", "kept", "k"))
+        .await;
+    env.external_secret("burnt", "burnt", "", &data_entry("k", "burnt", "k"))
+        .await;
+    env.external_secret(
+        "merged",
+        "merged",
+        "    creationPolicy: Owner\n    deletionPolicy: Merge",
+        &data_entry("k", "merged", "k"),
+    )
+    .await;
+    for name in ["kept", "burnt", "merged"] {
+        env.wait_value("team-a", name, "k", "v").await;
+    }
+    let kept = env.secret("team-a", "kept").await.unwrap();
+    let burnt = env.secret("team-a", "burnt").await.unwrap();
+
+    env.vault
+        .kv2_delete_versions("secret", "kept", &[v_kept])
+        .unwrap();
+    let (reason, msg) = env
+        .wait_es_message("team-a", "kept", "False", "was deleted in Vault at ")
+        .await;
+    assert_eq!(reason, "SecretSyncedError");
+    assert!(
+        msg.contains("the latest version of \"secret/data/kept\" was deleted in Vault at 20"),
+        "{msg}"
+    );
+
+    // Destroyed without a soft delete first: no deletion time, and said so.
+    let http = reqwest::Client::new();
+    let reply = http
+        .post(format!("{}/v1/secret/destroy/burnt", env.vault.addr()))
+        .header("X-Vault-Token", env.vault.root_token())
+        .json(&json!({"versions": [1]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.status().is_success(), "{}", reply.status());
+    let (_, msg) = env
+        .wait_es_message("team-a", "burnt", "False", "was destroyed in Vault")
+        .await;
+    assert!(
+        msg.contains("the latest version of \"secret/data/burnt\" was destroyed in Vault"),
+        "{msg}"
+    );
+    for (name, was) in [("kept", kept), ("burnt", burnt)] {
+        let now = env
+            .secret("team-a", name)
+            .await
+            .expect("the Secret is kept");
+        assert_eq!(now.data, was.data, "{name}");
+        assert_eq!(now.metadata.resource_version, was.metadata.resource_version);
+    }
+
+    // deletionPolicy Merge: the entry is skipped and the keys it wrote go; the Secret stays.
+    env.vault
+        .kv2_delete_versions("secret", "merged", &[v_merged])
+        .unwrap();
+    eventually("the merged key removed", || async {
+        let s = env.secret("team-a", "merged").await?;
+        s.data.unwrap_or_default().is_empty().then_some(())
+    })
+    .await;
+    env.wait_event("team-a", "merged", "MissingProviderSecret")
+        .await;
+    env.stop().await;
 }

@@ -288,7 +288,25 @@ spec:
         .unwrap();
     vault.revoke_all_tokens();
     wait_value("one", "pw", value_c).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The failing ExternalSecret's Warning event, written from a queue after its status, is
+    // among what is searched below: waited for.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(kube.client().await, "team");
+    let start = Instant::now();
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        if list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("UpdateFailed")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken")
+        }) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no UpdateFailed event about team/broken"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let mut outputs = vec![("admission messages", admission_output)];
     outputs.push((

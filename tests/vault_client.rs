@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
 use vaultgate::api::*;
 use vaultgate::metrics::Metrics;
-use vaultgate::vault::{StoreHandle, VaultClients, VaultError, fetch_external_secret};
+use vaultgate::vault::{Limits, StoreHandle, VaultClients, VaultError, fetch_external_secret};
 
 /// Every test must finish well within this.
 const BOUND: Duration = Duration::from_secs(20);
@@ -380,6 +380,89 @@ async fn approle_logs_in_once_for_100_concurrent_callers_and_revokes_on_shutdown
     .await
 }
 
+/// A stream of distinct store identities (referent stores in ever new namespaces, admission
+/// checks of stores this replica never reconciles) keeps the cache and the open Vault tokens
+/// bounded: the least recently used clients beyond the limit and idle ones are dropped and
+/// their tokens revoked; failed logins are forgotten after their window.
+#[tokio::test]
+async fn a_stream_of_distinct_stores_keeps_the_cache_and_open_tokens_bounded() {
+    bounded(async {
+        let e = env().await;
+        e.vault.put_policy("reader", READER).unwrap();
+        let store = e.approle_store("1h").await;
+        let idle = Duration::from_millis(300);
+        let clients = VaultClients::with_limits(
+            e.kc.clone(),
+            Metrics::new(),
+            Limits {
+                idle,
+                max_entries: 8,
+                failure_window: Duration::from_millis(200),
+            },
+        );
+        let live_before = e.vault.live_tokens();
+        let nth = |i: usize| StoreHandle {
+            name: format!("store-{i}"),
+            uid: format!("uid-{i}"),
+            ..store.clone()
+        };
+        for i in 0..40 {
+            let c = clients.client(&nth(i), "team-a").await.unwrap();
+            c.lookup_self().await.unwrap();
+            assert!(
+                clients.cached() <= 8,
+                "{} cached after {i}",
+                clients.cached()
+            );
+        }
+        assert_eq!(e.vault.count_logins(), 40);
+        // Revocation runs in the background: wait for it.
+        let start = Instant::now();
+        while e.vault.live_tokens() > live_before + 8 {
+            assert!(
+                start.elapsed() < BOUND,
+                "{} tokens open",
+                e.vault.live_tokens()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A client in use is never dropped under its caller: the most recent one still works.
+        let kept = clients.client(&nth(39), "team-a").await.unwrap();
+        assert_eq!(e.vault.count_logins(), 40, "still cached");
+
+        // Failed logins (a store whose credentials are missing) go after their window too.
+        for i in 0..20 {
+            let mut broken = nth(100 + i);
+            let mut spec = (*broken.spec).clone();
+            let auth = spec.provider.vault.as_mut().unwrap().auth.as_mut().unwrap();
+            auth.app_role.as_mut().unwrap().secret_ref = sel("no-such-secret", "secret-id");
+            broken.spec = Arc::new(spec);
+            assert!(clients.client(&broken, "team-a").await.is_err());
+            assert!(clients.cached() <= 8);
+        }
+
+        // Everything idle for longer than `idle` goes at the next sweep, tokens revoked; the one
+        // in use stays.
+        tokio::time::sleep(idle + Duration::from_millis(100)).await;
+        clients.client(&nth(200), "team-a").await.unwrap();
+        assert_eq!(clients.cached(), 2, "the new client and the one in use");
+        let start = Instant::now();
+        while e.vault.live_tokens() > live_before + 2 {
+            assert!(
+                start.elapsed() < BOUND,
+                "{} tokens open",
+                e.vault.live_tokens()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        kept.lookup_self().await.unwrap();
+        drop(kept);
+        clients.revoke_all().await;
+        assert_eq!(e.vault.live_tokens(), live_before);
+    })
+    .await
+}
+
 #[tokio::test]
 async fn userpass_and_ldap_logins() {
     bounded(async {
@@ -712,7 +795,13 @@ async fn not_found_versus_permission_denied() {
                 .unwrap()
                 .is_none()
         );
-        assert!(c.read_secret("allowed/gone", None).await.unwrap().is_none());
+        // A deleted latest version (404 with its metadata) is missing, and says so.
+        let gone = c.read_secret("allowed/gone", None).await.unwrap_err();
+        assert!(
+            matches!(&gone, VaultError::VersionDeleted { path, version: None, deleted_at: Some(_), destroyed: false } if path == "secret/data/allowed/gone"),
+            "{gone:?}"
+        );
+        assert!(gone.is_missing());
         let err = c.read_secret("forbidden", None).await.unwrap_err();
         match &err {
             VaultError::PermissionDenied { path, call } => {
@@ -888,6 +977,30 @@ async fn extract_find_decoding_rewrite_and_metadata() {
             ["app/config", "other/db", "secret/inner", "team/api/key", "team/db"]
         );
         assert_eq!(c.list_recursive("team").await.unwrap(), ["team/api/key", "team/db"]);
+        // A folder Vault lists as absent (404) is a missing secret, never an empty folder.
+        let err = c.list_recursive("renamed").await.unwrap_err();
+        assert!(err.is_missing(), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "nothing is listed under \"secret/metadata/renamed/\" in Vault (HTTP 404: the \
+             folder does not exist or is empty)"
+        );
+        let gone = ExternalSecretSpec {
+            data_from: Some(vec![ExternalSecretDataFromRemoteRef {
+                find: Some(ExternalSecretFind {
+                    path: Some("renamed".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        // deletionPolicy Retain: an error naming the entry; Delete/Merge: skipped and listed.
+        let err = fetch_external_secret(&c, &gone, false).await.err().unwrap();
+        assert!(err.to_string().starts_with("spec.dataFrom[0].find (path \"renamed\"): nothing is listed"), "{err}");
+        let skipped = fetch_external_secret(&c, &gone, true).await.unwrap();
+        assert!(skipped.data.is_empty());
+        assert_eq!(skipped.missing, ["renamed/"]);
 
         // Rewrites by template: the key is `.value`.
         let spec = ExternalSecretSpec {

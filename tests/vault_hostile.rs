@@ -466,7 +466,8 @@ async fn answers_that_are_not_json_or_of_the_wrong_shape() {
         assert_eq!(e.reads_of(&path), 1, "{case}: read once");
     }
 
-    // A deleted version (`data.data` null) is a missing secret, as in ESO.
+    // A deleted version (`data.data` null) is a missing secret, as in ESO, whose error says
+    // when it was deleted; without data and without a deletion, simply missing.
     e.vault.respond_raw_next_matching(
         "secret/data/deleted",
         1,
@@ -475,7 +476,21 @@ async fn answers_that_are_not_json_or_of_the_wrong_shape() {
             r#"{"data":{"data":null,"metadata":{"deletion_time":"2024-01-01T00:00:00Z"}}}"#,
         ),
     );
-    assert!(client.read_secret("deleted", None).await.unwrap().is_none());
+    let err = client.read_secret("deleted", None).await.unwrap_err();
+    assert!(err.is_missing(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the latest version of \"secret/data/deleted\" was deleted in Vault at 2024-01-01T00:00:00Z"
+    );
+    e.vault.respond_raw_next_matching(
+        "secret/data/emptied",
+        1,
+        json_body(
+            200,
+            r#"{"data":{"data":null,"metadata":{"deletion_time":""}}}"#,
+        ),
+    );
+    assert!(client.read_secret("emptied", None).await.unwrap().is_none());
     // Vault's own answers are unaffected.
     assert_eq!(
         client.read_secret("good", None).await.unwrap().unwrap()["k"],
@@ -628,9 +643,37 @@ async fn metadata_lists_and_capabilities_of_the_wrong_type() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "POST sys/capabilities-self: \"secret/data/team/app\" is a string, expected an array \
-         of capabilities"
+        "could not check capabilities (POST sys/capabilities-self: \"secret/data/team/app\" is \
+         a string, expected an array of capabilities)"
     );
+    // The call itself refused (an endpoint missing behind a proxy, a policy without it): a
+    // failure to check, never a missing secret or a denial of the path asked about.
+    for (status, body, want) in [
+        (
+            404,
+            r#"{"errors":[]}"#,
+            "could not check capabilities (POST sys/capabilities-self: Vault answered HTTP 404)",
+        ),
+        (
+            403,
+            r#"{"errors":["permission denied"]}"#,
+            "could not check capabilities (POST sys/capabilities-self: Vault answered HTTP 403: \
+             permission denied)",
+        ),
+    ] {
+        e.vault
+            .respond_raw_next_matching("sys/capabilities-self", 1, json_body(status, body));
+        let err = client
+            .capabilities(&["secret/data/team/app".to_string()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, VaultError::CouldNotCheck { .. }) && !err.is_missing(),
+            "{err:?}"
+        );
+        assert!(err.is_transient(), "{err:?}");
+        assert_eq!(err.to_string(), want);
+    }
     e.vault.respond_raw_next_matching(
         "auth/token/lookup-self",
         1,
@@ -928,21 +971,25 @@ spec:
             "the Secret was not written"
         );
     }
-    let events = Api::<K8sEvent>::namespaced(kc.clone(), "team-a")
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    assert!(
+    // Events are written from a queue after the status: waited for.
+    eventually("a Warning event naming the Vault path", wait, || async {
+        let events = Api::<K8sEvent>::namespaced(kc.clone(), "team-a")
+            .list(&ListParams::default())
+            .await
+            .unwrap();
         events
             .items
             .iter()
-            .any(|e| e.reason.as_deref() == Some("UpdateFailed")
-                && e.note
-                    .as_deref()
-                    .unwrap_or("")
-                    .contains("GET secret/data/app")),
-        "a Warning event names the Vault path"
-    );
+            .any(|e| {
+                e.reason.as_deref() == Some("UpdateFailed")
+                    && e.note
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("GET secret/data/app")
+            })
+            .then_some(())
+    })
+    .await;
 
     // Vault answers properly again: the Secret follows.
     vault

@@ -44,6 +44,22 @@ pub enum DesiredError {
         "target Secret {secret:?} is immutable and its data differs from the provider's; delete the Secret to have it recreated"
     )]
     ImmutableDiffers { secret: String },
+    /// ESO's safeguard: only a Secret the ExternalSecret owns may be deleted for empty data.
+    #[error(
+        "could not delete secret: unable to delete secret {secret:?}: creationPolicy={creation:?} is not Owner"
+    )]
+    DeleteNeedsOwner {
+        secret: String,
+        creation: CreationPolicy,
+    },
+    #[error(
+        "could not delete secret: target Secret {secret:?} is not controlled by this ExternalSecret (no controller ownerReference to it); it is left as it is"
+    )]
+    DeleteNotControlled { secret: String },
+    #[error(
+        "target Secret {secret:?} already exists with data this ExternalSecret did not write; with creationPolicy Owner it would be deleted together with the ExternalSecret, so it is not taken over: delete or rename it, or use creationPolicy Merge or Orphan"
+    )]
+    WouldAdopt { secret: String },
 }
 
 /// What to do with the target Secret after a successful read from Vault.
@@ -80,8 +96,10 @@ pub enum Skip {
     Immutable,
     /// The Secret already is what it should be.
     UpToDate,
-    /// deletionPolicy Delete, the provider has no data, and there is no Secret of ours to delete.
+    /// deletionPolicy Delete, the provider has no data, and there is no Secret to delete.
     NothingToDelete,
+    /// deletionPolicy Retain and the provider has no data: the Secret is left as it is.
+    RetainedEmpty,
 }
 
 /// What to do with the Secret when its ExternalSecret is deleted.
@@ -195,12 +213,15 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
     if let Some(existing) = inp.existing {
         check_controller(es, existing, creation)?;
     }
-    if inp.data.is_empty() && deletion_policy(es) == DeletionPolicy::Delete {
-        // ESO: with deletionPolicy Delete, a provider that has nothing any more means no Secret.
-        return Ok(match inp.existing {
-            Some(s) if is_ours(es, s) => Plan::Delete,
-            _ => Plan::Skip(Skip::NothingToDelete),
-        });
+    if inp.data.is_empty() {
+        match deletion_policy(es) {
+            // ESO returns early: a folder renamed or a store pointed elsewhere must not empty
+            // the Secret.
+            DeletionPolicy::Retain => return Ok(Plan::Skip(Skip::RetainedEmpty)),
+            DeletionPolicy::Delete => return empty_with_delete(es, creation, inp.existing, name),
+            // ESO: the keys this ExternalSecret wrote are removed, as below.
+            DeletionPolicy::Merge => {}
+        }
     }
     // From here on the Secret's data is the rendered template's, when there is one.
     let data: &BTreeMap<String, Vec<u8>> = inp.rendered.map(|r| &r.data).unwrap_or(inp.data);
@@ -319,6 +340,26 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
     })))
 }
 
+/// deletionPolicy Delete and no provider data: the Secret goes, if this ExternalSecret owns it.
+fn empty_with_delete(
+    es: &ExternalSecret,
+    creation: CreationPolicy,
+    existing: Option<&Secret>,
+    name: String,
+) -> Result<Plan, DesiredError> {
+    if creation != CreationPolicy::Owner {
+        return Err(DesiredError::DeleteNeedsOwner {
+            secret: name,
+            creation,
+        });
+    }
+    match existing {
+        None => Ok(Plan::Skip(Skip::NothingToDelete)),
+        Some(s) if is_controlled_by(es, s) => Ok(Plan::Delete),
+        Some(_) => Err(DesiredError::DeleteNotControlled { secret: name }),
+    }
+}
+
 /// What to do with the target Secret when the ExternalSecret goes away.
 pub fn on_delete(es: &ExternalSecret, existing: Option<&Secret>) -> Cleanup {
     let Some(existing) = existing else {
@@ -330,7 +371,7 @@ pub fn on_delete(es: &ExternalSecret, existing: Option<&Secret>) -> Cleanup {
         (DeletionPolicy::Delete, CreationPolicy::Merge) | (DeletionPolicy::Merge, _) => {
             Cleanup::RemoveOurFields
         }
-        (DeletionPolicy::Delete, _) if is_ours(es, existing) => Cleanup::DeleteSecret,
+        (DeletionPolicy::Delete, _) if is_controlled_by(es, existing) => Cleanup::DeleteSecret,
         (DeletionPolicy::Delete, _) => Cleanup::Nothing,
     }
 }
@@ -356,13 +397,13 @@ pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// Whether the Secret was written for this ExternalSecret: controlled by it, or not controlled by
-/// anything and labelled as managed (creationPolicy Orphan).
-pub fn is_ours(es: &ExternalSecret, s: &Secret) -> bool {
-    match controller_of(s) {
-        Some(o) => o.kind == "ExternalSecret" && Some(&o.uid) == es.metadata.uid.as_ref(),
-        None => s.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true"),
-    }
+/// Whether the Secret's controller ownerReference is this ExternalSecret (Kubernetes'
+/// `IsControlledBy`: by uid). The shared managed label proves nothing: any ExternalSecret, ESO,
+/// or a person can set it.
+pub fn is_controlled_by(es: &ExternalSecret, s: &Secret) -> bool {
+    controller_of(s).is_some_and(|o| {
+        o.kind == "ExternalSecret" && es.metadata.uid.as_ref().is_some_and(|u| *u == o.uid)
+    })
 }
 
 fn controller_of(s: &Secret) -> Option<&OwnerReference> {
@@ -374,13 +415,19 @@ fn controller_of(s: &Secret) -> Option<&OwnerReference> {
 }
 
 /// A Secret controlled by another ExternalSecret is never written; with creationPolicy Owner, no
-/// other controller at all is accepted (Kubernetes allows only one).
+/// other controller at all is accepted (Kubernetes allows only one), and a Secret nobody
+/// controls is taken over only if [`adoptable`].
 pub fn check_controller(
     es: &ExternalSecret,
     existing: &Secret,
     creation: CreationPolicy,
 ) -> Result<(), DesiredError> {
     let Some(c) = controller_of(existing) else {
+        if creation == CreationPolicy::Owner && !adoptable(es, existing) {
+            return Err(DesiredError::WouldAdopt {
+                secret: existing.name_any(),
+            });
+        }
         return Ok(());
     };
     let ours = c.kind == "ExternalSecret" && Some(&c.uid) == es.metadata.uid.as_ref();
@@ -393,6 +440,37 @@ pub fn check_controller(
     }
     Ok(())
 }
+
+/// Whether creationPolicy Owner may make this ExternalSecret the controller of a Secret nobody
+/// controls (Kubernetes then deletes the Secret with it): only when the Secret holds no data, or
+/// already carries this ExternalSecret's marks (fields applied by its field manager, as after an
+/// Orphan sync; fields written by ESO for an ExternalSecret of this name; an ownerReference to
+/// it).
+pub fn adoptable(es: &ExternalSecret, existing: &Secret) -> bool {
+    if existing.data.as_ref().is_none_or(|d| d.is_empty()) {
+        return true;
+    }
+    let name = es.name_any();
+    let ours = field_manager(&es.namespace().unwrap_or_default(), &name);
+    let eso = format!("{ESO_FIELD_OWNER_PREFIX}{name}");
+    let by_manager = existing
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|f| f.manager.as_deref())
+        .any(|m| m == ours || m == eso);
+    let referenced = existing
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "ExternalSecret" && es.metadata.uid.as_ref() == Some(&o.uid));
+    by_manager || referenced
+}
+
+/// ESO's field owner for the Secrets of an ExternalSecret (followed by its name).
+const ESO_FIELD_OWNER_PREFIX: &str = "externalsecrets.external-secrets.io/";
 
 /// The fields of a Secret one field manager applied, read from `managedFields`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -688,6 +766,7 @@ mod tests {
             },
             Skip(Skip),
             Delete,
+            Refused,
         }
         type Case<'a> = (C, D, &'a [(&'a str, &'a str)], Option<&'a Secret>, Want);
         let cases: Vec<Case> = vec![
@@ -762,17 +841,17 @@ mod tests {
                 Some(&other),
                 Want::Skip(Skip::CreationPolicyNone),
             ),
+            // A Secret nobody controls, holding data this ExternalSecret did not write: Owner
+            // does not take it over (see `adoption`).
             (
                 C::Owner,
                 D::Retain,
                 &[("k", "v")],
                 Some(&other),
-                Want::Update {
-                    keys: &["k"],
-                    type_set: true,
-                },
+                Want::Refused,
             ),
-            // Provider empty with deletionPolicy Delete: the Secret goes, if it is ours.
+            // Provider empty with deletionPolicy Delete: the Secret goes, if this ExternalSecret
+            // controls it (below); someone else's is refused, as is any creationPolicy but Owner.
             (
                 C::Owner,
                 D::Delete,
@@ -780,29 +859,38 @@ mod tests {
                 None,
                 Want::Skip(Skip::NothingToDelete),
             ),
-            (
-                C::Owner,
-                D::Delete,
-                &[],
-                Some(&other),
-                Want::Skip(Skip::NothingToDelete),
-            ),
-            // Empty data with Retain is still written (an empty Secret, as ESO).
+            (C::Owner, D::Delete, &[], Some(&other), Want::Refused),
+            (C::Orphan, D::Delete, &[], None, Want::Refused),
+            (C::Orphan, D::Delete, &[], Some(&other), Want::Refused),
+            // Empty data with Retain leaves everything as it is (ESO returns early).
             (
                 C::Owner,
                 D::Retain,
                 &[],
                 None,
-                Want::Create {
-                    owned: true,
-                    keys: &[],
-                },
+                Want::Skip(Skip::RetainedEmpty),
+            ),
+            (C::Owner, D::Retain, &[], Some(&other), Want::Refused),
+            (
+                C::Orphan,
+                D::Retain,
+                &[],
+                Some(&other),
+                Want::Skip(Skip::RetainedEmpty),
+            ),
+            (
+                C::Merge,
+                D::Retain,
+                &[],
+                Some(&other),
+                Want::Skip(Skip::RetainedEmpty),
             ),
         ];
         for (i, (c, d, vals, existing, want)) in cases.into_iter().enumerate() {
             let es = es(c, d);
-            let got = match plan(&es, vals, existing).unwrap() {
-                Plan::Apply(w) if w.creates => Want::Create {
+            let got = match plan(&es, vals, existing) {
+                Err(_) => Want::Refused,
+                Ok(Plan::Apply(w)) if w.creates => Want::Create {
                     owned: w.secret.metadata.owner_references.is_some(),
                     keys: if keys(&w.secret).is_empty() {
                         &[]
@@ -810,7 +898,7 @@ mod tests {
                         &["k"]
                     },
                 },
-                Plan::Apply(w) => Want::Update {
+                Ok(Plan::Apply(w)) => Want::Update {
                     keys: if keys(&w.secret) == ["k"] {
                         &["k"]
                     } else {
@@ -818,8 +906,8 @@ mod tests {
                     },
                     type_set: w.secret.type_.is_some(),
                 },
-                Plan::Skip(s) => Want::Skip(s),
-                Plan::Delete => Want::Delete,
+                Ok(Plan::Skip(s)) => Want::Skip(s),
+                Ok(Plan::Delete) => Want::Delete,
             };
             assert_eq!(got, want, "case {i}: {c:?}/{d:?}");
         }
@@ -827,6 +915,93 @@ mod tests {
         assert_eq!(
             plan(&es(C::Owner, D::Delete), &[], Some(&mine)).unwrap(),
             Plan::Delete
+        );
+        // Labelled as managed but controlled by nobody: not this ExternalSecret's to delete.
+        let orphaned = written_by(&es(C::Orphan, D::Retain), &[("k", "v")]);
+        assert!(matches!(
+            plan(&es(C::Owner, D::Delete), &[], Some(&orphaned)),
+            Err(DesiredError::DeleteNotControlled { .. })
+        ));
+        let err = plan(&es(C::Orphan, D::Delete), &[], Some(&orphaned)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "could not delete secret: unable to delete secret \"app-secret\": creationPolicy=Orphan is not Owner"
+        );
+        // deletionPolicy Merge: the keys this ExternalSecret wrote go, the Secret stays.
+        let merged = written_by(&es(C::Owner, D::Merge), &[("k", "v")]);
+        let w = write(plan(&es(C::Owner, D::Merge), &[], Some(&merged)));
+        assert!(keys(&w.secret).is_empty());
+        assert_eq!(w.hash, data_hash(&data(&[])));
+    }
+
+    #[test]
+    fn adoption() {
+        let owner = es(CreationPolicy::Owner, DeletionPolicy::Retain);
+        let with_manager = |m: &str| {
+            let mut s = secret(&[("k", "v")]);
+            s.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+                manager: Some(m.into()),
+                operation: Some("Update".into()),
+                ..Default::default()
+            }]);
+            s
+        };
+        let mut referenced = secret(&[("k", "v")]);
+        referenced.metadata.owner_references = Some(vec![OwnerReference {
+            controller: None,
+            ..owner_ref(&owner)
+        }]);
+        // (what the Secret is, whether Owner takes it over)
+        let cases = [
+            ("empty", secret(&[]), true),
+            (
+                "no data at all",
+                Secret {
+                    data: None,
+                    ..secret(&[])
+                },
+                true,
+            ),
+            ("someone's data", secret(&[("k", "v")]), false),
+            (
+                "written by this ExternalSecret as Orphan",
+                written_by(
+                    &es(CreationPolicy::Orphan, DeletionPolicy::Retain),
+                    &[("k", "v")],
+                ),
+                true,
+            ),
+            (
+                "written by ESO for this ExternalSecret",
+                with_manager("externalsecrets.external-secrets.io/app"),
+                true,
+            ),
+            (
+                "written by ESO for another",
+                with_manager("externalsecrets.external-secrets.io/other"),
+                false,
+            ),
+            ("written by kubectl", with_manager("kubectl-create"), false),
+            ("referencing this ExternalSecret", referenced, true),
+        ];
+        for (what, s, want) in cases {
+            assert_eq!(adoptable(&owner, &s), want, "{what}");
+            let r = check_controller(&owner, &s, CreationPolicy::Owner);
+            assert_eq!(r.is_ok(), want, "{what}: {r:?}");
+            // Only Owner makes the ExternalSecret the Secret's controller.
+            for c in [
+                CreationPolicy::Orphan,
+                CreationPolicy::Merge,
+                CreationPolicy::CreateOrMerge,
+            ] {
+                assert!(check_controller(&owner, &s, c).is_ok(), "{what} {c:?}");
+            }
+        }
+        let err = plan(&owner, &[("k", "v")], Some(&secret(&[("k", "v")]))).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("it would be deleted together with the ExternalSecret"),
+            "{err}"
         );
     }
 
@@ -1057,7 +1232,9 @@ mod tests {
         let cases = [
             (C::Owner, D::Retain, true, Cleanup::Nothing),
             (C::Owner, D::Delete, true, Cleanup::DeleteSecret),
-            (C::Orphan, D::Delete, true, Cleanup::DeleteSecret),
+            // Written by this ExternalSecret but controlled by nobody: the shared managed label
+            // does not make it ours to delete (anyone can set it).
+            (C::Orphan, D::Delete, true, Cleanup::Nothing),
             (C::Orphan, D::Delete, false, Cleanup::Nothing),
             (C::Owner, D::Merge, true, Cleanup::RemoveOurFields),
             (C::Merge, D::Merge, false, Cleanup::RemoveOurFields),
@@ -1077,6 +1254,25 @@ mod tests {
             assert_eq!(on_delete(&e, Some(&s)), want, "{c:?}/{d:?}/ours={ours}");
             assert_eq!(on_delete(&e, None), Cleanup::Nothing);
         }
+        // Labelled as managed, or controlled by another ExternalSecret: never deleted.
+        let mut labelled = foreign.clone();
+        labelled.metadata.labels = Some([(LABEL_MANAGED.to_string(), "true".to_string())].into());
+        assert_eq!(
+            on_delete(&es(C::Owner, D::Delete), Some(&labelled)),
+            Cleanup::Nothing
+        );
+        let mut other = written_by(&es(C::Owner, D::Delete), &[("k", "v")]);
+        other.metadata.owner_references.as_mut().unwrap()[0].uid = "other-uid".into();
+        assert_eq!(
+            on_delete(&es(C::Owner, D::Delete), Some(&other)),
+            Cleanup::Nothing
+        );
+        // Controlled by an ExternalSecret without a uid (never stored): not ours either.
+        let mut no_uid = es(C::Owner, D::Delete);
+        no_uid.metadata.uid = None;
+        let mut empty_uid = written_by(&es(C::Owner, D::Delete), &[("k", "v")]);
+        empty_uid.metadata.owner_references.as_mut().unwrap()[0].uid = String::new();
+        assert_eq!(on_delete(&no_uid, Some(&empty_uid)), Cleanup::Nothing);
         assert!(!needs_finalizer(&es(C::Owner, D::Retain)));
         assert!(needs_finalizer(&es(C::Owner, D::Delete)));
         assert!(needs_finalizer(&es(C::Merge, D::Merge)));

@@ -52,6 +52,9 @@ pub(crate) struct Memory {
     valid_rv: Option<String>,
     /// A reconcile already waited once for the cache to show `valid_rv`; the next one reads.
     lag_checked: bool,
+    /// A first write found the target already there though the cache (managed Secrets only)
+    /// did not show it: read it from then on rather than presume it absent.
+    exists_uncached: bool,
 }
 
 /// How a reconcile learns the state of the target Secret before deciding whether to sync.
@@ -78,10 +81,13 @@ fn target_view(
     lag_checked: bool,
     cache_ready: bool,
     writes_own_secret: bool,
+    exists_uncached: bool,
 ) -> TargetView {
     match (cached_rv, valid_rv) {
         (Some(Some(c)), Some(v)) if c == v => TargetView::Untouched,
-        (None, None) if cache_ready && writes_own_secret => TargetView::PresumedAbsent,
+        (None, None) if cache_ready && writes_own_secret && !exists_uncached => {
+            TargetView::PresumedAbsent
+        }
         (None, Some(_)) if cache_ready && !lag_checked => TargetView::AwaitingCache,
         _ => TargetView::Read,
     }
@@ -431,7 +437,7 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
             next,
             store_generation,
         }) => {
-            if matches!(outcome, EsOutcome::Synced | EsOutcome::Deleted) {
+            if outcome.is_success() {
                 update_memory(&sh, &es, |m| {
                     m.failures = 0;
                     m.retry_at = None;
@@ -649,6 +655,7 @@ async fn sync(
                 .now_or_never()
                 .is_some_and(|r| r.is_ok()),
         matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan),
+        mem.exists_uncached,
     );
     // Decided as untouched; the Secret is read only if a sync turns out to be due.
     let untouched = matches!(view, TargetView::Untouched | TargetView::AwaitingCache);
@@ -799,6 +806,15 @@ async fn sync(
             ),
         );
     }
+    if fetched.data.is_empty() && desired::deletion_policy(es) == DeletionPolicy::Retain {
+        publish(
+            sh,
+            es,
+            EventType::Warning,
+            status::EVENT_PROVIDER_DATA_EMPTY,
+            &retained_note(&fetched.empty),
+        );
+    }
     let rendered = match es.spec.target.as_ref().and_then(|t| t.template.as_ref()) {
         Some(tpl) => {
             let sources = template_sources(sh, &ns, tpl).await?;
@@ -819,7 +835,16 @@ async fn sync(
         .map_err(|e| Failure::new(e.to_string()))
     };
     let outcome = if presumed_absent {
-        match execute(es, sh, &secrets, plan_for(None)?, None, false).await {
+        let first = execute(es, sh, &secrets, plan_for(None)?, None, false).await;
+        let found = match &first {
+            Err(f) => f.unclaimed_conflict,
+            Ok(done) => done.merged_into_existing,
+        };
+        if found {
+            // The Secret was there, unlabelled: read it from now on.
+            update_memory(sh, es, |m| m.exists_uncached = true);
+        }
+        match first {
             Err(f) if f.unclaimed_conflict => {
                 existing = read_target().await?;
                 if let Some(existing) = &existing {
@@ -827,13 +852,37 @@ async fn sync(
                         .map_err(|e| Failure::new(e.to_string()))?;
                 }
                 let plan = plan_for(existing.as_ref())?;
-                execute(es, sh, &secrets, plan, existing.as_ref(), true).await?
+                execute(es, sh, &secrets, plan, existing.as_ref(), true)
+                    .await?
+                    .outcome
             }
-            r => r?,
+            // With creationPolicy Owner, the write made this ExternalSecret the controller of
+            // a Secret that may not be taken over: take back what it added (the keys, labels,
+            // annotations and ownerReference only it holds), then decide on the Secret as read.
+            Ok(done) if done.merged_into_existing && creation == CreationPolicy::Owner => {
+                remove_our_fields(es, &secrets, None).await.map_err(|e| {
+                    Failure::new(format!(
+                        "could not take back a write to Secret {target:?}: {}",
+                        kube_msg(&e)
+                    ))
+                })?;
+                existing = read_target().await?;
+                if let Some(existing) = &existing {
+                    desired::check_controller(es, existing, creation)
+                        .map_err(|e| Failure::new(e.to_string()))?;
+                }
+                let plan = plan_for(existing.as_ref())?;
+                execute(es, sh, &secrets, plan, existing.as_ref(), true)
+                    .await?
+                    .outcome
+            }
+            r => r?.outcome,
         }
     } else {
         let plan = plan_for(existing.as_ref())?;
-        execute(es, sh, &secrets, plan, existing.as_ref(), true).await?
+        execute(es, sh, &secrets, plan, existing.as_ref(), true)
+            .await?
+            .outcome
     };
     drop(rendered);
     drop(fetched);
@@ -842,6 +891,19 @@ async fn sync(
         next: next_after_sync(),
         store_generation: Some(store_generation.clone()),
     })
+}
+
+/// The event of a sync whose provider data came back empty under deletionPolicy Retain: which
+/// entries had nothing.
+fn retained_note(empty: &[String]) -> String {
+    let what = if empty.is_empty() {
+        "spec.data and spec.dataFrom".to_string()
+    } else {
+        empty.join("; ")
+    };
+    format!(
+        "the provider returned no data ({what}); the Secret was left as it is (deletionPolicy Retain)"
+    )
 }
 
 /// Labelled as ours, and its data is what its data-hash annotation says we wrote.
@@ -943,7 +1005,24 @@ async fn check_namespace_allowed(
     }
 }
 
-/// Carries out a plan. Returns the status outcome.
+/// What carrying out a plan did.
+struct Executed {
+    outcome: EsOutcome,
+    /// A write planned as a creation met a Secret that was already there (only an unforced
+    /// first write can: it merged into it).
+    merged_into_existing: bool,
+}
+
+impl From<EsOutcome> for Executed {
+    fn from(outcome: EsOutcome) -> Self {
+        Executed {
+            outcome,
+            merged_into_existing: false,
+        }
+    }
+}
+
+/// Carries out a plan.
 async fn execute(
     es: &ExternalSecret,
     sh: &Shared,
@@ -951,13 +1030,14 @@ async fn execute(
     plan: Plan,
     existing: Option<&Secret>,
     force: bool,
-) -> Result<EsOutcome, Failure> {
+) -> Result<Executed, Failure> {
     let target = desired::target_name(es);
     let manager = desired::field_manager(&es.namespace().unwrap_or_default(), &es.name_any());
     match plan {
-        Plan::Skip(Skip::MergeTargetMissing) => Ok(EsOutcome::Missing { secret: target }),
-        Plan::Skip(Skip::NothingToDelete) => Ok(EsOutcome::Deleted),
-        Plan::Skip(_) => Ok(EsOutcome::Synced),
+        Plan::Skip(Skip::MergeTargetMissing) => Ok(EsOutcome::Missing { secret: target }.into()),
+        Plan::Skip(Skip::NothingToDelete) => Ok(EsOutcome::Deleted.into()),
+        Plan::Skip(Skip::RetainedEmpty) => Ok(EsOutcome::Retained.into()),
+        Plan::Skip(_) => Ok(EsOutcome::Synced.into()),
         Plan::Delete => {
             let rv = existing.and_then(|s| s.resource_version());
             let dp = DeleteParams {
@@ -985,7 +1065,7 @@ async fn execute(
                 status::EVENT_DELETED,
                 status::MSG_DELETED,
             );
-            Ok(EsOutcome::Deleted)
+            Ok(EsOutcome::Deleted.into())
         }
         Plan::Apply(w) => {
             let mut body = w.secret;
@@ -1042,6 +1122,7 @@ async fn execute(
                 update_memory(sh, es, |m| {
                     m.valid_rv = meta.resource_version.clone();
                     m.lag_checked = false;
+                    m.exists_uncached = false;
                 });
             }
             // Created by this write: nobody else has fields in it.
@@ -1051,7 +1132,10 @@ async fn execute(
                     .iter()
                     .flatten()
                     .all(|f| f.manager.as_deref() == Some(manager.as_str()));
-            if created {
+            let merged_into_existing = w.creates && !created;
+            if merged_into_existing && desired::creation_policy(es) == CreationPolicy::Owner {
+                // The caller takes the write back and decides on the Secret as it was.
+            } else if created {
                 publish(
                     sh,
                     es,
@@ -1068,7 +1152,10 @@ async fn execute(
                     "Updated Secret",
                 );
             }
-            Ok(EsOutcome::Synced)
+            Ok(Executed {
+                outcome: EsOutcome::Synced,
+                merged_into_existing,
+            })
         }
     }
 }
@@ -1172,12 +1259,40 @@ async fn patch_finalizers(es: &ExternalSecret, sh: &Shared, new: Vec<String>) ->
     Ok(())
 }
 
+/// Applies an empty intent with the ExternalSecret's field manager: the API server drops the
+/// keys, labels, annotations and ownerReferences only it applied. A Secret gone meanwhile is
+/// fine; `rv`, when given, makes a concurrent change a conflict.
+async fn remove_our_fields(
+    es: &ExternalSecret,
+    secrets: &Api<Secret>,
+    rv: Option<String>,
+) -> Result<(), kube::Error> {
+    let (ns, name) = key(es);
+    let target = desired::target_name(es);
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": target,
+            "namespace": ns,
+            "resourceVersion": rv,
+        },
+    });
+    let mut pp = PatchParams::apply(&desired::field_manager(&ns, &name));
+    pp.force = true;
+    match secrets.patch(&target, &pp, &Patch::Apply(&body)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The ExternalSecret is being deleted: clean up its Secret per deletionPolicy, then let it go.
 async fn cleanup(es: &ExternalSecret, sh: &Shared) -> Result<Action, Error> {
     if !es.finalizers().iter().any(|f| f == desired::FINALIZER) {
         return Ok(Action::await_change());
     }
-    let (ns, name) = key(es);
+    let (ns, _) = key(es);
     let target = desired::target_name(es);
     let secrets: Api<Secret> = Api::namespaced(sh.kube.clone(), &ns);
     let existing = secrets.get_opt(&target).await?;
@@ -1205,24 +1320,8 @@ async fn cleanup(es: &ExternalSecret, sh: &Shared) -> Result<Action, Error> {
             );
         }
         Cleanup::RemoveOurFields => {
-            let manager = desired::field_manager(&ns, &name);
-            // An empty intent: the API server drops whatever only this manager applied.
-            let body = json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {
-                    "name": target,
-                    "namespace": ns,
-                    "resourceVersion": existing.as_ref().and_then(|s| s.resource_version()),
-                },
-            });
-            let mut pp = PatchParams::apply(&manager);
-            pp.force = true;
-            match secrets.patch(&target, &pp, &Patch::Apply(&body)).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
+            let rv = existing.as_ref().and_then(|s| s.resource_version());
+            remove_our_fields(es, &secrets, rv).await?;
             publish(
                 sh,
                 es,
@@ -1514,7 +1613,7 @@ mod tests {
     fn how_the_target_is_looked_at() {
         use TargetView::*;
         // (cached rv, our last write's rv, already waited for the cache, cache ready,
-        //  owner/orphan), view
+        //  owner/orphan), view; then the same with the target known to exist uncached
         let cases = [
             (Some(Some("7")), Some("7"), false, true, true, Untouched),
             (Some(Some("7")), Some("7"), true, true, true, Untouched),
@@ -1534,9 +1633,17 @@ mod tests {
         ];
         for (cached, valid, checked, ready, own, want) in cases {
             assert_eq!(
-                target_view(cached, valid, checked, ready, own),
+                target_view(cached, valid, checked, ready, own, false),
                 want,
                 "{cached:?} {valid:?} {checked} {ready} {own}"
+            );
+            // A target found to exist though the cache does not show it is read, never
+            // presumed absent again.
+            let known = if want == PresumedAbsent { Read } else { want };
+            assert_eq!(
+                target_view(cached, valid, checked, ready, own, true),
+                known,
+                "{cached:?} {valid:?} {checked} {ready} {own} (exists uncached)"
             );
         }
     }

@@ -25,9 +25,12 @@ pub const EVENT_UPDATED: &str = "Updated";
 pub const EVENT_DELETED: &str = "Deleted";
 pub const EVENT_UPDATE_FAILED: &str = "UpdateFailed";
 pub const EVENT_MISSING_PROVIDER_SECRET: &str = "MissingProviderSecret";
+/// Not ESO's: the provider answered with no data and the Secret was left as it is.
+pub const EVENT_PROVIDER_DATA_EMPTY: &str = "ProviderDataEmpty";
 
 pub const MSG_SYNCED: &str = "secret synced";
-pub const MSG_DELETED: &str = "secret deleted due to DeletionPolicy";
+pub const MSG_DELETED: &str = "secret deleted due to DeletionPolicy=Delete";
+pub const MSG_RETAINED: &str = "secret retained due to DeletionPolicy=Retain";
 pub const MSG_STORE_VALID: &str = "store validated";
 
 /// How one sync of an ExternalSecret ended, as far as its status is concerned.
@@ -35,12 +38,24 @@ pub const MSG_STORE_VALID: &str = "store validated";
 pub enum EsOutcome {
     /// Written, up to date, or nothing to write (creationPolicy None / immutable).
     Synced,
+    /// deletionPolicy Retain and the provider had no data: the Secret was left as it is.
+    Retained,
     /// deletionPolicy Delete and the provider had no data: the Secret was deleted.
     Deleted,
     /// creationPolicy Merge and the Secret does not exist.
     Missing { secret: String },
     /// Failed; the message names the step.
     Failed { message: String },
+}
+
+impl EsOutcome {
+    /// A sync that read the provider and did what the policies say: it counts as a refresh.
+    pub fn is_success(&self) -> bool {
+        matches!(
+            self,
+            EsOutcome::Synced | EsOutcome::Retained | EsOutcome::Deleted
+        )
+    }
 }
 
 pub fn ready(status: bool, reason: &str, message: &str, now: Timestamp) -> Condition {
@@ -65,6 +80,7 @@ pub fn external_secret_status(
     let mut st = old.cloned().unwrap_or_default();
     let cond = match outcome {
         EsOutcome::Synced => ready(true, REASON_SYNCED, MSG_SYNCED, now),
+        EsOutcome::Retained => ready(true, REASON_SYNCED, MSG_RETAINED, now),
         EsOutcome::Deleted => ready(true, REASON_DELETED, MSG_DELETED, now),
         EsOutcome::Missing { secret } => ready(
             true,
@@ -77,7 +93,7 @@ pub fn external_secret_status(
         EsOutcome::Failed { message } => ready(false, REASON_SYNC_ERROR, message, now),
     };
     conditions::set(&mut st.conditions, cond);
-    if matches!(outcome, EsOutcome::Synced | EsOutcome::Deleted) {
+    if outcome.is_success() {
         st.refresh_time = Some(Time(now));
         st.synced_resource_version = Some(version.to_string());
     }
@@ -204,7 +220,25 @@ mod tests {
             Some("SecretDeleted")
         );
         assert!(deleted.refresh_time.is_some());
+        assert_eq!(
+            deleted.conditions[0].message.as_deref(),
+            Some("secret deleted due to DeletionPolicy=Delete")
+        );
         assert_eq!(ready_status(&[]), None);
+
+        // Empty provider data under Retain: Ready, as ESO words it, and a refresh.
+        let retained =
+            external_secret_status(Some(&st), &EsOutcome::Retained, "2-ab", "s", ts(300));
+        let c = &retained.conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
+            (
+                "True",
+                Some("SecretSynced"),
+                Some("secret retained due to DeletionPolicy=Retain")
+            )
+        );
+        assert_eq!(retained.refresh_time, Some(Time(ts(300))));
     }
 
     #[test]

@@ -166,6 +166,35 @@ pub(crate) fn kv_data(body: &Value, v2: bool) -> Result<Option<&Value>, String> 
     }
 }
 
+/// What a KV v2 read says of a version that has no data because it was deleted or destroyed
+/// (Vault answers it with 404 and the version's metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeletedVersion {
+    /// `deletion_time`, when set.
+    pub deleted_at: Option<String>,
+    pub destroyed: bool,
+}
+
+/// The deleted or destroyed version a KV v2 read answered with, if that is what it is:
+/// `data.data` null and `data.metadata` with `deletion_time` set or `destroyed: true`.
+pub(crate) fn deleted_version(body: &Value) -> Option<DeletedVersion> {
+    let data = body.get("data")?;
+    if !data.get("data").is_some_and(Value::is_null) {
+        return None;
+    }
+    let meta = data.get("metadata")?.as_object()?;
+    let deleted_at = meta
+        .get("deletion_time")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(String::from);
+    let destroyed = meta.get("destroyed").and_then(Value::as_bool) == Some(true);
+    (deleted_at.is_some() || destroyed).then_some(DeletedVersion {
+        deleted_at,
+        destroyed,
+    })
+}
+
 /// The metadata of a KV v2 metadata read (`data`), with `custom_metadata` and `versions`
 /// objects when present.
 pub(crate) fn kv_metadata(body: &Value) -> Result<&Value, String> {
@@ -508,6 +537,40 @@ mod tests {
                 Ok(w) => assert_eq!(got, Ok(w), "{body}"),
                 Err(e) => assert_eq!(got, Err(e.to_string()), "{body}"),
             }
+        }
+    }
+
+    #[test]
+    fn deleted_versions() {
+        let meta = |m: Value| json!({"data": {"data": null, "metadata": m}});
+        let at = "2026-01-02T03:04:05.000000006Z";
+        let cases = [
+            (
+                meta(json!({"deletion_time": at, "destroyed": false, "version": 2})),
+                Some((Some(at), false)),
+            ),
+            (
+                meta(json!({"deletion_time": "", "destroyed": true, "version": 2})),
+                Some((None, true)),
+            ),
+            (
+                meta(json!({"deletion_time": at, "destroyed": true})),
+                Some((Some(at), true)),
+            ),
+            // Neither deleted nor destroyed, or data present: not a deleted version.
+            (meta(json!({"deletion_time": "", "destroyed": false})), None),
+            (
+                json!({"data": {"data": {"k": "v"}, "metadata": {"deletion_time": at}}}),
+                None,
+            ),
+            (json!({"data": {"data": null}}), None),
+            (json!({"errors": []}), None),
+            (json!({"data": {"data": null, "metadata": "x"}}), None),
+        ];
+        for (body, want) in cases {
+            let got = deleted_version(&body).map(|d| (d.deleted_at, d.destroyed));
+            let want = want.map(|(t, d)| (t.map(String::from), d));
+            assert_eq!(got, want, "{body}");
         }
     }
 

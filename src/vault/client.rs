@@ -12,6 +12,7 @@ use tokio::sync::{OnceCell, RwLock};
 use zeroize::Zeroizing;
 
 use super::auth::{self, AuthKind, LoginToken, Resolver};
+use super::evict::{self, EntryState, Limits};
 use super::http::{self, Reply, Req, RetryPolicy, Transport};
 use super::{StoreHandle, VaultError};
 use super::{answers, paths};
@@ -50,9 +51,6 @@ fn read_reuse() -> Duration {
 /// A renewal that leaves less than this fraction of the login TTL means the token is near its
 /// max TTL: log in again instead of renewing ever more often.
 const MIN_RENEW_FRACTION: u32 = 3;
-/// How long a failed login answers further callers for the same store identity, so that many
-/// ExternalSecrets of a misconfigured store cause one login attempt, not one each.
-const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(5);
 /// Pause between attempts to replace a token that is due for renewal but still valid.
 const REFRESH_HOLD: Duration = Duration::from_secs(10);
 /// Upper bound of secrets and folders a `find` may list, so a huge mount (or an answer that
@@ -89,10 +87,35 @@ impl CacheKey {
 
 /// One cache entry: the client once logged in, and the last failure, which callers within
 /// `LOGIN_FAILURE_WINDOW` share instead of each trying to log in again.
-#[derive(Default)]
 struct Entry {
     client: OnceCell<Arc<StoreClient>>,
     failure: Mutex<Option<(Instant, VaultError)>>,
+    last_used: Mutex<Instant>,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            client: OnceCell::new(),
+            failure: Mutex::new(None),
+            last_used: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Entry {
+    /// What the eviction decision needs; `slot` is this entry as the cache holds it.
+    fn state(slot: &Slot) -> EntryState {
+        let client = slot.client.get();
+        EntryState {
+            last_used: *lock(&slot.last_used),
+            logged_in: client.is_some(),
+            failed_at: lock(&slot.failure).as_ref().map(|(at, _)| *at),
+            // The cache holds one reference to the slot and the slot one to the client; any
+            // other is a lookup or a call under way.
+            in_use: Arc::strong_count(slot) > 1 || client.is_some_and(|c| Arc::strong_count(c) > 1),
+        }
+    }
 }
 
 type Slot = Arc<Entry>;
@@ -102,6 +125,8 @@ type Slot = Arc<Entry>;
 pub struct VaultClients {
     env: Arc<Env>,
     cache: Arc<Mutex<HashMap<CacheKey, Slot>>>,
+    limits: Limits,
+    last_sweep: Arc<Mutex<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,6 +135,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl VaultClients {
     pub fn new(kube: kube::Client, metrics: Metrics) -> Self {
+        Self::with_limits(kube, metrics, Limits::default())
+    }
+
+    /// With other bounds on the cache than the defaults (see [`Limits`]).
+    pub fn with_limits(kube: kube::Client, metrics: Metrics, limits: Limits) -> Self {
         VaultClients {
             env: Arc::new(Env {
                 kube,
@@ -118,7 +148,26 @@ impl VaultClients {
                 http: OnceLock::new(),
             }),
             cache: Arc::new(Mutex::new(HashMap::new())),
+            limits,
+            last_sweep: Arc::new(Mutex::new(Instant::now())),
         }
+    }
+
+    /// Store identities cached now, logged in or not.
+    pub fn cached(&self) -> usize {
+        lock(&self.cache).len()
+    }
+
+    /// Removes what [`evict::to_evict`] chooses; the caller retires their clients.
+    fn sweep(&self, cache: &mut HashMap<CacheKey, Slot>, now: Instant) -> Vec<Slot> {
+        *lock(&self.last_sweep) = now;
+        let keys: Vec<&CacheKey> = cache.keys().collect();
+        let states: Vec<EntryState> = keys.iter().map(|k| Entry::state(&cache[*k])).collect();
+        let chosen: Vec<CacheKey> = evict::to_evict(&states, now, self.limits)
+            .into_iter()
+            .map(|i| keys[i].clone())
+            .collect();
+        chosen.iter().filter_map(|k| cache.remove(k)).collect()
     }
 
     /// A logged-in client for `store` as used by an ExternalSecret in `es_namespace`.
@@ -157,8 +206,16 @@ impl VaultClients {
                 })
                 .cloned()
                 .collect();
-            let evicted: Vec<Slot> = stale.iter().filter_map(|k| cache.remove(k)).collect();
+            let mut evicted: Vec<Slot> = stale.iter().filter_map(|k| cache.remove(k)).collect();
+            let now = Instant::now();
+            let added = !cache.contains_key(&key);
             let slot = cache.entry(key).or_default().clone();
+            *lock(&slot.last_used) = now;
+            // Only a lookup that adds an entry, or one a while after the last sweep, sweeps:
+            // a sweep walks every entry.
+            if added || now.duration_since(*lock(&self.last_sweep)) >= evict::SWEEP_EVERY {
+                evicted.extend(self.sweep(&mut cache, now));
+            }
             (slot, evicted)
         };
         for old in evicted {
@@ -169,7 +226,7 @@ impl VaultClients {
         let recent_failure = || {
             lock(&slot.failure)
                 .as_ref()
-                .filter(|(at, _)| at.elapsed() < LOGIN_FAILURE_WINDOW)
+                .filter(|(at, _)| at.elapsed() < self.limits.failure_window)
                 .map(|(_, e)| e.clone())
         };
         if slot.client.get().is_none()
@@ -733,7 +790,7 @@ impl StoreClient {
         call: &'static str,
         path: String,
         query: Option<String>,
-        extract: impl FnOnce(&Value) -> Result<Value, String>,
+        extract: impl FnOnce(&Value) -> Result<Value, VaultError>,
     ) -> ReadResult {
         let key = format!("{call} {path}?{}", query.as_deref().unwrap_or(""));
         let max_age = read_reuse();
@@ -756,9 +813,7 @@ impl StoreClient {
         slot.cell
             .get_or_init(|| async {
                 let r = match self.get_json(call, &path, query.as_deref()).await {
-                    Ok(Some(body)) => extract(&body)
-                        .map(|v| Some(Arc::new(v)))
-                        .map_err(|e| VaultError::bad_answer(format!("GET {path}: {e}"))),
+                    Ok(Some(body)) => extract(&body).map(|v| Some(Arc::new(v))),
                     other => other,
                 };
                 if let Ok(Some(v)) = &r {
@@ -786,6 +841,10 @@ impl StoreClient {
             .await?;
         match reply.status {
             200..=299 => Ok(Some(Arc::new(reply.body))),
+            // KV v2 answers a deleted or destroyed version with 404 and its metadata.
+            _ if reply.is_vault_not_found() && answers::deleted_version(&reply.body).is_some() => {
+                Ok(Some(Arc::new(reply.body)))
+            }
             _ if reply.is_vault_not_found() => Ok(None),
             _ => Err(self.status_error(call, &Method::GET, path, &reply)),
         }
@@ -841,11 +900,29 @@ impl StoreClient {
 
     async fn read_data_at(&self, path: String, query: Option<String>) -> ReadResult {
         let v2 = self.kv_version == VaultKvVersion::V2;
-        // A deleted or destroyed version (`data.data` null) reads as `None`, like a missing
-        // secret.
+        let version = query
+            .as_deref()
+            .and_then(|q| q.strip_prefix("version="))
+            .map(String::from);
+        let shown = path.clone();
+        // A version without data reads as `None`, like a missing secret, unless Vault says it
+        // was deleted or destroyed: then the error says so.
         let got = self
             .shared_get("read", path, query, |body| {
-                Ok(answers::kv_data(body, v2)?.cloned().unwrap_or(Value::Null))
+                match answers::kv_data(body, v2)
+                    .map_err(|e| VaultError::bad_answer(format!("GET {shown}: {e}")))?
+                {
+                    Some(d) => Ok(d.clone()),
+                    None => match answers::deleted_version(body) {
+                        Some(d) => Err(VaultError::VersionDeleted {
+                            path: shown,
+                            version,
+                            deleted_at: d.deleted_at,
+                            destroyed: d.destroyed,
+                        }),
+                        None => Ok(Value::Null),
+                    },
+                }
             })
             .await?;
         Ok(got.filter(|v| !v.is_null()))
@@ -865,8 +942,11 @@ impl StoreClient {
     }
 
     async fn read_metadata_at(&self, path: String) -> ReadResult {
+        let shown = path.clone();
         self.shared_get("read_metadata", path, None, |body| {
-            answers::kv_metadata(body).cloned()
+            answers::kv_metadata(body)
+                .cloned()
+                .map_err(|e| VaultError::bad_answer(format!("GET {shown}: {e}")))
         })
         .await
     }
@@ -904,7 +984,12 @@ impl StoreClient {
                 .await?;
             match reply.status {
                 200..=299 => {}
-                // An empty folder.
+                // The folder asked for is gone (deleted, renamed, another mount): as ESO, a
+                // missing secret, so that deletionPolicy Retain keeps the Secret.
+                _ if reply.is_vault_not_found() && listed_folders == 1 => {
+                    return Err(VaultError::NothingListed { path: list_path });
+                }
+                // A subfolder emptied while listing.
                 _ if reply.is_vault_not_found() => continue,
                 _ => return Err(self.status_error("list", &Method::GET, &list_path, &reply)),
             }
@@ -946,13 +1031,23 @@ impl StoreClient {
                 body: Some(&body),
             })
             .await?;
+        // A failure of this call says nothing about the paths asked about: never a NotFound
+        // or a denial of them.
+        let failed = |reason: String| VaultError::CouldNotCheck {
+            what: "capabilities".into(),
+            reason,
+        };
         if !(200..300).contains(&reply.status) {
-            return Err(self.status_error("capabilities", &Method::POST, path, &reply));
+            return Err(failed(format!(
+                "POST {path}: Vault answered HTTP {}{}",
+                reply.status,
+                reply.detail()
+            )));
         }
         let mut out = BTreeMap::new();
         for p in paths {
             let caps = answers::capabilities(&reply.body, p, paths.len() == 1)
-                .map_err(|e| VaultError::bad_answer(format!("POST {path}: {e}")))?;
+                .map_err(|e| failed(format!("POST {path}: {e}")))?;
             out.insert(p.clone(), caps);
         }
         Ok(out)

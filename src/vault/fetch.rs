@@ -22,6 +22,8 @@ pub struct Fetched {
     pub data: BTreeMap<String, Vec<u8>>,
     /// Remote keys that do not exist and were skipped (deletionPolicy Delete/Merge).
     pub missing: Vec<String>,
+    /// The `dataFrom` entries that gave no key, e.g. `spec.dataFrom[0].find (path "app")`.
+    pub empty: Vec<String>,
 }
 
 /// A failure with the spec entry it came from.
@@ -56,6 +58,7 @@ pub async fn fetch_external_secret(
     let mut out = Fetched {
         data: BTreeMap::new(),
         missing: Vec::new(),
+        empty: Vec::new(),
     };
     for (i, df) in spec.data_from.iter().flatten().enumerate() {
         let field = format!("spec.dataFrom[{i}]");
@@ -71,7 +74,10 @@ pub async fn fetch_external_secret(
         let (map, conversion, decoding, null_policy, context) = match (&df.extract, &df.find) {
             (Some(r), None) => {
                 let context = ref_context(&format!("{field}.extract"), r);
-                let Some(value) = read_ref(client, r).await.map_err(fail(context.clone()))? else {
+                let Some(value) = read_or_missing(client, r, skip_missing)
+                    .await
+                    .map_err(fail(context.clone()))?
+                else {
                     missing_or_error(&mut out, client, r, skip_missing)
                         .map_err(fail(context.clone()))?;
                     continue;
@@ -88,7 +94,15 @@ pub async fn fetch_external_secret(
             }
             (None, Some(f)) => {
                 let context = format!("{field}.find (path {:?})", f.path.as_deref().unwrap_or(""));
-                let map = find(client, f).await.map_err(fail(context.clone()))?;
+                let map = match find(client, f).await {
+                    Ok(map) => map,
+                    Err(e) if skip_missing && e.is_missing() => {
+                        let folder = f.path.as_deref().unwrap_or("").trim_matches('/');
+                        out.missing.push(format!("{folder}/"));
+                        continue;
+                    }
+                    Err(e) => return Err(fail(context)(e)),
+                };
                 (
                     map,
                     f.conversion_strategy,
@@ -104,6 +118,9 @@ pub async fn fetch_external_secret(
                 });
             }
         };
+        if map.is_empty() {
+            out.empty.push(context.clone());
+        }
         let rewrites = df.rewrite.as_deref().unwrap_or_default();
         let map = if rewrites.is_empty() {
             let conv = conversion.unwrap_or_default();
@@ -141,7 +158,10 @@ pub async fn fetch_external_secret(
                 what: "data[].sourceRef (generators and other stores)".into(),
             }));
         }
-        let Some(value) = read_ref(client, r).await.map_err(fail)? else {
+        let Some(value) = read_or_missing(client, r, skip_missing)
+            .await
+            .map_err(fail)?
+        else {
             missing_or_error(&mut out, client, r, skip_missing).map_err(fail)?;
             continue;
         };
@@ -176,6 +196,19 @@ async fn read_ref(
             .map(|m| std::sync::Arc::new(values::metadata_value(&m))));
     }
     client.read_secret(&r.key, r.version.as_deref()).await
+}
+
+/// [`read_ref`], with a deleted version read as missing when missing secrets are skipped
+/// (deletionPolicy Delete/Merge); otherwise its error says what happened to it.
+async fn read_or_missing(
+    client: &StoreClient,
+    r: &ExternalSecretDataRemoteRef,
+    skip_missing: bool,
+) -> Result<Option<std::sync::Arc<Value>>, VaultError> {
+    match read_ref(client, r).await {
+        Err(e) if skip_missing && e.is_missing() => Ok(None),
+        other => other,
+    }
 }
 
 fn missing_or_error(
@@ -248,10 +281,12 @@ async fn find(
                         return Ok::<_, VaultError>(None);
                     }
                 }
-                Ok(client
-                    .read_listed(&rel)
-                    .await?
-                    .map(|v| (rel, values::compact_sorted(&v).into_bytes())))
+                // A listed secret whose latest version was deleted is not found, as in ESO.
+                let value = match client.read_listed(&rel).await {
+                    Err(VaultError::VersionDeleted { .. }) => None,
+                    other => other?,
+                };
+                Ok(value.map(|v| (rel, values::compact_sorted(&v).into_bytes())))
             }
         })
         .buffered(FIND_CONCURRENCY)

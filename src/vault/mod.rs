@@ -6,8 +6,9 @@
 //!   ExternalSecret's namespace for ClusterSecretStores with referent references); concurrent
 //!   callers share it, and share a failed login for 5 s. Tokens are renewed from two thirds of
 //!   their TTL, replaced by a login when they cannot be renewed, re-obtained once when Vault
-//!   says they are dead, and revoked when the store changes or on shutdown (static tokens
-//!   never are).
+//!   says they are dead, and revoked when the store changes, when the client has been idle
+//!   for 30 min (or is the least recently used beyond 4,096 cached identities), or on shutdown
+//!   (static tokens never are). A failed login is forgotten after its 5 s.
 //! - Identical reads of one store (path and version) in flight at once, or within 1 s of a
 //!   successful one, share one Vault request.
 //! - 429 (after `Retry-After`, up to 10 s), 5xx other than 501 and connection errors are
@@ -28,6 +29,7 @@ mod auth;
 
 pub use auth::{has_referent_refs, pod_token_refusal};
 mod client;
+mod evict;
 mod fetch;
 mod http;
 pub mod paths;
@@ -39,6 +41,7 @@ use std::time::Duration;
 use crate::api::{ClusterSecretStore, SecretStore, SecretStoreSpec, StoreKind};
 
 pub use client::{MAX_READ_REUSE, READ_SHARE_WINDOW, StoreClient, VaultClients, with_read_reuse};
+pub use evict::Limits;
 pub use fetch::{FetchError, Fetched, fetch_external_secret};
 
 /// A store as the Vault client sees it: identity (for the token cache) and spec.
@@ -93,6 +96,21 @@ impl StoreHandle {
 pub enum VaultError {
     #[error("secret {path:?} does not exist in Vault (HTTP 404 or deleted version)")]
     NotFound { path: String },
+    /// KV v2 answered with a version that was deleted or destroyed: ESO's missing secret, said
+    /// as what it is.
+    #[error("{}", version_deleted(.path, .version.as_deref(), .deleted_at.as_deref(), *.destroyed))]
+    VersionDeleted {
+        path: String,
+        /// The version asked for; `None`: the latest.
+        version: Option<String>,
+        deleted_at: Option<String>,
+        destroyed: bool,
+    },
+    /// A `find` whose folder lists nothing: ESO's missing secret, never an empty result.
+    #[error(
+        "nothing is listed under {path:?} in Vault (HTTP 404: the folder does not exist or is empty)"
+    )]
+    NothingListed { path: String },
     #[error(
         "Vault denied {call} on {path:?} (HTTP 403 permission denied): grant the store's Vault \
          role a policy allowing it"
@@ -108,12 +126,33 @@ pub enum VaultError {
     RateLimited { retry_after: Option<Duration> },
     #[error("not supported: {what}")]
     Unsupported { what: String },
+    /// A check's own call failed (e.g. `sys/capabilities-self`): nothing is known about the
+    /// paths it was to check, so it is never a finding about them.
+    #[error("could not check {what} ({reason})")]
+    CouldNotCheck { what: String, reason: String },
     #[error("{message}")]
     Invalid { message: String },
     /// Vault's answer could not be used: not JSON, too large, or not of the documented shape.
     /// Says nothing about the manifest, so it counts as transient.
     #[error("{message}")]
     BadAnswer { message: String },
+}
+
+fn version_deleted(
+    path: &str,
+    version: Option<&str>,
+    deleted_at: Option<&str>,
+    destroyed: bool,
+) -> String {
+    let which = match version {
+        Some(v) => format!("version {v} of {path:?}"),
+        None => format!("the latest version of {path:?}"),
+    };
+    match (destroyed, deleted_at) {
+        (true, _) => format!("{which} was destroyed in Vault"),
+        (false, Some(at)) => format!("{which} was deleted in Vault at {at}"),
+        (false, None) => format!("{which} was deleted in Vault"),
+    }
 }
 
 fn retry_hint(d: &Option<Duration>) -> String {
@@ -131,6 +170,18 @@ impl VaultError {
             VaultError::Unavailable { .. }
                 | VaultError::RateLimited { .. }
                 | VaultError::BadAnswer { .. }
+                | VaultError::CouldNotCheck { .. }
+        )
+    }
+
+    /// Vault says there is nothing at the path (the secret, or a `find` folder): skipped under
+    /// deletionPolicy Delete/Merge, an error under Retain.
+    pub fn is_missing(&self) -> bool {
+        matches!(
+            self,
+            VaultError::NotFound { .. }
+                | VaultError::NothingListed { .. }
+                | VaultError::VersionDeleted { .. }
         )
     }
 
@@ -182,7 +233,15 @@ mod tests {
             ),
             (VaultError::RateLimited { retry_after: None }, true),
             (VaultError::NotFound { path: "p".into() }, false),
+            (VaultError::NothingListed { path: "p/".into() }, false),
             (VaultError::bad_answer("x"), true),
+            (
+                VaultError::CouldNotCheck {
+                    what: "capabilities".into(),
+                    reason: "HTTP 404".into(),
+                },
+                true,
+            ),
             (VaultError::config("x"), false),
             (
                 VaultError::PermissionDenied {
@@ -194,6 +253,35 @@ mod tests {
         ];
         for (e, want) in cases {
             assert_eq!(e.is_transient(), want, "{e}");
+        }
+        let deleted =
+            |version: Option<&str>, at: Option<&str>, destroyed| VaultError::VersionDeleted {
+                path: "secret/data/app".into(),
+                version: version.map(String::from),
+                deleted_at: at.map(String::from),
+                destroyed,
+            };
+        let at = "2026-01-02T03:04:05Z";
+        for (e, want) in [
+            (
+                deleted(None, Some(at), false),
+                "the latest version of \"secret/data/app\" was deleted in Vault at 2026-01-02T03:04:05Z",
+            ),
+            (
+                deleted(Some("3"), Some(at), false),
+                "version 3 of \"secret/data/app\" was deleted in Vault at 2026-01-02T03:04:05Z",
+            ),
+            (
+                deleted(None, Some(at), true),
+                "the latest version of \"secret/data/app\" was destroyed in Vault",
+            ),
+            (
+                deleted(None, None, false),
+                "the latest version of \"secret/data/app\" was deleted in Vault",
+            ),
+        ] {
+            assert!(e.is_missing() && !e.is_transient(), "{e}");
+            assert_eq!(e.to_string(), want);
         }
         assert_eq!(
             VaultError::RateLimited {

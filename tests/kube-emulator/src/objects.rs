@@ -65,8 +65,29 @@ fn check_keys(def: &ResourceDef, name: &str, field: &str, m: &Map<String, Value>
     Ok(())
 }
 
+/// ObjectMeta's `labels`, `annotations`, `ownerReferences` and `finalizers` are `omitempty`:
+/// the API server stores and returns no field where a write (an apply that removed the last
+/// entry, say) left an empty one.
+fn drop_empty_metadata(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["labels", "annotations", "ownerReferences", "finalizers"] {
+        let empty = match meta.get(field) {
+            Some(Value::Object(m)) => m.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            meta.remove(field);
+        }
+    }
+}
+
 /// Normalise and validate a built-in object before it is stored.
 pub fn prepare(def: &ResourceDef, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    drop_empty_metadata(obj);
     let name = obj["metadata"]["name"]
         .as_str()
         .unwrap_or_default()

@@ -451,3 +451,37 @@ async fn update_moves_ownership_to_the_updater() {
     );
     assert!(err.message.ends_with(": .data.k"), "{}", err.message);
 }
+
+/// An apply that takes back the last label and ownerReference leaves no empty fields behind
+/// (ObjectMeta's `omitempty`), as the API server returns them.
+#[tokio::test]
+async fn emptied_metadata_fields_are_dropped() {
+    let (k, _) = seeded().await;
+    let api: Api<Secret> = Api::namespaced(k.client().await, "default");
+    let pp = PatchParams::apply("m").force();
+    let full = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {
+            "name": "s",
+            "labels": {"only": "1"},
+            "annotations": {"a": "1"},
+            "ownerReferences": [{
+                "apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "u-1",
+            }],
+        },
+        "data": {"k": "dg=="},
+    });
+    within(10, api.patch("s", &pp, &Patch::Apply(&full)))
+        .await
+        .unwrap();
+    let empty = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+    let out = within(10, api.patch("s", &pp, &Patch::Apply(&empty)))
+        .await
+        .unwrap();
+    assert_eq!(out.metadata.labels, None);
+    assert_eq!(out.metadata.annotations, None);
+    assert_eq!(out.metadata.owner_references, None);
+    let got = within(10, api.get("s")).await.unwrap();
+    assert_eq!(got.metadata.labels, None);
+    assert_eq!(got.metadata.owner_references, None);
+}

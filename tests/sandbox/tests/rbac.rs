@@ -156,9 +156,12 @@ spec:
     for name in ["owner", "orphan", "merge"] {
         es.delete(name, &Default::default()).await.unwrap();
     }
+    // The ExternalSecrets go only once their cleanup is done; `owner` controls its Secret, which
+    // is deleted; `orphan` controls nothing, so its Secret stays.
     let start = std::time::Instant::now();
-    while secret_value(&sb, "app", "orphan", "a").await.is_some()
+    while secret_value(&sb, "app", "owner", "a").await.is_some()
         || secret_value(&sb, "app", "merged", "b").await.is_some()
+        || es.get_opt("orphan").await.unwrap().is_some()
     {
         assert!(
             start.elapsed() < limit,
@@ -166,6 +169,10 @@ spec:
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(
+        secret_value(&sb, "app", "orphan", "a").await.as_deref(),
+        Some(&b"1"[..])
+    );
     assert_eq!(
         secret_value(&sb, "app", "merged", "theirs")
             .await

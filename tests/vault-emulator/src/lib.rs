@@ -372,6 +372,35 @@ impl VaultEmulator {
         })
     }
 
+    /// Soft-deletes the latest version of a KV v2 secret (`DELETE <mount>/data/<path>`).
+    pub fn kv2_delete_latest(&self, mount: &str, path: &str) -> anyhow::Result<()> {
+        self.with_kv2("", mount, |store| {
+            let s = store
+                .secrets
+                .get_mut(path.trim_matches('/'))
+                .ok_or_else(|| anyhow!("no secret at {path:?}"))?;
+            let n = s.current_version;
+            if let Some(v) = s.versions.get_mut(&n)
+                && !v.is_deleted()
+                && !v.destroyed
+            {
+                v.deletion_time = util::now_rfc3339();
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes a KV v2 secret with all its versions and metadata (`DELETE <mount>/metadata/<path>`).
+    pub fn kv2_delete_all(&self, mount: &str, path: &str) -> anyhow::Result<()> {
+        self.with_kv2("", mount, |store| {
+            store
+                .secrets
+                .remove(path.trim_matches('/'))
+                .map(|_| ())
+                .ok_or_else(|| anyhow!("no secret at {path:?}"))
+        })
+    }
+
     fn with_kv2<T>(
         &self,
         namespace: &str,

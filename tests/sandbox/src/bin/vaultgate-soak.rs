@@ -3,6 +3,10 @@
 //! Vault down for a few seconds, every token revoked, API server 500s and 409s, dropped watches
 //! and compacted history, a slow API server, and Vault values changed meanwhile.
 //!
+//! Faults that take data away from ExternalSecrets under deletionPolicy Retain come and go too:
+//! a `find` folder deleted in Vault, the latest version of secrets soft-deleted, a store
+//! re-pointed at an empty mount.
+//!
 //! Checked: no Secret is ever deleted or emptied; once the faults stop every Secret holds
 //! Vault's current value within a bound; the process's open file descriptors, tokio tasks
 //! (`vaultgate_runtime_alive_tasks`) and resident memory come back to their pre-fault figures.
@@ -34,6 +38,12 @@ use vaultgate_sandbox::{free_local_addr, repo_root};
 
 const STORES: usize = 4;
 const NAMESPACES: usize = 10;
+/// ExternalSecrets reading a folder with `dataFrom.find` (`find-<j>`, folder `soak-find/f<j>`),
+/// each folder holding these secrets.
+const FINDS: usize = 10;
+const FIND_KEYS: [&str; 2] = ["a", "b"];
+/// An empty KV v2 mount a store is re-pointed at.
+const EMPTY_MOUNT: &str = "soak-empty";
 /// Every ExternalSecret refreshes on this period, so values changed in Vault arrive within it.
 const REFRESH: &str = "20s";
 const LABEL_MANAGED: &str = "reconcile.external-secrets.io/managed=true";
@@ -178,7 +188,32 @@ fn ns_of(i: usize) -> String {
     format!("ns-{}", i % NAMESPACES)
 }
 
-/// How many Secrets hold their expected value, and which do not (a few names).
+/// What `find-<j>` holds: one key per secret of its folder, the secret's JSON.
+fn find_data(j: usize) -> BTreeMap<String, Vec<u8>> {
+    FIND_KEYS
+        .iter()
+        .map(|k| {
+            (
+                format!("soak-find_f{j}_{k}"),
+                format!(r#"{{"value":"f{j}-{k}"}}"#).into_bytes(),
+            )
+        })
+        .collect()
+}
+
+fn put_find_folder(vault: &vault_emulator::VaultEmulator, j: usize) -> anyhow::Result<()> {
+    for k in FIND_KEYS {
+        vault.kv2_put(
+            "secret",
+            &format!("soak-find/f{j}/{k}"),
+            json!({"value": format!("f{j}-{k}")}),
+        )?;
+    }
+    Ok(())
+}
+
+/// How many Secrets hold their expected data (`es-<i>` its value, `find-<j>` its folder), and
+/// which do not (a few names).
 async fn correct(
     secrets: &Api<Secret>,
     expected: &Expected,
@@ -187,6 +222,26 @@ async fn correct(
         .list(&ListParams::default().labels(LABEL_MANAGED))
         .await?;
     let want = expected.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut finds_ok = vec![false; FINDS];
+    for s in &list.items {
+        let Some(j) = s
+            .metadata
+            .name
+            .as_deref()
+            .and_then(|n| n.strip_prefix("find-"))
+            .and_then(|j| j.parse::<usize>().ok())
+            .filter(|j| *j < FINDS)
+        else {
+            continue;
+        };
+        let data: BTreeMap<String, Vec<u8>> = s
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        finds_ok[j] = data == find_data(j);
+    }
     let mut ok = vec![false; want.len()];
     for s in &list.items {
         let Some(i) = s
@@ -209,10 +264,18 @@ async fn correct(
         .iter()
         .enumerate()
         .filter(|(_, ok)| !**ok)
-        .take(5)
         .map(|(i, _)| format!("{}/es-{i}", ns_of(i)))
+        .chain(
+            finds_ok
+                .iter()
+                .enumerate()
+                .filter(|(_, ok)| !**ok)
+                .map(|(j, _)| format!("{}/find-{j}", ns_of(j))),
+        )
+        .take(5)
         .collect();
-    Ok((ok.iter().filter(|o| **o).count(), wrong))
+    let good = ok.iter().chain(&finds_ok).filter(|o| **o).count();
+    Ok((good, wrong))
 }
 
 /// ExternalSecrets whose Ready condition is True.
@@ -261,8 +324,17 @@ async fn soak() -> anyhow::Result<bool> {
     let client = env.kube.client().await;
     env.vault.put_policy(
         "soak",
-        "path \"secret/data/soak/*\" { capabilities = [\"read\"] }",
+        &format!(
+            "path \"secret/data/soak/*\" {{ capabilities = [\"read\"] }}\n\
+             path \"secret/data/soak-find/*\" {{ capabilities = [\"read\"] }}\n\
+             path \"secret/metadata/soak-find/*\" {{ capabilities = [\"read\", \"list\"] }}\n\
+             path \"{EMPTY_MOUNT}/*\" {{ capabilities = [\"read\", \"list\"] }}"
+        ),
     )?;
+    env.vault.enable_kv(EMPTY_MOUNT, 2)?;
+    for j in 0..FINDS {
+        put_find_folder(&env.vault, j)?;
+    }
     let expected: Expected = Arc::new(Mutex::new(
         (0..n).map(|i| format!("r0-{i}")).collect::<Vec<_>>(),
     ));
@@ -320,14 +392,31 @@ async fn soak() -> anyhow::Result<bool> {
         .buffer_unordered(32)
         .try_collect::<()>()
         .await?;
+    for j in 0..FINDS {
+        let es: ExternalSecret = serde_json::from_value(json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": {"name": format!("find-{j}"), "namespace": ns_of(j)},
+            "spec": {
+                "refreshInterval": REFRESH,
+                "secretStoreRef": {"kind": "ClusterSecretStore", "name": format!("store-{}", j % STORES)},
+                "target": {"name": format!("find-{j}")},
+                "dataFrom": [{"find": {"path": format!("soak-find/f{j}"), "name": {"regexp": ".*"}}}]
+            }
+        }))?;
+        Api::<ExternalSecret>::namespaced(client.clone(), &ns_of(j))
+            .create(&PostParams::default(), &es)
+            .await?;
+    }
+    let all = n + FINDS;
     let secrets: Api<Secret> = Api::all(client.clone());
     loop {
         let (ok, _) = correct(&secrets, &expected).await?;
-        if ok == n {
+        if ok == all {
             break;
         }
         if start.elapsed() > Duration::from_secs(120) {
-            bail!("the first sync did not finish within 120 s ({ok}/{n})");
+            bail!("the first sync did not finish within 120 s ({ok}/{all})");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -393,11 +482,21 @@ async fn soak() -> anyhow::Result<bool> {
                     let mut seen = 0;
                     for s in &list.items {
                         seen += 1;
-                        let empty = s
-                            .data
-                            .as_ref()
-                            .and_then(|d| d.get("value"))
-                            .is_none_or(|v| v.0.is_empty());
+                        let found = s
+                            .metadata
+                            .name
+                            .as_deref()
+                            .is_some_and(|n| n.starts_with("find-"));
+                        // Under deletionPolicy Retain nothing may take data away: not a folder
+                        // deleted in Vault, a deleted version, nor a store pointed elsewhere.
+                        let empty = if found {
+                            s.data.as_ref().is_none_or(|d| d.len() < FIND_KEYS.len())
+                        } else {
+                            s.data
+                                .as_ref()
+                                .and_then(|d| d.get("value"))
+                                .is_none_or(|v| v.0.is_empty())
+                        };
                         if empty {
                             violations.lock().unwrap().push(format!(
                                 "{}/{} emptied",
@@ -406,11 +505,11 @@ async fn soak() -> anyhow::Result<bool> {
                             ));
                         }
                     }
-                    if seen < n {
+                    if seen < all {
                         violations
                             .lock()
                             .unwrap()
-                            .push(format!("only {seen} of {n} Secrets exist"));
+                            .push(format!("only {seen} of {all} Secrets exist"));
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -419,6 +518,9 @@ async fn soak() -> anyhow::Result<bool> {
     };
     let mut rng = Rng(seed);
     let mut injected: BTreeMap<&'static str, u64> = BTreeMap::new();
+    // Faults that take data away stay until they come up again or the faults end.
+    let mut taken = Taken::default();
+    let mut step = 0u64;
     let mut during = before;
     let mut round = 0u64;
     let faults_start = Instant::now();
@@ -433,7 +535,14 @@ async fn soak() -> anyhow::Result<bool> {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        let kind = match rng.range(0, 11) {
+        // The faults that take data away come first, so that every run meets each of them.
+        let pick = if step < 3 {
+            11 + step
+        } else {
+            rng.range(0, 14)
+        };
+        step += 1;
+        let kind = match pick {
             0 => {
                 env.vault.fail_next(rng.range(10, 60) as usize, 500, None);
                 "vault 500 burst"
@@ -497,6 +606,50 @@ async fn soak() -> anyhow::Result<bool> {
                 env.kube.set_latency(Duration::ZERO);
                 "kube slow 1-3 s"
             }
+            11 => {
+                if taken.folder.is_some() {
+                    taken.restore_folder(&env.vault, &client).await?;
+                    "find folder restored"
+                } else {
+                    let j = rng.range(0, FINDS as u64 - 1) as usize;
+                    for k in FIND_KEYS {
+                        env.vault
+                            .kv2_delete_all("secret", &format!("soak-find/f{j}/{k}"))?;
+                    }
+                    taken.folder = Some(j);
+                    force_sync(&client, &format!("find-{j}"), &ns_of(j)).await;
+                    "find folder deleted in Vault"
+                }
+            }
+            12 => {
+                if !taken.versions.is_empty() {
+                    round += 1;
+                    taken
+                        .restore_versions(&env.vault, &client, &expected, round)
+                        .await?;
+                    "soft-deleted versions written again"
+                } else {
+                    for _ in 0..rng.range(5, 20) {
+                        let i = rng.range(0, n as u64 - 1) as usize;
+                        env.vault
+                            .kv2_delete_latest("secret", &format!("soak/p{i}"))?;
+                        taken.versions.push(i);
+                        force_sync(&client, &format!("es-{i}"), &ns_of(i)).await;
+                    }
+                    "latest versions soft-deleted"
+                }
+            }
+            13 => {
+                if taken.store.is_some() {
+                    taken.restore_store(&client).await?;
+                    "store pointed back"
+                } else {
+                    let k = rng.range(0, STORES as u64 - 1) as usize;
+                    point_store(&client, k, EMPTY_MOUNT).await?;
+                    taken.store = Some(k);
+                    "store re-pointed at an empty mount"
+                }
+            }
             _ => {
                 round += 1;
                 let k = rng.range(20, 100) as usize;
@@ -516,10 +669,17 @@ async fn soak() -> anyhow::Result<bool> {
         }
         tokio::time::sleep(Duration::from_millis(rng.range(300, 1500))).await;
     }
-    // The faults stop: nothing pending in Vault; the last values change as the faults end.
+    // The faults stop: nothing pending in Vault; what was taken away is back; the last values
+    // change as the faults end.
     env.vault.set_down(false);
     env.vault.clear_faults();
     env.kube.set_latency(Duration::ZERO);
+    taken.restore_folder(&env.vault, &client).await?;
+    round += 1;
+    taken
+        .restore_versions(&env.vault, &client, &expected, round)
+        .await?;
+    taken.restore_store(&client).await?;
     round += 1;
     for _ in 0..50 {
         let i = rng.range(0, n as u64 - 1) as usize;
@@ -542,7 +702,7 @@ async fn soak() -> anyhow::Result<bool> {
         if let Ok((ok, wrong)) = correct(&secrets, &expected).await {
             last_ok = ok;
             last_wrong = wrong;
-            if ok == n {
+            if ok == all {
                 break Some(stopped.elapsed());
             }
         }
@@ -557,7 +717,7 @@ async fn soak() -> anyhow::Result<bool> {
             t.as_secs_f64()
         ),
         None => eprintln!(
-            "only {last_ok}/{n} Secrets correct {} s after the faults stopped, e.g. {last_wrong:?}",
+            "only {last_ok}/{all} Secrets correct {} s after the faults stopped, e.g. {last_wrong:?}",
             converge_limit.as_secs()
         ),
     }
@@ -595,7 +755,7 @@ async fn soak() -> anyhow::Result<bool> {
     }
     if converged.is_none() {
         failures.push(format!(
-            "{last_ok}/{n} Secrets correct {} s after the faults stopped",
+            "{last_ok}/{all} Secrets correct {} s after the faults stopped",
             converge_limit.as_secs()
         ));
     }
@@ -640,7 +800,7 @@ async fn soak() -> anyhow::Result<bool> {
         );
     }
     println!(
-        "\nfirst sync of {n}: {:.1} s; converged after faults: {}; Ready at the end: {ready}/{n}; guard: {} checks, {} violations; peak RSS {peak:.1} MiB; {logins} Vault logins; exit {}",
+        "\nfirst sync of {n}: {:.1} s; converged after faults: {}; Ready at the end: {ready}/{all}; guard: {} checks, {} violations; peak RSS {peak:.1} MiB; {logins} Vault logins; exit {}",
         first_sync.as_secs_f64(),
         converged.map_or_else(|| "NO".to_string(), |t| format!("{:.1} s", t.as_secs_f64())),
         guard_checks.load(Ordering::Relaxed),
@@ -688,4 +848,90 @@ async fn soak() -> anyhow::Result<bool> {
         }
     }
     Ok(failures.is_empty())
+}
+
+/// What the faults that take data away have taken, to be given back.
+#[derive(Default)]
+struct Taken {
+    /// A `find` folder deleted in Vault.
+    folder: Option<usize>,
+    /// `soak/p<i>` whose latest version is soft-deleted.
+    versions: Vec<usize>,
+    /// A store pointed at the empty mount.
+    store: Option<usize>,
+}
+
+impl Taken {
+    /// Each restore syncs what it affects at once: an ExternalSecret backing off after the
+    /// errors the fault caused would otherwise wait out its backoff.
+    async fn restore_folder(
+        &mut self,
+        vault: &vault_emulator::VaultEmulator,
+        client: &kube::Client,
+    ) -> anyhow::Result<()> {
+        if let Some(j) = self.folder.take() {
+            put_find_folder(vault, j)?;
+            force_sync(client, &format!("find-{j}"), &ns_of(j)).await;
+        }
+        Ok(())
+    }
+
+    /// A new version with a new value for each soft-deleted secret.
+    async fn restore_versions(
+        &mut self,
+        vault: &vault_emulator::VaultEmulator,
+        client: &kube::Client,
+        expected: &Expected,
+        round: u64,
+    ) -> anyhow::Result<()> {
+        for i in std::mem::take(&mut self.versions) {
+            let value = format!("r{round}-{i}");
+            vault.kv2_put("secret", &format!("soak/p{i}"), json!({"value": value}))?;
+            expected.lock().unwrap()[i] = value;
+            force_sync(client, &format!("es-{i}"), &ns_of(i)).await;
+        }
+        Ok(())
+    }
+
+    async fn restore_store(&mut self, client: &kube::Client) -> anyhow::Result<()> {
+        if let Some(k) = self.store.take() {
+            point_store(client, k, "secret").await?;
+        }
+        Ok(())
+    }
+}
+
+/// Points ClusterSecretStore `store-<k>` at `mount`; retried, since API faults may be injected.
+async fn point_store(client: &kube::Client, k: usize, mount: &str) -> anyhow::Result<()> {
+    use kube::api::{Patch, PatchParams};
+    let api: Api<vaultgate::api::ClusterSecretStore> = Api::all(client.clone());
+    let patch = json!({"spec": {"provider": {"vault": {"path": mount}}}});
+    let mut last = None;
+    for _ in 0..20 {
+        match api
+            .patch(
+                &format!("store-{k}"),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("could not point store-{k} at {mount}: {last:?}")
+}
+
+/// ESO's `force-sync` annotation: the ExternalSecret syncs now rather than at its next refresh,
+/// so that a fault is met while it lasts. Best effort (API faults may refuse it).
+async fn force_sync(client: &kube::Client, name: &str, ns: &str) {
+    use kube::api::{Patch, PatchParams};
+    static STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let stamp = STAMP.fetch_add(1, Ordering::Relaxed).to_string();
+    let patch = json!({"metadata": {"annotations": {"force-sync": stamp}}});
+    let _ = Api::<ExternalSecret>::namespaced(client.clone(), ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
 }
