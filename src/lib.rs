@@ -15,4 +15,5 @@ pub mod reconcile;
 pub mod run;
 pub mod telemetry;
 pub mod template;
+pub mod text;
 pub mod vault;

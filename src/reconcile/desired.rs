@@ -160,11 +160,11 @@ pub fn field_manager(namespace: &str, name: &str) -> String {
     }
     // Keep it readable and unique: a prefix plus a hash of the whole name.
     let digest = data_hash([(&full, b"".as_slice())]);
-    let mut cut = MAX_FIELD_MANAGER - 17;
-    while !full.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}-{}", &full[..cut], &digest[..16])
+    format!(
+        "{}-{}",
+        crate::text::prefix(&full, MAX_FIELD_MANAGER - 17),
+        &digest[..16]
+    )
 }
 
 /// Refuses what this reconciler does not do yet, before anything is read from Vault.

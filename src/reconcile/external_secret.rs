@@ -1209,22 +1209,11 @@ fn publish(sh: &Shared, es: &ExternalSecret, type_: EventType, reason: &str, not
     let ev = Event {
         type_,
         reason: reason.into(),
-        note: Some(truncate(note, 1000)),
+        note: Some(crate::text::clip(note, 1000)),
         action: "Sync".into(),
         secondary: None,
     };
     sh.events.send(ev, es.object_ref(&()));
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
 }
 
 async fn ensure_finalizer(es: &ExternalSecret, sh: &Shared) -> Result<(), Error> {

@@ -38,17 +38,7 @@ pub(crate) fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// `s` cut to at most `max` bytes (on a character boundary), with `…` when cut.
-pub(crate) fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
-}
+pub(crate) use crate::text::clip;
 
 /// Whether `json` may hold more than `limit` values: an upper bound without parsing. Besides
 /// the top-level value, each value or key follows a `[`, `{`, `,` or `:` outside strings.

@@ -58,16 +58,11 @@ pub fn join(problems: &[Problem]) -> String {
         .iter()
         .take(MAX_LISTED)
         .map(|p| {
-            let mut text = p.to_string();
-            if text.len() > MAX_PROBLEM_TEXT {
-                let mut cut = MAX_PROBLEM_TEXT;
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                text.truncate(cut);
-                text.push_str("...");
+            let text = p.to_string();
+            match crate::text::prefix(&text, MAX_PROBLEM_TEXT) {
+                cut if cut.len() < text.len() => format!("{cut}..."),
+                _ => text,
             }
-            text
         })
         .collect();
     if problems.len() > MAX_LISTED {
