@@ -1,6 +1,7 @@
 //! The webhook over real HTTPS: AdmissionReview round trips for every kind and version, HTTP/2
 //! and HTTP/1.1, malformed and oversize bodies, and certificate reload while serving.
 
+use rustls::pki_types::pem::PemObject;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -515,7 +516,7 @@ async fn chunked_oversize_body_is_refused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = start("chunked").await;
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut s.ca_pem.as_bytes()) {
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(s.ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let cfg = rustls::ClientConfig::builder()

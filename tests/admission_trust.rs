@@ -18,6 +18,8 @@ use live::{Env, env, es, read, review_body};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use vaultgate::admission::{TlsSource, WebhookConfig, serve_listener};
@@ -143,7 +145,7 @@ impl Webhook {
     /// A client trusting the webhook's certificate, presenting `identity` if given.
     fn client(&self, identity: Option<&ClientPki>) -> reqwest::Client {
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut self.ca_pem.as_bytes()) {
+        for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
             roots.add(c.unwrap()).unwrap();
         }
         let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
@@ -151,12 +153,10 @@ impl Webhook {
             None => builder.with_no_client_auth(),
             Some(id) => builder
                 .with_client_auth_cert(
-                    rustls_pemfile::certs(&mut id.cert_pem.as_bytes())
+                    CertificateDer::pem_slice_iter(id.cert_pem.as_bytes())
                         .collect::<Result<_, _>>()
                         .unwrap(),
-                    rustls_pemfile::private_key(&mut id.key_pem.as_bytes())
-                        .unwrap()
-                        .unwrap(),
+                    PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()).unwrap(),
                 )
                 .unwrap(),
         };

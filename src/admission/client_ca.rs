@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -75,7 +76,7 @@ fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
 fn verifier(path: &Path) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+    for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert =
             cert.with_context(|| format!("reading the certificates of {}", path.display()))?;
         roots

@@ -4,6 +4,8 @@
 //! validity is left, and the CA injected as `caBundle` into every webhook entry of the
 //! project's Validating- and MutatingWebhookConfiguration.
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -150,10 +152,10 @@ fn serving_facts(cert_pem: &str) -> anyhow::Result<ServingFacts> {
 fn verifies_against(ca_pem: &str, cert_pem: &str, name: &str) -> anyhow::Result<()> {
     use rustls::client::danger::ServerCertVerifier;
     let mut roots = rustls::RootCertStore::empty();
-    for ca in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(ca?)?;
     }
-    let cert = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+    let cert = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .next()
         .context("no certificate")??;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -12,6 +12,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
@@ -113,13 +115,16 @@ pub fn server_config(
 /// Parses a PEM certificate chain and private key into a rustls key, refusing a key that does
 /// not belong to the certificate and a certificate that has expired.
 pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<CertifiedKey> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .context("reading the certificate PEM")?;
     anyhow::ensure!(!certs.is_empty(), "no certificate in the certificate PEM");
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .context("reading the private key PEM")?
-        .context("no private key in the key PEM")?;
+    let key = match PrivateKeyDer::from_pem_slice(key_pem) {
+        Err(rustls::pki_types::pem::Error::NoItemsFound) => {
+            anyhow::bail!("no private key in the key PEM")
+        }
+        r => r.context("reading the private key PEM")?,
+    };
     let pem = std::str::from_utf8(cert_pem).context("the certificate PEM is not text")?;
     let not_after = crate::certs::not_after(pem)?;
     anyhow::ensure!(
@@ -141,8 +146,8 @@ fn humantime(t: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|d| d.to_rfc3339())
+    k8s_openapi::jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
         .unwrap_or_default()
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use rustls::pki_types::pem::PemObject;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -283,7 +284,7 @@ impl Server {
     /// A rustls client configuration trusting the server's CA, offering `alpn`.
     pub fn tls_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut self.ca_pem.as_bytes()) {
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
             roots.add(c.unwrap()).unwrap();
         }
         let mut cfg = rustls::ClientConfig::builder()
