@@ -5,13 +5,28 @@
 //! (`<kind>/<namespace>/<name>: <field path>: <message>`); exits 1 when there are problems.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::Value;
 
 use crate::admission::{self, Kind, LiveChecker};
-use crate::cli::CheckArgs;
+
+/// `vaultgate check`'s options.
+#[derive(clap::Args, Debug)]
+pub struct Config {
+    /// Multi-document YAML file of manifests (`-` for standard input).
+    #[arg(short = 'f', long = "filename", env = "VAULTGATE_FILENAME")]
+    pub file: PathBuf,
+    /// Also run the live checks against the cluster of the current kubeconfig and its Vault.
+    #[arg(long, env = "VAULTGATE_LIVE")]
+    pub live: bool,
+    /// Time budget of the live checks per object.
+    #[arg(long, env = "VAULTGATE_LIVE_BUDGET", value_parser = crate::api::duration::parse_flag, default_value = "10s")]
+    pub live_budget: Duration,
+}
 
 /// The outcome for a whole file.
 #[derive(Debug, Default)]
@@ -111,7 +126,7 @@ pub async fn check_live(report: &mut Report, checker: &LiveChecker) {
     }
 }
 
-fn read_input(args: &CheckArgs) -> anyhow::Result<String> {
+fn read_input(args: &Config) -> anyhow::Result<String> {
     if args.file.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -134,11 +149,10 @@ pub fn render(objects: &[Value]) -> anyhow::Result<String> {
     Ok(out)
 }
 
-pub fn main(args: CheckArgs) -> anyhow::Result<ExitCode> {
+pub fn main(args: Config) -> anyhow::Result<ExitCode> {
     let text = read_input(&args)?;
     let mut report = check_text(&text)?;
     if args.live {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -14,20 +14,116 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{TlsSource, WebhookConfig};
-use crate::cli::RunArgs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::admission::{LiveMode, TlsSource, WebhookConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::ControllerConfig;
+use crate::telemetry::LogFormat;
 use crate::vault::VaultClients;
 
+/// `vaultgate run`'s options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Config {
+    /// Serve only the admission webhook (no reconciler).
+    #[arg(
+        long,
+        env = "VAULTGATE_WEBHOOK_ONLY",
+        conflicts_with = "controller_only"
+    )]
+    pub webhook_only: bool,
+    /// Run only the reconciler (no webhook).
+    #[arg(long, env = "VAULTGATE_CONTROLLER_ONLY")]
+    pub controller_only: bool,
+    /// HTTPS address of the admission webhook.
+    #[arg(long, env = "VAULTGATE_WEBHOOK_ADDR", default_value = "0.0.0.0:8443")]
+    pub webhook_addr: SocketAddr,
+    /// Plain-HTTP address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "VAULTGATE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Serving certificate (PEM) of the webhook; reloaded when the file changes. Without it,
+    /// vaultgate manages its own CA and certificate in a Secret.
+    #[arg(long, env = "VAULTGATE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of the serving certificate.
+    #[arg(long, env = "VAULTGATE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) that signs the API server's client certificate for the webhook. With it,
+    /// the webhook serves only clients holding such a certificate, and checks stores under
+    /// review against Vault with their credentials; reloaded when the file changes.
+    #[arg(long, env = "VAULTGATE_WEBHOOK_CLIENT_CA")]
+    pub webhook_client_ca: Option<PathBuf>,
+    /// Namespace vaultgate runs in (for its Lease and certificate Secret).
+    #[arg(
+        long,
+        env = "VAULTGATE_POD_NAMESPACE",
+        default_value = "vaultgate-system"
+    )]
+    pub pod_namespace: String,
+    /// Service in front of the webhook (its DNS names go into the self-managed certificate).
+    #[arg(
+        long,
+        env = "VAULTGATE_SERVICE_NAME",
+        default_value = "vaultgate-webhook"
+    )]
+    pub service_name: String,
+    /// Secret holding the self-managed CA and serving certificate.
+    #[arg(
+        long,
+        env = "VAULTGATE_CERT_SECRET",
+        default_value = "vaultgate-webhook-tls"
+    )]
+    pub cert_secret: String,
+    /// Name of the Validating- and MutatingWebhookConfiguration whose caBundle vaultgate keeps
+    /// current when it manages its own certificates.
+    #[arg(
+        long,
+        env = "VAULTGATE_WEBHOOK_CONFIG_NAME",
+        default_value = "vaultgate"
+    )]
+    pub webhook_config_name: String,
+    /// Only reconcile ExternalSecrets (and SecretStores) in this namespace.
+    #[arg(long, env = "VAULTGATE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Only handle stores whose `spec.controller` equals this class.
+    #[arg(long, env = "VAULTGATE_CONTROLLER_CLASS", default_value = "")]
+    pub controller_class: String,
+    /// Elect a leader on a Lease so that only one replica reconciles.
+    #[arg(long, env = "VAULTGATE_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "VAULTGATE_LEASE_NAME",
+        default_value = "vaultgate-controller"
+    )]
+    pub lease_name: String,
+    /// Live admission checks against Vault and the cluster.
+    #[arg(long, env = "VAULTGATE_ADMISSION_LIVE", value_enum, default_value_t = LiveMode::Warn)]
+    pub admission_live: LiveMode,
+    /// Time budget of the live admission checks (keep it well under the webhook's timeoutSeconds).
+    #[arg(long, env = "VAULTGATE_ADMISSION_LIVE_BUDGET", value_parser = crate::api::duration::parse_flag, default_value = "2s")]
+    pub admission_live_budget: Duration,
+    /// How many ExternalSecrets are reconciled at once.
+    #[arg(long, env = "VAULTGATE_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: u16,
+    /// Log format.
+    #[arg(long, env = "VAULTGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// Log filter, in `tracing` EnvFilter syntax.
+    #[arg(long, env = "VAULTGATE_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
 /// Entry point of `vaultgate run` from the command line.
-pub fn main(args: RunArgs) -> anyhow::Result<()> {
+pub fn main(args: Config) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_format, &args.log_level)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        install_crypto();
         let kube = kube::Client::try_default()
             .await
             .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
@@ -78,7 +174,7 @@ struct HealthState {
 /// Runs the configured parts until `shutdown` is cancelled or one of them fails; then stops the
 /// others gracefully and revokes the Vault tokens vaultgate logged in for.
 pub async fn run(
-    args: RunArgs,
+    args: Config,
     kube: kube::Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -88,7 +184,7 @@ pub async fn run(
 /// [`run`] under an explicit leader-election identity, for several replicas in one process
 /// (where `POD_NAME` cannot tell them apart).
 pub async fn run_as(
-    args: RunArgs,
+    args: Config,
     kube: kube::Client,
     shutdown: CancellationToken,
     identity: String,

@@ -3,7 +3,13 @@
 //! Nothing logged anywhere in vaultgate carries a secret value, token or password: log fields
 //! name objects, Vault paths and statuses only.
 
-use crate::cli::LogFormat;
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
 
 /// Installs the global subscriber. Safe to call twice (the second call keeps the first).
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use vaultgate::admission::LiveMode;
 use vaultgate::admission::{TlsSource, WebhookConfig, serve_listener};
-use vaultgate::cli::LiveMode;
 use vaultgate::metrics::Metrics;
 
 struct Server {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use live::{Env, env, es, judge, read, review_body, secret_store};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use vaultgate::admission::LiveMode;
 use vaultgate::admission::{Endpoint, TlsSource, WebhookConfig, review, serve_listener};
-use vaultgate::cli::LiveMode;
 use vaultgate::metrics::Metrics;
 use vaultgate::vault::VaultClients;
 

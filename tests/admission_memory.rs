@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use vaultgate::admission::LiveMode;
 use vaultgate::admission::budget::{parsed_bound, values};
 use vaultgate::admission::{AdmissionState, Callers, Endpoint, review};
-use vaultgate::cli::LiveMode;
 use vaultgate::metrics::Metrics;
 
 struct Counting;

@@ -22,9 +22,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use vaultgate::admission::LiveMode;
 use vaultgate::admission::{TlsSource, WebhookConfig, serve_listener};
 use vaultgate::api::SecretStore;
-use vaultgate::cli::LiveMode;
 use vaultgate::metrics::Metrics;
 use vaultgate::vault::VaultClients;
 

@@ -34,7 +34,7 @@ fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{kind}/{name} not rendered"))
 }
 
-fn run_defaults() -> vaultgate::cli::RunArgs {
+fn run_defaults() -> vaultgate::run::Config {
     let cli = Cli::try_parse_from(["vaultgate", "run"]).unwrap();
     let VgCommand::Run(args) = cli.command else {
         unreachable!()

@@ -16,8 +16,7 @@ use super::budget::{self, TooManyValues};
 use super::live::Findings;
 use super::object::{EsObject, Typed};
 use super::review::{Answer, Request, check_object, deny, request_of, review_json};
-use super::{AdmissionState, Kind, MAX_BODY, defaults, rules};
-use crate::cli::LiveMode;
+use super::{AdmissionState, Kind, LiveMode, MAX_BODY, defaults, rules};
 use crate::metrics::Metrics;
 use prometheus::{Histogram, IntCounter};
 

@@ -26,7 +26,6 @@ use axum::Router;
 use axum::routing::post;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::LiveMode;
 use crate::metrics::Metrics;
 
 pub use handler::{Endpoint, review};
@@ -38,6 +37,18 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Requests read, decided or checked at once; more wait for a slot (backpressure rather than
 /// errors), and the wait counts against their time limit.
 pub const MAX_CONCURRENT: usize = 512;
+
+/// What the live admission checks do when they find a problem or cannot reach Vault.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LiveMode {
+    /// No live checks.
+    Off,
+    /// Problems become admission warnings; the object is admitted.
+    #[default]
+    Warn,
+    /// Problems deny the request.
+    Enforce,
+}
 
 /// The kinds this webhook handles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,7 +233,6 @@ pub async fn serve_listener(
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let resolver = Arc::new(tls::CertResolver::default());
     let background = shutdown.child_token();
     match &cfg.tls {

@@ -19,6 +19,11 @@ pub enum DurationError {
     Overflow(String),
 }
 
+/// [`parse`] for a command-line flag (clap takes the error as text).
+pub fn parse_flag(s: &str) -> Result<Duration, String> {
+    parse(s).map_err(|e| e.to_string())
+}
+
 /// Parses a Go duration. Negative values are refused: no field here means anything by them.
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let invalid = || DurationError::Invalid(s.to_string());

@@ -8,14 +8,11 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
-use super::hash::data_hash;
+use super::hash::{LAST_APPLIED, data_hash};
 use crate::api::{
     ANNOTATION_DATA_HASH, CreationPolicy, DeletionPolicy, ExternalSecret, LABEL_MANAGED,
 };
 
-/// kubectl's client-side-apply annotation: never copied onto the Secret (it describes the
-/// ExternalSecret, and it can be large).
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The finalizer ESO uses to clean up the target Secret (deletionPolicy Delete / Merge).
 pub const FINALIZER: &str = "externalsecrets.external-secrets.io/externalsecret-cleanup";
 /// Kubernetes refuses field manager names longer than this.

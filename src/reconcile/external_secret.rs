@@ -1705,8 +1705,13 @@ mod tests {
             (
                 "only kubectl's last-applied annotation (not part of the synced version)",
                 |e| {
-                    e.metadata.annotations =
-                        Some([(desired::LAST_APPLIED.to_string(), "{}".to_string())].into())
+                    e.metadata.annotations = Some(
+                        [(
+                            crate::reconcile::hash::LAST_APPLIED.to_string(),
+                            "{}".to_string(),
+                        )]
+                        .into(),
+                    )
                 },
                 false,
             ),

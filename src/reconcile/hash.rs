@@ -48,6 +48,10 @@ pub fn meta_hash(
     hex(&h.finalize()[..16])
 }
 
+/// kubectl's client-side-apply annotation: never copied onto the Secret (it describes the
+/// ExternalSecret, and it can be large).
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// What [`meta_hash`] covers: the labels and the annotations, each tagged, without kubectl's
 /// last-applied annotation. Shared with checks that need the same notion of "changed" without
 /// a SHA-256.
@@ -58,7 +62,7 @@ pub fn meta_parts<'a>(
     fn counted(map: Option<&BTreeMap<String, String>>) -> impl Iterator<Item = (&String, &String)> {
         map.into_iter()
             .flatten()
-            .filter(|(k, _)| *k != super::desired::LAST_APPLIED)
+            .filter(|(k, _)| *k != LAST_APPLIED)
     }
     [(b'l', counted(labels)), (b'a', counted(annotations))]
 }
@@ -147,7 +151,7 @@ mod tests {
         let l: BTreeMap<String, String> = [("app".to_string(), "x".to_string())].into();
         let mut a: BTreeMap<String, String> = BTreeMap::new();
         let base = meta_hash(Some(&l), Some(&a));
-        a.insert(super::super::desired::LAST_APPLIED.into(), "{}".into());
+        a.insert(super::LAST_APPLIED.into(), "{}".into());
         assert_eq!(meta_hash(Some(&l), Some(&a)), base);
         assert_eq!(meta_hash(Some(&l), None), base);
         a.insert("note".into(), "y".into());

@@ -13,9 +13,9 @@ use axum::body::Body;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+use vaultgate::admission::LiveMode;
 use vaultgate::admission::tls::{self, CertResolver, Timeouts};
 use vaultgate::admission::{AdmissionState, Callers, router};
-use vaultgate::cli::LiveMode;
 use vaultgate::metrics::Metrics;
 
 /// The webhook's routes with static rules only (no live checks), as `vaultgate run` builds them.

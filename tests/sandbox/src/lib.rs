@@ -16,7 +16,8 @@ use kube_emulator::{KubeEmulator, KubeEmulatorConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
-use vaultgate::cli::{Cli, Command, RunArgs};
+use vaultgate::cli::{Cli, Command};
+use vaultgate::run::Config as RunArgs;
 
 /// The repository root (deploy/ lives there).
 pub fn repo_root() -> PathBuf {

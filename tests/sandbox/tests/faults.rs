@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use kube_emulator::FaultFilter;
 use serde_json::json;
-use vaultgate::cli::LiveMode;
+use vaultgate::admission::LiveMode;
 use vaultgate_sandbox::Sandbox;
 
 const LIMIT: Duration = Duration::from_secs(30);

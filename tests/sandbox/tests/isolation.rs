@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use vaultgate::cli::LiveMode;
+use vaultgate::admission::LiveMode;
 
 const LIMIT: Duration = Duration::from_secs(20);
 

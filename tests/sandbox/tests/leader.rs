@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use serde_json::json;
-use vaultgate::cli::LiveMode;
+use vaultgate::admission::LiveMode;
 use vaultgate_sandbox::{ApiGate, GateWrite, Sandbox, SandboxOptions, vaultgate_user};
 
 const N: usize = 5;
@@ -143,7 +143,11 @@ async fn leader_lost_and_regained_never_two_writers() {
     opts.run_args.leader_elect = true;
     opts.run_args.log_level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
     opts.pod_name = Some("vaultgate-a".into());
-    vaultgate::telemetry::init(vaultgate::cli::LogFormat::Text, &opts.run_args.log_level).unwrap();
+    vaultgate::telemetry::init(
+        vaultgate::telemetry::LogFormat::Text,
+        &opts.run_args.log_level,
+    )
+    .unwrap();
     let sb = Sandbox::start(opts).await.unwrap();
     // The first replica leads before the second exists.
     wait_holder(&sb, "vaultgate-a", LIMIT).await;

@@ -47,7 +47,7 @@ async fn every_request_vaultgate_makes_is_granted_by_deploy_rbac() {
     let mut opts = SandboxOptions::from_env().unwrap();
     opts.run_args.leader_elect = true;
     opts.run_args.log_level = "warn".into();
-    vaultgate::telemetry::init(vaultgate::cli::LogFormat::Text, "warn").unwrap();
+    vaultgate::telemetry::init(vaultgate::telemetry::LogFormat::Text, "warn").unwrap();
     let sb = Sandbox::start(opts).await.unwrap();
     let server = sb.vault.addr();
 

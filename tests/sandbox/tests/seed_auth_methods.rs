@@ -38,7 +38,11 @@ async fn seed_manifests_sync_with_every_auth_method() {
     let mut opts = SandboxOptions::from_env().unwrap();
     opts.vault_tls = true;
     opts.run_args.log_level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
-    vaultgate::telemetry::init(vaultgate::cli::LogFormat::Text, &opts.run_args.log_level).unwrap();
+    vaultgate::telemetry::init(
+        vaultgate::telemetry::LogFormat::Text,
+        &opts.run_args.log_level,
+    )
+    .unwrap();
     let sb = Sandbox::start(opts).await.unwrap();
     let ca_b64 = base64::engine::general_purpose::STANDARD.encode(sb.vault.ca_pem().unwrap());
     sb.vault

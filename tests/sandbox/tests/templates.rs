@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::*;
 use serde_json::json;
-use vaultgate::cli::LiveMode;
+use vaultgate::admission::LiveMode;
 
 const LIMIT: Duration = Duration::from_secs(20);
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-use vaultgate::cli::LiveMode;
+use vaultgate::admission::LiveMode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_external_secrets_one_login_one_read_per_path_per_period() {

@@ -13,7 +13,7 @@ const DEMO_VALUE: &str = "sandbox-demo-password";
 fn main() -> anyhow::Result<()> {
     let mut opts = SandboxOptions::from_env()?;
     if std::env::var_os("VAULTGATE_LOG_FORMAT").is_none() {
-        opts.run_args.log_format = vaultgate::cli::LogFormat::Text;
+        opts.run_args.log_format = vaultgate::telemetry::LogFormat::Text;
     }
     vaultgate::telemetry::init(opts.run_args.log_format, &opts.run_args.log_level)?;
     let dir = PathBuf::from(std::env::var("SANDBOX_DIR").unwrap_or_else(|_| ".sandbox".into()));

@@ -12,11 +12,15 @@ use vaultgate::api::ExternalSecret;
 use vaultgate_sandbox::{Sandbox, SandboxOptions};
 
 /// A sandbox with the given live-admission mode.
-pub async fn sandbox(live: vaultgate::cli::LiveMode) -> Sandbox {
+pub async fn sandbox(live: vaultgate::admission::LiveMode) -> Sandbox {
     let mut opts = SandboxOptions::from_env().unwrap();
     opts.run_args.admission_live = live;
     opts.run_args.log_level = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
-    vaultgate::telemetry::init(vaultgate::cli::LogFormat::Text, &opts.run_args.log_level).unwrap();
+    vaultgate::telemetry::init(
+        vaultgate::telemetry::LogFormat::Text,
+        &opts.run_args.log_level,
+    )
+    .unwrap();
     Sandbox::start(opts).await.unwrap()
 }
 
