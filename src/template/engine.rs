@@ -6,23 +6,16 @@
 //! an AST pass that adds a budget step to every `range` iteration and template call
 //! (so a template cannot spin without output), and a capped writer.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use gotmpl::parse::{ActionNode, CommandNode, Expr, ListNode, Node, PipeNode, SmolStr};
 use gotmpl::{FuncMap, MissingKey, Template, Value};
 
+use super::budget::{Budget, LIMIT_MARK};
 use super::funcs;
 
-/// Most bytes one template may produce (a Secret holds 1 MiB in all).
-pub const MAX_OUTPUT: usize = 1 << 20;
 /// `range` iterations allowed in one execution, across all loops.
 const MAX_RANGE_ITERS: u64 = 100_000;
-/// Function calls, loop iterations and template calls allowed in one execution.
-const MAX_STEPS: u64 = 1_000_000;
-/// Wall-clock limit for one execution (a safety net behind the step count).
-const MAX_TIME: Duration = Duration::from_secs(2);
 /// Longest template source accepted.
 pub const MAX_SOURCE: usize = 1 << 20;
 
@@ -48,104 +41,10 @@ impl std::fmt::Display for EngineError {
     }
 }
 
-/// Shared counters of one execution, seen by every function call.
-pub(crate) struct Budget {
-    steps: AtomicU64,
-    start: Mutex<Instant>,
-    /// Address of the data map of the running execution (see `index` in `func_map`).
-    root: AtomicUsize,
-}
-
-impl Budget {
-    fn reset(&self) {
-        self.steps.store(0, Ordering::Relaxed);
-        *self.start.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-    }
-
-    fn new() -> Self {
-        Budget {
-            steps: AtomicU64::new(0),
-            start: Mutex::new(Instant::now()),
-            root: AtomicUsize::new(0),
-        }
-    }
-
-    /// Spends one step; fails once the step count or the time is used up.
-    pub(crate) fn step(&self) -> gotmpl::Result<()> {
-        let n = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
-        if n > MAX_STEPS {
-            return Err(gotmpl::TemplateError::Exec(format!(
-                "{LIMIT_MARK}more than {MAX_STEPS} steps (function calls, loop iterations)"
-            )));
-        }
-        if n.is_multiple_of(64)
-            && self
-                .start
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .elapsed()
-                > MAX_TIME
-        {
-            return Err(gotmpl::TemplateError::Exec(format!(
-                "{LIMIT_MARK}ran longer than {}s",
-                MAX_TIME.as_secs()
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Prefix that marks an exec error raised by a bound, so it maps to `EngineError::Limit`.
-pub(crate) const LIMIT_MARK: &str = "limit exceeded: ";
-
-/// A parsed template ready to run.
-pub struct Compiled {
-    template: Template,
-    entry: String,
-    budget: Arc<Budget>,
-    /// Body is whitespace only: gotmpl keeps no named tree for it; it runs no action.
-    plain: Option<Template>,
-    src: String,
-    uses: Uses,
-}
-
-fn root_ptr(v: &Value) -> usize {
-    match v {
-        Value::Map(m) => Arc::as_ptr(m) as usize,
-        _ => 0,
-    }
-}
-
-fn func_map(budget: &Arc<Budget>) -> FuncMap {
-    let mut map = funcs::sprig(budget);
-    let b = Arc::clone(budget);
-    // ESO's data is a map[string]string: `index` of a key it lacks is "" in Go, where
-    // gotmpl (like Go for map[string]any, e.g. a dict) gives <no value>.
-    map.insert(
-        "index".to_string(),
-        Arc::new(move |args: &[Value]| {
-            b.step()?;
-            let Some((first, indices)) = args.split_first() else {
-                return Err(gotmpl::TemplateError::Exec(
-                    "wrong number of args for index: want at least 1 got 0".into(),
-                ));
-            };
-            let mut v = first.clone();
-            for (i, idx) in indices.iter().enumerate() {
-                if i == 0
-                    && root_ptr(&v) != 0
-                    && root_ptr(&v) == b.root.load(Ordering::Relaxed)
-                    && let (Value::Map(m), Value::String(k)) = (&v, idx)
-                    && !m.contains_key(k.as_ref())
-                {
-                    v = Value::String("".into());
-                    continue;
-                }
-                v = v.index(idx)?;
-            }
-            Ok(v)
-        }),
-    );
+/// The functions of one execution: the sprig/ESO set and the budget step the AST pass
+/// inserts, all counted against `budget`.
+fn function_map(budget: &Arc<Budget>) -> FuncMap {
+    let mut map = funcs::function_map(budget);
     let b = Arc::clone(budget);
     map.insert(
         STEP_FN.to_string(),
@@ -157,13 +56,15 @@ fn func_map(budget: &Arc<Budget>) -> FuncMap {
     map
 }
 
-/// Names every template may call: Go's builtins and the sprig/ESO set.
-pub fn known_function(name: &str) -> bool {
-    const BUILTINS: &[&str] = &[
-        "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf",
-        "println", "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
-    ];
-    BUILTINS.contains(&name) || funcs::registered(name)
+/// A parsed template ready to run.
+pub struct Compiled {
+    template: Template,
+    entry: String,
+    budget: Arc<Budget>,
+    /// Body is whitespace only: gotmpl keeps no named tree for it; it runs no action.
+    plain: Option<Template>,
+    src: String,
+    uses: Uses,
 }
 
 /// Parses `src` (named `name` in messages) with ESO's `missingkey=error`. Errors
@@ -182,7 +83,7 @@ fn compile_with(name: &str, src: &str, missing: MissingKey) -> Result<Compiled, 
     let (parsed, mut bodies, uses) = parse_checked(name, src)?;
     let budget = Arc::new(Budget::new());
     let mut template = Template::new(name)
-        .funcs(func_map(&budget))
+        .funcs(function_map(&budget))
         .missing_key(missing)
         .max_range_iters(MAX_RANGE_ITERS);
     for (n, body) in bodies.iter_mut() {
@@ -233,7 +134,7 @@ fn parse_checked(name: &str, src: &str) -> Result<(Template, Bodies, Uses), Engi
     if let Some((f, off)) = uses
         .funcs
         .iter()
-        .filter(|(f, _)| !known_function(f) && f != STEP_FN)
+        .filter(|(f, _)| !funcs::known(f) && f != STEP_FN)
         .min_by_key(|(_, off)| *off)
     {
         let (line, col) = line_col(src, *off);
@@ -248,8 +149,7 @@ fn parse_checked(name: &str, src: &str) -> Result<(Template, Bodies, Uses), Engi
 impl Compiled {
     /// Runs the template on `data`; the output is at most `limit` bytes.
     pub fn execute(&self, data: &Value, limit: usize) -> Result<String, EngineError> {
-        self.budget.reset();
-        self.budget.root.store(root_ptr(data), Ordering::Relaxed);
+        self.budget.reset(data);
         let mut out = CappedWriter {
             buf: String::new(),
             limit,
@@ -575,6 +475,7 @@ fn rewrite_mutation(pipe: &mut PipeNode) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::template::budget::MAX_OUTPUT;
 
     fn run(src: &str) -> Result<String, EngineError> {
         compile("t", src)?.execute(

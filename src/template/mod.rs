@@ -6,13 +6,10 @@
 //! parse-only check for admission. Errors name the field and the template position,
 //! never a secret value.
 
+mod budget;
 mod bytes;
 pub mod engine;
 mod funcs;
-mod funcs_keys;
-mod funcs_pkcs12;
-mod funcs_sprig_more;
-mod pem;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +19,8 @@ use crate::api::{
     DecodingStrategy, ExternalSecretSpec, ExternalSecretTemplate, TemplateMergePolicy,
     TemplateScope,
 };
-use engine::{EngineError, MAX_OUTPUT};
+use budget::MAX_OUTPUT;
+use engine::EngineError;
 
 /// Templates read from ConfigMaps and Secrets named in `templateFrom`, fetched by the
 /// caller from the ExternalSecret's namespace, keyed by object name.

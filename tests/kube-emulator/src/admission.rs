@@ -19,6 +19,8 @@ use k8s_openapi::api::admissionregistration::v1::{
     WebhookClientConfig,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use rustls::pki_types::pem::{self, PemObject as _};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -965,8 +967,7 @@ fn build_client(
 ) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
-    let mut reader = std::io::BufReader::new(ca_pem);
-    for cert in rustls_pemfile::certs(&mut reader) {
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
         let cert = cert.map_err(|e| format!("unable to load root certificates: {e}"))?;
         roots
             .add(cert)
@@ -980,12 +981,16 @@ fn build_client(
     let mut tls = match identity {
         None => builder.with_no_client_auth(),
         Some(id) => {
-            let certs = rustls_pemfile::certs(&mut id.cert_pem.as_bytes())
+            let certs = CertificateDer::pem_slice_iter(id.cert_pem.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("unable to load client certificate: {e}"))?;
-            let key = rustls_pemfile::private_key(&mut id.key_pem.as_bytes())
-                .map_err(|e| format!("unable to load client key: {e}"))?
-                .ok_or("unable to load client key: none in the PEM")?;
+            let key = match PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes()) {
+                Ok(key) => key,
+                Err(pem::Error::NoItemsFound) => {
+                    return Err("unable to load client key: none in the PEM".into());
+                }
+                Err(e) => return Err(format!("unable to load client key: {e}")),
+            };
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| format!("unable to load client certificate: {e}"))?

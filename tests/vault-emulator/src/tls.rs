@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
@@ -108,9 +109,8 @@ pub(crate) fn server_tls() -> anyhow::Result<ServerTls> {
 }
 
 pub(crate) fn roots_from_pem(pem: &str) -> anyhow::Result<rustls::RootCertStore> {
-    let mut reader = std::io::BufReader::new(pem.as_bytes());
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut reader) {
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
         roots.add(cert?)?;
     }
     if roots.is_empty() {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use serde_json::{Map, Value, json};
 
@@ -112,10 +113,10 @@ impl CertAuth {
                 let mut role = self.roles.get(&name).cloned().unwrap_or_default();
                 let r = (|| -> Result<(), String> {
                     if let Some(pem) = opt_str(body, "certificate") {
-                        let mut reader = std::io::BufReader::new(pem.as_bytes());
-                        let ders: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut reader)
-                            .collect::<Result<_, _>>()
-                            .map_err(|e| format!("failed to parse certificate: {e}"))?;
+                        let ders: Vec<CertificateDer<'static>> =
+                            CertificateDer::pem_slice_iter(pem.as_bytes())
+                                .collect::<Result<_, _>>()
+                                .map_err(|e| format!("failed to parse certificate: {e}"))?;
                         if ders.is_empty() {
                             return Err("failed to parse certificate".into());
                         }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature;
+use rustls::pki_types::pem::{PemObject as _, SectionKind};
 use serde_json::{Map, Value, json};
 
 use super::{LoginOk, TokenParams, list_keys, split_named};
@@ -71,14 +72,13 @@ fn key_from_parsed_spki(
 /// Parses a PEM public key or certificate, as `jwt_validation_pubkeys`
 /// accepts both.
 pub(crate) fn parse_pem_key(pem: &str) -> Result<PubKey, String> {
-    let mut reader = std::io::BufReader::new(pem.as_bytes());
-    for item in rustls_pemfile::read_all(&mut reader) {
+    for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem.as_bytes()) {
         match item.map_err(|e| format!("error parsing public key: {e}"))? {
-            rustls_pemfile::Item::SubjectPublicKeyInfo(spki) => {
-                return key_from_spki(spki.as_ref());
+            (SectionKind::PublicKey, spki) => {
+                return key_from_spki(&spki);
             }
-            rustls_pemfile::Item::X509Certificate(cert) => {
-                let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref())
+            (SectionKind::Certificate, cert) => {
+                let (_, c) = x509_parser::parse_x509_certificate(&cert)
                     .map_err(|e| format!("error parsing certificate: {e}"))?;
                 return key_from_parsed_spki(c.public_key());
             }

@@ -1,11 +1,42 @@
-//! ESO's `filterPEM` and `filterCertChain`, with Go's `encoding/pem` decoding rules.
+//! ESO's PEM and certificate functions: `filterPEM`, `filterCertChain` and `certSANs`,
+//! with Go's `encoding/pem` decoding rules; also the PEM codec the key and PKCS#12
+//! functions use.
 //!
 //! Errors say what is wrong with the input, never what the input holds.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use gotmpl::Value;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::args::{Plain, exec, s, strv, want};
+
+pub(super) fn functions() -> Vec<(&'static str, Plain)> {
+    vec![
+        ("filterPEM", |a| {
+            want(a, "filterPEM", 2, 2)?;
+            filter_pem(strv(&a[0], "filterPEM")?, strv(&a[1], "filterPEM")?)
+                .map(s)
+                .map_err(|e| exec(format!("filterPEM: {e}")))
+        }),
+        ("filterCertChain", |a| {
+            want(a, "filterCertChain", 2, 2)?;
+            filter_cert_chain(
+                strv(&a[0], "filterCertChain")?,
+                strv(&a[1], "filterCertChain")?,
+            )
+            .map(s)
+            .map_err(|e| exec(format!("filterCertChain: {e}")))
+        }),
+        ("certSANs", |a| {
+            want(a, "certSANs", 1, 1)?;
+            cert_sans(strv(&a[0], "certSANs")?)
+                .map(|v| Value::List(v.into_iter().map(s).collect()))
+                .map_err(|e| exec(format!("certSANs: {e}")))
+        }),
+    ]
+}
 
 pub(crate) struct Block {
     kind: String,

@@ -1,20 +1,19 @@
 //! ESO's key functions: `jwkPublicKeyPem`, `jwkPrivateKeyPem` (a JWK as PEM PKIX public
-//! key / PKCS#8 private key, as Go's `x509.Marshal…` writes them), `rsaDecrypt` (RSA-OAEP)
-//! and `certSANs`. The key arithmetic and encodings are the `rsa`, `p256`, `p384` and
+//! key / PKCS#8 private key, as Go's `x509.Marshal…` writes them) and `rsaDecrypt`
+//! (RSA-OAEP). The key arithmetic and encodings are the `rsa`, `p256`, `p384` and
 //! `p521` crates'; this file only reads JWK fields and picks the crate.
 //!
 //! Errors describe the key's shape (type, curve, missing field), never its content.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use gotmpl::Value;
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _};
 use rsa::BoxedUint;
 use rsa::pkcs1::DecodeRsaPrivateKey as _;
 
-use super::bytes::{to_bytes, to_text};
-use super::funcs::{Plain, exec, s, strv, want};
+use super::args::{Plain, exec, s, strv, want};
 use super::pem;
+use crate::template::bytes::{to_bytes, to_text};
 
 pub(super) fn functions() -> Vec<(&'static str, Plain)> {
     vec![
@@ -39,12 +38,6 @@ pub(super) fn functions() -> Vec<(&'static str, Plain)> {
             rsa_decrypt(scheme, hash, &input, key)
                 .map(|out| s(to_text(&out)))
                 .map_err(|e| exec(format!("rsaDecrypt: {e}")))
-        }),
-        ("certSANs", |a| {
-            want(a, "certSANs", 1, 1)?;
-            pem::cert_sans(strv(&a[0], "certSANs")?)
-                .map(|v| Value::List(v.into_iter().map(s).collect()))
-                .map_err(|e| exec(format!("certSANs: {e}")))
         }),
     ]
 }

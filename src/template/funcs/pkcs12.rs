@@ -15,10 +15,10 @@ use p12_keystore::{
 };
 use sha1::Digest as _;
 
-use super::bytes::to_bytes;
-use super::funcs::{Plain, R, exec, s, strv, want};
-use super::funcs_keys::{parse_private_key, pkcs8_as_go_marshals};
+use super::args::{Plain, R, exec, s, strv, want};
+use super::keys::{parse_private_key, pkcs8_as_go_marshals};
 use super::pem;
+use crate::template::bytes::to_bytes;
 
 pub(super) fn functions() -> Vec<(&'static str, Plain)> {
     vec![
