@@ -4,30 +4,19 @@
 //!
 //! vaultgate runs as its own process (the real binary) so that every line it prints is its own.
 
+#[path = "support/process.rs"]
+mod process;
+
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube_emulator::{KubeEmulator, KubeEmulatorConfig};
+use process::{Proc, free_addr};
 use serde_json::json;
 use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 async fn vault_json(
     vault: &VaultEmulator,

@@ -3,12 +3,16 @@
 //! serves, each sending the largest reviews it reads, built to cost the most once parsed. Its
 //! peak resident memory must stay under the Deployment's memory limit.
 
-use std::process::{Child, Command};
+#[path = "support/process.rs"]
+mod process;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kube_emulator::KubeEmulator;
+use process::{Proc, free_addr};
 use serde_json::{Value, json};
 use vaultgate::admission::MAX_BODY;
 use vaultgate::admission::budget::{MAX_VALUES, parsed_bound, values};
@@ -16,22 +20,6 @@ use vaultgate::admission::tls::MAX_CONNECTIONS;
 
 /// The Deployment's memory limit (deploy/deployment.yaml).
 const LIMIT_MIB: u64 = 256;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// A field of `/proc/PID/status`, in KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {

@@ -40,35 +40,9 @@ pub(crate) fn kind(v: &Value) -> &'static str {
 
 pub(crate) use crate::text::clip;
 
-/// Whether `json` may hold more than `limit` values: an upper bound without parsing. Besides
-/// the top-level value, each value or key follows a `[`, `{`, `,` or `:` outside strings.
+/// Whether `json` may hold more than `limit` values and keys (see [`crate::json_values`]).
 pub(crate) fn too_many_values(json: &[u8], limit: usize) -> bool {
-    let mut count = 1usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' | b',' | b':' => {
-                count += 1;
-                if count > limit {
-                    return true;
-                }
-            }
-            _ => {}
-        }
-    }
-    false
+    crate::json_values::values_and_keys(json) > limit
 }
 
 /// A response body as JSON. An empty body is `Null` (Vault answers 204 to some calls);
