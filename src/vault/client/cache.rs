@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
 use super::evict::{self, EntryState, Limits};
-use super::{Env, StoreClient, lock};
+use super::{Env, StoreClient};
 use crate::api::StoreKind;
 use crate::metrics::Metrics;
 use crate::vault::auth;
@@ -56,9 +57,9 @@ impl Entry {
     fn state(slot: &Slot) -> EntryState {
         let client = slot.client.get();
         EntryState {
-            last_used: *lock(&slot.last_used),
+            last_used: *slot.last_used.lock(),
             logged_in: client.is_some(),
-            failed_at: lock(&slot.failure).as_ref().map(|(at, _)| *at),
+            failed_at: slot.failure.lock().as_ref().map(|(at, _)| *at),
             // The cache holds one reference to the slot and the slot one to the client; any
             // other is a lookup or a call under way.
             in_use: Arc::strong_count(slot) > 1 || client.is_some_and(|c| Arc::strong_count(c) > 1),
@@ -99,12 +100,12 @@ impl VaultClients {
 
     /// Store identities cached now, logged in or not.
     pub fn cached(&self) -> usize {
-        lock(&self.cache).len()
+        self.cache.lock().len()
     }
 
     /// Removes what [`evict::to_evict`] chooses; the caller retires their clients.
     fn sweep(&self, cache: &mut HashMap<CacheKey, Slot>, now: Instant) -> Vec<Slot> {
-        *lock(&self.last_sweep) = now;
+        *self.last_sweep.lock() = now;
         let keys: Vec<&CacheKey> = cache.keys().collect();
         let states: Vec<EntryState> = keys.iter().map(|k| Entry::state(&cache[*k])).collect();
         let chosen: Vec<CacheKey> = evict::to_evict(&states, now, self.limits)
@@ -141,7 +142,7 @@ impl VaultClients {
             referent_namespace: referent.then(|| es_namespace.to_string()),
         };
         let (slot, evicted) = {
-            let mut cache = lock(&self.cache);
+            let mut cache = self.cache.lock();
             let stale: Vec<CacheKey> = cache
                 .keys()
                 .filter(|k| {
@@ -154,10 +155,10 @@ impl VaultClients {
             let now = Instant::now();
             let added = !cache.contains_key(&key);
             let slot = cache.entry(key).or_default().clone();
-            *lock(&slot.last_used) = now;
+            *slot.last_used.lock() = now;
             // Only a lookup that adds an entry, or one a while after the last sweep, sweeps:
             // a sweep walks every entry.
-            if added || now.duration_since(*lock(&self.last_sweep)) >= evict::SWEEP_EVERY {
+            if added || now.duration_since(*self.last_sweep.lock()) >= evict::SWEEP_EVERY {
                 evicted.extend(self.sweep(&mut cache, now));
             }
             (slot, evicted)
@@ -168,7 +169,8 @@ impl VaultClients {
             }
         }
         let recent_failure = || {
-            lock(&slot.failure)
+            slot.failure
+                .lock()
                 .as_ref()
                 .filter(|(at, _)| at.elapsed() < self.limits.failure_window)
                 .map(|(_, e)| e.clone())
@@ -187,7 +189,7 @@ impl VaultClients {
                 }
                 let r = StoreClient::connect(self.env.clone(), store.clone(), es_namespace).await;
                 if let Err(e) = &r {
-                    *lock(&slot.failure) = Some((Instant::now(), e.clone()));
+                    *slot.failure.lock() = Some((Instant::now(), e.clone()));
                 }
                 r
             })
@@ -199,7 +201,7 @@ impl VaultClients {
     /// tokens; for a deleted store.
     pub async fn forget(&self, store: &StoreHandle) {
         let slots: Vec<Slot> = {
-            let mut cache = lock(&self.cache);
+            let mut cache = self.cache.lock();
             let keys: Vec<CacheKey> = cache
                 .keys()
                 .filter(|k| {
@@ -221,7 +223,7 @@ impl VaultClients {
     /// Revokes every token obtained by a login (never a static token) and empties the cache;
     /// for shutdown.
     pub async fn revoke_all(&self) {
-        let slots: Vec<Slot> = lock(&self.cache).drain().map(|(_, s)| s).collect();
+        let slots: Vec<Slot> = self.cache.lock().drain().map(|(_, s)| s).collect();
         let clients: Vec<Arc<StoreClient>> = slots
             .iter()
             .filter_map(|s| s.client.get().cloned())

@@ -12,8 +12,9 @@ mod token;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
+use parking_lot::Mutex;
 use reqwest::Method;
 use tokio::sync::RwLock;
 
@@ -38,10 +39,6 @@ struct Env {
     /// certificate (see [`http::client_for`]). Kept here rather than for the whole process:
     /// a client's pooled connections belong to the runtime that opened them.
     http: OnceLock<reqwest::Client>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A logged-in Vault client for one store identity.

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::{StoreClient, lock};
+use super::StoreClient;
 use crate::vault::VaultError;
 use crate::vault::answers;
 use crate::vault::http::Req;
@@ -136,7 +136,7 @@ impl StoreClient {
         let max_age = read_reuse();
         let slot = {
             let now = Instant::now();
-            let mut reads = lock(&self.reads);
+            let mut reads = self.reads.lock();
             match reads.get(&key) {
                 Some(s) if s.shareable(now, max_age) => s.clone(),
                 _ => {
