@@ -196,9 +196,8 @@ pub(crate) struct Req<'a> {
 }
 
 /// The HTTP client for a store's TLS material. Stores that trust the system's roots and present
-/// no client certificate share one, made the first time: building a client that trusts the
-/// system's roots reads and parses every certificate in the system's store (some 18 million
-/// instructions, as much as the controller spends on about twenty ExternalSecret syncs).
+/// no client certificate share one, made the first time: building one parses every certificate
+/// in the system's store, which costs as much as many syncs.
 pub(crate) fn client_for(
     tls: &TlsMaterial,
     system_roots: &OnceLock<reqwest::Client>,

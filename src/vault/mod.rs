@@ -29,7 +29,6 @@ mod auth;
 
 pub use auth::{has_referent_refs, pod_token_refusal};
 mod client;
-mod evict;
 mod fetch;
 mod http;
 pub mod paths;
@@ -40,8 +39,9 @@ use std::time::Duration;
 
 use crate::api::{ClusterSecretStore, SecretStore, SecretStoreSpec, StoreKind};
 
-pub use client::{MAX_READ_REUSE, READ_SHARE_WINDOW, StoreClient, VaultClients, with_read_reuse};
-pub use evict::Limits;
+pub use client::{
+    Limits, MAX_READ_REUSE, READ_SHARE_WINDOW, StoreClient, VaultClients, with_read_reuse,
+};
 pub use fetch::{FetchError, Fetched, fetch_external_secret};
 
 /// A store as the Vault client sees it: identity (for the token cache) and spec.

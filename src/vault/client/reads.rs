@@ -1,0 +1,301 @@
+//! Shared reads: identical reads of one store identity in flight at once, or finished a moment
+//! ago, share one Vault request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use super::StoreClient;
+use crate::vault::VaultError;
+use crate::vault::answers;
+use crate::vault::http::Req;
+
+/// How long a finished read answers identical reads of the same store, path and version by
+/// default (the webhook's live checks, and syncs asked to see fresh data). ExternalSecrets
+/// reading the same data come due at the same instant (see `reconcile::refresh::next_due`), so
+/// a short window catches them all; it stays well under the shortest refresh interval people
+/// use (1 s) so that each refresh still reads Vault.
+pub const READ_SHARE_WINDOW: Duration = Duration::from_millis(500);
+/// The longest any caller may let a finished read answer it ([`with_read_reuse`]).
+pub const MAX_READ_REUSE: Duration = Duration::from_secs(30);
+/// Values kept past [`READ_SHARE_WINDOW`] per store identity, estimated in bytes: reuse saves
+/// Vault reads, it must not turn into a cache of every secret.
+const READ_REUSE_BUDGET: usize = 4 << 20;
+
+tokio::task_local! {
+    static READ_REUSE: Duration;
+}
+
+/// Runs `fut` letting its reads be answered by an identical read (same store identity, path
+/// and version) that finished up to `max_age` ago — clamped to
+/// [`READ_SHARE_WINDOW`]..=[`MAX_READ_REUSE`]. The reconciler uses it so that the
+/// ExternalSecrets reading one secret, created or changed seconds apart, cost one Vault read.
+pub async fn with_read_reuse<F: std::future::Future>(max_age: Duration, fut: F) -> F::Output {
+    READ_REUSE
+        .scope(max_age.clamp(READ_SHARE_WINDOW, MAX_READ_REUSE), fut)
+        .await
+}
+
+fn read_reuse() -> Duration {
+    READ_REUSE.try_with(|d| *d).unwrap_or(READ_SHARE_WINDOW)
+}
+
+pub(super) type ReadResult = Result<Option<Arc<Value>>, VaultError>;
+
+pub(super) struct ReadSlot {
+    cell: OnceCell<ReadResult>,
+    done: OnceLock<Instant>,
+    /// Estimated size of the value, once read.
+    size: OnceLock<usize>,
+}
+
+impl ReadSlot {
+    fn new() -> Self {
+        ReadSlot {
+            cell: OnceCell::new(),
+            done: OnceLock::new(),
+            size: OnceLock::new(),
+        }
+    }
+
+    /// Joinable: still running, or finished successfully less than `max_age` ago.
+    ///
+    /// `done` is set inside the read's future, a moment before the cell stores its result; a
+    /// slot seen in that moment is still in flight, not finished without a value.
+    fn shareable(&self, now: Instant, max_age: Duration) -> bool {
+        match self.cell.get() {
+            None => true,
+            Some(Ok(_)) => self
+                .done
+                .get()
+                .is_some_and(|t| now.duration_since(*t) < max_age),
+            Some(Err(_)) => false,
+        }
+    }
+}
+
+/// A rough size of a JSON value in memory, for [`READ_REUSE_BUDGET`].
+fn value_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 24 + s.len(),
+        Value::Array(a) => 24 + a.iter().map(value_size).sum::<usize>(),
+        Value::Object(o) => {
+            24 + o
+                .iter()
+                .map(|(k, v)| 48 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
+        _ => 24,
+    }
+}
+
+/// Drops reads nobody may reuse any more, then the oldest reused values over the budget.
+fn sweep_reads(reads: &mut HashMap<String, Arc<ReadSlot>>, now: Instant) {
+    reads.retain(|_, s| s.shareable(now, MAX_READ_REUSE));
+    let kept: usize = reads
+        .values()
+        .filter(|s| !s.shareable(now, READ_SHARE_WINDOW))
+        .filter_map(|s| s.size.get())
+        .sum();
+    if kept <= READ_REUSE_BUDGET {
+        return;
+    }
+    let mut old: Vec<(Instant, String, usize)> = reads
+        .iter()
+        .filter(|(_, s)| !s.shareable(now, READ_SHARE_WINDOW))
+        .filter_map(|(k, s)| Some((*s.done.get()?, k.clone(), *s.size.get()?)))
+        .collect();
+    old.sort_unstable_by_key(|(t, _, _)| *t);
+    let mut over = kept - READ_REUSE_BUDGET;
+    for (_, k, size) in old {
+        if over == 0 {
+            break;
+        }
+        reads.remove(&k);
+        over = over.saturating_sub(size);
+    }
+}
+
+impl StoreClient {
+    /// Deduplicated GET: identical concurrent reads share one Vault request, and so do reads
+    /// within [`READ_SHARE_WINDOW`] of a successful one (or the longer age the caller allows,
+    /// see [`with_read_reuse`]). `extract` takes what the caller needs from the answer once,
+    /// for every sharer; an answer of the wrong shape is an error, and errors are not reused.
+    pub(super) async fn shared_get(
+        &self,
+        call: &'static str,
+        path: String,
+        query: Option<String>,
+        extract: impl FnOnce(&Value) -> Result<Value, VaultError>,
+    ) -> ReadResult {
+        let key = format!("{call} {path}?{}", query.as_deref().unwrap_or(""));
+        let max_age = read_reuse();
+        let slot = {
+            let now = Instant::now();
+            let mut reads = self.reads.lock();
+            match reads.get(&key) {
+                Some(s) if s.shareable(now, max_age) => s.clone(),
+                _ => {
+                    // Only an insert sweeps: a sweep walks every entry, and only an insert
+                    // can take memory over the budget.
+                    sweep_reads(&mut reads, now);
+                    let s = Arc::new(ReadSlot::new());
+                    reads.insert(key, s.clone());
+                    s
+                }
+            }
+        };
+        slot.cell
+            .get_or_init(|| async {
+                let r = match self.get_json(call, &path, query.as_deref()).await {
+                    Ok(Some(body)) => extract(&body).map(|v| Some(Arc::new(v))),
+                    other => other,
+                };
+                if let Ok(Some(v)) = &r {
+                    let _ = slot.size.set(value_size(v));
+                }
+                let _ = slot.done.set(Instant::now());
+                r
+            })
+            .await
+            .clone()
+    }
+
+    /// GET returning the body, `None` on 404.
+    async fn get_json(&self, call: &str, path: &str, query: Option<&str>) -> ReadResult {
+        let reply = self
+            .call(Req {
+                call,
+                method: Method::GET,
+                path,
+                query,
+                token: None,
+                namespace: None,
+                body: None,
+            })
+            .await?;
+        match reply.status {
+            200..=299 => Ok(Some(Arc::new(reply.body))),
+            // KV v2 answers a deleted or destroyed version with 404 and its metadata.
+            _ if reply.is_vault_not_found() && answers::deleted_version(&reply.body).is_some() => {
+                Ok(Some(Arc::new(reply.body)))
+            }
+            _ if reply.is_vault_not_found() => Ok(None),
+            _ => Err(self.status_error(call, &Method::GET, path, &reply)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_drop_expired_reads_then_the_oldest_over_the_budget() {
+        let now = Instant::now();
+        let slot = |ago: Duration, size: usize, result: ReadResult| {
+            let s = ReadSlot::new();
+            s.done.set(now - ago).unwrap();
+            s.size.set(size).unwrap();
+            s.cell.set(result).unwrap();
+            Arc::new(s)
+        };
+        let ok = || Ok(Some(Arc::new(Value::Null)));
+        let secs = Duration::from_secs;
+        let mb = 1 << 20;
+        /// A read in the cache: key, age, estimated size, and whether it succeeded.
+        type Entry = (&'static str, Duration, usize, bool);
+        // (the cache, the keys left after a sweep)
+        let cases: [(&[Entry], &[&str]); 4] = [
+            (
+                &[("a", secs(1), mb, true), ("b", secs(2), mb, true)],
+                &["a", "b"],
+            ),
+            // Past the longest reuse, or failed: gone whatever the budget.
+            (
+                &[
+                    ("a", secs(1), 10, true),
+                    ("old", secs(31), 10, true),
+                    ("bad", secs(0), 10, false),
+                ],
+                &["a"],
+            ),
+            // 6 MiB kept against a budget of 4: the oldest goes, which brings it down to 4.
+            (
+                &[
+                    ("new", secs(1), 2 * mb, true),
+                    ("mid", secs(5), 2 * mb, true),
+                    ("oldest", secs(9), 2 * mb, true),
+                ],
+                &["mid", "new"],
+            ),
+            // Within the share window, a read is not yet "kept": it does not count.
+            (
+                &[
+                    ("now", Duration::ZERO, 8 * mb, true),
+                    ("a", secs(3), mb, true),
+                ],
+                &["a", "now"],
+            ),
+        ];
+        for (entries, left) in cases {
+            let mut reads: HashMap<String, Arc<ReadSlot>> = entries
+                .iter()
+                .map(|(k, ago, size, good)| {
+                    let r = if *good {
+                        ok()
+                    } else {
+                        Err(VaultError::bad_answer("x"))
+                    };
+                    (k.to_string(), slot(*ago, *size, r))
+                })
+                .collect();
+            sweep_reads(&mut reads, now);
+            let mut keys: Vec<&str> = reads.keys().map(String::as_str).collect();
+            keys.sort();
+            assert_eq!(keys, left, "{entries:?}");
+        }
+    }
+
+    #[test]
+    fn read_slots_are_joined_until_they_age_or_fail() {
+        let now = Instant::now();
+        let age = Duration::from_secs(1);
+        let slot = |done: Option<Duration>, result: Option<ReadResult>| {
+            let s = ReadSlot::new();
+            if let Some(ago) = done {
+                s.done.set(now - ago).unwrap();
+            }
+            if let Some(r) = result {
+                s.cell.set(r).unwrap();
+            }
+            s
+        };
+        let ok = || Some(Ok(Some(Arc::new(Value::Null))));
+        let err = || Some(Err(VaultError::bad_answer("x")));
+        let cases = [
+            ("in flight", slot(None, None), true),
+            // The moment between the read's end and its result being stored.
+            ("finishing", slot(Some(Duration::ZERO), None), true),
+            ("fresh", slot(Some(Duration::from_millis(900)), ok()), true),
+            (
+                "fresh, not found",
+                slot(Some(Duration::ZERO), Some(Ok(None))),
+                true,
+            ),
+            (
+                "too old",
+                slot(Some(Duration::from_millis(1000)), ok()),
+                false,
+            ),
+            ("failed", slot(Some(Duration::ZERO), err()), false),
+        ];
+        for (what, s, want) in cases {
+            assert_eq!(s.shareable(now, age), want, "{what}");
+        }
+    }
+}
