@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -81,10 +83,6 @@ type StoreRead = Shared<BoxFuture<'static, Option<Result<StoreEntry, Arc<kube::E
 /// The reads under way, with when each began.
 type StoreReads = HashMap<(&'static str, String, String), (Instant, StoreRead)>;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl LiveChecker {
     pub fn new(kube: kube::Client, vault: VaultClients, budget: Duration) -> Self {
         LiveChecker {
@@ -100,13 +98,13 @@ impl LiveChecker {
     /// The findings remembered under `key`, if still fresh at `now` (the clock is read once
     /// per admission, not once per cache).
     fn cached(&self, key: u64, now: Instant) -> Option<Findings> {
-        let results = lock(&self.results);
+        let results = self.results.lock();
         let c = results.get(&key)?;
         (now.saturating_duration_since(c.at) < RESULT_TTL).then(|| c.findings.clone())
     }
 
     fn remember(&self, key: u64, findings: &Findings) {
-        let mut results = lock(&self.results);
+        let mut results = self.results.lock();
         if results.len() >= SWEEP_AT {
             results.retain(|_, c| c.at.elapsed() < RESULT_TTL);
         }
@@ -314,7 +312,7 @@ impl LiveChecker {
         now: Instant,
     ) -> Option<StoreEntry> {
         let key = store_key(kind, ns, name);
-        let stores = lock(&self.stores);
+        let stores = self.stores.lock();
         let k = stores.get(&key)?;
         let fresh = now.saturating_duration_since(k.entry.at) < STORE_TTL;
         (k.kind == kind && k.namespace == ns && k.name == name && fresh).then(|| k.entry.clone())
@@ -327,7 +325,7 @@ impl LiveChecker {
     /// next admission without having asked again.
     fn store_read(&self, kind: StoreKind, ns: &str, name: &str) -> StoreRead {
         let key = (kind.as_str(), ns.to_string(), name.to_string());
-        let mut reads = lock(&self.reads);
+        let mut reads = self.reads.lock();
         if let Some((began, r)) = reads.get(&key)
             && began.elapsed() < self.budget
         {
@@ -347,7 +345,7 @@ impl LiveChecker {
                 .await
                 .ok()
                 .map(|r| r.map_err(Arc::new));
-            let mut all = lock(&all);
+            let mut all = all.lock();
             // Only if it is still this read's entry: a newer read may have replaced it.
             if all.get(&done).is_some_and(|(b, _)| *b == began) {
                 all.remove(&done);
@@ -470,7 +468,7 @@ async fn read_store(
     // A missing store is not remembered: it may be applied a moment later in the same
     // `kubectl apply -f`.
     if entry.store.is_some() {
-        let mut stores = lock(stores);
+        let mut stores = stores.lock();
         if stores.len() >= SWEEP_AT {
             stores.retain(|_, k| k.entry.at.elapsed() < STORE_TTL);
         }
