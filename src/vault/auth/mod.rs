@@ -242,19 +242,21 @@ impl Drop for ZeroizingJson {
     }
 }
 
+/// A key selector for tests: key `k` of Secret `s`, in namespace `ns` if given.
+#[cfg(test)]
+fn sel(ns: Option<&str>) -> crate::api::SecretKeySelector {
+    crate::api::SecretKeySelector {
+        name: Some("s".into()),
+        namespace: ns.map(Into::into),
+        key: Some("k".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{SecretKeySelector, VaultIamAuth, VaultUserPassAuth};
+    use crate::api::{VaultIamAuth, VaultUserPassAuth};
     use serde_json::json;
-
-    fn sel(ns: Option<&str>) -> SecretKeySelector {
-        SecretKeySelector {
-            name: Some("s".into()),
-            namespace: ns.map(Into::into),
-            key: Some("k".into()),
-        }
-    }
 
     #[test]
     fn one_auth_method() {

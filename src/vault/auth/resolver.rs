@@ -236,16 +236,9 @@ fn kube_error(e: kube::Error, what: &str) -> VaultError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sel;
     use super::*;
     use crate::api::{VaultAppRole, VaultAuth, VaultCertAuth, VaultClientTls, VaultKubernetesAuth};
-
-    fn sel(ns: Option<&str>) -> SecretKeySelector {
-        SecretKeySelector {
-            name: Some("s".into()),
-            namespace: ns.map(Into::into),
-            key: Some("k".into()),
-        }
-    }
 
     #[test]
     fn referent_detection() {
