@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube_emulator::KubeEmulator;
@@ -17,14 +17,12 @@ use vaultgate::metrics::Metrics;
 use vaultgate::reconcile::{ControllerConfig, run};
 use vaultgate::vault::VaultClients;
 
+#[path = "support/emulated.rs"]
+mod emulated;
+use emulated::READER;
+
 /// Waits for conditions at most this long (tests stay well under 30 s).
 const WAIT: Duration = Duration::from_secs(12);
-
-const READER: &str = r#"
-path "secret/data/*" { capabilities = ["read", "list"] }
-path "secret/metadata/*" { capabilities = ["read", "list"] }
-path "kv1/*" { capabilities = ["read", "list"] }
-"#;
 
 struct Env {
     kube: KubeEmulator,
@@ -49,27 +47,21 @@ fn config() -> ControllerConfig {
 }
 
 async fn emulators() -> (KubeEmulator, VaultEmulator, kube::Client) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let vault = VaultEmulator::start(VaultEmulatorConfig::default())
-        .await
-        .expect("vault emulator");
+    let allowed: &[(&str, &str)] = &[("vault", "allowed")];
+    let emulated::Emulators { vault, kube, kc } = emulated::start(
+        VaultEmulatorConfig::default(),
+        &[
+            ("default", &[]),
+            ("team-a", &[]),
+            ("team-b", allowed),
+            ("vaultgate-system", &[]),
+        ],
+    )
+    .await;
     vault.put_policy("reader", READER).unwrap();
-    let kube = KubeEmulator::start(Default::default())
-        .await
-        .expect("kube emulator");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds");
     for f in std::fs::read_dir(dir).unwrap() {
         kube.apply_yaml_file(f.unwrap().path()).await.unwrap();
-    }
-    let kc = kube.client().await;
-    for ns in ["default", "team-a", "team-b", "vaultgate-system"] {
-        let api: Api<Namespace> = Api::all(kc.clone());
-        let mut n = Namespace::default();
-        n.metadata.name = Some(ns.into());
-        if ns == "team-b" {
-            n.metadata.labels = Some([("vault".to_string(), "allowed".to_string())].into());
-        }
-        let _ = api.create(&PostParams::default(), &n).await;
     }
     (kube, vault, kc)
 }
@@ -100,20 +92,13 @@ async fn env() -> Env {
     env_with(config()).await
 }
 
-/// Polls `f` until it returns `Some`, or panics with `what` after [`WAIT`].
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+/// [`emulated::eventually`] within [`WAIT`].
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    emulated::eventually(what, WAIT, f).await
 }
 
 impl Env {

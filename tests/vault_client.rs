@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube_emulator::KubeEmulator;
 use serde_json::{Value, json};
@@ -15,6 +15,10 @@ use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
 use vaultgate::api::*;
 use vaultgate::metrics::Metrics;
 use vaultgate::vault::{Limits, StoreHandle, VaultClients, VaultError, fetch_external_secret};
+
+#[path = "support/emulated.rs"]
+mod emulated;
+use emulated::{READER, sel};
 
 /// Every test must finish well within this.
 const BOUND: Duration = Duration::from_secs(20);
@@ -28,18 +32,11 @@ struct Env {
 }
 
 async fn env_with(cfg: VaultEmulatorConfig) -> Env {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let vault = VaultEmulator::start(cfg).await.expect("vault emulator");
-    let kube = KubeEmulator::start(Default::default())
-        .await
-        .expect("kube emulator");
-    let kc = kube.client().await;
-    for ns in ["team-a", "team-b", "vault-system"] {
-        let api: Api<Namespace> = Api::all(kc.clone());
-        let mut n = Namespace::default();
-        n.metadata.name = Some(ns.into());
-        let _ = api.create(&PostParams::default(), &n).await;
-    }
+    let emulated::Emulators { vault, kube, kc } = emulated::start(
+        cfg,
+        &[("team-a", &[]), ("team-b", &[]), ("vault-system", &[])],
+    )
+    .await;
     let metrics = Metrics::new();
     let clients = VaultClients::new(kc.clone(), metrics.clone());
     Env {
@@ -167,14 +164,6 @@ impl Env {
     }
 }
 
-fn sel(name: &str, key: &str) -> SecretKeySelector {
-    SecretKeySelector {
-        name: Some(name.into()),
-        namespace: None,
-        key: Some(key.into()),
-    }
-}
-
 fn secret_store(
     ns: &str,
     name: &str,
@@ -197,12 +186,6 @@ fn secret_store(
     s.metadata.resource_version = Some(rv.into());
     StoreHandle::from_secret_store(&s)
 }
-
-const READER: &str = r#"
-path "secret/data/*" { capabilities = ["read", "list"] }
-path "secret/metadata/*" { capabilities = ["read", "list"] }
-path "kv1/*" { capabilities = ["read", "list"] }
-"#;
 
 fn data(key: &str, remote: &str, property: Option<&str>) -> ExternalSecretData {
     ExternalSecretData {

@@ -20,6 +20,10 @@ use vaultgate::metrics::Metrics;
 use vaultgate::reconcile::{ControllerConfig, run};
 use vaultgate::vault::{StoreClient, StoreHandle, VaultClients, VaultError, fetch_external_secret};
 
+#[path = "support/emulated.rs"]
+mod emulated;
+use emulated::{eventually, sel};
+
 /// No single call may take longer than this (the request timeout is 10 s).
 const CALL_BOUND: Duration = Duration::from_secs(15);
 /// A 1 GiB answer may not raise the process's peak memory by more than this.
@@ -45,33 +49,15 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let vault = VaultEmulator::start(VaultEmulatorConfig::default())
-        .await
-        .expect("vault emulator");
+    let emulated::Emulators { vault, kube, kc } =
+        emulated::start(VaultEmulatorConfig::default(), &[("team-a", &[])]).await;
     vault.put_policy("reader", READER).unwrap();
-    let kube = KubeEmulator::start(Default::default())
-        .await
-        .expect("kube emulator");
-    let kc = kube.client().await;
-    let api: Api<Namespace> = Api::all(kc.clone());
-    let mut n = Namespace::default();
-    n.metadata.name = Some("team-a".into());
-    let _ = api.create(&PostParams::default(), &n).await;
     let clients = VaultClients::new(kc.clone(), Metrics::new());
     Env {
         vault,
         _kube: kube,
         kc,
         clients,
-    }
-}
-
-fn sel(name: &str, key: &str) -> SecretKeySelector {
-    SecretKeySelector {
-        name: Some(name.into()),
-        namespace: None,
-        key: Some(key.into()),
     }
 }
 
@@ -805,22 +791,6 @@ async fn login_answers_of_the_wrong_type() {
 }
 
 // ---- the reconciler -----------------------------------------------------------------------
-
-/// Polls `f` until it returns `Some`, or panics with `what` after `bound`.
-async fn eventually<T, F, Fut>(what: &str, bound: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < bound, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_vault_keeps_the_secret_and_it_converges_after() {

@@ -1,0 +1,83 @@
+//! What the Vault client and reconciler tests share: both emulators started with namespaces in
+//! place, the usual reader policy, a key selector, and polling for what arrives when it arrives.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube_emulator::KubeEmulator;
+use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
+use vaultgate::api::SecretKeySelector;
+
+/// Reads and lists of the KV v2 mount `secret` and the KV v1 mount `kv1`.
+pub const READER: &str = r#"
+path "secret/data/*" { capabilities = ["read", "list"] }
+path "secret/metadata/*" { capabilities = ["read", "list"] }
+path "kv1/*" { capabilities = ["read", "list"] }
+"#;
+
+pub struct Emulators {
+    pub vault: VaultEmulator,
+    pub kube: KubeEmulator,
+    pub kc: kube::Client,
+}
+
+/// Both emulators, and the namespaces given (name, labels) created.
+pub async fn start(
+    vault: VaultEmulatorConfig,
+    namespaces: &[(&str, &[(&str, &str)])],
+) -> Emulators {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let vault = VaultEmulator::start(vault).await.expect("vault emulator");
+    let kube = KubeEmulator::start(Default::default())
+        .await
+        .expect("kube emulator");
+    let kc = kube.client().await;
+    let api: Api<Namespace> = Api::all(kc.clone());
+    for (name, labels) in namespaces {
+        let mut n = Namespace::default();
+        n.metadata.name = Some(name.to_string());
+        if !labels.is_empty() {
+            n.metadata.labels = Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+        }
+        match api.create(&PostParams::default(), &n).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("create namespace {name}: {e}"),
+        }
+    }
+    Emulators { vault, kube, kc }
+}
+
+/// Key `key` of Secret `name`, in the referring object's namespace.
+pub fn sel(name: &str, key: &str) -> SecretKeySelector {
+    SecretKeySelector {
+        name: Some(name.into()),
+        namespace: None,
+        key: Some(key.into()),
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `bound`.
+pub async fn eventually<T, F, Fut>(what: &str, bound: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < bound, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
