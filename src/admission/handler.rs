@@ -2,7 +2,6 @@
 //! rules and live findings to allowed / denied / warnings.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody as _};
@@ -17,8 +16,6 @@ use super::live::Findings;
 use super::object::{EsObject, Typed};
 use super::review::{Answer, Request, check_object, deny, request_of, review_json};
 use super::{AdmissionState, Kind, LiveMode, MAX_BODY, defaults, rules};
-use crate::metrics::Metrics;
-use prometheus::{Histogram, IntCounter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -48,7 +45,7 @@ struct Refused(StatusCode, String, &'static str);
 
 async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Response {
     let start = Instant::now();
-    let mut work = std::pin::pin!(async {
+    let work = async {
         // Never closed, so never an error; held until the answer is ready.
         let _slot = state.slots.acquire().await;
         // What it declares, or the most it may be.
@@ -75,25 +72,19 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Resp
             Err(reason) => Err(Refused(StatusCode::BAD_REQUEST, reason, "invalid")),
             Ok(step) => Ok(finish(state, step).await),
         }
-    });
-    // Most reviews are decided at the first poll (the body has arrived with the headers, the
-    // live checks are cached). Only one that has to wait gets a time limit: making one takes
-    // the runtime's handle, a reference count that every request on every worker would touch.
-    let outcome = match futures::poll!(work.as_mut()) {
-        std::task::Poll::Ready(outcome) => outcome,
-        std::task::Poll::Pending => tokio::time::timeout_at((start + state.timeout).into(), work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Refused(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "the review was not read and decided within {:?}",
-                        state.timeout
-                    ),
-                    "timeout",
-                ))
-            }),
     };
+    let outcome = tokio::time::timeout_at((start + state.timeout).into(), work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the review was not read and decided within {:?}",
+                    state.timeout
+                ),
+                "timeout",
+            ))
+        });
     let (status, kind, result, body) = match outcome {
         Ok((kind, resp)) => {
             let result = match (resp.allowed, resp.patch.is_some()) {
@@ -113,10 +104,12 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Resp
         }
         Err(Refused(status, reason, result)) => (status, "", result, reason.into_bytes()),
     };
-    state.series.count(&state.metrics, endpoint, kind, result);
-    state
-        .series
-        .duration(&state.metrics, endpoint)
+    let m = &state.metrics;
+    m.admission_requests
+        .with_label_values(&[endpoint.as_str(), kind, result])
+        .inc();
+    m.admission_duration
+        .with_label_values(&[endpoint.as_str()])
         .observe(start.elapsed().as_secs_f64());
     let content_type = if status == StatusCode::OK {
         "application/json"
@@ -124,40 +117,6 @@ async fn respond(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Resp
         "text/plain; charset=utf-8"
     };
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-/// The admission metrics' series, each resolved from its labels once: `with_label_values`
-/// hashes the labels and takes the vector's lock on every call, on every review.
-#[derive(Default)]
-pub(crate) struct Series {
-    requests: [[[OnceLock<IntCounter>; RESULTS.len()]; KINDS.len()]; 2],
-    durations: [OnceLock<Histogram>; 2],
-}
-
-/// The `kind` and `result` label values a review is counted under.
-const KINDS: [&str; 4] = ["", "ExternalSecret", "SecretStore", "ClusterSecretStore"];
-const RESULTS: [&str; 6] = [
-    "allowed", "patched", "denied", "invalid", "timeout", "error",
-];
-
-impl Series {
-    fn count(&self, m: &Metrics, endpoint: Endpoint, kind: &str, result: &str) {
-        let labels = [endpoint.as_str(), kind, result];
-        match (
-            KINDS.iter().position(|k| *k == kind),
-            RESULTS.iter().position(|r| *r == result),
-        ) {
-            (Some(k), Some(r)) => self.requests[endpoint as usize][k][r]
-                .get_or_init(|| m.admission_requests.with_label_values(&labels))
-                .inc(),
-            _ => m.admission_requests.with_label_values(&labels).inc(),
-        }
-    }
-
-    fn duration(&self, m: &Metrics, endpoint: Endpoint) -> &Histogram {
-        self.durations[endpoint as usize]
-            .get_or_init(|| m.admission_duration.with_label_values(&[endpoint.as_str()]))
-    }
 }
 
 /// The whole body, at most [`MAX_BODY`]: a declared length beyond it is refused before reading.
@@ -401,43 +360,4 @@ pub(crate) fn apply_findings(mut resp: Answer, mode: LiveMode, findings: Finding
         resp.warnings = Some(warnings);
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn series_count_where_the_labels_say() {
-        let m = Metrics::new();
-        let s = Series::default();
-        let cases = [
-            (Endpoint::Validate, "ExternalSecret", "denied", 3),
-            (Endpoint::Mutate, "SecretStore", "patched", 2),
-            (Endpoint::Validate, "", "invalid", 1),
-            // Not in the table: counted all the same.
-            (Endpoint::Validate, "Other", "allowed", 2),
-        ];
-        for (endpoint, kind, result, n) in cases {
-            for _ in 0..n {
-                s.count(&m, endpoint, kind, result);
-            }
-        }
-        for (endpoint, kind, result, n) in cases {
-            let got = m
-                .admission_requests
-                .with_label_values(&[endpoint.as_str(), kind, result])
-                .get();
-            assert_eq!(got, n, "{endpoint:?} {kind:?} {result:?}");
-        }
-        s.duration(&m, Endpoint::Mutate).observe(0.25);
-        let h = m.admission_duration.with_label_values(&["mutate"]);
-        assert_eq!(h.get_sample_count(), 1);
-        assert_eq!(
-            m.admission_duration
-                .with_label_values(&["validate"])
-                .get_sample_count(),
-            0
-        );
-    }
 }

@@ -149,7 +149,6 @@ pub struct AdmissionState(Arc<Shared>);
 /// The handlers' shared state, behind [`AdmissionState`].
 pub struct Shared {
     pub(crate) metrics: Metrics,
-    pub(crate) series: handler::Series,
     pub(crate) mode: LiveMode,
     pub(crate) callers: Callers,
     pub(crate) live: Option<LiveChecker>,
@@ -184,7 +183,6 @@ impl AdmissionState {
         };
         AdmissionState(Arc::new(Shared {
             metrics,
-            series: handler::Series::default(),
             mode: if live.is_some() { mode } else { LiveMode::Off },
             callers,
             live,

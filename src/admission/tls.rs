@@ -277,8 +277,8 @@ pub async fn serve_https_with(
 ) -> anyhow::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Header time limits are the connection watchdog's (see `serve_connection`): hyper's own
-    // arms and clears a timer for every request, the most a review cost in timers.
+    // Header time limits are the connection watchdog's: it also covers protocol detection and
+    // HTTP/2's preface, which no hyper timer does.
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -522,29 +522,8 @@ async fn watchdog(
     }
 }
 
-/// Wakes the connection's task and notes that it was the watchdog's futures that asked.
-struct WatchdogWaker {
-    woken: AtomicBool,
-    task: futures::task::AtomicWaker,
-}
-
-impl std::task::Wake for WatchdogWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
 /// Serves HTTP on one TLS connection under its [`watchdog`]: asked to close, the connection is
 /// shut down gracefully; dropped, it is dropped.
-///
-/// The connection's task wakes for every request, and polling the watchdog's futures takes
-/// locks that all connections share (shutdown and drain tokens) and touches the timer: so the
-/// watchdog is polled only when one of its own futures woke the task, under a waker of its own.
 async fn serve_connection(
     builder: &auto::Builder<TokioExecutor>,
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
@@ -553,8 +532,6 @@ async fn serve_connection(
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
 ) {
-    use std::task::{Context, Poll};
-
     let activity = Arc::new(Activity::new());
     let service = Tracked {
         app,
@@ -562,11 +539,6 @@ async fn serve_connection(
     };
     let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
     tokio::pin!(conn);
-    let wake = Arc::new(WatchdogWaker {
-        woken: AtomicBool::new(true),
-        task: futures::task::AtomicWaker::new(),
-    });
-    let watchdog_waker = std::task::Waker::from(wake.clone());
     let watch = |closing| {
         Box::pin(watchdog(
             activity.clone(),
@@ -578,35 +550,23 @@ async fn serve_connection(
     };
     let mut dog = watch(None);
     loop {
-        let next = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
-                return Poll::Ready(Err(r));
-            }
-            wake.task.register(cx.waker());
-            if wake.woken.swap(false, Ordering::AcqRel)
-                && let Poll::Ready(v) = dog.as_mut().poll(&mut Context::from_waker(&watchdog_waker))
-            {
-                return Poll::Ready(Ok(v));
-            }
-            Poll::Pending
-        })
-        .await;
-        match next {
-            Err(r) => {
+        tokio::select! {
+            r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "webhook connection ended with an error");
                 }
                 return;
             }
-            Ok(Verdict::Drop(why)) => {
-                tracing::debug!("{why}; connection dropped");
-                return;
-            }
-            Ok(Verdict::Close(deadline)) => {
-                conn.as_mut().graceful_shutdown();
-                dog = watch(Some(deadline));
-                wake.woken.store(true, Ordering::Release);
-            }
+            verdict = &mut dog => match verdict {
+                Verdict::Drop(why) => {
+                    tracing::debug!("{why}; connection dropped");
+                    return;
+                }
+                Verdict::Close(deadline) => {
+                    conn.as_mut().graceful_shutdown();
+                    dog = watch(Some(deadline));
+                }
+            },
         }
     }
 }
