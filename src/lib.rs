@@ -9,6 +9,7 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod crd;
+pub mod decoding;
 pub mod goregex;
 pub mod json_values;
 pub mod metrics;

@@ -104,7 +104,7 @@ struct Decode<'a> {
 impl Decode<'_> {
     fn apply(self, key: &str, value: &str) -> Result<Vec<u8>, TemplateError> {
         let raw = bytes::to_bytes(value);
-        crate::vault::values::decode(self.strategy, &raw).map_err(|e| TemplateError::Output {
+        crate::decoding::decode(self.strategy, &raw).map_err(|e| TemplateError::Output {
             field: format!("{}.valuesDecodingStrategy", self.field),
             message: format!("the rendered value of key {key:?}: {e}"),
         })

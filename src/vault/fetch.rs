@@ -234,7 +234,7 @@ fn finish_value(
     decoding: DecodingStrategy,
     null_policy: Option<NullBytePolicy>,
 ) -> Result<Vec<u8>, VaultError> {
-    let v = values::decode(decoding, v).map_err(VaultError::invalid)?;
+    let v = crate::decoding::decode(decoding, v).map_err(VaultError::invalid)?;
     if null_policy == Some(NullBytePolicy::Fail) && v.contains(&0) {
         return Err(VaultError::invalid(
             "the value contains a NUL byte and nullBytePolicy is Fail",

@@ -8,10 +8,12 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
+mod error;
 mod ownership;
 #[cfg(test)]
 mod tests;
 
+pub use error::DesiredError;
 pub use ownership::*;
 
 use super::hash::{LAST_APPLIED, data_hash};
@@ -21,49 +23,6 @@ use crate::api::{
 
 /// The finalizer ESO uses to clean up the target Secret (deletionPolicy Delete / Merge).
 pub const FINALIZER: &str = "externalsecrets.external-secrets.io/externalsecret-cleanup";
-/// Kubernetes refuses field manager names longer than this.
-const MAX_FIELD_MANAGER: usize = 128;
-
-/// Why a sync cannot produce a Secret. Messages are for `kubectl describe`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DesiredError {
-    #[error(
-        "spec.target.template.{field} is not supported by vaultgate: remove it (the Secret's own finalizers are the cluster's business)"
-    )]
-    TemplateUnsupported { field: &'static str },
-    #[error("spec.target.manifest is not supported: vaultgate writes Secrets only")]
-    ManifestUnsupported,
-    #[error("target Secret {secret:?} is controlled by {owner}; refusing to write it")]
-    ControlledByOther { secret: String, owner: String },
-    #[error(
-        "target Secret {secret:?} has type {existing:?} but {wanted:?} is asked for; Kubernetes cannot change a Secret's type, delete the Secret to have it recreated"
-    )]
-    TypeChange {
-        secret: String,
-        existing: String,
-        wanted: String,
-    },
-    #[error(
-        "target Secret {secret:?} is immutable and its data differs from the provider's; delete the Secret to have it recreated"
-    )]
-    ImmutableDiffers { secret: String },
-    /// ESO's safeguard: only a Secret the ExternalSecret owns may be deleted for empty data.
-    #[error(
-        "could not delete secret: unable to delete secret {secret:?}: creationPolicy={creation:?} is not Owner"
-    )]
-    DeleteNeedsOwner {
-        secret: String,
-        creation: CreationPolicy,
-    },
-    #[error(
-        "could not delete secret: target Secret {secret:?} is not controlled by this ExternalSecret (no controller ownerReference to it); it is left as it is"
-    )]
-    DeleteNotControlled { secret: String },
-    #[error(
-        "target Secret {secret:?} already exists with data this ExternalSecret did not write; with creationPolicy Owner it would be deleted together with the ExternalSecret, so it is not taken over: delete or rename it, or use creationPolicy Merge or Orphan"
-    )]
-    WouldAdopt { secret: String },
-}
 
 /// What to do with the target Secret after a successful read from Vault.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,22 +111,6 @@ fn immutable(es: &ExternalSecret) -> bool {
 /// Whether deleting the ExternalSecret has something to clean up, so that a finalizer is needed.
 pub fn needs_finalizer(es: &ExternalSecret) -> bool {
     deletion_policy(es) != DeletionPolicy::Retain && creation_policy(es) != CreationPolicy::None
-}
-
-/// The server-side-apply field manager of one ExternalSecret. Distinct per ExternalSecret so that
-/// two of them merging into one Secret each own (and remove) only their own keys.
-pub fn field_manager(namespace: &str, name: &str) -> String {
-    let full = format!("vaultgate/{namespace}/{name}");
-    if full.len() <= MAX_FIELD_MANAGER {
-        return full;
-    }
-    // Keep it readable and unique: a prefix plus a hash of the whole name.
-    let digest = data_hash([(&full, b"".as_slice())]);
-    format!(
-        "{}-{}",
-        crate::text::prefix(&full, MAX_FIELD_MANAGER - 17),
-        &digest[..16]
-    )
 }
 
 /// Refuses what this reconciler does not do yet, before anything is read from Vault.

@@ -7,8 +7,28 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use super::{DesiredError, field_manager};
+use super::error::DesiredError;
 use crate::api::{CreationPolicy, ExternalSecret};
+use crate::reconcile::hash::data_hash;
+
+/// Kubernetes refuses field manager names longer than this.
+const MAX_FIELD_MANAGER: usize = 128;
+
+/// The server-side-apply field manager of one ExternalSecret. Distinct per ExternalSecret so that
+/// two of them merging into one Secret each own (and remove) only their own keys.
+pub fn field_manager(namespace: &str, name: &str) -> String {
+    let full = format!("vaultgate/{namespace}/{name}");
+    if full.len() <= MAX_FIELD_MANAGER {
+        return full;
+    }
+    // Keep it readable and unique: a prefix plus a hash of the whole name.
+    let digest = data_hash([(&full, b"".as_slice())]);
+    format!(
+        "{}-{}",
+        crate::text::prefix(&full, MAX_FIELD_MANAGER - 17),
+        &digest[..16]
+    )
+}
 
 /// The controller ownerReference ESO puts on Secrets with creationPolicy Owner.
 pub fn owner_ref(es: &ExternalSecret) -> OwnerReference {

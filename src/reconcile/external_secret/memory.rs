@@ -5,13 +5,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::core::PartialObjectMeta;
 
 use super::error::SyncError;
-use super::target_index::writers_of_secret;
 use crate::api::ExternalSecret;
 use crate::reconcile::{Shared, refresh};
 
@@ -47,19 +44,6 @@ pub(crate) type Memories = Mutex<MemoryMap>;
 
 pub(super) fn key(es: &ExternalSecret) -> (String, String) {
     (es.namespace().unwrap_or_default(), es.name_any())
-}
-
-/// A managed Secret was deleted: the writes remembered for it no longer stand, so the
-/// ExternalSecrets writing it neither take it for untouched nor wait for the cache to show it.
-pub(crate) fn secret_deleted(sh: &Shared, secret: &PartialObjectMeta<Secret>) {
-    let ns = secret.namespace().unwrap_or_default();
-    let mut mem = sh.es_memory.lock().unwrap_or_else(|p| p.into_inner());
-    for es in writers_of_secret(&sh.targets, secret) {
-        if let Some(m) = mem.get_mut(&(ns.clone(), es.name)) {
-            m.valid_rv = None;
-            m.lag_checked = false;
-        }
-    }
 }
 
 /// Forgets an ExternalSecret that is gone: its metrics series and memory.

@@ -42,10 +42,10 @@ use super::status::{self, EsOutcome};
 use super::{Error, Shared};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
 
-pub(crate) use self::memory::{Memories, forget, secret_deleted};
+pub(crate) use self::memory::{Memories, forget};
 pub use self::store_ref::class_matches;
 pub(crate) use self::store_ref::{stable_identity, users_of_store};
-pub(crate) use self::target_index::{TargetIndex, writers_of_secret};
+pub(crate) use self::target_index::{TargetIndex, secret_deleted, writers_of_secret};
 pub(crate) use self::triggers::trigger_hash;
 
 pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Result<Action, Error> {

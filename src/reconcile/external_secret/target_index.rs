@@ -10,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::memory::MemoryMap;
 use crate::api::ExternalSecret;
+use crate::reconcile::Shared;
 use crate::reconcile::desired;
 
 /// Namespace and target Secret name → the ExternalSecrets writing it, kept current from the
@@ -140,6 +141,19 @@ pub(super) fn to_wake(
                 .is_none_or(|m| m.valid_rv.as_deref() != Some(rv))
         })
         .collect()
+}
+
+/// A managed Secret was deleted: the writes remembered for it no longer stand, so the
+/// ExternalSecrets writing it neither take it for untouched nor wait for the cache to show it.
+pub(crate) fn secret_deleted(sh: &Shared, secret: &PartialObjectMeta<Secret>) {
+    let ns = secret.namespace().unwrap_or_default();
+    let mut mem = sh.es_memory.lock().unwrap_or_else(|p| p.into_inner());
+    for es in writers_of_secret(&sh.targets, secret) {
+        if let Some(m) = mem.get_mut(&(ns.clone(), es.name)) {
+            m.valid_rv = None;
+            m.lag_checked = false;
+        }
+    }
 }
 
 #[cfg(test)]
