@@ -93,7 +93,10 @@ mod tests {
 
     #[test]
     fn every_kind_serves_v1_stored_and_v1beta1() {
-        for crd in all().into_iter().filter(|c| !c.spec.names.kind.contains("Push")) {
+        for crd in all()
+            .into_iter()
+            .filter(|c| !c.spec.names.kind.contains("Push"))
+        {
             let versions: Vec<_> = crd
                 .spec
                 .versions
@@ -184,13 +187,22 @@ mod tests {
         let scopes: Vec<_> = crds.iter().map(|c| c.spec.scope.as_str()).collect();
         assert_eq!(
             scopes,
-            ["Cluster", "Cluster", "Namespaced", "Namespaced", "Namespaced"]
+            [
+                "Cluster",
+                "Cluster",
+                "Namespaced",
+                "Namespaced",
+                "Namespaced"
+            ]
         );
     }
 
     #[test]
     fn push_kinds_serve_v1alpha1_only() {
-        for crd in all().into_iter().filter(|c| c.spec.names.kind.contains("Push")) {
+        for crd in all()
+            .into_iter()
+            .filter(|c| c.spec.names.kind.contains("Push"))
+        {
             let versions: Vec<_> = crd
                 .spec
                 .versions

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
-use vaultgate::api::{ClusterPushSecret, ClusterSecretStore, ExternalSecret, PushSecret, SecretStore};
+use vaultgate::api::{
+    ClusterPushSecret, ClusterSecretStore, ExternalSecret, PushSecret, SecretStore,
+};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

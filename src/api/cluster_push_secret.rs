@@ -22,7 +22,11 @@ use super::push_secret::PushSecretSpec;
     category = "external-secrets",
     derive = "Default",
     derive = "PartialEq",
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Status",
         type_ = "string",

@@ -11,8 +11,8 @@ pub mod refs;
 pub mod selector;
 pub mod store;
 
-pub use conditions::Condition;
 pub use cluster_push_secret::*;
+pub use conditions::Condition;
 pub use external_secret::*;
 pub use push_secret::*;
 pub use refs::*;

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::conditions::Condition;
-use super::external_secret::{ExternalSecretTemplate, GeneratorRef, RewriteRegexp, RewriteTransform};
+use super::external_secret::{
+    ExternalSecretTemplate, GeneratorRef, RewriteRegexp, RewriteTransform,
+};
 
 /// The finalizer a PushSecret carries while it may have to delete what it pushed (ESO's name).
 pub const PUSH_SECRET_FINALIZER: &str = "pushsecret.externalsecrets.io/finalizer";
@@ -44,7 +46,11 @@ fn default_store_kind() -> Option<PushSecretStoreKind> {
     category = "external-secrets",
     derive = "Default",
     derive = "PartialEq",
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Status",
         type_ = "string",
@@ -117,7 +123,10 @@ pub struct PushSecretStoreRef {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<LabelSelector>,
-    #[serde(default = "default_store_kind", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default = "default_store_kind",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub kind: Option<PushSecretStoreKind>,
 }
 
@@ -166,7 +175,9 @@ pub struct PushSecretSecret {
     pub selector: Option<LabelSelector>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct PushSecretRemoteRef {
     /// The Vault secret (path under the store's mount).
@@ -209,7 +220,10 @@ pub struct PushSecretData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_json")]
     pub metadata: Option<Value>,
-    #[serde(default = "default_conversion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default = "default_conversion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub conversion_strategy: Option<PushSecretConversionStrategy>,
 }
 
@@ -228,7 +242,10 @@ pub struct PushSecretDataTo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_json")]
     pub metadata: Option<Value>,
-    #[serde(default = "default_conversion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default = "default_conversion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub conversion_strategy: Option<PushSecretConversionStrategy>,
 }
 

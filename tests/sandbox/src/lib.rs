@@ -127,9 +127,9 @@ impl Sandbox {
         for f in [
             "deploy/crds/external-secrets.io_clusterpushsecrets.yaml",
             "deploy/crds/external-secrets.io_clusterpushsecrets.yaml",
-        "deploy/crds/external-secrets.io_clustersecretstores.yaml",
+            "deploy/crds/external-secrets.io_clustersecretstores.yaml",
             "deploy/crds/external-secrets.io_externalsecrets.yaml",
-        "deploy/crds/external-secrets.io_pushsecrets.yaml",
+            "deploy/crds/external-secrets.io_pushsecrets.yaml",
             "deploy/crds/external-secrets.io_pushsecrets.yaml",
             "deploy/crds/external-secrets.io_secretstores.yaml",
             "deploy/namespace.yaml",
