@@ -111,7 +111,10 @@ async fn kv2_cas_required_on_the_mount_applies_to_new_secrets() {
     match err {
         vaultrs::error::ClientError::APIError { code, errors } => {
             assert_eq!(code, 400);
-            assert_eq!(errors, vec!["check-and-set parameter required for this call"]);
+            assert_eq!(
+                errors,
+                vec!["check-and-set parameter required for this call"]
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -148,7 +151,15 @@ async fn kv2_soft_delete_keeps_metadata_until_the_metadata_delete() {
     // The deleted version answers 404 with its metadata, custom metadata included.
     let http = raw(&vault);
     let root = vault.root_token();
-    let (s, body) = call(&http, &vault, "GET", "secret/data/gone/app", Some(&root), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/data/gone/app",
+        Some(&root),
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
     assert!(body["data"]["data"].is_null());
     assert_ne!(body["data"]["metadata"]["deletion_time"], "");
@@ -159,7 +170,15 @@ async fn kv2_soft_delete_keeps_metadata_until_the_metadata_delete() {
     within(kv2::delete_metadata(&c, "secret", "gone/app"))
         .await
         .unwrap();
-    let (s, body) = call(&http, &vault, "GET", "secret/data/gone/app", Some(&root), None).await;
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "secret/data/gone/app",
+        Some(&root),
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
     assert_eq!(body, json!({"errors": []}));
     // Deleting what is already gone succeeds, as in Vault.
@@ -213,7 +232,9 @@ path "secret/data/ro/*" { capabilities = ["read"] }
         "POST",
         "sys/capabilities-self",
         Some(&t),
-        Some(json!({"paths": ["secret/data/push/a", "secret/metadata/push/a", "secret/data/ro/a"]})),
+        Some(
+            json!({"paths": ["secret/data/push/a", "secret/metadata/push/a", "secret/data/ro/a"]}),
+        ),
     )
     .await;
     assert_eq!(s, 200);
