@@ -135,7 +135,14 @@ pub(crate) struct Series {
 }
 
 /// The `kind` and `result` label values a review is counted under.
-const KINDS: [&str; 4] = ["", "ExternalSecret", "SecretStore", "ClusterSecretStore"];
+const KINDS: [&str; 6] = [
+    "",
+    "ExternalSecret",
+    "SecretStore",
+    "ClusterSecretStore",
+    "PushSecret",
+    "ClusterPushSecret",
+];
 const RESULTS: [&str; 6] = [
     "allowed", "patched", "denied", "invalid", "timeout", "error",
 ];
@@ -315,6 +322,8 @@ fn same_spec(kind: Kind, old: &str, new: &str) -> bool {
         (Ok(Typed::ClusterSecretStore(a, pa)), Ok(Typed::ClusterSecretStore(b, pb))) => {
             a.spec == b.spec && pa == pb
         }
+        (Ok(Typed::PushSecret(a)), Ok(Typed::PushSecret(b))) => a.spec == b.spec,
+        (Ok(Typed::ClusterPushSecret(a)), Ok(Typed::ClusterPushSecret(b))) => a.spec == b.spec,
         _ => false,
     }
 }
