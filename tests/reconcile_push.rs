@@ -639,3 +639,97 @@ async fn a_missing_source_is_an_error_naming_it() {
     env.wait_kv2("app/x", json!({"a": "1"})).await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_push_secret_provisions_selected_namespaces() {
+    use vaultgate::api::ClusterPushSecret;
+    let env = env().await;
+    env.apply(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: push-a, labels: {push: "yes"}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: push-b, labels: {push: "yes"}}
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {name: pushed, namespace: push-b}
+spec:
+  secretStoreRefs: [{name: vault}]
+  selector: {secret: {name: mine}}
+  data: [{match: {secretKey: k, remoteRef: {remoteKey: b/k}}}]
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: ClusterPushSecret
+metadata: {name: everywhere}
+spec:
+  pushSecretName: pushed
+  pushSecretMetadata: {labels: {from: cluster}}
+  namespaceSelectors: [{matchLabels: {push: "yes"}}]
+  pushSecretSpec:
+    secretStoreRefs: [{name: vault}]
+    selector: {secret: {name: src}}
+    data: [{match: {secretKey: k, remoteRef: {remoteKey: app/k}}}]
+"#,
+    )
+    .await;
+    let cps_api: Api<ClusterPushSecret> = Api::all(env.kc.clone());
+    let st = eventually("the ClusterPushSecret's status", || async {
+        let st = cps_api.get("everywhere").await.unwrap().status?;
+        (!st.provisioned_namespaces.is_empty()).then_some(st)
+    })
+    .await;
+    assert_eq!(st.provisioned_namespaces, ["push-a"]);
+    assert_eq!(st.push_secret_name.as_deref(), Some("pushed"));
+    // A PushSecret of that name it does not own is left alone and reported.
+    assert_eq!(st.failed_namespaces.len(), 1);
+    assert_eq!(st.failed_namespaces[0].namespace, "push-b");
+    assert_eq!(
+        st.failed_namespaces[0].reason.as_deref(),
+        Some("push secret already exists in namespace")
+    );
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "False");
+    let theirs: PushSecret = Api::namespaced(env.kc.clone(), "push-b")
+        .get("pushed")
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs.spec.data.unwrap()[0].match_.remote_ref.remote_key,
+        "b/k"
+    );
+
+    let ours: PushSecret = Api::namespaced(env.kc.clone(), "push-a")
+        .get("pushed")
+        .await
+        .unwrap();
+    assert_eq!(ours.metadata.labels.unwrap()["from"], "cluster");
+    let owner = &ours.metadata.owner_references.unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("ClusterPushSecret", "everywhere")
+    );
+    assert_eq!(
+        ours.spec.data.unwrap()[0].match_.remote_ref.remote_key,
+        "app/k"
+    );
+
+    // The namespace no longer selected: its PushSecret goes.
+    env.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: push-a, labels: {push: \"no\"}}\n",
+    )
+    .await;
+    eventually("the PushSecret in push-a removed", || async {
+        Api::<PushSecret>::namespaced(env.kc.clone(), "push-a")
+            .get_opt("pushed")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    env.stop().await;
+}

@@ -5,6 +5,7 @@
 //! The decisions are plain functions ([`desired`], [`refresh`], [`hash`], [`status`]); the
 //! controllers around them only read, call and write.
 
+pub mod cluster_push_secret;
 pub mod desired;
 mod events;
 mod external_secret;
@@ -22,7 +23,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -33,7 +34,9 @@ use tokio_util::sync::CancellationToken;
 pub use external_secret::class_matches;
 pub use store::{is_referent, refresh_interval};
 
-use crate::api::{ClusterSecretStore, ExternalSecret, LABEL_MANAGED, PushSecret, SecretStore};
+use crate::api::{
+    ClusterPushSecret, ClusterSecretStore, ExternalSecret, LABEL_MANAGED, PushSecret, SecretStore,
+};
 use crate::metrics::Metrics;
 use crate::vault::VaultClients;
 
@@ -384,6 +387,20 @@ async fn run_controllers(
         css_reader.clone(),
     ));
     let _ = push_cell.set(push_sh.clone());
+    // ClusterPushSecrets and the namespaces they select (cluster-wide only: a controller
+    // limited to one namespace does not create PushSecrets in others).
+    let cluster_push = ns.is_none().then(|| {
+        let (nss_reader, nss_stream) = reflected(Api::<Namespace>::all(kube.clone()), wc(), |_| {});
+        let (cps_reader, cps_stream) =
+            reflected(Api::<ClusterPushSecret>::all(kube.clone()), wc(), |_| {});
+        let sh = Arc::new(cluster_push_secret::CpsShared {
+            kube: kube.clone(),
+            metrics: metrics.clone(),
+            events: events_tx.clone(),
+            namespaces: nss_reader,
+        });
+        cluster_push_secret::run(sh, cps_reader, cps_stream, nss_stream, soft.clone())
+    });
     let sh = Arc::new(Shared {
         kube: kube.clone(),
         vault: vault.clone(),
@@ -422,6 +439,11 @@ async fn run_controllers(
                 cfg.concurrency,
                 soft.clone(),
             ),
+            async {
+                if let Some(c) = cluster_push {
+                    c.await;
+                }
+            },
         );
     });
     // Events still queued when the controllers stop are written before returning.
