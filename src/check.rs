@@ -46,7 +46,7 @@ pub fn object_id(kind: Kind, obj: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("<unnamed>");
     match kind {
-        Kind::ClusterSecretStore => format!("{}/{name}", kind.as_str()),
+        Kind::ClusterSecretStore | Kind::ClusterPushSecret => format!("{}/{name}", kind.as_str()),
         _ => format!("{}/{}/{name}", kind.as_str(), namespace_of(obj)),
     }
 }

@@ -2,17 +2,20 @@
 //!
 //! Each kind is served as `v1` (stored) and `v1beta1` with the same schema and conversion
 //! strategy None, so manifests written for ESO's v1beta1 and for current ESO v1 both apply.
+//! PushSecret and ClusterPushSecret are served as `v1alpha1` only, as ESO 2.9 serves them.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use crate::api::{ClusterPushSecret, ClusterSecretStore, ExternalSecret, PushSecret, SecretStore};
 
 /// The CRDs, in the order of their file names in `deploy/crds/`.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
+        with_object_meta(ClusterPushSecret::crd()),
         with_v1beta1(ClusterSecretStore::crd()),
         with_v1beta1(ExternalSecret::crd()),
+        with_object_meta(PushSecret::crd()),
         with_v1beta1(SecretStore::crd()),
     ]
 }
@@ -37,9 +40,25 @@ pub fn render_all() -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// Adds the standard `apiVersion`/`kind`/`metadata` properties (as ESO's CRDs declare them) and
-/// a `v1beta1` version identical to `v1` but not stored.
-fn with_v1beta1(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+/// Adds a `v1beta1` version identical to `v1` but not stored, and the standard properties.
+fn with_v1beta1(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let mut crd = with_object_meta(crd);
+    let mut beta = crd.spec.versions[0].clone();
+    beta.name = "v1beta1".into();
+    beta.storage = false;
+    beta.served = true;
+    crd.spec.versions.push(beta);
+    crd.spec.conversion = Some(
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceConversion {
+            strategy: "None".into(),
+            webhook: None,
+        },
+    );
+    crd
+}
+
+/// Adds the standard `apiVersion`/`kind`/`metadata` properties, as ESO's CRDs declare them.
+fn with_object_meta(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
     if let Some(schema) = crd.spec.versions[0]
         .schema
@@ -65,17 +84,6 @@ fn with_v1beta1(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
                 ..Default::default()
             });
     }
-    let mut beta = crd.spec.versions[0].clone();
-    beta.name = "v1beta1".into();
-    beta.storage = false;
-    beta.served = true;
-    crd.spec.versions.push(beta);
-    crd.spec.conversion = Some(
-        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceConversion {
-            strategy: "None".into(),
-            webhook: None,
-        },
-    );
     crd
 }
 
@@ -85,7 +93,10 @@ mod tests {
 
     #[test]
     fn every_kind_serves_v1_stored_and_v1beta1() {
-        for crd in all() {
+        for crd in all()
+            .into_iter()
+            .filter(|c| !c.spec.names.kind.contains("Push"))
+        {
             let versions: Vec<_> = crd
                 .spec
                 .versions
@@ -120,13 +131,15 @@ mod tests {
         let crds = all();
         let short: Vec<_> = crds
             .iter()
-            .map(|c| c.spec.names.short_names.clone().unwrap())
+            .map(|c| c.spec.names.short_names.clone().unwrap_or_default())
             .collect();
         assert_eq!(
             short,
             vec![
+                vec![],
                 vec!["css".to_string()],
                 vec!["es".to_string()],
+                vec!["ps".to_string()],
                 vec!["ss".to_string()]
             ]
         );
@@ -147,7 +160,19 @@ mod tests {
             ("Ready", "string", ready),
             ("Last Sync", "date", ".status.refreshTime"),
         ];
-        for (i, want) in [(0, store), (1, external_secret), (2, store)] {
+        let push_secret: &[(&str, &str, &str)] = &[
+            ("AGE", "date", ".metadata.creationTimestamp"),
+            ("Status", "string", reason),
+            ("Last Sync", "date", ".status.refreshTime"),
+        ];
+        let cluster_push_secret = &push_secret[..2];
+        for (i, want) in [
+            (0, cluster_push_secret),
+            (1, store),
+            (2, external_secret),
+            (3, push_secret),
+            (4, store),
+        ] {
             for v in &crds[i].spec.versions {
                 let got: Vec<(&str, &str, &str)> = v
                     .additional_printer_columns
@@ -159,7 +184,41 @@ mod tests {
                 assert_eq!(got, want, "{} {}", crds[i].spec.names.kind, v.name);
             }
         }
-        assert_eq!(crds[0].spec.scope, "Cluster");
-        assert_eq!(crds[1].spec.scope, "Namespaced");
+        let scopes: Vec<_> = crds.iter().map(|c| c.spec.scope.as_str()).collect();
+        assert_eq!(
+            scopes,
+            [
+                "Cluster",
+                "Cluster",
+                "Namespaced",
+                "Namespaced",
+                "Namespaced"
+            ]
+        );
+    }
+
+    #[test]
+    fn push_kinds_serve_v1alpha1_only() {
+        for crd in all()
+            .into_iter()
+            .filter(|c| c.spec.names.kind.contains("Push"))
+        {
+            let versions: Vec<_> = crd
+                .spec
+                .versions
+                .iter()
+                .map(|v| (v.name.as_str(), v.served, v.storage))
+                .collect();
+            assert_eq!(versions, vec![("v1alpha1", true, true)]);
+            assert!(crd.spec.conversion.is_none());
+            assert!(
+                crd.spec.versions[0]
+                    .subresources
+                    .as_ref()
+                    .unwrap()
+                    .status
+                    .is_some()
+            );
+        }
     }
 }

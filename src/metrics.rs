@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 const ES_CONDITIONS: [&str; 2] = ["Ready", "Deleted"];
@@ -188,6 +188,15 @@ pub struct Metrics {
     pub admission_duration: HistogramVec,
     /// Store status (`secretstore_status_condition`-like): `vaultgate_store_ready{kind, namespace, name}`.
     pub store_ready: IntGaugeVec,
+    /// ESO: `pushsecret_status_condition{name, namespace, condition, status}`.
+    pub push_condition: GaugeVec,
+    /// ESO: `pushsecret_reconcile_duration{name, namespace}` (milliseconds, as vaultgate's
+    /// ExternalSecret duration).
+    pub push_duration: GaugeVec,
+    /// ESO: `clusterpushsecret_status_condition{name, condition, status}`.
+    pub cluster_push_condition: GaugeVec,
+    /// ESO: `clusterpushsecret_reconcile_duration{name}` (milliseconds).
+    pub cluster_push_duration: GaugeVec,
     /// Tasks alive in the process's tokio runtime, set when `/metrics` is scraped: a count that
     /// keeps rising under a steady load is a task leak.
     pub runtime_alive_tasks: IntGauge,
@@ -254,6 +263,29 @@ impl Metrics {
             &["kind", "namespace", "name"],
         )
         .expect("valid metric");
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let push_condition = gauge(
+            "pushsecret_status_condition",
+            "The status condition of a specific Push Secret",
+            &["name", "namespace", "condition", "status"],
+        );
+        let push_duration = gauge(
+            "pushsecret_reconcile_duration",
+            "The duration time to reconcile the Push Secret (ms)",
+            &["name", "namespace"],
+        );
+        let cluster_push_condition = gauge(
+            "clusterpushsecret_status_condition",
+            "The status condition of a specific Cluster Push Secret",
+            &["name", "condition", "status"],
+        );
+        let cluster_push_duration = gauge(
+            "clusterpushsecret_reconcile_duration",
+            "The duration time to reconcile the Cluster Push Secret (ms)",
+            &["name"],
+        );
         let runtime_alive_tasks = IntGauge::new(
             "vaultgate_runtime_alive_tasks",
             "Tasks alive in the tokio runtime (sampled at scrape time)",
@@ -267,6 +299,10 @@ impl Metrics {
             Box::new(admission_requests.clone()),
             Box::new(admission_duration.clone()),
             Box::new(store_ready.clone()),
+            Box::new(push_condition.clone()),
+            Box::new(push_duration.clone()),
+            Box::new(cluster_push_condition.clone()),
+            Box::new(cluster_push_duration.clone()),
             Box::new(runtime_alive_tasks.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -280,7 +316,39 @@ impl Metrics {
             admission_requests,
             admission_duration,
             store_ready,
+            push_condition,
+            push_duration,
+            cluster_push_condition,
+            cluster_push_duration,
             runtime_alive_tasks,
+        }
+    }
+
+    /// Sets a PushSecret's Ready condition series: the current status 1, the other 0 (as ESO).
+    pub fn set_push_condition(&self, name: &str, namespace: &str, ready: bool) {
+        for (status, on) in [("True", ready), ("False", !ready)] {
+            self.push_condition
+                .with_label_values(&[name, namespace, "Ready", status])
+                .set(if on { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Forgets a deleted PushSecret's series.
+    pub fn forget_push(&self, name: &str, namespace: &str) {
+        for status in ["True", "False"] {
+            let _ = self
+                .push_condition
+                .remove_label_values(&[name, namespace, "Ready", status]);
+        }
+        let _ = self.push_duration.remove_label_values(&[name, namespace]);
+    }
+
+    /// Sets a ClusterPushSecret's Ready condition series.
+    pub fn set_cluster_push_condition(&self, name: &str, ready: bool) {
+        for (status, on) in [("True", ready), ("False", !ready)] {
+            self.cluster_push_condition
+                .with_label_values(&[name, "Ready", status])
+                .set(if on { 1.0 } else { 0.0 });
         }
     }
 

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
-use vaultgate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use vaultgate::api::{
+    ClusterPushSecret, ClusterSecretStore, ExternalSecret, PushSecret, SecretStore,
+};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -89,6 +91,8 @@ fn every_eso_field_exists_with_the_same_type() {
         ("externalsecret-v1.json", "ExternalSecret"),
         ("secretstore-vault-v1.json", "SecretStore"),
         ("clustersecretstore-vault-v1.json", "ClusterSecretStore"),
+        ("pushsecret-v1alpha1.json", "PushSecret"),
+        ("clusterpushsecret-v1alpha1.json", "ClusterPushSecret"),
     ] {
         let eso: Value = serde_json::from_str(
             &std::fs::read_to_string(root().join("tests/data/eso-schema").join(file)).unwrap(),
@@ -202,6 +206,8 @@ fn deserialize_typed(doc: &Value, origin: &str) {
         "ExternalSecret" => serde_json::from_value::<ExternalSecret>(data).map(|_| ()),
         "SecretStore" => serde_json::from_value::<SecretStore>(data).map(|_| ()),
         "ClusterSecretStore" => serde_json::from_value::<ClusterSecretStore>(data).map(|_| ()),
+        "PushSecret" => serde_json::from_value::<PushSecret>(data).map(|_| ()),
+        "ClusterPushSecret" => serde_json::from_value::<ClusterPushSecret>(data).map(|_| ()),
         other => panic!("{origin}: unexpected kind {other}"),
     };
     result.unwrap_or_else(|e| panic!("{origin}: {kind} does not deserialize: {e}"));
@@ -256,6 +262,12 @@ fn seed_and_example_manifests_validate_in_both_versions() {
         "{kinds:?}"
     );
     for (origin, doc) in &docs {
+        // The push kinds have one version (v1alpha1), as in ESO.
+        if doc["kind"].as_str().unwrap().contains("Push") {
+            validate_against_crd(doc, origin);
+            deserialize_typed(doc, origin);
+            continue;
+        }
         for version in vaultgate::api::VERSIONS {
             let mut d = doc.clone();
             d["apiVersion"] = json!(format!("external-secrets.io/{version}"));

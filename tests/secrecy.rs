@@ -68,8 +68,10 @@ async fn no_secret_reaches_logs_events_status_metrics_or_admission_messages() {
         .unwrap();
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     for f in [
+        "deploy/crds/external-secrets.io_clusterpushsecrets.yaml",
         "deploy/crds/external-secrets.io_clustersecretstores.yaml",
         "deploy/crds/external-secrets.io_externalsecrets.yaml",
+        "deploy/crds/external-secrets.io_pushsecrets.yaml",
         "deploy/crds/external-secrets.io_secretstores.yaml",
         "deploy/namespace.yaml",
         "deploy/webhooks.yaml",

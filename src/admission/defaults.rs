@@ -46,6 +46,8 @@ pub fn patch(kind: Kind, obj: &Value) -> Option<Patch> {
 pub enum View {
     ExternalSecret(EsView),
     Store(StoreView),
+    /// The push kinds: their defaults are the CRD schema's.
+    NoDefaults,
 }
 
 impl View {
@@ -54,6 +56,10 @@ impl View {
         Ok(match kind {
             Kind::ExternalSecret => View::ExternalSecret(EsView::deserialize(d)?),
             Kind::SecretStore | Kind::ClusterSecretStore => View::Store(StoreView::deserialize(d)?),
+            Kind::PushSecret | Kind::ClusterPushSecret => {
+                serde::de::IgnoredAny::deserialize(d)?;
+                View::NoDefaults
+            }
         })
     }
 
@@ -63,6 +69,7 @@ impl View {
         match self {
             View::ExternalSecret(es) => external_secret(es, &mut ops),
             View::Store(s) => store(s, &mut ops),
+            View::NoDefaults => {}
         }
         (!ops.is_empty()).then_some(Patch(ops))
     }

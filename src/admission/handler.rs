@@ -274,6 +274,8 @@ fn same_spec(kind: Kind, old: &str, new: &str) -> bool {
         (Ok(Typed::ClusterSecretStore(a, pa)), Ok(Typed::ClusterSecretStore(b, pb))) => {
             a.spec == b.spec && pa == pb
         }
+        (Ok(Typed::PushSecret(a)), Ok(Typed::PushSecret(b))) => a.spec == b.spec,
+        (Ok(Typed::ClusterPushSecret(a)), Ok(Typed::ClusterPushSecret(b))) => a.spec == b.spec,
         _ => false,
     }
 }

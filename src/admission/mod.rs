@@ -56,15 +56,23 @@ pub enum Kind {
     ExternalSecret,
     SecretStore,
     ClusterSecretStore,
+    PushSecret,
+    ClusterPushSecret,
 }
 
 impl Kind {
-    /// The kind of a `group/version/kind`, when vaultgate serves it.
+    /// The kind of a `group/version/kind`, when vaultgate serves it (the push kinds in
+    /// `v1alpha1`, the others in `v1` and `v1beta1`).
     pub fn from_gvk(group: &str, version: &str, kind: &str) -> Option<Kind> {
-        if group != crate::api::GROUP || !crate::api::VERSIONS.contains(&version) {
+        if group != crate::api::GROUP {
             return None;
         }
-        Kind::from_name(kind)
+        let k = Kind::from_name(kind)?;
+        let served = match k {
+            Kind::PushSecret | Kind::ClusterPushSecret => version == "v1alpha1",
+            _ => crate::api::VERSIONS.contains(&version),
+        };
+        served.then_some(k)
     }
 
     pub fn from_name(kind: &str) -> Option<Kind> {
@@ -72,6 +80,8 @@ impl Kind {
             "ExternalSecret" => Some(Kind::ExternalSecret),
             "SecretStore" => Some(Kind::SecretStore),
             "ClusterSecretStore" => Some(Kind::ClusterSecretStore),
+            "PushSecret" => Some(Kind::PushSecret),
+            "ClusterPushSecret" => Some(Kind::ClusterPushSecret),
             _ => None,
         }
     }
@@ -81,6 +91,8 @@ impl Kind {
             Kind::ExternalSecret => "ExternalSecret",
             Kind::SecretStore => "SecretStore",
             Kind::ClusterSecretStore => "ClusterSecretStore",
+            Kind::PushSecret => "PushSecret",
+            Kind::ClusterPushSecret => "ClusterPushSecret",
         }
     }
 }

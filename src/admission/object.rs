@@ -12,8 +12,8 @@ use super::defaults::Slot;
 use super::live::Findings;
 use super::{Callers, Kind, rules};
 use crate::api::{
-    ClusterSecretStore, ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec, SecretStore,
-    SecretStoreSpec,
+    ClusterPushSecret, ClusterPushSecretSpec, ClusterSecretStore, ClusterSecretStoreSpec,
+    ExternalSecret, ExternalSecretSpec, PushSecret, PushSecretSpec, SecretStore, SecretStoreSpec,
 };
 
 /// An ExternalSecret as the validating hot path reads it: the spec, and of the metadata only the
@@ -99,6 +99,8 @@ pub(crate) enum Typed {
     ExternalSecret(Box<ExternalSecret>),
     SecretStore(Box<SecretStore>, Vec<String>),
     ClusterSecretStore(Box<ClusterSecretStore>, Vec<String>),
+    PushSecret(Box<PushSecret>),
+    ClusterPushSecret(Box<ClusterPushSecret>),
 }
 
 /// An object as first read: the metadata the decision uses, and the spec's text.
@@ -138,7 +140,7 @@ impl Typed {
         let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
             name: m.name,
             namespace: match kind {
-                Kind::ClusterSecretStore => m.namespace,
+                Kind::ClusterSecretStore | Kind::ClusterPushSecret => m.namespace,
                 _ => m.namespace.or_else(|| namespace.map(str::to_owned)),
             },
             uid: m.uid,
@@ -172,6 +174,16 @@ impl Typed {
                 }),
                 providers(spec),
             ),
+            Kind::PushSecret => Typed::PushSecret(Box::new(PushSecret {
+                spec: serde_json::from_str::<PushSecretSpec>(spec).map_err(bad)?,
+                metadata,
+                status: None,
+            })),
+            Kind::ClusterPushSecret => Typed::ClusterPushSecret(Box::new(ClusterPushSecret {
+                spec: serde_json::from_str::<ClusterPushSecretSpec>(spec).map_err(bad)?,
+                metadata,
+                status: None,
+            })),
         })
     }
 
@@ -186,6 +198,8 @@ impl Typed {
             Typed::ExternalSecret(es) => rules::external_secret(es),
             Typed::SecretStore(s, providers) => rules::secret_store(s, providers),
             Typed::ClusterSecretStore(s, providers) => rules::cluster_secret_store(s, providers),
+            Typed::PushSecret(ps) => rules::push_secret(ps),
+            Typed::ClusterPushSecret(c) => rules::cluster_push_secret(c),
         }
     }
 
@@ -201,6 +215,8 @@ impl Typed {
             Typed::ExternalSecret(es) => return checker.external_secret(es, dry_run).await,
             Typed::SecretStore(s, _) => crate::vault::StoreHandle::from_secret_store(s),
             Typed::ClusterSecretStore(s, _) => crate::vault::StoreHandle::from_cluster_store(s),
+            Typed::PushSecret(ps) => return checker.push_secret(ps, dry_run).await,
+            Typed::ClusterPushSecret(_) => return Findings::default(),
         };
         match callers {
             Callers::Authenticated => checker.store(store, dry_run).await,

@@ -1,15 +1,20 @@
 //! The `external-secrets.io` API types vaultgate serves: ESO's ExternalSecret, SecretStore and
-//! ClusterSecretStore (Vault provider), in `v1` (stored) and `v1beta1` (same schema).
+//! ClusterSecretStore (Vault provider), in `v1` (stored) and `v1beta1` (same schema); PushSecret and
+//! ClusterPushSecret in `v1alpha1`.
 
+pub mod cluster_push_secret;
 pub mod conditions;
 pub mod duration;
 pub mod external_secret;
+pub mod push_secret;
 pub mod refs;
 pub mod selector;
 pub mod store;
 
+pub use cluster_push_secret::*;
 pub use conditions::Condition;
 pub use external_secret::*;
+pub use push_secret::*;
 pub use refs::*;
 pub use store::*;
 

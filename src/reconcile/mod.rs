@@ -1,14 +1,18 @@
-//! The reconciler: keeps each ExternalSecret's target Secret in sync with Vault, and each
-//! SecretStore / ClusterSecretStore's status with what Vault says about its credentials.
+//! The reconciler: keeps each ExternalSecret's target Secret in sync with Vault, each
+//! SecretStore / ClusterSecretStore's status with what Vault says about its credentials, and
+//! pushes each PushSecret's Secret into Vault.
 //!
 //! The decisions are plain functions ([`desired`], [`refresh`], [`hash`], [`status`]); the
 //! controllers around them only read, call and write.
 
+pub mod cluster_push_secret;
 pub mod desired;
 mod events;
 mod external_secret;
 pub mod hash;
 pub mod leader;
+pub mod push_desired;
+mod push_secret;
 pub mod refresh;
 pub mod status;
 mod store;
@@ -19,7 +23,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -30,7 +34,9 @@ use tokio_util::sync::CancellationToken;
 pub use external_secret::class_matches;
 pub use store::{is_referent, refresh_interval};
 
-use crate::api::{ClusterSecretStore, ExternalSecret, LABEL_MANAGED, SecretStore};
+use crate::api::{
+    ClusterPushSecret, ClusterSecretStore, ExternalSecret, LABEL_MANAGED, PushSecret, SecretStore,
+};
 use crate::metrics::Metrics;
 use crate::vault::VaultClients;
 
@@ -356,6 +362,45 @@ async fn run_controllers(
 
     let recorder = events::Recorder::new(kube.clone(), "vaultgate", Some(&cfg.identity));
     let (events_tx, events_rx) = events::queue();
+
+    // PushSecrets, and the metadata of every Secret (a source Secret's change pushes at once).
+    let push_cell: Arc<std::sync::OnceLock<Arc<push_secret::PushShared>>> = Arc::default();
+    let (ps_reader, ps_stream) = {
+        let cell = push_cell.clone();
+        reflected(scoped::<PushSecret>(kube, ns), wc(), move |ps| {
+            if let Some(sh) = cell.get() {
+                push_secret::forget(sh, ps);
+            }
+        })
+    };
+    let source_secrets = watcher(scoped::<wire::WatchedSecretMeta>(kube, ns), wc())
+        .default_backoff()
+        .touched_objects()
+        .map_ok(PartialObjectMeta::<Secret>::from);
+    let push_sh = Arc::new(push_secret::PushShared::new(
+        kube.clone(),
+        vault.clone(),
+        metrics.clone(),
+        cfg.controller_class.clone(),
+        events_tx.clone(),
+        ss_reader.clone(),
+        css_reader.clone(),
+    ));
+    let _ = push_cell.set(push_sh.clone());
+    // ClusterPushSecrets and the namespaces they select (cluster-wide only: a controller
+    // limited to one namespace does not create PushSecrets in others).
+    let cluster_push = ns.is_none().then(|| {
+        let (nss_reader, nss_stream) = reflected(Api::<Namespace>::all(kube.clone()), wc(), |_| {});
+        let (cps_reader, cps_stream) =
+            reflected(Api::<ClusterPushSecret>::all(kube.clone()), wc(), |_| {});
+        let sh = Arc::new(cluster_push_secret::CpsShared {
+            kube: kube.clone(),
+            metrics: metrics.clone(),
+            events: events_tx.clone(),
+            namespaces: nss_reader,
+        });
+        cluster_push_secret::run(sh, cps_reader, cps_stream, nss_stream, soft.clone())
+    });
     let sh = Arc::new(Shared {
         kube: kube.clone(),
         vault: vault.clone(),
@@ -386,6 +431,19 @@ async fn run_controllers(
             ),
             store::run(sh.clone(), ss_ctrl_reader, ss_ctrl_stream, soft.clone()),
             store::run(sh.clone(), css_ctrl_reader, css_ctrl_stream, soft.clone()),
+            push_secret::run(
+                push_sh,
+                ps_reader,
+                ps_stream,
+                source_secrets,
+                cfg.concurrency,
+                soft.clone(),
+            ),
+            async {
+                if let Some(c) = cluster_push {
+                    c.await;
+                }
+            },
         );
     });
     // Events still queued when the controllers stop are written before returning.

@@ -32,6 +32,7 @@ mod client;
 mod fetch;
 mod http;
 pub mod paths;
+pub mod push_plan;
 pub mod values;
 
 use std::sync::Arc;

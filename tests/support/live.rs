@@ -47,6 +47,8 @@ pub async fn env_with(config: kube_emulator::KubeEmulatorConfig) -> Env {
             r#"
 path "secret/data/app/*" { capabilities = ["read"] }
 path "secret/metadata/app/*" { capabilities = ["read", "list"] }
+path "secret/data/push/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/push/*" { capabilities = ["create", "read", "update"] }
 "#,
         )
         .unwrap();
@@ -156,10 +158,16 @@ pub fn review_body(object: &Value, dry_run: bool) -> Vec<u8> {
     let resource = match kind {
         "ExternalSecret" => "externalsecrets",
         "SecretStore" => "secretstores",
+        "PushSecret" => "pushsecrets",
+        "ClusterPushSecret" => "clusterpushsecrets",
         _ => "clustersecretstores",
     };
-    let gvk = json!({"group": "external-secrets.io", "version": "v1", "kind": kind});
-    let gvr = json!({"group": "external-secrets.io", "version": "v1", "resource": resource});
+    let version = object["apiVersion"]
+        .as_str()
+        .and_then(|a| a.split_once('/'))
+        .map_or("v1", |(_, v)| v);
+    let gvk = json!({"group": "external-secrets.io", "version": version, "kind": kind});
+    let gvr = json!({"group": "external-secrets.io", "version": version, "resource": resource});
     serde_json::to_vec(&json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",

@@ -7,6 +7,7 @@
 
 mod external_secret;
 mod names;
+mod push_secret;
 mod regex;
 mod store;
 mod templates;
@@ -14,6 +15,7 @@ mod templates;
 mod tests;
 
 pub use external_secret::external_secret;
+pub use push_secret::{cluster_push_secret, push_secret};
 pub use regex::{MAX_REGEX_LEN, REGEX_BUDGET, RegexBudget, regex_compiles};
 pub use store::{check_server, cluster_secret_store, secret_store};
 pub use templates::{MAX_TEMPLATE_ACTIONS, MAX_TEMPLATES_LEN};

@@ -7,6 +7,7 @@ mod cache;
 mod checks;
 mod evict;
 mod kv;
+mod push;
 mod reads;
 mod token;
 

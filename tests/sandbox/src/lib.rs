@@ -125,8 +125,10 @@ impl Sandbox {
         .await?;
         let root = repo_root();
         for f in [
+            "deploy/crds/external-secrets.io_clusterpushsecrets.yaml",
             "deploy/crds/external-secrets.io_clustersecretstores.yaml",
             "deploy/crds/external-secrets.io_externalsecrets.yaml",
+            "deploy/crds/external-secrets.io_pushsecrets.yaml",
             "deploy/crds/external-secrets.io_secretstores.yaml",
             "deploy/namespace.yaml",
             "deploy/serviceaccount.yaml",

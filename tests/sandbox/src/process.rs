@@ -96,8 +96,10 @@ impl Emulators {
         let vault = VaultEmulator::start(VaultEmulatorConfig::default()).await?;
         let root = repo_root();
         for f in [
+            "deploy/crds/external-secrets.io_clusterpushsecrets.yaml",
             "deploy/crds/external-secrets.io_clustersecretstores.yaml",
             "deploy/crds/external-secrets.io_externalsecrets.yaml",
+            "deploy/crds/external-secrets.io_pushsecrets.yaml",
             "deploy/crds/external-secrets.io_secretstores.yaml",
             "deploy/namespace.yaml",
         ] {

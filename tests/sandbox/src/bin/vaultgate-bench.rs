@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use vaultgate::api::ExternalSecret;
+use vaultgate::api::{ExternalSecret, PushSecret};
 use vaultgate_sandbox::process::{
     Emulators, Proc, approle_load_manifests, cpu_seconds, output_with_cpu, peak_rss_mib,
     spawn_vaultgate, vaultgate_binary, wait_ready,
@@ -90,6 +90,11 @@ async fn all() -> anyhow::Result<()> {
     for n in sizes {
         eprintln!("== sync of {n} ExternalSecrets, {rounds} rounds");
         sync_benchmark(&bin, &work, n, rounds, &mut results).await?;
+    }
+    // `BENCH_PUSH=0`: without the PushSecret figure.
+    if std::env::var("BENCH_PUSH").as_deref() != Ok("0") {
+        eprintln!("== push of {PUSHES} PushSecrets");
+        push_benchmark(&bin, &work, &mut results).await?;
     }
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(out_dir.join("results.json"), &json)?;
@@ -1109,6 +1114,106 @@ fn all_correct<'a>(secrets: impl Iterator<Item = &'a Value>, n: usize) -> bool {
         }
     }
     ok >= n
+}
+
+/// PushSecrets in the push benchmark (one key each, over the STORES ClusterSecretStores).
+const PUSHES: usize = 1000;
+
+/// `push_1k_seconds`: from the first create of 1,000 PushSecrets until Vault has accepted every
+/// data write; with the Vault writes it took (`push_1k_vault_data_writes`,
+/// `push_1k_vault_metadata_writes`: at most one each per PushSecret).
+async fn push_benchmark(
+    bin: &Path,
+    work: &Path,
+    results: &mut BTreeMap<String, f64>,
+) -> anyhow::Result<()> {
+    let env = Emulators::start(work, "push1k").await?;
+    let client = env.kube.client().await;
+    env.vault.put_policy(
+        "bench-push",
+        "path \"secret/data/push/*\" { capabilities = [\"create\", \"read\", \"update\"] }\n\
+         path \"secret/metadata/push/*\" { capabilities = [\"create\", \"read\", \"update\"] }",
+    )?;
+    let mut docs =
+        approle_load_manifests(&env.vault, "push", "bench-push", STORES, NAMESPACES).await?;
+    for ns in 0..NAMESPACES {
+        docs.push_str(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: src, namespace: ns-{ns}}}\nstringData: {{value: value-{ns}}}\n"
+        ));
+    }
+    vaultgate_sandbox::apply_all(&client, &docs).await?;
+    let metrics = free_local_addr();
+    let vg = spawn(bin, &env, &["--controller-only"], metrics)?;
+    wait_ready(metrics, Duration::from_secs(20)).await?;
+    env.vault.reset_counters();
+    let start = Instant::now();
+    futures::stream::iter(0..PUSHES)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let ns = format!("ns-{}", i % NAMESPACES);
+                let ps: PushSecret = serde_json::from_value(json!({
+                    "apiVersion": "external-secrets.io/v1alpha1",
+                    "kind": "PushSecret",
+                    "metadata": {"name": format!("ps-{i}"), "namespace": ns},
+                    "spec": {
+                        "refreshInterval": "1h",
+                        "secretStoreRefs": [{"kind": "ClusterSecretStore", "name": format!("store-{}", i % STORES)}],
+                        "selector": {"secret": {"name": "src"}},
+                        "data": [{"match": {"secretKey": "value", "remoteRef": {"remoteKey": format!("push/p{i}"), "property": "value"}}}]
+                    }
+                }))?;
+                Api::<PushSecret>::namespaced(client, &ns)
+                    .create(&PostParams::default(), &ps)
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect::<()>()
+        .await?;
+    let is_write = |r: &vault_emulator::RequestRecord, prefix: &str| {
+        matches!(r.method.as_str(), "POST" | "PUT")
+            && r.path.starts_with(prefix)
+            && (200..300).contains(&r.status)
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let seconds = loop {
+        let done = env
+            .vault
+            .requests()
+            .iter()
+            .filter(|r| is_write(r, "secret/data/push/"))
+            .count();
+        if done >= PUSHES {
+            break start.elapsed().as_secs_f64();
+        }
+        if Instant::now() > deadline {
+            bail!("{PUSHES} PushSecrets not pushed within 5 minutes ({done} written)");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Settled: no further writes once everything is pushed (a no-op push writes nothing).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let requests = env.vault.requests();
+    let data = requests
+        .iter()
+        .filter(|r| is_write(r, "secret/data/push/"))
+        .count();
+    let meta = requests
+        .iter()
+        .filter(|r| is_write(r, "secret/metadata/push/"))
+        .count();
+    vg.terminate();
+    results.insert("push_1k_seconds".into(), seconds);
+    results.insert("push_1k_vault_data_writes".into(), data as f64);
+    results.insert("push_1k_vault_metadata_writes".into(), meta as f64);
+    if data > PUSHES || meta > PUSHES {
+        bail!(
+            "{PUSHES} pushes took {data} data and {meta} metadata writes (at most {PUSHES} each)"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,202 @@
+//! Admission of PushSecrets against the Vault and Kubernetes emulators: the static rules
+//! through a review, and the live checks (write capabilities, an unmanaged secret at the
+//! target, the source Secret and its keys, another PushSecret on the same target).
+
+#[path = "support/live.rs"]
+mod live;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use live::{env, judge};
+use serde_json::{Value, json};
+use vaultgate::admission::LiveMode;
+
+fn ps(name: &str, source: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "external-secrets.io/v1alpha1",
+        "kind": "PushSecret",
+        "metadata": {"name": name, "namespace": "team-a"},
+        "spec": {
+            "secretStoreRefs": [{"name": "vault", "kind": "SecretStore"}],
+            "selector": {"secret": {"name": source}},
+            "data": data
+        }
+    })
+}
+
+fn entry(key: &str, remote: &str, property: &str) -> Value {
+    json!([{"match": {"secretKey": key, "remoteRef": {"remoteKey": remote, "property": property}}}])
+}
+
+#[tokio::test]
+async fn static_rules_refuse_by_field_path() {
+    let e = env().await;
+    let enforce = e.state(LiveMode::Enforce, Duration::from_secs(2));
+    let mut bad = ps("bad", "src", entry("k", "push/a", "p"));
+    bad["spec"]["secretStoreRefs"] = json!([]);
+    bad["spec"]["dataTo"] = json!([{"storeRef": {"name": "vault"}}]);
+    let v = judge(&enforce, &bad, false).await;
+    assert!(!v.allowed);
+    assert!(
+        v.message
+            .contains("spec.secretStoreRefs: at least one store")
+            && v.message
+                .contains("spec.dataTo: not supported by vaultgate"),
+        "{}",
+        v.message
+    );
+}
+
+#[tokio::test]
+async fn targets_source_and_other_pushers_are_checked_live() {
+    let e = env().await;
+    e.kube
+        .apply_yaml(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: src, namespace: team-a}\nstringData: {k: v}\n",
+        )
+        .await
+        .unwrap();
+    e.vault
+        .kv2_put("secret", "push/theirs", json!({"p": "keep"}))
+        .unwrap();
+    e.vault
+        .kv2_put("secret", "push/ours", json!({"p": "old"}))
+        .unwrap();
+    e.vault
+        .kv2_set_custom_metadata(
+            "secret",
+            "push/ours",
+            BTreeMap::from([("managed-by".to_string(), "external-secrets".to_string())]),
+        )
+        .unwrap();
+    let enforce = e.state(LiveMode::Enforce, Duration::from_secs(2));
+
+    for target in ["push/new", "push/ours"] {
+        let ok = judge(&enforce, &ps("ok", "src", entry("k", target, "p")), false).await;
+        assert!(
+            ok.allowed && ok.warnings.is_empty(),
+            "{target}: {} {:?}",
+            ok.message,
+            ok.warnings
+        );
+    }
+
+    let not_writable = judge(&enforce, &ps("nw", "src", entry("k", "app/x", "p")), false).await;
+    assert!(!not_writable.allowed);
+    assert!(
+        not_writable
+            .message
+            .contains("spec.data[0].match.remoteRef.remoteKey")
+            && not_writable
+                .message
+                .contains("may not write the data path \"secret/data/app/x\"")
+            && not_writable
+                .message
+                .contains("metadata path \"secret/metadata/app/x\""),
+        "{}",
+        not_writable.message
+    );
+
+    let theirs = judge(
+        &enforce,
+        &ps("t", "src", entry("k", "push/theirs", "p")),
+        false,
+    )
+    .await;
+    assert!(!theirs.allowed);
+    assert!(
+        theirs.message.contains("\"push/theirs\"") && theirs.message.contains("not managed"),
+        "{}",
+        theirs.message
+    );
+    assert!(!theirs.message.contains("keep"), "{}", theirs.message);
+
+    let no_source = judge(
+        &enforce,
+        &ps("ns", "nope", entry("k", "push/new", "p")),
+        false,
+    )
+    .await;
+    assert!(!no_source.allowed);
+    assert!(
+        no_source
+            .message
+            .contains("spec.selector.secret.name: Secret team-a/nope does not exist"),
+        "{}",
+        no_source.message
+    );
+
+    let no_key = judge(
+        &enforce,
+        &ps("nk", "src", entry("nokey", "push/new", "p")),
+        false,
+    )
+    .await;
+    assert!(!no_key.allowed);
+    assert!(
+        no_key
+            .message
+            .contains("spec.data[0].match.secretKey: Secret team-a/src has no key \"nokey\""),
+        "{}",
+        no_key.message
+    );
+
+    // Another PushSecret already pushes to push/shared property p through the same store.
+    let other = ps("other", "src", entry("k", "push/shared", "p"));
+    e.kube
+        .apply_yaml(&serde_yaml_ng::to_string(&other).unwrap())
+        .await
+        .unwrap();
+    let clash = judge(
+        &enforce,
+        &ps("mine", "src", entry("k", "push/shared", "p")),
+        false,
+    )
+    .await;
+    assert!(!clash.allowed);
+    assert!(
+        clash
+            .message
+            .contains("PushSecret team-a/other already pushes to \"push/shared\" property \"p\""),
+        "{}",
+        clash.message
+    );
+    // Another property of the same secret is fine.
+    let beside = judge(
+        &enforce,
+        &ps("mine", "src", entry("k", "push/shared", "q")),
+        false,
+    )
+    .await;
+    assert!(beside.allowed, "{}", beside.message);
+
+    // warn: admitted, with the problem as a warning.
+    let warn = e.state(LiveMode::Warn, Duration::from_secs(2));
+    let w = judge(
+        &warn,
+        &ps("t", "src", entry("k", "push/theirs", "p")),
+        false,
+    )
+    .await;
+    assert!(w.allowed);
+    assert!(
+        w.warnings.iter().any(|x| x.contains("not managed")),
+        "{:?}",
+        w.warnings
+    );
+
+    // A dry run does not log in to Vault.
+    let d = judge(
+        &enforce,
+        &ps("t", "src", entry("k", "push/theirs", "p")),
+        true,
+    )
+    .await;
+    assert!(d.allowed, "{}", d.message);
+    assert!(
+        d.warnings.iter().any(|x| x.contains("dry run")),
+        "{:?}",
+        d.warnings
+    );
+}
