@@ -6,11 +6,12 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use crate::api::{ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore};
 
 /// The CRDs, in the order of their file names in `deploy/crds/`.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
+        with_v1beta1(ClusterExternalSecret::crd()),
         with_v1beta1(ClusterSecretStore::crd()),
         with_v1beta1(ExternalSecret::crd()),
         with_v1beta1(SecretStore::crd()),
@@ -125,6 +126,7 @@ mod tests {
         assert_eq!(
             short,
             vec![
+                vec!["ces".to_string()],
                 vec!["css".to_string()],
                 vec!["es".to_string()],
                 vec!["ss".to_string()]
@@ -147,7 +149,21 @@ mod tests {
             ("Ready", "string", ready),
             ("Last Sync", "date", ".status.refreshTime"),
         ];
-        for (i, want) in [(0, store), (1, external_secret), (2, store)] {
+        let cluster_external_secret: &[(&str, &str, &str)] = &[
+            (
+                "Store",
+                "string",
+                ".spec.externalSecretSpec.secretStoreRef.name",
+            ),
+            ("Refresh Interval", "string", ".spec.refreshTime"),
+            ("Ready", "string", ready),
+        ];
+        for (i, want) in [
+            (0, cluster_external_secret),
+            (1, store),
+            (2, external_secret),
+            (3, store),
+        ] {
             for v in &crds[i].spec.versions {
                 let got: Vec<(&str, &str, &str)> = v
                     .additional_printer_columns
@@ -160,6 +176,7 @@ mod tests {
             }
         }
         assert_eq!(crds[0].spec.scope, "Cluster");
-        assert_eq!(crds[1].spec.scope, "Namespaced");
+        assert_eq!(crds[1].spec.scope, "Cluster");
+        assert_eq!(crds[2].spec.scope, "Namespaced");
     }
 }

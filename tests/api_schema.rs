@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
-use vaultgate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use vaultgate::api::{ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -87,6 +87,7 @@ fn paths(schema: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
 fn every_eso_field_exists_with_the_same_type() {
     for (file, kind) in [
         ("externalsecret-v1.json", "ExternalSecret"),
+        ("clusterexternalsecret-v1.json", "ClusterExternalSecret"),
         ("secretstore-vault-v1.json", "SecretStore"),
         ("clustersecretstore-vault-v1.json", "ClusterSecretStore"),
     ] {
@@ -202,6 +203,9 @@ fn deserialize_typed(doc: &Value, origin: &str) {
         "ExternalSecret" => serde_json::from_value::<ExternalSecret>(data).map(|_| ()),
         "SecretStore" => serde_json::from_value::<SecretStore>(data).map(|_| ()),
         "ClusterSecretStore" => serde_json::from_value::<ClusterSecretStore>(data).map(|_| ()),
+        "ClusterExternalSecret" => {
+            serde_json::from_value::<ClusterExternalSecret>(data).map(|_| ())
+        }
         other => panic!("{origin}: unexpected kind {other}"),
     };
     result.unwrap_or_else(|e| panic!("{origin}: {kind} does not deserialize: {e}"));

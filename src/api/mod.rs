@@ -1,6 +1,7 @@
 //! The `external-secrets.io` API types vaultgate serves: ESO's ExternalSecret, SecretStore and
 //! ClusterSecretStore (Vault provider), in `v1` (stored) and `v1beta1` (same schema).
 
+pub mod cluster_external_secret;
 pub mod conditions;
 pub mod duration;
 pub mod external_secret;
@@ -8,6 +9,7 @@ pub mod refs;
 pub mod selector;
 pub mod store;
 
+pub use cluster_external_secret::*;
 pub use conditions::Condition;
 pub use external_secret::*;
 pub use refs::*;
