@@ -4,6 +4,7 @@
 //! The decisions are plain functions ([`desired`], [`refresh`], [`hash`], [`status`]); the
 //! controllers around them only read, call and write.
 
+pub mod ces_plan;
 pub mod desired;
 mod events;
 mod external_secret;
