@@ -5,6 +5,7 @@
 //! controllers around them only read, call and write.
 
 pub mod ces_plan;
+mod cluster_external_secret;
 pub mod desired;
 mod events;
 mod external_secret;
@@ -31,7 +32,9 @@ use tokio_util::sync::CancellationToken;
 pub use external_secret::class_matches;
 pub use store::{is_referent, refresh_interval};
 
-use crate::api::{ClusterSecretStore, ExternalSecret, LABEL_MANAGED, SecretStore};
+use crate::api::{
+    ClusterExternalSecret, ClusterSecretStore, ExternalSecret, LABEL_MANAGED, SecretStore,
+};
 use crate::metrics::Metrics;
 use crate::vault::VaultClients;
 
@@ -292,6 +295,16 @@ async fn run_controllers(
         }
     };
     let wc = watcher::Config::default;
+    // ClusterExternalSecrets are cluster-wide: their controller runs only when the reconciler
+    // is. It hears of deleted ExternalSecrets that one of them controlled, to put them back.
+    let ces_enabled = ns.is_none();
+    let (es_deleted_tx, es_deleted_rx) = futures::channel::mpsc::unbounded::<ExternalSecret>();
+    let on_es_delete = move |es: &ExternalSecret| {
+        on_es_delete(es);
+        if ces_enabled && cluster_external_secret::controlled_by_a_ces(es) {
+            let _ = es_deleted_tx.unbounded_send(es.clone());
+        }
+    };
     // Which ExternalSecrets write which Secret, so that a Secret event finds them without
     // scanning every ExternalSecret (that made a 10k-object sync quadratic).
     let targets = external_secret::TargetIndex::default();
@@ -371,6 +384,35 @@ async fn run_controllers(
         store_failures: Mutex::new(HashMap::new()),
     });
     let _ = shared_cell.set(sh.clone());
+    let ces_controller = {
+        let es_reader = es_reader.clone();
+        let kube = kube.clone();
+        let soft = soft.clone();
+        let sh = sh.clone();
+        async move {
+            if !ces_enabled {
+                return;
+            }
+            let (ns_reader, ns_stream) = reflected(
+                Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.clone()),
+                wc(),
+                |_| {},
+            );
+            let (ces_reader, ces_stream) = reflected(
+                Api::<ClusterExternalSecret>::all(kube.clone()),
+                wc(),
+                |_| {},
+            );
+            let cx = Arc::new(cluster_external_secret::Ctx {
+                sh,
+                external_secrets: es_reader,
+                namespaces: ns_reader,
+            });
+            let es_deleted = es_deleted_rx.map(Ok::<_, watcher::Error>);
+            cluster_external_secret::run(cx, ces_reader, ces_stream, ns_stream, es_deleted, soft)
+                .await;
+        }
+    };
 
     // Boxed: the controllers' futures are large, and nested inline they overflowed the stack
     // of a debug build's test threads.
@@ -387,6 +429,7 @@ async fn run_controllers(
             ),
             store::run(sh.clone(), ss_ctrl_reader, ss_ctrl_stream, soft.clone()),
             store::run(sh.clone(), css_ctrl_reader, css_ctrl_stream, soft.clone()),
+            ces_controller,
         );
     });
     // Events still queued when the controllers stop are written before returning.
