@@ -135,7 +135,13 @@ pub(crate) struct Series {
 }
 
 /// The `kind` and `result` label values a review is counted under.
-const KINDS: [&str; 4] = ["", "ExternalSecret", "SecretStore", "ClusterSecretStore"];
+const KINDS: [&str; 5] = [
+    "",
+    "ExternalSecret",
+    "SecretStore",
+    "ClusterSecretStore",
+    "ClusterExternalSecret",
+];
 const RESULTS: [&str; 6] = [
     "allowed", "patched", "denied", "invalid", "timeout", "error",
 ];
@@ -309,6 +315,9 @@ fn same_spec(kind: Kind, old: &str, new: &str) -> bool {
         Typed::from_json(kind, new, None),
     ) {
         (Ok(Typed::ExternalSecret(a)), Ok(Typed::ExternalSecret(b))) => a.spec == b.spec,
+        (Ok(Typed::ClusterExternalSecret(a)), Ok(Typed::ClusterExternalSecret(b))) => {
+            a.spec == b.spec
+        }
         (Ok(Typed::SecretStore(a, pa)), Ok(Typed::SecretStore(b, pb))) => {
             a.spec == b.spec && pa == pb
         }

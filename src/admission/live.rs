@@ -22,6 +22,8 @@ use crate::api::{
 };
 use crate::vault::{StoreClient, StoreHandle, VaultClients, paths, values};
 
+mod ces;
+
 /// How long a check result answers identical requests.
 pub const RESULT_TTL: Duration = Duration::from_secs(30);
 /// How long a store (and its namespace's labels) read from the API server is reused.

@@ -12,8 +12,8 @@ use super::defaults::Slot;
 use super::live::Findings;
 use super::{Callers, Kind, rules};
 use crate::api::{
-    ClusterSecretStore, ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec, SecretStore,
-    SecretStoreSpec,
+    ClusterExternalSecret, ClusterExternalSecretSpec, ClusterSecretStore, ClusterSecretStoreSpec,
+    ExternalSecret, ExternalSecretSpec, SecretStore, SecretStoreSpec,
 };
 
 /// An ExternalSecret as the validating hot path reads it: the spec, and of the metadata only the
@@ -99,6 +99,7 @@ pub(crate) enum Typed {
     ExternalSecret(Box<ExternalSecret>),
     SecretStore(Box<SecretStore>, Vec<String>),
     ClusterSecretStore(Box<ClusterSecretStore>, Vec<String>),
+    ClusterExternalSecret(Box<ClusterExternalSecret>),
 }
 
 /// An object as first read: the metadata the decision uses, and the spec's text.
@@ -138,7 +139,7 @@ impl Typed {
         let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
             name: m.name,
             namespace: match kind {
-                Kind::ClusterSecretStore => m.namespace,
+                Kind::ClusterSecretStore | Kind::ClusterExternalSecret => m.namespace,
                 _ => m.namespace.or_else(|| namespace.map(str::to_owned)),
             },
             uid: m.uid,
@@ -156,6 +157,13 @@ impl Typed {
                 metadata,
                 status: None,
             })),
+            Kind::ClusterExternalSecret => {
+                Typed::ClusterExternalSecret(Box::new(ClusterExternalSecret {
+                    spec: serde_json::from_str::<ClusterExternalSecretSpec>(spec).map_err(bad)?,
+                    metadata,
+                    status: None,
+                }))
+            }
             Kind::SecretStore => Typed::SecretStore(
                 Box::new(SecretStore {
                     spec: serde_json::from_str::<SecretStoreSpec>(spec).map_err(bad)?,
@@ -184,6 +192,7 @@ impl Typed {
     pub(crate) fn rules(&self) -> Vec<rules::Problem> {
         match self {
             Typed::ExternalSecret(es) => rules::external_secret(es),
+            Typed::ClusterExternalSecret(ces) => rules::cluster_external_secret(ces),
             Typed::SecretStore(s, providers) => rules::secret_store(s, providers),
             Typed::ClusterSecretStore(s, providers) => rules::cluster_secret_store(s, providers),
         }
@@ -199,6 +208,9 @@ impl Typed {
     ) -> Findings {
         let store = match self {
             Typed::ExternalSecret(es) => return checker.external_secret(es, dry_run).await,
+            Typed::ClusterExternalSecret(ces) => {
+                return Box::pin(checker.cluster_external_secret(ces, dry_run)).await;
+            }
             Typed::SecretStore(s, _) => crate::vault::StoreHandle::from_secret_store(s),
             Typed::ClusterSecretStore(s, _) => crate::vault::StoreHandle::from_cluster_store(s),
         };
