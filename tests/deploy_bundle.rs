@@ -233,7 +233,11 @@ fn rbac_grants_what_the_controller_needs_and_no_wildcards() {
         ("external-secrets.io", "externalsecrets/status", "patch"),
         ("external-secrets.io", "clusterexternalsecrets", "watch"),
         ("external-secrets.io", "clusterexternalsecrets", "patch"),
-        ("external-secrets.io", "clusterexternalsecrets/status", "patch"),
+        (
+            "external-secrets.io",
+            "clusterexternalsecrets/status",
+            "patch",
+        ),
         ("external-secrets.io", "externalsecrets", "create"),
         ("external-secrets.io", "externalsecrets", "delete"),
         ("", "namespaces", "watch"),

@@ -156,6 +156,7 @@ pub fn review_body(object: &Value, dry_run: bool) -> Vec<u8> {
     let resource = match kind {
         "ExternalSecret" => "externalsecrets",
         "SecretStore" => "secretstores",
+        "ClusterExternalSecret" => "clusterexternalsecrets",
         _ => "clustersecretstores",
     };
     let gvk = json!({"group": "external-secrets.io", "version": "v1", "kind": kind});

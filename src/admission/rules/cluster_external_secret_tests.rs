@@ -176,7 +176,10 @@ fn every_rule_names_its_full_field_path() {
 fn an_unreadable_spec_is_one_problem() {
     let got = problems("v1", &json!({"spec": {"namespaces": "tools"}}));
     assert_eq!(got.len(), 1, "{got:?}");
-    assert!(got[0].contains("invalid type: string \"tools\", expected a sequence"), "{got:?}");
+    assert!(
+        got[0].contains("invalid type: string \"tools\", expected a sequence"),
+        "{got:?}"
+    );
 }
 
 #[test]
