@@ -125,6 +125,7 @@ impl Sandbox {
         .await?;
         let root = repo_root();
         for f in [
+            "deploy/crds/external-secrets.io_clusterexternalsecrets.yaml",
             "deploy/crds/external-secrets.io_clustersecretstores.yaml",
             "deploy/crds/external-secrets.io_externalsecrets.yaml",
             "deploy/crds/external-secrets.io_secretstores.yaml",

@@ -96,6 +96,7 @@ impl Emulators {
         let vault = VaultEmulator::start(VaultEmulatorConfig::default()).await?;
         let root = repo_root();
         for f in [
+            "deploy/crds/external-secrets.io_clusterexternalsecrets.yaml",
             "deploy/crds/external-secrets.io_clustersecretstores.yaml",
             "deploy/crds/external-secrets.io_externalsecrets.yaml",
             "deploy/crds/external-secrets.io_secretstores.yaml",

@@ -25,6 +25,9 @@ use vaultgate_sandbox::process::{
 };
 use vaultgate_sandbox::{free_local_addr, repo_root};
 
+#[path = "bench/ces.rs"]
+mod bench_ces;
+
 const STORES: usize = 10;
 const NAMESPACES: usize = 100;
 const PATHS: usize = 1000;
@@ -90,6 +93,11 @@ async fn all() -> anyhow::Result<()> {
     for n in sizes {
         eprintln!("== sync of {n} ExternalSecrets, {rounds} rounds");
         sync_benchmark(&bin, &work, n, rounds, &mut results).await?;
+    }
+    // `BENCH_CES=0`: without the ClusterExternalSecret figures.
+    if std::env::var("BENCH_CES").as_deref() != Ok("0") {
+        eprintln!("== a ClusterExternalSecret over 1,000 namespaces, 3 rounds");
+        bench_ces::ces_benchmark(&bin, &work, 1000, 3, &mut results).await?;
     }
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(out_dir.join("results.json"), &json)?;
