@@ -96,8 +96,14 @@ async fn all() -> anyhow::Result<()> {
     }
     // `BENCH_CES=0`: without the ClusterExternalSecret figures.
     if std::env::var("BENCH_CES").as_deref() != Ok("0") {
-        eprintln!("== a ClusterExternalSecret over 1,000 namespaces, 3 rounds");
-        bench_ces::ces_benchmark(&bin, &work, 1000, 3, &mut results).await?;
+        // `BENCH_CES_ROUNDS`: rounds (default 3), each on fresh emulators.
+        let rounds: usize = std::env::var("BENCH_CES_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|r| *r > 0)
+            .unwrap_or(3);
+        eprintln!("== a ClusterExternalSecret over 1,000 namespaces, {rounds} rounds");
+        bench_ces::ces_benchmark(&bin, &work, 1000, rounds, &mut results).await?;
     }
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(out_dir.join("results.json"), &json)?;
