@@ -288,7 +288,7 @@ async fn someone_elses_external_secret_is_left_alone_and_reported() {
     )
     .await;
     env.apply(&format!(
-        "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {{name: pull}}\nspec:\n  namespaceSelectors:\n  - matchLabels: {{pull: \"yes\"}}{SPEC}\n"
+        "apiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {{name: pull}}\nspec:\n  refreshTime: 1s\n  namespaceSelectors:\n  - matchLabels: {{pull: \"yes\"}}{SPEC}\n"
     ))
     .await;
     env.wait_status("pull", "False", &["a"], &["b"]).await;
@@ -331,6 +331,13 @@ async fn someone_elses_external_secret_is_left_alone_and_reported() {
     .await;
     let text = env.metrics.render();
     assert!(text.contains("clusterexternalsecret_status_condition{condition=\"Ready\",name=\"pull\",namespace=\"\",status=\"False\"} 1"));
+    // Once theirs is gone, the next refresh (refreshTime 1s) provisions b and clears the failure.
+    Api::<ExternalSecret>::namespaced(env.kc.clone(), "b")
+        .delete("pull", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_status("pull", "True", &["a", "b"], &[]).await;
+    env.wait_holders("pull", "pull", &["a", "b"]).await;
     env.stop().await;
 }
 

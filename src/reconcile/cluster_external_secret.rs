@@ -349,7 +349,7 @@ async fn report(
         .patch_status(
             &ces.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(json!({ "status": new })),
+            &Patch::Merge(status_patch(new)),
         )
         .await?;
     let old_failed = old.map(|o| o.failed_namespaces.clone()).unwrap_or_default();
@@ -365,6 +365,23 @@ async fn report(
         cx.sh.events.send(ev, ces.object_ref(&()));
     }
     Ok(())
+}
+
+/// The status as a merge patch: a list that became empty is sent as null, or the merge would
+/// keep the old one (the type leaves empty lists out).
+fn status_patch(new: &crate::api::ClusterExternalSecretStatus) -> serde_json::Value {
+    let mut status = json!(new);
+    for key in [
+        "externalSecretName",
+        "failedNamespaces",
+        "provisionedNamespaces",
+        "conditions",
+    ] {
+        if status.get(key).is_none() {
+            status[key] = serde_json::Value::Null;
+        }
+    }
+    json!({ "status": status })
 }
 
 pub(crate) fn error_policy(ces: Arc<ClusterExternalSecret>, err: &Error, _cx: Arc<Ctx>) -> Action {
@@ -434,4 +451,23 @@ pub(crate) async fn run(
             }
         });
     super::until_stopped(controller, &ces_reader, &stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_patch_clears_lists_that_became_empty() {
+        let st = crate::api::ClusterExternalSecretStatus {
+            external_secret_name: Some("pull".into()),
+            provisioned_namespaces: vec!["a".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            status_patch(&st),
+            json!({"status": {"externalSecretName": "pull", "provisionedNamespaces": ["a"],
+                              "failedNamespaces": null, "conditions": null}})
+        );
+    }
 }
