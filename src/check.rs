@@ -46,7 +46,9 @@ pub fn object_id(kind: Kind, obj: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("<unnamed>");
     match kind {
-        Kind::ClusterSecretStore | Kind::ClusterPushSecret => format!("{}/{name}", kind.as_str()),
+        Kind::ClusterSecretStore | Kind::ClusterPushSecret | Kind::ClusterExternalSecret => {
+            format!("{}/{name}", kind.as_str())
+        }
         _ => format!("{}/{}/{name}", kind.as_str(), namespace_of(obj)),
     }
 }
@@ -71,7 +73,7 @@ pub fn check_text(text: &str) -> anyhow::Result<Report> {
             continue;
         }
         if let Some(kind) = admission::kind_of(&obj) {
-            if kind != Kind::ClusterSecretStore
+            if !matches!(kind, Kind::ClusterSecretStore | Kind::ClusterExternalSecret)
                 && obj.pointer("/metadata/namespace").is_none()
                 && let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
             {
@@ -111,6 +113,7 @@ pub async fn check_live(report: &mut Report, checker: &LiveChecker) {
             .await;
         let field = match kind {
             Kind::ExternalSecret => "spec.secretStoreRef",
+            Kind::ClusterExternalSecret => "spec.externalSecretSpec.secretStoreRef",
             _ => "spec.provider.vault",
         };
         for m in findings.refusals.iter().chain(&findings.problems) {

@@ -7,11 +7,15 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{ClusterPushSecret, ClusterSecretStore, ExternalSecret, PushSecret, SecretStore};
+use crate::api::{
+    ClusterExternalSecret, ClusterPushSecret, ClusterSecretStore, ExternalSecret, PushSecret,
+    SecretStore,
+};
 
 /// The CRDs, in the order of their file names in `deploy/crds/`.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
+        with_v1beta1(ClusterExternalSecret::crd()),
         with_object_meta(ClusterPushSecret::crd()),
         with_v1beta1(ClusterSecretStore::crd()),
         with_v1beta1(ExternalSecret::crd()),
@@ -136,6 +140,7 @@ mod tests {
         assert_eq!(
             short,
             vec![
+                vec!["ces".to_string()],
                 vec![],
                 vec!["css".to_string()],
                 vec!["es".to_string()],
@@ -160,6 +165,15 @@ mod tests {
             ("Ready", "string", ready),
             ("Last Sync", "date", ".status.refreshTime"),
         ];
+        let cluster_external_secret: &[(&str, &str, &str)] = &[
+            (
+                "Store",
+                "string",
+                ".spec.externalSecretSpec.secretStoreRef.name",
+            ),
+            ("Refresh Interval", "string", ".spec.refreshTime"),
+            ("Ready", "string", ready),
+        ];
         let push_secret: &[(&str, &str, &str)] = &[
             ("AGE", "date", ".metadata.creationTimestamp"),
             ("Status", "string", reason),
@@ -167,11 +181,12 @@ mod tests {
         ];
         let cluster_push_secret = &push_secret[..2];
         for (i, want) in [
-            (0, cluster_push_secret),
-            (1, store),
-            (2, external_secret),
-            (3, push_secret),
-            (4, store),
+            (0, cluster_external_secret),
+            (1, cluster_push_secret),
+            (2, store),
+            (3, external_secret),
+            (4, push_secret),
+            (5, store),
         ] {
             for v in &crds[i].spec.versions {
                 let got: Vec<(&str, &str, &str)> = v
@@ -188,6 +203,7 @@ mod tests {
         assert_eq!(
             scopes,
             [
+                "Cluster",
                 "Cluster",
                 "Cluster",
                 "Namespaced",

@@ -200,6 +200,8 @@ pub struct Metrics {
     /// Tasks alive in the process's tokio runtime, set when `/metrics` is scraped: a count that
     /// keeps rising under a steady load is a task leak.
     pub runtime_alive_tasks: IntGauge,
+    ces_condition: IntGaugeVec,
+    ces_duration: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -291,8 +293,27 @@ impl Metrics {
             "Tasks alive in the tokio runtime (sampled at scrape time)",
         )
         .expect("valid metric");
+        // ESO's ClusterExternalSecret series: cluster-scoped, so `namespace` is empty.
+        let ces_condition = IntGaugeVec::new(
+            Opts::new(
+                "clusterexternalsecret_status_condition",
+                "The status condition of a specific Cluster External Secret",
+            ),
+            &["name", "namespace", "condition", "status"],
+        )
+        .expect("valid metric");
+        let ces_duration = GaugeVec::new(
+            Opts::new(
+                "clusterexternalsecret_reconcile_duration",
+                "The duration time to reconcile the Cluster External Secret (ms)",
+            ),
+            &["name", "namespace"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(es.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ces_condition.clone()),
+            Box::new(ces_duration.clone()),
             Box::new(provider_api_calls.clone()),
             Box::new(vault_requests.clone()),
             Box::new(vault_logins.clone()),
@@ -321,6 +342,8 @@ impl Metrics {
             cluster_push_condition,
             cluster_push_duration,
             runtime_alive_tasks,
+            ces_condition,
+            ces_duration,
         }
     }
 
@@ -350,6 +373,29 @@ impl Metrics {
                 .with_label_values(&[name, "Ready", status])
                 .set(if on { 1.0 } else { 0.0 });
         }
+    }
+
+    /// A ClusterExternalSecret's `Ready` condition: 1 on the status it has, 0 on the other.
+    pub fn set_ces_ready(&self, name: &str, ready: bool) {
+        for (status, on) in [("True", ready), ("False", !ready)] {
+            self.ces_condition
+                .with_label_values(&[name, "", "Ready", status])
+                .set(on as i64);
+        }
+    }
+
+    pub fn ces_reconcile_duration(&self, name: &str, ms: f64) {
+        self.ces_duration.with_label_values(&[name, ""]).set(ms);
+    }
+
+    /// Drops a deleted ClusterExternalSecret's series.
+    pub fn forget_ces(&self, name: &str) {
+        for status in ["True", "False"] {
+            let _ = self
+                .ces_condition
+                .remove_label_values(&[name, "", "Ready", status]);
+        }
+        let _ = self.ces_duration.remove_label_values(&[name, ""]);
     }
 
     /// Records one Vault HTTP call under both ESO's and vaultgate's names.
@@ -441,5 +487,24 @@ mod tests {
         }
         m.forget_es("es", "ns");
         assert!(!m.render().contains("name=\"es\""));
+    }
+
+    #[test]
+    fn cluster_external_secret_series_have_esos_names_and_go_with_the_object() {
+        let m = Metrics::new();
+        m.set_ces_ready("pull", false);
+        m.ces_reconcile_duration("pull", 12.0);
+        let text = m.render();
+        for line in [
+            "clusterexternalsecret_status_condition{condition=\"Ready\",name=\"pull\",namespace=\"\",status=\"True\"} 0",
+            "clusterexternalsecret_status_condition{condition=\"Ready\",name=\"pull\",namespace=\"\",status=\"False\"} 1",
+            "clusterexternalsecret_reconcile_duration{name=\"pull\",namespace=\"\"} 12",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        m.set_ces_ready("pull", true);
+        assert!(m.render().contains("clusterexternalsecret_status_condition{condition=\"Ready\",name=\"pull\",namespace=\"\",status=\"True\"} 1"));
+        m.forget_ces("pull");
+        assert!(!m.render().contains("name=\"pull\""));
     }
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
 use vaultgate::api::{
-    ClusterPushSecret, ClusterSecretStore, ExternalSecret, PushSecret, SecretStore,
+    ClusterExternalSecret, ClusterPushSecret, ClusterSecretStore, ExternalSecret, PushSecret,
+    SecretStore,
 };
 
 fn root() -> PathBuf {
@@ -89,6 +90,7 @@ fn paths(schema: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
 fn every_eso_field_exists_with_the_same_type() {
     for (file, kind) in [
         ("externalsecret-v1.json", "ExternalSecret"),
+        ("clusterexternalsecret-v1.json", "ClusterExternalSecret"),
         ("secretstore-vault-v1.json", "SecretStore"),
         ("clustersecretstore-vault-v1.json", "ClusterSecretStore"),
         ("pushsecret-v1alpha1.json", "PushSecret"),
@@ -208,6 +210,9 @@ fn deserialize_typed(doc: &Value, origin: &str) {
         "ClusterSecretStore" => serde_json::from_value::<ClusterSecretStore>(data).map(|_| ()),
         "PushSecret" => serde_json::from_value::<PushSecret>(data).map(|_| ()),
         "ClusterPushSecret" => serde_json::from_value::<ClusterPushSecret>(data).map(|_| ()),
+        "ClusterExternalSecret" => {
+            serde_json::from_value::<ClusterExternalSecret>(data).map(|_| ())
+        }
         other => panic!("{origin}: unexpected kind {other}"),
     };
     result.unwrap_or_else(|e| panic!("{origin}: {kind} does not deserialize: {e}"));

@@ -142,7 +142,12 @@ fn webhooks_service_and_deployment_match_what_run_serves() {
             }
         }
         for v in ["v1", "v1beta1"] {
-            for r in ["externalsecrets", "secretstores", "clustersecretstores"] {
+            for r in [
+                "externalsecrets",
+                "clusterexternalsecrets",
+                "secretstores",
+                "clustersecretstores",
+            ] {
                 assert!(
                     covered.contains(&(v.to_string(), r.to_string())),
                     "{kind} does not cover {v} {r}"
@@ -188,6 +193,7 @@ fn webhooks_service_and_deployment_match_what_run_serves() {
     find(&objs, "Namespace", "vaultgate-system");
     for crd in [
         "externalsecrets.external-secrets.io",
+        "clusterexternalsecrets.external-secrets.io",
         "secretstores.external-secrets.io",
         "clustersecretstores.external-secrets.io",
     ] {
@@ -225,6 +231,16 @@ fn rbac_grants_what_the_controller_needs_and_no_wildcards() {
     for (g, r, v) in [
         ("external-secrets.io", "externalsecrets", "watch"),
         ("external-secrets.io", "externalsecrets/status", "patch"),
+        ("external-secrets.io", "clusterexternalsecrets", "watch"),
+        ("external-secrets.io", "clusterexternalsecrets", "patch"),
+        (
+            "external-secrets.io",
+            "clusterexternalsecrets/status",
+            "patch",
+        ),
+        ("external-secrets.io", "externalsecrets", "create"),
+        ("external-secrets.io", "externalsecrets", "delete"),
+        ("", "namespaces", "watch"),
         ("external-secrets.io", "clustersecretstores", "list"),
         ("", "secrets", "patch"),
         ("", "serviceaccounts/token", "create"),

@@ -45,6 +45,7 @@ pub fn patch(kind: Kind, obj: &Value) -> Option<Patch> {
 /// What the defaults read of an object of one kind.
 pub enum View {
     ExternalSecret(EsView),
+    ClusterExternalSecret(CesView),
     Store(StoreView),
     /// The push kinds: their defaults are the CRD schema's.
     NoDefaults,
@@ -55,6 +56,7 @@ impl View {
     pub fn read<'de, D: serde::Deserializer<'de>>(kind: Kind, d: D) -> Result<View, D::Error> {
         Ok(match kind {
             Kind::ExternalSecret => View::ExternalSecret(EsView::deserialize(d)?),
+            Kind::ClusterExternalSecret => View::ClusterExternalSecret(CesView::deserialize(d)?),
             Kind::SecretStore | Kind::ClusterSecretStore => View::Store(StoreView::deserialize(d)?),
             Kind::PushSecret | Kind::ClusterPushSecret => {
                 serde::de::IgnoredAny::deserialize(d)?;
@@ -68,6 +70,7 @@ impl View {
         let mut ops = Vec::new();
         match self {
             View::ExternalSecret(es) => external_secret(es, &mut ops),
+            View::ClusterExternalSecret(ces) => cluster_external_secret(ces, &mut ops),
             View::Store(s) => store(s, &mut ops),
             View::NoDefaults => {}
         }
@@ -136,6 +139,25 @@ pub struct EsView {
     metadata: Slot<NameView>,
     #[serde(default)]
     spec: Slot<EsSpecView>,
+}
+
+/// A ClusterExternalSecret: its `externalSecretSpec` gets an ExternalSecret's defaults, the
+/// target named after the ExternalSecrets it makes.
+#[derive(Deserialize, Default)]
+pub struct CesView {
+    #[serde(default)]
+    metadata: Slot<NameView>,
+    #[serde(default)]
+    spec: Slot<CesSpecView>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CesSpecView {
+    #[serde(default)]
+    external_secret_name: Option<String>,
+    #[serde(default)]
+    external_secret_spec: Slot<EsSpecView>,
 }
 
 #[derive(Deserialize, Default)]
@@ -275,6 +297,42 @@ fn external_secret(es: &EsView, ops: &mut Vec<PatchOperation>) {
         Slot::Object(m) => m.name.as_deref().filter(|n| !n.is_empty()),
         _ => None,
     };
+    es_spec(name, &es.spec, &["spec"], ops);
+}
+
+fn cluster_external_secret(ces: &CesView, ops: &mut Vec<PatchOperation>) {
+    // Without a spec the schema refuses the object (externalSecretSpec is required).
+    let Slot::Object(spec) = &ces.spec else {
+        return;
+    };
+    let name = spec
+        .external_secret_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .or(match &ces.metadata {
+            Slot::Object(m) => m.name.as_deref().filter(|n| !n.is_empty()),
+            _ => None,
+        });
+    es_spec(
+        name,
+        &spec.external_secret_spec,
+        &["spec", "externalSecretSpec"],
+        ops,
+    );
+}
+
+/// An ExternalSecret spec's defaults, for the spec at `base`.
+fn es_spec(
+    name: Option<&str>,
+    slot: &Slot<EsSpecView>,
+    base: &[&str],
+    ops: &mut Vec<PatchOperation>,
+) {
+    let at = |field: &'static str| -> Vec<&str> {
+        let mut p = base.to_vec();
+        p.push(field);
+        p
+    };
     let mut target: Vec<FieldDefault<TargetView>> = Vec::with_capacity(3);
     if let Some(n) = name {
         target.push(("name", Value::from(n), |t| t.name.is_some()));
@@ -285,7 +343,7 @@ fn external_secret(es: &EsView, ops: &mut Vec<PatchOperation>) {
     target.push(("deletionPolicy", Value::from("Retain"), |t| {
         t.deletion_policy.is_some()
     }));
-    let spec = match &es.spec {
+    let spec = match slot {
         Slot::Absent => {
             let spec = serde_json::json!({
                 "refreshInterval": REFRESH_INTERVAL,
@@ -293,29 +351,25 @@ fn external_secret(es: &EsView, ops: &mut Vec<PatchOperation>) {
                 "secretStoreRef": {"kind": "SecretStore"},
                 "target": target.into_iter().map(|(k, v, _)| (k.to_string(), v)).collect::<Map<_, _>>(),
             });
-            add(ops, &["spec"], spec);
+            add(ops, base, spec);
             return;
         }
         Slot::Other => return,
         Slot::Object(spec) => spec,
     };
     if spec.refresh_interval.is_none() {
-        add(
-            ops,
-            &["spec", "refreshInterval"],
-            Value::from(REFRESH_INTERVAL),
-        );
+        add(ops, &at("refreshInterval"), Value::from(REFRESH_INTERVAL));
     }
     if spec.refresh_policy.is_none() {
-        add(ops, &["spec", "refreshPolicy"], Value::from("Periodic"));
+        add(ops, &at("refreshPolicy"), Value::from("Periodic"));
     }
     fill(
         ops,
         &spec.secret_store_ref,
-        &["spec", "secretStoreRef"],
+        &at("secretStoreRef"),
         &[("kind", Value::from("SecretStore"), |r| r.kind.is_some())],
     );
-    fill(ops, &spec.target, &["spec", "target"], &target);
+    fill(ops, &spec.target, &at("target"), &target);
 }
 
 fn store(s: &StoreView, ops: &mut Vec<PatchOperation>) {

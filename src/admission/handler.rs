@@ -268,6 +268,9 @@ fn same_spec(kind: Kind, old: &str, new: &str) -> bool {
         Typed::from_json(kind, new, None),
     ) {
         (Ok(Typed::ExternalSecret(a)), Ok(Typed::ExternalSecret(b))) => a.spec == b.spec,
+        (Ok(Typed::ClusterExternalSecret(a)), Ok(Typed::ClusterExternalSecret(b))) => {
+            a.spec == b.spec
+        }
         (Ok(Typed::SecretStore(a, pa)), Ok(Typed::SecretStore(b, pb))) => {
             a.spec == b.spec && pa == pb
         }

@@ -22,6 +22,7 @@ use crate::api::{
 };
 use crate::vault::{StoreClient, StoreHandle, VaultClients, paths, values};
 
+mod ces;
 mod push;
 
 /// How long a check result answers identical requests.

@@ -54,6 +54,7 @@ pub enum LiveMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     ExternalSecret,
+    ClusterExternalSecret,
     SecretStore,
     ClusterSecretStore,
     PushSecret,
@@ -78,6 +79,7 @@ impl Kind {
     pub fn from_name(kind: &str) -> Option<Kind> {
         match kind {
             "ExternalSecret" => Some(Kind::ExternalSecret),
+            "ClusterExternalSecret" => Some(Kind::ClusterExternalSecret),
             "SecretStore" => Some(Kind::SecretStore),
             "ClusterSecretStore" => Some(Kind::ClusterSecretStore),
             "PushSecret" => Some(Kind::PushSecret),
@@ -89,6 +91,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ExternalSecret => "ExternalSecret",
+            Kind::ClusterExternalSecret => "ClusterExternalSecret",
             Kind::SecretStore => "SecretStore",
             Kind::ClusterSecretStore => "ClusterSecretStore",
             Kind::PushSecret => "PushSecret",

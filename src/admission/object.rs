@@ -12,8 +12,9 @@ use super::defaults::Slot;
 use super::live::Findings;
 use super::{Callers, Kind, rules};
 use crate::api::{
-    ClusterPushSecret, ClusterPushSecretSpec, ClusterSecretStore, ClusterSecretStoreSpec,
-    ExternalSecret, ExternalSecretSpec, PushSecret, PushSecretSpec, SecretStore, SecretStoreSpec,
+    ClusterExternalSecret, ClusterExternalSecretSpec, ClusterPushSecret, ClusterPushSecretSpec,
+    ClusterSecretStore, ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec, PushSecret,
+    PushSecretSpec, SecretStore, SecretStoreSpec,
 };
 
 /// An ExternalSecret as the validating hot path reads it: the spec, and of the metadata only the
@@ -101,6 +102,7 @@ pub(crate) enum Typed {
     ClusterSecretStore(Box<ClusterSecretStore>, Vec<String>),
     PushSecret(Box<PushSecret>),
     ClusterPushSecret(Box<ClusterPushSecret>),
+    ClusterExternalSecret(Box<ClusterExternalSecret>),
 }
 
 /// An object as first read: the metadata the decision uses, and the spec's text.
@@ -140,7 +142,9 @@ impl Typed {
         let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
             name: m.name,
             namespace: match kind {
-                Kind::ClusterSecretStore | Kind::ClusterPushSecret => m.namespace,
+                Kind::ClusterSecretStore
+                | Kind::ClusterPushSecret
+                | Kind::ClusterExternalSecret => m.namespace,
                 _ => m.namespace.or_else(|| namespace.map(str::to_owned)),
             },
             uid: m.uid,
@@ -158,6 +162,13 @@ impl Typed {
                 metadata,
                 status: None,
             })),
+            Kind::ClusterExternalSecret => {
+                Typed::ClusterExternalSecret(Box::new(ClusterExternalSecret {
+                    spec: serde_json::from_str::<ClusterExternalSecretSpec>(spec).map_err(bad)?,
+                    metadata,
+                    status: None,
+                }))
+            }
             Kind::SecretStore => Typed::SecretStore(
                 Box::new(SecretStore {
                     spec: serde_json::from_str::<SecretStoreSpec>(spec).map_err(bad)?,
@@ -196,6 +207,7 @@ impl Typed {
     pub(crate) fn rules(&self) -> Vec<rules::Problem> {
         match self {
             Typed::ExternalSecret(es) => rules::external_secret(es),
+            Typed::ClusterExternalSecret(ces) => rules::cluster_external_secret(ces),
             Typed::SecretStore(s, providers) => rules::secret_store(s, providers),
             Typed::ClusterSecretStore(s, providers) => rules::cluster_secret_store(s, providers),
             Typed::PushSecret(ps) => rules::push_secret(ps),
@@ -213,6 +225,9 @@ impl Typed {
     ) -> Findings {
         let store = match self {
             Typed::ExternalSecret(es) => return checker.external_secret(es, dry_run).await,
+            Typed::ClusterExternalSecret(ces) => {
+                return Box::pin(checker.cluster_external_secret(ces, dry_run)).await;
+            }
             Typed::SecretStore(s, _) => crate::vault::StoreHandle::from_secret_store(s),
             Typed::ClusterSecretStore(s, _) => crate::vault::StoreHandle::from_cluster_store(s),
             Typed::PushSecret(ps) => return checker.push_secret(ps, dry_run).await,

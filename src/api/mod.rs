@@ -2,6 +2,7 @@
 //! ClusterSecretStore (Vault provider), in `v1` (stored) and `v1beta1` (same schema); PushSecret and
 //! ClusterPushSecret in `v1alpha1`.
 
+pub mod cluster_external_secret;
 pub mod cluster_push_secret;
 pub mod conditions;
 pub mod duration;
@@ -11,6 +12,7 @@ pub mod refs;
 pub mod selector;
 pub mod store;
 
+pub use cluster_external_secret::*;
 pub use cluster_push_secret::*;
 pub use conditions::Condition;
 pub use external_secret::*;

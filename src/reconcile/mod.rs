@@ -5,6 +5,8 @@
 //! The decisions are plain functions ([`desired`], [`refresh`], [`hash`], [`status`]); the
 //! controllers around them only read, call and write.
 
+pub mod ces_plan;
+mod cluster_external_secret;
 pub mod cluster_push_secret;
 pub mod desired;
 mod events;
@@ -35,7 +37,8 @@ pub use external_secret::class_matches;
 pub use store::{is_referent, refresh_interval};
 
 use crate::api::{
-    ClusterPushSecret, ClusterSecretStore, ExternalSecret, LABEL_MANAGED, PushSecret, SecretStore,
+    ClusterExternalSecret, ClusterPushSecret, ClusterSecretStore, ExternalSecret, LABEL_MANAGED,
+    PushSecret, SecretStore,
 };
 use crate::metrics::Metrics;
 use crate::vault::VaultClients;
@@ -297,6 +300,16 @@ async fn run_controllers(
         }
     };
     let wc = watcher::Config::default;
+    // ClusterExternalSecrets are cluster-wide: their controller runs only when the reconciler
+    // is. It hears of deleted ExternalSecrets that one of them controlled, to put them back.
+    let ces_enabled = ns.is_none();
+    let (es_deleted_tx, es_deleted_rx) = futures::channel::mpsc::unbounded::<ExternalSecret>();
+    let on_es_delete = move |es: &ExternalSecret| {
+        on_es_delete(es);
+        if ces_enabled && cluster_external_secret::controlled_by_a_ces(es) {
+            let _ = es_deleted_tx.unbounded_send(es.clone());
+        }
+    };
     // Which ExternalSecrets write which Secret, so that a Secret event finds them without
     // scanning every ExternalSecret (that made a 10k-object sync quadratic).
     let targets = external_secret::TargetIndex::default();
@@ -415,6 +428,35 @@ async fn run_controllers(
         store_failures: Mutex::new(HashMap::new()),
     });
     let _ = shared_cell.set(sh.clone());
+    let ces_controller = {
+        let es_reader = es_reader.clone();
+        let kube = kube.clone();
+        let soft = soft.clone();
+        let sh = sh.clone();
+        async move {
+            if !ces_enabled {
+                return;
+            }
+            let (ns_reader, ns_stream) = reflected(
+                Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.clone()),
+                wc(),
+                |_| {},
+            );
+            let (ces_reader, ces_stream) = reflected(
+                Api::<ClusterExternalSecret>::all(kube.clone()),
+                wc(),
+                |_| {},
+            );
+            let cx = Arc::new(cluster_external_secret::Ctx {
+                sh,
+                external_secrets: es_reader,
+                namespaces: ns_reader,
+            });
+            let es_deleted = es_deleted_rx.map(Ok::<_, watcher::Error>);
+            cluster_external_secret::run(cx, ces_reader, ces_stream, ns_stream, es_deleted, soft)
+                .await;
+        }
+    };
 
     // Boxed: the controllers' futures are large, and nested inline they overflowed the stack
     // of a debug build's test threads.
@@ -444,6 +486,7 @@ async fn run_controllers(
                     c.await;
                 }
             },
+            ces_controller,
         );
     });
     // Events still queued when the controllers stop are written before returning.

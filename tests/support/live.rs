@@ -160,6 +160,7 @@ pub fn review_body(object: &Value, dry_run: bool) -> Vec<u8> {
         "SecretStore" => "secretstores",
         "PushSecret" => "pushsecrets",
         "ClusterPushSecret" => "clusterpushsecrets",
+        "ClusterExternalSecret" => "clusterexternalsecrets",
         _ => "clustersecretstores",
     };
     let version = object["apiVersion"]

@@ -1,10 +1,11 @@
 //! The validating webhook's static rules: pure functions over the typed objects, each problem
 //! naming the field path and the offending value — never a secret value. One file per kind
-//! ([`external_secret`], [`store`]), and apart the limits they share: regular expressions
+//! ([`external_secret`], [`cluster_external_secret`], [`store`]), and apart the limits they share: regular expressions
 //! ([`regex`]), templates ([`templates`]), Kubernetes names ([`names`]).
 //!
 //! ESO's own webhook rules come first in each function, vaultgate's stricter ones after.
 
+mod cluster_external_secret;
 mod external_secret;
 mod names;
 mod push_secret;
@@ -14,6 +15,7 @@ mod templates;
 #[cfg(test)]
 mod tests;
 
+pub use cluster_external_secret::{ES_SPEC, cluster_external_secret, external_secret_of};
 pub use external_secret::external_secret;
 pub use push_secret::{cluster_push_secret, push_secret};
 pub use regex::{MAX_REGEX_LEN, REGEX_BUDGET, RegexBudget, regex_compiles};

@@ -97,6 +97,7 @@ impl Emulators {
         let root = repo_root();
         for f in [
             "deploy/crds/external-secrets.io_clusterpushsecrets.yaml",
+            "deploy/crds/external-secrets.io_clusterexternalsecrets.yaml",
             "deploy/crds/external-secrets.io_clustersecretstores.yaml",
             "deploy/crds/external-secrets.io_externalsecrets.yaml",
             "deploy/crds/external-secrets.io_pushsecrets.yaml",

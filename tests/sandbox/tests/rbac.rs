@@ -1,6 +1,7 @@
 //! The RBAC in deploy/ is what vaultgate needs: every request it made to the API server during
 //! a run that exercises its features (leader election, self-managed certificates, kubernetes
-//! auth with TokenRequest, Owner/Orphan/Merge targets, deletionPolicy Delete, events, status)
+//! auth with TokenRequest, Owner/Orphan/Merge targets, deletionPolicy Delete, events, status,
+//! a ClusterExternalSecret made and deleted)
 //! is allowed by the rendered ClusterRole and Role — and grants no test ever used are listed.
 
 mod common;
@@ -140,6 +141,17 @@ spec:
   refreshInterval: 1s
   secretStoreRef: {{name: k8s}}
   data: [{{secretKey: z, remoteRef: {{key: rbac/missing}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterExternalSecret
+metadata: {{name: fan}}
+spec:
+  namespaces: [app]
+  externalSecretName: fanned
+  externalSecretSpec:
+    refreshInterval: 1h
+    secretStoreRef: {{name: shared, kind: ClusterSecretStore}}
+    data: [{{secretKey: a, remoteRef: {{key: rbac/app, property: a}}}}]
 "#,
         ns = namespace("app"),
         tok = token_secret("app", "vault-token", &token),
@@ -150,6 +162,24 @@ spec:
     wait_value(&sb, "app", "orphan", "a", "1", limit).await;
     wait_value(&sb, "app", "merged", "b", "2", limit).await;
     wait_ready(&sb, "app", "failing", limit, |r| r.0 == "False").await;
+    // The ClusterExternalSecret's ExternalSecret syncs; deleting it removes that ExternalSecret.
+    wait_value(&sb, "app", "fanned", "a", "1", limit).await;
+    {
+        let client = sb.kube.client().await;
+        let ces: kube::Api<vaultgate::api::ClusterExternalSecret> = kube::Api::all(client.clone());
+        ces.delete("fan", &Default::default()).await.unwrap();
+        let es: kube::Api<vaultgate::api::ExternalSecret> = kube::Api::namespaced(client, "app");
+        let start = std::time::Instant::now();
+        while ces.get_opt("fan").await.unwrap().is_some()
+            || es.get_opt("fanned").await.unwrap().is_some()
+        {
+            assert!(
+                start.elapsed() < limit,
+                "ClusterExternalSecret cleanup not carried out"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     // Deletion with every deletionPolicy that writes.
     let client = sb.kube.client().await;
     let es: kube::Api<vaultgate::api::ExternalSecret> = kube::Api::namespaced(client, "app");

@@ -25,6 +25,9 @@ use vaultgate_sandbox::process::{
 };
 use vaultgate_sandbox::{free_local_addr, repo_root};
 
+#[path = "bench/ces.rs"]
+mod bench_ces;
+
 const STORES: usize = 10;
 const NAMESPACES: usize = 100;
 const PATHS: usize = 1000;
@@ -95,6 +98,17 @@ async fn all() -> anyhow::Result<()> {
     if std::env::var("BENCH_PUSH").as_deref() != Ok("0") {
         eprintln!("== push of {PUSHES} PushSecrets");
         push_benchmark(&bin, &work, &mut results).await?;
+    }
+    // `BENCH_CES=0`: without the ClusterExternalSecret figures.
+    if std::env::var("BENCH_CES").as_deref() != Ok("0") {
+        // `BENCH_CES_ROUNDS`: rounds (default 3), each on fresh emulators.
+        let rounds: usize = std::env::var("BENCH_CES_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|r| *r > 0)
+            .unwrap_or(3);
+        eprintln!("== a ClusterExternalSecret over 1,000 namespaces, {rounds} rounds");
+        bench_ces::ces_benchmark(&bin, &work, 1000, rounds, &mut results).await?;
     }
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(out_dir.join("results.json"), &json)?;
