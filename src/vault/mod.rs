@@ -27,7 +27,7 @@
 mod answers;
 mod auth;
 
-pub use auth::{has_referent_refs, pod_token_refusal};
+pub use auth::{auth_precedence, has_referent_refs, pod_token_refusal};
 mod client;
 mod fetch;
 mod http;

@@ -15,7 +15,7 @@ mod tests;
 
 pub use external_secret::external_secret;
 pub use regex::{MAX_REGEX_LEN, REGEX_BUDGET, RegexBudget, regex_compiles};
-pub use store::{check_server, cluster_secret_store, secret_store};
+pub use store::{check_server, cluster_secret_store, secret_store, store_notes};
 pub use templates::{MAX_TEMPLATE_ACTIONS, MAX_TEMPLATES_LEN};
 
 use std::fmt;

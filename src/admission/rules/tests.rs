@@ -544,6 +544,33 @@ fn store_cases() -> Vec<StoreCase> {
             )),
         ),
         (
+            "kubernetes auth with serviceAccountRef and secretRef, as ESO's example",
+            None,
+            with_auth(
+                json!({"appRole": null, "kubernetes": {"role": "r", "serviceAccountRef": {"name": "sa"}, "secretRef": {"name": "s", "key": "vault"}}}),
+            ),
+            None,
+        ),
+        (
+            "jwt auth with secretRef and a service account token",
+            None,
+            with_auth(
+                json!({"appRole": null, "jwt": {"role": "r", "secretRef": {"name": "j", "key": "jwt"}, "kubernetesServiceAccountToken": {"serviceAccountRef": {"name": "sa"}}}}),
+            ),
+            None,
+        ),
+        (
+            "jwt auth: the token source not used is still checked",
+            None,
+            with_auth(
+                json!({"appRole": null, "jwt": {"role": "r", "secretRef": {"name": "j", "key": "jwt"}, "kubernetesServiceAccountToken": {"serviceAccountRef": {"name": ""}}}}),
+            ),
+            Some((
+                "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.serviceAccountRef.name",
+                "a ServiceAccount name is required",
+            )),
+        ),
+        (
             "ldap auth",
             None,
             with_auth(

@@ -1,0 +1,174 @@
+//! ESO conformance end to end (through the API server, the webhook and the reconciler): what
+//! ESO 2.9 accepts and vaultgate used to refuse.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+use vaultgate::admission::LiveMode;
+use vaultgate_sandbox::Sandbox;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// `kubectl apply -f -` with the sandbox's kubeconfig: (success, stderr).
+fn kubectl_apply(sb: &Sandbox, yaml: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "vaultgate-eso-conformance-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    sb.write_files(&dir).unwrap();
+    let mut child = Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl must be installed");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Each kubectl call's own kubeconfig directory (tests of this file run side by side).
+static NEXT_DIR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Item 5 of ESO conformance: a Kubernetes-auth store naming both `serviceAccountRef` and
+/// `secretRef`, and a JWT store naming both `secretRef` and `kubernetesServiceAccountToken`
+/// (as ESO's own examples do) are admitted with a warning naming the credential used, and log
+/// in with that one: the other points at something that would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_naming_two_credentials_use_esos_precedence() {
+    let sb = sandbox(LiveMode::Warn).await;
+    sb.vault
+        .kv2_put("secret", "app", json!({"password": "pw-1"}))
+        .unwrap();
+    sb.vault
+        .put_policy(
+            "reader",
+            "path \"secret/data/*\" { capabilities = [\"read\"] }",
+        )
+        .unwrap();
+    sb.vault.enable_auth("kubernetes", "kubernetes").unwrap();
+    sb.vault.enable_auth("jwt", "jwt").unwrap();
+    vault_api(&sb, Method::POST, "auth/kubernetes/config", json!({"kubernetes_host": sb.kube.url(), "kubernetes_ca_cert": sb.kube.ca_pem(), "token_reviewer_jwt": sb.kube.admin_token()})).await;
+    vault_api(&sb, Method::POST, "auth/kubernetes/role/app", json!({"bound_service_account_names": ["app-sa"], "bound_service_account_namespaces": ["k8s-both"], "token_policies": ["reader"]})).await;
+    vault_api(
+        &sb,
+        Method::POST,
+        "auth/jwt/config",
+        json!({"jwt_validation_pubkeys": [sb.kube.jwt_public_key_pem()]}),
+    )
+    .await;
+    vault_api(&sb, Method::POST, "auth/jwt/role/app", json!({"role_type": "jwt", "bound_audiences": ["vault"], "user_claim": "sub", "token_policies": ["reader"]})).await;
+    let server = sb.vault.addr();
+    // serviceAccountRef wins: the Secret of secretRef holds no usable token.
+    let k8s = format!(
+        r#"{ns}---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: app-sa, namespace: k8s-both}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: my-secret, namespace: k8s-both}}
+stringData: {{vault: not-a-service-account-token}}
+"#,
+        ns = namespace("k8s-both")
+    );
+    apply(&sb, &k8s).await.unwrap();
+    let k8s_store = format!(
+        r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: vault-backend, namespace: k8s-both}}
+spec:
+  provider:
+    vault:
+      server: "{server}"
+      path: secret
+      version: v2
+      auth:
+        kubernetes:
+          mountPath: kubernetes
+          role: app
+          serviceAccountRef: {{name: app-sa}}
+          secretRef: {{name: my-secret, key: vault}}
+"#
+    );
+    let (ok, err) = kubectl_apply(&sb, &k8s_store);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("Warning:")
+            && err.contains("serviceAccountRef and secretRef are both set: the login uses a token requested for serviceAccountRef"),
+        "{err}"
+    );
+    // secretRef wins: kubernetesServiceAccountToken names a ServiceAccount that does not exist.
+    let jwt = sb
+        .kube
+        .issue_token("jwt-both", "app-sa", &["vault".to_string()], 3600);
+    let jwt_creds = format!(
+        "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: my-secret, namespace: jwt-both}}\nstringData: {{jwt-token: \"{jwt}\"}}\n",
+        namespace("jwt-both")
+    );
+    apply(&sb, &jwt_creds).await.unwrap();
+    let jwt_store = format!(
+        r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: vault-backend, namespace: jwt-both}}
+spec:
+  provider:
+    vault:
+      server: "{server}"
+      path: secret
+      version: v2
+      auth:
+        jwt:
+          path: jwt
+          role: app
+          secretRef: {{name: my-secret, key: jwt-token}}
+          kubernetesServiceAccountToken:
+            serviceAccountRef: {{name: nobody}}
+"#
+    );
+    let (ok, err) = kubectl_apply(&sb, &jwt_store);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("Warning:")
+            && err.contains("secretRef and kubernetesServiceAccountToken are both set: the login uses the JWT of secretRef"),
+        "{err}"
+    );
+    for ns in ["k8s-both", "jwt-both"] {
+        let es = format!(
+            r#"apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: app, namespace: {ns}}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: vault-backend}}
+  data:
+  - secretKey: password
+    remoteRef: {{key: app, property: password}}
+"#
+        );
+        apply(&sb, &es).await.unwrap();
+    }
+    for ns in ["k8s-both", "jwt-both"] {
+        wait_value(&sb, ns, "app", "password", "pw-1", LIMIT).await;
+    }
+    sb.stop().await.unwrap();
+}
