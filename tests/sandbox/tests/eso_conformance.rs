@@ -172,3 +172,95 @@ spec:
     }
     sb.stop().await.unwrap();
 }
+
+/// Item 2: `dataFrom.find` by name on a KV v1 store lists the v1 mount, as ESO's `FindByName`
+/// and `FindByNameAndRewrite` cases do with their v1 store; find by tags, which needs KV v2
+/// metadata, is refused at admission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_by_name_on_a_kv_v1_store() {
+    let sb = sandbox(LiveMode::Enforce).await;
+    sb.vault.enable_kv("kv1", 1).unwrap();
+    for (path, v) in [
+        ("e2e/db-credentials", "p1"),
+        ("e2e/api-credentials", "p2"),
+        ("e2e/settings", "s"),
+    ] {
+        sb.vault.kv1_put("kv1", path, json!({"value": v})).unwrap();
+    }
+    sb.vault
+        .put_policy(
+            "v1-reader",
+            "path \"kv1/*\" { capabilities = [\"read\", \"list\"] }",
+        )
+        .unwrap();
+    let token = sb
+        .vault
+        .create_token(&["v1-reader"], Some(Duration::from_secs(3600)));
+    let server = sb.vault.addr();
+    let yaml = format!(
+        r#"{ns}---
+{tok}---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: vault-v1, namespace: kv1}}
+spec:
+  provider:
+    vault:
+      server: "{server}"
+      path: kv1
+      version: v1
+      auth: {{tokenSecretRef: {{name: vault-token, key: token}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: by-name, namespace: kv1}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: vault-v1}}
+  dataFrom:
+  - find:
+      path: e2e
+      name: {{regexp: credentials}}
+    rewrite:
+    - regexp: {{source: "e2e/(.*)", target: "$1"}}
+"#,
+        ns = namespace("kv1"),
+        tok = token_secret("kv1", "vault-token", &token)
+    );
+    apply(&sb, &yaml).await.unwrap();
+    wait_value(
+        &sb,
+        "kv1",
+        "by-name",
+        "db-credentials",
+        r#"{"value":"p1"}"#,
+        LIMIT,
+    )
+    .await;
+    wait_value(
+        &sb,
+        "kv1",
+        "by-name",
+        "api-credentials",
+        r#"{"value":"p2"}"#,
+        LIMIT,
+    )
+    .await;
+    assert_eq!(secret_value(&sb, "kv1", "by-name", "settings").await, None);
+
+    let by_tags = r#"apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: by-tags, namespace: kv1}
+spec:
+  secretStoreRef: {name: vault-v1}
+  dataFrom:
+  - find:
+      tags: {env: dev}
+"#;
+    let err = apply(&sb, by_tags).await.unwrap_err();
+    assert!(
+        err.contains("spec.dataFrom[0].find.tags: dataFrom.find by tags on a KV v1 store"),
+        "{err}"
+    );
+    sb.stop().await.unwrap();
+}
