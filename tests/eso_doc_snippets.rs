@@ -65,13 +65,7 @@ fn cases() -> Vec<(&'static str, i32, Vec<String>)> {
         ),
         ("datafrom-rewrite-remove-path.yaml", 0, vec![]),
         ("datafrom-rewrite-conflict.yaml", 0, vec![]),
-        (
-            "datafrom-rewrite-merge-empty.yaml",
-            1,
-            vec![
-                "ExternalSecret/default/merge-basic-example: spec.dataFrom[0].rewrite[0].merge: not supported by vaultgate".into(),
-            ],
-        ),
+        ("datafrom-rewrite-merge-empty.yaml", 0, vec![]),
         // What cannot work, and why.
         (
             "vault-token-store.yaml",

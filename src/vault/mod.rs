@@ -31,6 +31,7 @@ pub use auth::{auth_precedence, has_referent_refs, pod_token_refusal};
 mod client;
 mod fetch;
 mod http;
+mod merge;
 pub mod paths;
 pub mod values;
 

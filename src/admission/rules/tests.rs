@@ -380,9 +380,15 @@ fn external_secret_rules() {
             "rewrite merge",
             json!({"spec": {"dataFrom": [{"extract": {"key": "a"},
                 "rewrite": [{"merge": {"into": "x"}}]}]}}),
+            None,
+        ),
+        (
+            "rewrite merge with strategy JSON and no into",
+            json!({"spec": {"dataFrom": [{"extract": {"key": "a"},
+                "rewrite": [{"merge": {"strategy": "JSON"}}]}]}}),
             Some((
-                "spec.dataFrom[0].rewrite[0].merge",
-                "not supported by vaultgate",
+                "spec.dataFrom[0].rewrite[0].merge.into",
+                "strategy JSON needs the key to merge into",
             )),
         ),
         (

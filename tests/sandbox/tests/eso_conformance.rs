@@ -264,3 +264,140 @@ spec:
     );
     sb.stop().await.unwrap();
 }
+
+/// `rewrite[].merge`: the secrets a find returns merged into one set of keys (ESO's
+/// `datafrom-rewrite-merge` documentation example), and into one JSON key with `strategy:
+/// JSON`; a conflict fails the sync, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrite_merge_builds_one_set_of_keys() {
+    let sb = sandbox(LiveMode::Enforce).await;
+    sb.vault
+        .kv2_put(
+            "secret",
+            "creds/db-credentials",
+            json!({"db_user": "app", "db_password": "p1"}),
+        )
+        .unwrap();
+    sb.vault
+        .kv2_put(
+            "secret",
+            "creds/api-credentials",
+            json!({"api_token": "t1"}),
+        )
+        .unwrap();
+    let token = reader_token(&sb);
+    let server = sb.vault.addr();
+    let yaml = format!(
+        r#"{ns}---
+{tok}---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: vault, namespace: merge}}
+spec: {{provider: {{vault: {{server: "{server}", path: secret, auth: {{tokenSecretRef: {{name: vault-token, key: token}}}}}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: merged, namespace: merge}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: vault}}
+  dataFrom:
+  - find:
+      path: creds
+      name: {{regexp: ".*-credentials"}}
+    rewrite:
+    - merge: {{}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: as-json, namespace: merge}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: vault}}
+  dataFrom:
+  - find:
+      path: creds
+      name: {{regexp: ".*-credentials"}}
+    rewrite:
+    - merge: {{strategy: JSON, into: all}}
+    - regexp: {{source: "creds/(.*)", target: "$1"}}
+"#,
+        ns = namespace("merge"),
+        tok = token_secret("merge", "vault-token", &token)
+    );
+    apply(&sb, &yaml).await.unwrap();
+    wait_value(&sb, "merge", "merged", "db_password", "p1", LIMIT).await;
+    wait_value(&sb, "merge", "merged", "api_token", "t1", LIMIT).await;
+    wait_value(
+        &sb,
+        "merge",
+        "as-json",
+        "all",
+        r#"{"api_token":"t1","db_password":"p1","db_user":"app"}"#,
+        LIMIT,
+    )
+    .await;
+    wait_value(
+        &sb,
+        "merge",
+        "as-json",
+        "api-credentials",
+        r#"{"api_token":"t1"}"#,
+        LIMIT,
+    )
+    .await;
+
+    // A key in two secrets is a conflict (conflictPolicy Error by default): the sync fails,
+    // naming the key.
+    sb.vault
+        .kv2_put(
+            "secret",
+            "creds/api-credentials",
+            json!({"api_token": "t2", "db_user": "other"}),
+        )
+        .unwrap();
+    let conflicted = r#"apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: conflicted, namespace: merge}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {name: vault}
+  dataFrom:
+  - find:
+      path: creds
+      name: {regexp: ".*-credentials"}
+    rewrite:
+    - merge: {}
+"#;
+    apply(&sb, conflicted).await.unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some((status, _, message)) = ready(&sb, "merge", "conflicted").await
+            && status == "False"
+        {
+            assert!(
+                message.contains("merge failed with conflicts: db_user"),
+                "{message}"
+            );
+            assert!(
+                !message.contains("other"),
+                "no value in a status: {message}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "the conflict never failed the sync: {:?}",
+            ready(&sb, "merge", "conflicted").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing of the conflicting data is written (a first sync may have used the read the
+    // other ExternalSecrets just made, from before the change).
+    let kept = secret_value(&sb, "merge", "conflicted", "api_token").await;
+    assert!(
+        kept.is_none() || kept.as_deref() == Some(&b"t1"[..]),
+        "{kept:?}"
+    );
+    sb.stop().await.unwrap();
+}
