@@ -16,6 +16,12 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// `kubectl apply -f -` with the sandbox's kubeconfig: (success, stderr).
 fn kubectl_apply(sb: &Sandbox, yaml: &str) -> (bool, String) {
+    let (ok, _, err) = kubectl(sb, &["apply", "-f", "-"], yaml);
+    (ok, err)
+}
+
+/// kubectl with the sandbox's kubeconfig and `stdin`: (success, stdout, stderr).
+fn kubectl(sb: &Sandbox, args: &[&str], stdin: &str) -> (bool, String, String) {
     let dir = std::env::temp_dir().join(format!(
         "vaultgate-eso-conformance-{}-{}",
         std::process::id(),
@@ -23,7 +29,7 @@ fn kubectl_apply(sb: &Sandbox, yaml: &str) -> (bool, String) {
     ));
     sb.write_files(&dir).unwrap();
     let mut child = Command::new("kubectl")
-        .args(["apply", "-f", "-"])
+        .args(args)
         .env("KUBECONFIG", dir.join("kubeconfig"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -35,12 +41,13 @@ fn kubectl_apply(sb: &Sandbox, yaml: &str) -> (bool, String) {
         .stdin
         .take()
         .unwrap()
-        .write_all(yaml.as_bytes())
+        .write_all(stdin.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     (
         out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
@@ -399,5 +406,98 @@ spec:
         kept.is_none() || kept.as_deref() == Some(&b"t1"[..]),
         "{kept:?}"
     );
+    sb.stop().await.unwrap();
+}
+
+/// Items 6 and 7: `kubectl apply -f` of a `kind: List` holding a store and an ExternalSecret
+/// is accepted (through the webhook), and `kubectl get externalsecrets` shows ESO 2.9's
+/// columns, `Last Sync` included once synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_a_list_and_shows_esos_columns() {
+    let sb = sandbox(LiveMode::Enforce).await;
+    sb.vault
+        .kv2_put("secret", "listed", json!({"password": "pw-l"}))
+        .unwrap();
+    let token = reader_token(&sb);
+    apply(
+        &sb,
+        &format!(
+            "{}---\n{}",
+            namespace("lists"),
+            token_secret("lists", "vault-token", &token)
+        ),
+    )
+    .await
+    .unwrap();
+    let list = format!(
+        r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: external-secrets.io/v1
+  kind: SecretStore
+  metadata: {{name: vault, namespace: lists}}
+  spec: {{provider: {{vault: {{server: "{server}", path: secret, auth: {{tokenSecretRef: {{name: vault-token, key: token}}}}}}}}}}
+- apiVersion: external-secrets.io/v1
+  kind: ExternalSecret
+  metadata: {{name: app, namespace: lists}}
+  spec:
+    refreshInterval: 1h
+    secretStoreRef: {{name: vault}}
+    data:
+    - secretKey: password
+      remoteRef: {{key: listed, property: password}}
+"#,
+        server = sb.vault.addr()
+    );
+    let (ok, out, err) = kubectl(&sb, &["apply", "-f", "-"], &list);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("secretstore.external-secrets.io/vault created")
+            && out.contains("externalsecret.external-secrets.io/app created"),
+        "{out}"
+    );
+    wait_value(&sb, "lists", "app", "password", "pw-l", LIMIT).await;
+    let start = std::time::Instant::now();
+    loop {
+        let (ok, out, err) = kubectl(&sb, &["get", "externalsecrets", "-n", "lists"], "");
+        assert!(ok, "{err}");
+        let mut lines = out.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            [
+                "NAME",
+                "STORETYPE",
+                "STORE",
+                "REFRESH",
+                "INTERVAL",
+                "STATUS",
+                "READY",
+                "LAST",
+                "SYNC"
+            ],
+            "{out}"
+        );
+        let row: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        // Last Sync is a date column: kubectl shows its age once refreshTime is set.
+        if row.len() == 7 && row[5] == "True" {
+            assert_eq!(
+                row[..6],
+                ["app", "SecretStore", "vault", "1h", "SecretSynced", "True"],
+                "{out}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < LIMIT, "{out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     sb.stop().await.unwrap();
 }
