@@ -84,10 +84,34 @@ pub fn check_text(text: &str) -> anyhow::Result<Report> {
             for p in admission::static_problems(kind, &obj) {
                 report.problems.push(format!("{id}: {p}"));
             }
+            for n in admission::static_notes(kind, &obj) {
+                report.warnings.push(format!("{id}: {n}"));
+            }
+        } else if let Some(problem) = unserved_version(&obj) {
+            report.problems.push(problem);
         }
         report.objects.push(obj);
     }
     Ok(report)
+}
+
+/// A kind vaultgate serves, in a version of the group it does not serve (e.g. the long-gone
+/// `v1alpha1` of old examples) or with no `apiVersion`: the API server would refuse it, so
+/// this says so.
+fn unserved_version(obj: &Value) -> Option<String> {
+    let kind = Kind::from_name(obj.get("kind")?.as_str()?)?;
+    let id = object_id(kind, obj);
+    let wanted = format!(
+        "{}/{}",
+        crate::api::GROUP,
+        crate::api::VERSIONS.join(" or ")
+    );
+    let Some(api_version) = obj.get("apiVersion").and_then(Value::as_str) else {
+        return Some(format!("{id}: apiVersion: not set: use {wanted}"));
+    };
+    let (group, _) = api_version.split_once('/')?;
+    (group == crate::api::GROUP)
+        .then(|| format!("{id}: apiVersion: {api_version} is not served: use {wanted}"))
 }
 
 /// Adds the live findings for every served object without static problems.
@@ -277,6 +301,48 @@ spec:
         .unwrap();
         assert_eq!(r.objects.len(), 1);
         assert!(r.problems.is_empty(), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn two_jwt_sources_are_admitted_with_the_one_used_named() {
+        let r = check_text(
+            r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: vault, namespace: team-a}
+spec:
+  provider:
+    vault:
+      server: https://vault.example.com
+      auth:
+        jwt:
+          role: r
+          secretRef: {name: jwt, key: token}
+          kubernetesServiceAccountToken:
+            serviceAccountRef: {name: app}
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: ExternalSecret
+metadata: {name: old}
+spec: {}
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.warnings,
+            [
+                "SecretStore/team-a/vault: spec.provider.vault.auth.jwt: secretRef and \
+              kubernetesServiceAccountToken are both set: the login uses the JWT of secretRef and \
+              ignores kubernetesServiceAccountToken, as ESO does"
+            ]
+        );
+        assert_eq!(
+            r.problems,
+            [
+                "ExternalSecret/default/old: apiVersion: external-secrets.io/v1alpha1 is not served: \
+              use external-secrets.io/v1 or v1beta1"
+            ]
+        );
     }
 
     #[test]

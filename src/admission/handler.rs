@@ -332,6 +332,13 @@ fn judge<'a, K>(
     if !problems.is_empty() {
         return done(deny(resp, rules::join(&problems)));
     }
+    let mut resp = resp;
+    let notes = typed.notes();
+    if !notes.is_empty() {
+        resp.warnings
+            .get_or_insert_with(Vec::new)
+            .extend(notes.iter().map(ToString::to_string));
+    }
     match &state.live {
         None => done(resp),
         Some(checker) => Step::Live {
@@ -362,7 +369,7 @@ pub(crate) fn apply_findings(mut resp: Answer, mode: LiveMode, findings: Finding
         }
     }
     if !warnings.is_empty() {
-        resp.warnings = Some(warnings);
+        resp.warnings.get_or_insert_with(Vec::new).extend(warnings);
     }
     resp
 }

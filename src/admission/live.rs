@@ -377,6 +377,7 @@ impl LiveChecker {
         };
         let mut reads: Vec<(String, &ExternalSecretDataRemoteRef, bool)> = Vec::new();
         let mut finds: Vec<(String, String)> = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
         for (i, d) in es.spec.data.iter().flatten().enumerate() {
             reads.push((format!("spec.data[{i}].remoteRef"), &d.remote_ref, false));
         }
@@ -385,6 +386,9 @@ impl LiveChecker {
                 reads.push((format!("spec.dataFrom[{i}].extract"), e, true));
             }
             if let Some(fd) = &d.find {
+                if let Some(why) = crate::vault::find_refusal(client.kv_version(), fd) {
+                    refused.push(format!("spec.dataFrom[{i}].find.tags: {why}"));
+                }
                 finds.push((
                     format!("spec.dataFrom[{i}].find.path"),
                     fd.path.clone().unwrap_or_default(),
@@ -400,7 +404,7 @@ impl LiveChecker {
             futures::future::join_all(find_checks),
         )
         .await;
-        let mut problems = Vec::new();
+        let mut problems = refused;
         let mut cacheable = true;
         for r in a.into_iter().chain(b).flatten() {
             cacheable &= !r.1;

@@ -115,6 +115,13 @@ pub fn static_problems(kind: Kind, obj: &serde_json::Value) -> Vec<rules::Proble
     }
 }
 
+/// The admission warnings the static rules give a manifest of `kind` (as JSON).
+pub fn static_notes(kind: Kind, obj: &serde_json::Value) -> Vec<rules::Problem> {
+    object::Typed::from_value(kind, obj)
+        .map(|t| t.notes())
+        .unwrap_or_default()
+}
+
 /// A manifest as the typed object the rules and live checks take.
 pub(crate) fn handler_typed(kind: Kind, obj: &serde_json::Value) -> Result<object::Typed, String> {
     object::Typed::from_value(kind, obj)

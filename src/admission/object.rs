@@ -215,6 +215,15 @@ impl Typed {
         }
     }
 
+    /// What an admitted object should be told (admission warnings), apart from the rules.
+    pub(crate) fn notes(&self) -> Vec<rules::Problem> {
+        match self {
+            Typed::ExternalSecret(_) => Vec::new(),
+            Typed::SecretStore(s, _) => rules::store_notes(&s.spec),
+            Typed::ClusterSecretStore(s, _) => rules::store_notes(&s.spec.store),
+        }
+    }
+
     /// The live checks. A store under review is logged in with only for an authenticated
     /// caller: from anyone else, its body would choose the server and the credential.
     pub(crate) async fn live(

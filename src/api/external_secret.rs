@@ -422,7 +422,7 @@ pub struct ExternalSecretRewrite {
     pub regexp: Option<RewriteRegexp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<RewriteTransform>,
-    /// ESO 2.9 merge rewrite; accepted, refused by admission as not supported yet.
+    /// ESO 2.9 merge rewrite: the values (JSON objects) merged into one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<RewriteMerge>,
 }

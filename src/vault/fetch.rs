@@ -243,16 +243,23 @@ fn finish_value(
     Ok(v)
 }
 
+/// Why a `find` cannot work on a store of this KV version, if it cannot.
+pub fn find_refusal(version: VaultKvVersion, f: &ExternalSecretFind) -> Option<&'static str> {
+    (version == VaultKvVersion::V1 && f.tags.as_ref().is_some_and(|t| !t.is_empty())).then_some(
+        "dataFrom.find by tags on a KV v1 store: tags are KV v2 custom metadata (find by name \
+         works on v1)",
+    )
+}
+
 /// `dataFrom.find`: matching secrets (by name regexp and tags) under the mount, each as its
 /// whole JSON, keyed by the path relative to the mount.
 async fn find(
     client: &StoreClient,
     f: &ExternalSecretFind,
 ) -> Result<BTreeMap<String, Vec<u8>>, VaultError> {
-    if client.kv_version() == VaultKvVersion::V1 {
-        return Err(VaultError::Unsupported {
-            what: "dataFrom.find on a KV v1 store (it needs KV v2 metadata)".into(),
-        });
+    // As ESO: a KV v1 mount is listed for find by name; only tags need v2's custom metadata.
+    if let Some(why) = find_refusal(client.kv_version(), f) {
+        return Err(VaultError::Unsupported { what: why.into() });
     }
     let re = match f.name.as_ref().and_then(|n| n.regexp.as_deref()) {
         Some(src) => Some(crate::goregex::new(src).map_err(|e| {

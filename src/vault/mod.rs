@@ -27,10 +27,11 @@
 mod answers;
 mod auth;
 
-pub use auth::{has_referent_refs, pod_token_refusal};
+pub use auth::{auth_precedence, has_referent_refs, pod_token_refusal};
 mod client;
 mod fetch;
 mod http;
+mod merge;
 pub mod paths;
 pub mod push_plan;
 pub mod values;
@@ -43,7 +44,7 @@ use crate::api::{ClusterSecretStore, SecretStore, SecretStoreSpec, StoreKind};
 pub use client::{
     Limits, MAX_READ_REUSE, READ_SHARE_WINDOW, StoreClient, VaultClients, with_read_reuse,
 };
-pub use fetch::{FetchError, Fetched, fetch_external_secret};
+pub use fetch::{FetchError, Fetched, fetch_external_secret, find_refusal};
 
 /// A store as the Vault client sees it: identity (for the token cache) and spec.
 #[derive(Clone, Debug)]

@@ -12,13 +12,20 @@ use crate::api::{ConversionStrategy, ExternalSecretRewrite};
 /// Compact JSON with object keys sorted at every level and `<`, `>`, `&`, U+2028, U+2029
 /// escaped, byte for byte what Go's `json.Marshal` gives ESO for a decoded secret.
 pub fn compact_sorted(v: &Value) -> String {
-    let mut out = String::new();
-    write_sorted(v, &mut out);
-    out.replace('<', "\\u003c")
+    sorted_json(v)
+        .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026")
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029")
+}
+
+/// Compact JSON with object keys sorted at every level, nothing escaped beyond JSON's needs:
+/// what ESO's `JSONMarshal` (Go's encoder without HTML escaping) gives.
+pub fn sorted_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_sorted(v, &mut out);
+    out
 }
 
 fn write_sorted(v: &Value, out: &mut String) {
@@ -209,11 +216,14 @@ pub fn rewrite_keys(
             map = next;
             continue;
         }
-        if rw.merge.is_some() {
-            return Err(format!("rewrite[{i}].merge is not supported yet"));
+        if let Some(m) = &rw.merge {
+            map = super::merge::merge(m, map).map_err(|e| format!("rewrite[{i}].merge: {e}"))?;
+            continue;
         }
         let Some(rx) = &rw.regexp else {
-            return Err(format!("rewrite[{i}] sets neither regexp nor transform"));
+            return Err(format!(
+                "rewrite[{i}] sets none of regexp, transform and merge"
+            ));
         };
         let re = crate::goregex::new(&rx.source).map_err(|e| {
             format!(

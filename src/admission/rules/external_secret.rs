@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use crate::api::{
-    CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretDataRemoteRef, StoreSourceRef,
+    CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretDataRemoteRef, MergeStrategy,
+    StoreSourceRef,
 };
 use crate::vault::paths::quoted;
 
@@ -189,8 +190,14 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
                     e.to_string(),
                 ));
             }
-            if rw.merge.is_some() {
-                p.push(Problem::new(format!("{}.merge", at()), NOT_SUPPORTED));
+            if let Some(m) = &rw.merge
+                && m.strategy == Some(MergeStrategy::Json)
+                && m.into.as_deref().is_none_or(str::is_empty)
+            {
+                p.push(Problem::new(
+                    format!("{}.merge.into", at()),
+                    "strategy JSON needs the key to merge into",
+                ));
             }
             if rw.regexp.is_none() && rw.transform.is_none() && rw.merge.is_none() {
                 p.push(Problem::new(

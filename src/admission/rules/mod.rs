@@ -19,7 +19,7 @@ pub use cluster_external_secret::{ES_SPEC, cluster_external_secret, external_sec
 pub use external_secret::external_secret;
 pub use push_secret::{cluster_push_secret, push_secret};
 pub use regex::{MAX_REGEX_LEN, REGEX_BUDGET, RegexBudget, regex_compiles};
-pub use store::{check_server, cluster_secret_store, secret_store};
+pub use store::{check_server, cluster_secret_store, secret_store, store_notes};
 pub use templates::{MAX_TEMPLATE_ACTIONS, MAX_TEMPLATES_LEN};
 
 use std::fmt;

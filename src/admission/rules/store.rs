@@ -229,12 +229,6 @@ fn auth(p: &mut Vec<Problem>, a: &VaultAuth, scope: Scope<'_>) {
                 "a Vault role is required",
             ));
         }
-        if k.service_account_ref.is_some() && k.secret_ref.is_some() {
-            p.push(Problem::new(
-                &at,
-                "set serviceAccountRef or secretRef, not both",
-            ));
-        }
         if let Some(why) = crate::vault::pod_token_refusal(k, scope.is_namespaced()) {
             p.push(Problem::new(&at, why));
         }
@@ -259,29 +253,29 @@ fn auth(p: &mut Vec<Problem>, a: &VaultAuth, scope: Scope<'_>) {
     if let Some(j) = &a.jwt {
         let at = format!("{AT}.jwt");
         mount(p, &format!("{at}.path"), &j.path);
-        match (&j.secret_ref, &j.kubernetes_service_account_token) {
-            (None, None) => p.push(Problem::new(
+        if j.secret_ref.is_none() && j.kubernetes_service_account_token.is_none() {
+            p.push(Problem::new(
                 &at,
                 "one of secretRef or kubernetesServiceAccountToken is required",
-            )),
-            (Some(_), Some(_)) => p.push(Problem::new(
-                &at,
-                "set secretRef or kubernetesServiceAccountToken, not both",
-            )),
-            (Some(r), None) => secret_ref(p, &format!("{at}.secretRef"), r, scope, true),
-            (None, Some(t)) => {
-                service_account(
-                    p,
-                    &format!("{at}.kubernetesServiceAccountToken.serviceAccountRef"),
-                    &t.service_account_ref,
-                    scope,
-                );
-                if let Some(s) = t.expiration_seconds.filter(|s| *s < 600) {
-                    p.push(Problem::new(
-                        format!("{at}.kubernetesServiceAccountToken.expirationSeconds"),
-                        format!("{s} is below 600, the shortest token Kubernetes issues"),
-                    ));
-                }
+            ));
+        }
+        // Both may be set, as in ESO's own example: the one not used is still checked, so
+        // that dropping the other later does not reveal a broken reference.
+        if let Some(r) = &j.secret_ref {
+            secret_ref(p, &format!("{at}.secretRef"), r, scope, true);
+        }
+        if let Some(t) = &j.kubernetes_service_account_token {
+            service_account(
+                p,
+                &format!("{at}.kubernetesServiceAccountToken.serviceAccountRef"),
+                &t.service_account_ref,
+                scope,
+            );
+            if let Some(s) = t.expiration_seconds.filter(|s| *s < 600) {
+                p.push(Problem::new(
+                    format!("{at}.kubernetesServiceAccountToken.expirationSeconds"),
+                    format!("{s} is below 600, the shortest token Kubernetes issues"),
+                ));
             }
         }
     }
@@ -303,6 +297,16 @@ fn auth(p: &mut Vec<Problem>, a: &VaultAuth, scope: Scope<'_>) {
             )),
         }
     }
+}
+
+/// What an admitted store should be told: which of two credentials given together is used,
+/// as ESO uses it.
+pub fn store_notes(spec: &SecretStoreSpec) -> Vec<Problem> {
+    let auth = spec.provider.vault.as_ref().and_then(|v| v.auth.as_ref());
+    auth.into_iter()
+        .flat_map(crate::vault::auth_precedence)
+        .map(|(field, note)| Problem::new(field, note))
+        .collect()
 }
 
 fn username_secret(

@@ -380,9 +380,15 @@ fn external_secret_rules() {
             "rewrite merge",
             json!({"spec": {"dataFrom": [{"extract": {"key": "a"},
                 "rewrite": [{"merge": {"into": "x"}}]}]}}),
+            None,
+        ),
+        (
+            "rewrite merge with strategy JSON and no into",
+            json!({"spec": {"dataFrom": [{"extract": {"key": "a"},
+                "rewrite": [{"merge": {"strategy": "JSON"}}]}]}}),
             Some((
-                "spec.dataFrom[0].rewrite[0].merge",
-                "not supported by vaultgate",
+                "spec.dataFrom[0].rewrite[0].merge.into",
+                "strategy JSON needs the key to merge into",
             )),
         ),
         (
@@ -541,6 +547,33 @@ fn store_cases() -> Vec<StoreCase> {
             Some((
                 "spec.provider.vault.auth.kubernetes",
                 "needs serviceAccountRef or secretRef",
+            )),
+        ),
+        (
+            "kubernetes auth with serviceAccountRef and secretRef, as ESO's example",
+            None,
+            with_auth(
+                json!({"appRole": null, "kubernetes": {"role": "r", "serviceAccountRef": {"name": "sa"}, "secretRef": {"name": "s", "key": "vault"}}}),
+            ),
+            None,
+        ),
+        (
+            "jwt auth with secretRef and a service account token",
+            None,
+            with_auth(
+                json!({"appRole": null, "jwt": {"role": "r", "secretRef": {"name": "j", "key": "jwt"}, "kubernetesServiceAccountToken": {"serviceAccountRef": {"name": "sa"}}}}),
+            ),
+            None,
+        ),
+        (
+            "jwt auth: the token source not used is still checked",
+            None,
+            with_auth(
+                json!({"appRole": null, "jwt": {"role": "r", "secretRef": {"name": "j", "key": "jwt"}, "kubernetesServiceAccountToken": {"serviceAccountRef": {"name": ""}}}}),
+            ),
+            Some((
+                "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.serviceAccountRef.name",
+                "a ServiceAccount name is required",
             )),
         ),
         (

@@ -4,7 +4,7 @@
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::{LoginRequest, Resolver, mount_login, token_text};
+use super::{KubernetesSource, LoginRequest, Resolver, kubernetes_source, mount_login, token_text};
 use crate::api::{StoreKind, VaultKubernetesAuth};
 use crate::vault::VaultError;
 
@@ -26,30 +26,36 @@ pub(super) async fn request(
     resolver: &Resolver<'_>,
     k: &VaultKubernetesAuth,
 ) -> Result<LoginRequest, VaultError> {
-    let jwt = if let Some(sa) = &k.service_account_ref {
-        resolver
-            .service_account_token(
-                sa,
-                sa.audiences.clone().unwrap_or_default(),
-                600,
-                "spec.provider.vault.auth.kubernetes.serviceAccountRef",
-            )
-            .await?
-    } else if let Some(sel) = &k.secret_ref {
-        let f = "spec.provider.vault.auth.kubernetes.secretRef";
-        token_text(&resolver.secret_value(sel, Some("token"), f).await?, f)?
-    } else if let Some(why) = pod_token_refusal(k, resolver.store.kind == StoreKind::SecretStore) {
-        return Err(VaultError::config(format!(
-            "spec.provider.vault.auth.kubernetes: {why}"
-        )));
-    } else {
-        let raw = Zeroizing::new(tokio::fs::read(POD_TOKEN_FILE).await.map_err(|e| {
-            VaultError::config(format!(
-                "kubernetes auth without serviceAccountRef or secretRef uses the pod's \
-                 token {POD_TOKEN_FILE}, which cannot be read: {e}"
-            ))
-        })?);
-        token_text(&raw, POD_TOKEN_FILE)?
+    // ESO's order: serviceAccountRef, then secretRef, then the pod's own token.
+    let jwt = match (kubernetes_source(k), &k.service_account_ref, &k.secret_ref) {
+        (KubernetesSource::ServiceAccount, Some(sa), _) => {
+            resolver
+                .service_account_token(
+                    sa,
+                    sa.audiences.clone().unwrap_or_default(),
+                    600,
+                    "spec.provider.vault.auth.kubernetes.serviceAccountRef",
+                )
+                .await?
+        }
+        (KubernetesSource::Secret, _, Some(sel)) => {
+            let f = "spec.provider.vault.auth.kubernetes.secretRef";
+            token_text(&resolver.secret_value(sel, Some("token"), f).await?, f)?
+        }
+        _ => {
+            if let Some(why) = pod_token_refusal(k, resolver.store.kind == StoreKind::SecretStore) {
+                return Err(VaultError::config(format!(
+                    "spec.provider.vault.auth.kubernetes: {why}"
+                )));
+            }
+            let raw = Zeroizing::new(tokio::fs::read(POD_TOKEN_FILE).await.map_err(|e| {
+                VaultError::config(format!(
+                    "kubernetes auth without serviceAccountRef or secretRef uses the pod's \
+                     token {POD_TOKEN_FILE}, which cannot be read: {e}"
+                ))
+            })?);
+            token_text(&raw, POD_TOKEN_FILE)?
+        }
     };
     Ok(LoginRequest {
         path: mount_login(&k.mount_path, "kubernetes"),

@@ -5,6 +5,7 @@ mod approle;
 mod cert;
 mod jwt;
 mod kubernetes;
+mod precedence;
 mod resolver;
 mod token;
 mod userpass_ldap;
@@ -16,6 +17,8 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 pub use kubernetes::pod_token_refusal;
+pub use precedence::auth_precedence;
+pub(crate) use precedence::{JwtSource, KubernetesSource, jwt_source, kubernetes_source};
 pub(crate) use resolver::Resolver;
 pub use resolver::has_referent_refs;
 

@@ -14,25 +14,6 @@ use vaultgate_sandbox::{Sandbox, SandboxOptions};
 const SEED_ES: &str = include_str!("../../data/seed/externalsecret.yaml");
 const SEED_CSS: &str = include_str!("../../data/seed/clustersecretstore.yaml");
 
-async fn vault_api(sb: &Sandbox, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let mut builder = reqwest::Client::builder();
-    if let Some(ca) = sb.vault.ca_pem() {
-        builder =
-            builder.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
-    }
-    let mut req = builder
-        .build()
-        .unwrap()
-        .request(method, format!("{}/v1/{path}", sb.vault.addr()))
-        .header("X-Vault-Token", sb.vault.root_token());
-    if !body.is_null() {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    assert!(resp.status().is_success(), "{path}: {}", resp.status());
-    resp.json().await.unwrap_or(Value::Null)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_manifests_sync_with_every_auth_method() {
     let mut opts = SandboxOptions::from_env().unwrap();

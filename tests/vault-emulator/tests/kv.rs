@@ -401,6 +401,26 @@ async fn kv1_read_write_list_delete() {
         (s, body["data"]["keys"].clone()),
         (200, json!(["cfg", "other"]))
     );
+    // As ESO's find by name lists a v1 mount: the mount's root, with folders ending in `/`,
+    // by `?list=true` or the LIST verb; a folder with nothing in it is a 404 with no errors.
+    for (method, path) in [("GET", "kv1/?list=true"), ("LIST", "kv1/")] {
+        let (s, body) = call(&http, &vault, method, path, Some(&vault.root_token()), None).await;
+        assert_eq!(
+            (s, body["data"]["keys"].clone()),
+            (200, json!(["app/"])),
+            "{method}"
+        );
+    }
+    let (s, body) = call(
+        &http,
+        &vault,
+        "GET",
+        "kv1/nothing/?list=true",
+        Some(&vault.root_token()),
+        None,
+    )
+    .await;
+    assert_eq!((s, body), (404, json!({"errors": []})));
 
     let (s, body) = call(
         &http,

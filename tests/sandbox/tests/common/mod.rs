@@ -233,3 +233,23 @@ pub fn guard(
     });
     (stop, task)
 }
+
+/// A call to Vault's HTTP API with the root token; the answer's JSON (null when empty).
+pub async fn vault_api(sb: &Sandbox, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = sb.vault.ca_pem() {
+        builder =
+            builder.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+    }
+    let mut req = builder
+        .build()
+        .unwrap()
+        .request(method, format!("{}/v1/{path}", sb.vault.addr()))
+        .header("X-Vault-Token", sb.vault.root_token());
+    if !body.is_null() {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap_or(Value::Null)
+}
