@@ -218,7 +218,10 @@ impl Typed {
     /// What an admitted object should be told (admission warnings), apart from the rules.
     pub(crate) fn notes(&self) -> Vec<rules::Problem> {
         match self {
-            Typed::ExternalSecret(_) => Vec::new(),
+            Typed::ExternalSecret(_)
+            | Typed::ClusterExternalSecret(_)
+            | Typed::PushSecret(_)
+            | Typed::ClusterPushSecret(_) => Vec::new(),
             Typed::SecretStore(s, _) => rules::store_notes(&s.spec),
             Typed::ClusterSecretStore(s, _) => rules::store_notes(&s.spec.store),
         }
