@@ -3,7 +3,7 @@
 //! labels, refusing someone else's, renamed and removed with the ClusterExternalSecret.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
@@ -17,6 +17,9 @@ use vaultgate::metrics::Metrics;
 use vaultgate::reconcile::{ControllerConfig, run};
 use vaultgate::vault::VaultClients;
 
+#[path = "support/emulated.rs"]
+mod emulated;
+
 const WAIT: Duration = Duration::from_secs(15);
 
 struct Env {
@@ -28,19 +31,13 @@ struct Env {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+/// [`emulated::eventually`] within [`WAIT`].
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    emulated::eventually(what, WAIT, f).await
 }
 
 /// Namespaces `a`, `b` (label `pull=yes`), `c` (`pull=no`), `d` (no labels), a token in
@@ -58,10 +55,7 @@ async fn env() -> Env {
         .unwrap();
     vault.kv2_put("secret", "pull", json!({"k": "v"})).unwrap();
     let kube = KubeEmulator::start(Default::default()).await.unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds");
-    for f in std::fs::read_dir(dir).unwrap() {
-        kube.apply_yaml_file(f.unwrap().path()).await.unwrap();
-    }
+    emulated::apply_crds(&kube).await;
     let kc = kube.client().await;
     for (ns, pull) in [
         ("vaultgate-system", None),

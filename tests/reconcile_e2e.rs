@@ -59,10 +59,7 @@ async fn emulators() -> (KubeEmulator, VaultEmulator, kube::Client) {
     )
     .await;
     vault.put_policy("reader", READER).unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds");
-    for f in std::fs::read_dir(dir).unwrap() {
-        kube.apply_yaml_file(f.unwrap().path()).await.unwrap();
-    }
+    emulated::apply_crds(&kube).await;
     (kube, vault, kc)
 }
 

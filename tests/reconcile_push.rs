@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube_emulator::KubeEmulator;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +16,9 @@ use vaultgate::api::PushSecret;
 use vaultgate::metrics::Metrics;
 use vaultgate::reconcile::{ControllerConfig, run};
 use vaultgate::vault::VaultClients;
+
+#[path = "support/emulated.rs"]
+mod emulated;
 
 const WAIT: Duration = Duration::from_secs(12);
 
@@ -37,24 +39,11 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let vault = VaultEmulator::start(VaultEmulatorConfig::default())
-        .await
-        .expect("vault emulator");
+    let emulated::Emulators { vault, kube, kc } =
+        emulated::start(VaultEmulatorConfig::default(), &[("team-a", &[])]).await;
     vault.put_policy("writer", WRITER).unwrap();
     vault.enable_kv("kv1", 1).unwrap();
-    let kube = KubeEmulator::start(Default::default())
-        .await
-        .expect("kube emulator");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds");
-    for f in std::fs::read_dir(dir).unwrap() {
-        kube.apply_yaml_file(f.unwrap().path()).await.unwrap();
-    }
-    let kc = kube.client().await;
-    let api: Api<Namespace> = Api::all(kc.clone());
-    let mut n = Namespace::default();
-    n.metadata.name = Some("team-a".into());
-    let _ = api.create(&PostParams::default(), &n).await;
+    emulated::apply_crds(&kube).await;
     let metrics = Metrics::new();
     let clients = VaultClients::new(kc.clone(), metrics.clone());
     let shutdown = CancellationToken::new();
@@ -89,19 +78,13 @@ async fn env() -> Env {
     }
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+/// [`emulated::eventually`] within [`WAIT`].
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    emulated::eventually(what, WAIT, f).await
 }
 
 impl Env {

@@ -57,6 +57,14 @@ pub async fn start(
     Emulators { vault, kube, kc }
 }
 
+/// Installs vaultgate's CRDs (`deploy/crds/`) in the API server emulator.
+pub async fn apply_crds(kube: &KubeEmulator) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds");
+    for f in std::fs::read_dir(dir).unwrap() {
+        kube.apply_yaml_file(f.unwrap().path()).await.unwrap();
+    }
+}
+
 /// Key `key` of Secret `name`, in the referring object's namespace.
 pub fn sel(name: &str, key: &str) -> SecretKeySelector {
     SecretKeySelector {
