@@ -700,19 +700,62 @@ spec:
         "app/k"
     );
 
+    let exists = |ns: &'static str, name: &'static str| {
+        let kc = env.kc.clone();
+        async move {
+            Api::<PushSecret>::namespaced(kc, ns)
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+
     // The namespace no longer selected: its PushSecret goes.
     env.apply(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: push-a, labels: {push: \"no\"}}\n",
     )
     .await;
     eventually("the PushSecret in push-a removed", || async {
-        Api::<PushSecret>::namespaced(env.kc.clone(), "push-a")
-            .get_opt("pushed")
-            .await
-            .unwrap()
-            .is_none()
+        (!exists("push-a", "pushed").await).then_some(())
+    })
+    .await;
+
+    // Selected again, then renamed: the old name goes, the new one comes, and the PushSecret
+    // it never owned stays.
+    env.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: push-a, labels: {push: \"yes\"}}\n",
+    )
+    .await;
+    eventually("the PushSecret in push-a again", || async {
+        exists("push-a", "pushed").await.then_some(())
+    })
+    .await;
+    let mut cps: ClusterPushSecret = cps_api.get("everywhere").await.unwrap();
+    cps.spec.push_secret_name = Some("renamed".into());
+    cps.metadata.managed_fields = None;
+    cps_api
+        .replace("everywhere", &Default::default(), &cps)
+        .await
+        .unwrap();
+    eventually("the renamed PushSecrets, the old one gone", || async {
+        (exists("push-a", "renamed").await
+            && exists("push-b", "renamed").await
+            && !exists("push-a", "pushed").await)
             .then_some(())
     })
     .await;
+    assert!(exists("push-b", "pushed").await, "theirs is left alone");
+
+    // Deleting the ClusterPushSecret takes its PushSecrets with it, and only those.
+    cps_api
+        .delete("everywhere", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the ClusterPushSecret's PushSecrets removed", || async {
+        (!exists("push-a", "renamed").await && !exists("push-b", "renamed").await).then_some(())
+    })
+    .await;
+    assert!(exists("push-b", "pushed").await, "theirs is left alone");
     env.stop().await;
 }
