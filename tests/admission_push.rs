@@ -200,3 +200,75 @@ async fn targets_source_and_other_pushers_are_checked_live() {
         d.warnings
     );
 }
+
+fn cps(name: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "external-secrets.io/v1alpha1",
+        "kind": "ClusterPushSecret",
+        "metadata": {"name": name},
+        "spec": {
+            "pushSecretName": "pushed",
+            "namespaceSelectors": [{"matchLabels": {"team": "a"}}],
+            "pushSecretSpec": {
+                "secretStoreRefs": [{"name": "vault", "kind": "SecretStore"}],
+                "selector": {"secret": {"name": "src"}},
+                "data": data
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn cluster_push_secrets_are_checked_in_the_namespaces_they_select() {
+    let e = env().await;
+    e.kube
+        .apply_yaml(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: src, namespace: team-a}\nstringData: {k: v}\n",
+        )
+        .await
+        .unwrap();
+    let enforce = e.state(LiveMode::Enforce, Duration::from_secs(2));
+
+    let ok = judge(&enforce, &cps("c", entry("k", "push/new", "p")), false).await;
+    assert!(
+        ok.allowed && ok.warnings.is_empty(),
+        "{} {:?}",
+        ok.message,
+        ok.warnings
+    );
+
+    let no_key = judge(&enforce, &cps("c", entry("nokey", "push/new", "p")), false).await;
+    assert!(!no_key.allowed);
+    assert!(
+        no_key.message.contains(
+            "spec.pushSecretSpec.data[0].match.secretKey: Secret team-a/src has no key \"nokey\" (namespace team-a)"
+        ),
+        "{}",
+        no_key.message
+    );
+
+    // A PushSecret the same ClusterPushSecret made is not another pusher; one it did not make is.
+    let mut sibling = ps("sibling", "src", entry("k", "push/shared", "p"));
+    sibling["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "external-secrets.io/v1alpha1",
+        "kind": "ClusterPushSecret",
+        "name": "c",
+        "uid": "c-uid",
+        "controller": true
+    }]);
+    e.kube
+        .apply_yaml(&serde_yaml_ng::to_string(&sibling).unwrap())
+        .await
+        .unwrap();
+    let same = judge(&enforce, &cps("c", entry("k", "push/shared", "p")), false).await;
+    assert!(same.allowed, "{}", same.message);
+    let other = judge(&enforce, &cps("d", entry("k", "push/shared", "p")), false).await;
+    assert!(!other.allowed);
+    assert!(
+        other.message.contains(
+            "spec.pushSecretSpec.data[0].match.remoteRef: PushSecret team-a/sibling already pushes to \"push/shared\" property \"p\""
+        ),
+        "{}",
+        other.message
+    );
+}

@@ -23,6 +23,7 @@ use crate::api::{
 use crate::vault::{StoreClient, StoreHandle, VaultClients, paths, values};
 
 mod ces;
+mod cluster_push;
 mod push;
 
 /// How long a check result answers identical requests.

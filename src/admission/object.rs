@@ -243,7 +243,9 @@ impl Typed {
             Typed::SecretStore(s, _) => crate::vault::StoreHandle::from_secret_store(s),
             Typed::ClusterSecretStore(s, _) => crate::vault::StoreHandle::from_cluster_store(s),
             Typed::PushSecret(ps) => return checker.push_secret(ps, dry_run).await,
-            Typed::ClusterPushSecret(_) => return Findings::default(),
+            Typed::ClusterPushSecret(c) => {
+                return Box::pin(checker.cluster_push_secret(c, dry_run)).await;
+            }
         };
         match callers {
             Callers::Authenticated => checker.store(store, dry_run).await,

@@ -110,7 +110,8 @@ impl LiveChecker {
         for o in &others {
             let ons = o.metadata.namespace.as_deref().unwrap_or_default();
             let oname = o.metadata.name.as_deref().unwrap_or_default();
-            if ons == ns && oname == me {
+            // Itself, or a sibling made by the same ClusterPushSecret.
+            if (ons == ns && oname == me) || maker(o).is_some_and(|m| maker(ps) == Some(m)) {
                 continue;
             }
             for (i, (store, key, prop)) in &mine {
@@ -309,4 +310,14 @@ fn targets(ps: &PushSecret, ns: &str) -> Vec<(usize, (String, String, String))> 
         }
     }
     out
+}
+
+/// The ClusterPushSecret that controls a PushSecret, if one does.
+fn maker(ps: &PushSecret) -> Option<&str> {
+    ps.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "ClusterPushSecret")
+        .map(|o| o.name.as_str())
 }
