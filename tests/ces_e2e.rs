@@ -10,12 +10,9 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube_emulator::KubeEmulator;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
 use vaultgate::api::{ClusterExternalSecret, ExternalSecret};
 use vaultgate::metrics::Metrics;
-use vaultgate::reconcile::{ControllerConfig, run};
-use vaultgate::vault::VaultClients;
 
 #[path = "support/emulated.rs"]
 mod emulated;
@@ -27,8 +24,7 @@ struct Env {
     vault: VaultEmulator,
     kc: kube::Client,
     metrics: Metrics,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    controller: emulated::Running,
 }
 
 /// [`emulated::eventually`] within [`WAIT`].
@@ -89,32 +85,13 @@ spec:
     ))
     .await
     .unwrap();
-    let metrics = Metrics::new();
-    let clients = VaultClients::new(kc.clone(), metrics.clone());
-    let shutdown = CancellationToken::new();
-    let cfg = ControllerConfig {
-        namespace: None,
-        controller_class: String::new(),
-        leader_elect: false,
-        lease_name: "vaultgate-controller".into(),
-        lease_namespace: "vaultgate-system".into(),
-        identity: "test-replica".into(),
-        concurrency: 16,
-    };
-    let task = Some(tokio::spawn(run(
-        kc.clone(),
-        clients,
-        metrics.clone(),
-        cfg,
-        shutdown.clone(),
-    )));
+    let controller = emulated::Running::start(kc.clone(), emulated::controller_config(16));
     Env {
         kube,
         vault,
         kc,
-        metrics,
-        shutdown,
-        task,
+        metrics: controller.metrics.clone(),
+        controller,
     }
 }
 
@@ -138,13 +115,8 @@ const SPEC: &str = r#"
       remoteRef: {key: pull, property: k}"#;
 
 impl Env {
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task.take().unwrap())
-            .await
-            .expect("run returns after shutdown")
-            .unwrap()
-            .unwrap();
+    async fn stop(self) {
+        self.controller.stop().await;
     }
 
     async fn apply(&self, yaml: &str) {

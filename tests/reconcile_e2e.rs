@@ -30,20 +30,11 @@ struct Env {
     kc: kube::Client,
     metrics: Metrics,
     clients: VaultClients,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    controller: emulated::Running,
 }
 
 fn config() -> ControllerConfig {
-    ControllerConfig {
-        namespace: None,
-        controller_class: String::new(),
-        leader_elect: false,
-        lease_name: "vaultgate-controller".into(),
-        lease_namespace: "vaultgate-system".into(),
-        identity: "test-replica".into(),
-        concurrency: 16,
-    }
+    emulated::controller_config(16)
 }
 
 async fn emulators() -> (KubeEmulator, VaultEmulator, kube::Client) {
@@ -65,24 +56,15 @@ async fn emulators() -> (KubeEmulator, VaultEmulator, kube::Client) {
 
 async fn env_with(cfg: ControllerConfig) -> Env {
     let (kube, vault, kc) = emulators().await;
-    let mut env = Env {
+    let controller = emulated::Running::start(kc.clone(), cfg);
+    Env {
         kube,
         vault,
-        kc: kc.clone(),
-        metrics: Metrics::new(),
-        clients: VaultClients::new(kc.clone(), Metrics::new()),
-        shutdown: CancellationToken::new(),
-        task: None,
-    };
-    env.clients = VaultClients::new(kc.clone(), env.metrics.clone());
-    env.task = Some(tokio::spawn(run(
         kc,
-        env.clients.clone(),
-        env.metrics.clone(),
-        cfg,
-        env.shutdown.clone(),
-    )));
-    env
+        metrics: controller.metrics.clone(),
+        clients: controller.clients.clone(),
+        controller,
+    }
 }
 
 async fn env() -> Env {
@@ -99,14 +81,8 @@ where
 }
 
 impl Env {
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .expect("run returns after shutdown")
-            .unwrap()
-            .unwrap();
+    async fn stop(self) {
+        self.controller.stop().await;
     }
 
     async fn apply(&self, yaml: &str) {

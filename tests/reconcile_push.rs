@@ -10,12 +10,9 @@ use std::time::Duration;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube_emulator::KubeEmulator;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
 use vaultgate::api::PushSecret;
 use vaultgate::metrics::Metrics;
-use vaultgate::reconcile::{ControllerConfig, run};
-use vaultgate::vault::VaultClients;
 
 #[path = "support/emulated.rs"]
 mod emulated;
@@ -34,8 +31,7 @@ struct Env {
     kc: kube::Client,
     http: reqwest::Client,
     metrics: Metrics,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    controller: emulated::Running,
 }
 
 async fn env() -> Env {
@@ -44,25 +40,7 @@ async fn env() -> Env {
     vault.put_policy("writer", WRITER).unwrap();
     vault.enable_kv("kv1", 1).unwrap();
     emulated::apply_crds(&kube).await;
-    let metrics = Metrics::new();
-    let clients = VaultClients::new(kc.clone(), metrics.clone());
-    let shutdown = CancellationToken::new();
-    let cfg = ControllerConfig {
-        namespace: None,
-        controller_class: String::new(),
-        leader_elect: false,
-        lease_name: "vaultgate-controller".into(),
-        lease_namespace: "vaultgate-system".into(),
-        identity: "test-replica".into(),
-        concurrency: 8,
-    };
-    let task = tokio::spawn(run(
-        kc.clone(),
-        clients,
-        metrics.clone(),
-        cfg,
-        shutdown.clone(),
-    ));
+    let controller = emulated::Running::start(kc.clone(), emulated::controller_config(8));
     let http = reqwest::Client::builder()
         .tls_certs_only(Vec::new())
         .build()
@@ -72,9 +50,8 @@ async fn env() -> Env {
         vault,
         kc,
         http,
-        metrics,
-        shutdown,
-        task: Some(task),
+        metrics: controller.metrics.clone(),
+        controller,
     }
 }
 
@@ -88,14 +65,8 @@ where
 }
 
 impl Env {
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .expect("run returns after shutdown")
-            .unwrap()
-            .unwrap();
+    async fn stop(self) {
+        self.controller.stop().await;
     }
 
     async fn apply(&self, yaml: &str) {

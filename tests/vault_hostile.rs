@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use vault_emulator::{RawResponse, VaultEmulator, VaultEmulatorConfig};
 use vaultgate::api::*;
 use vaultgate::metrics::Metrics;
-use vaultgate::reconcile::{ControllerConfig, run};
+use vaultgate::reconcile::run;
 use vaultgate::vault::{StoreClient, StoreHandle, VaultClients, VaultError, fetch_external_secret};
 
 #[path = "support/emulated.rs"]
@@ -818,15 +818,7 @@ async fn garbage_from_vault_keeps_the_secret_and_it_converges_after() {
         kc.clone(),
         VaultClients::new(kc.clone(), metrics.clone()),
         metrics,
-        ControllerConfig {
-            namespace: None,
-            controller_class: String::new(),
-            leader_elect: false,
-            lease_name: "vaultgate-controller".into(),
-            lease_namespace: "vaultgate-system".into(),
-            identity: "test-replica".into(),
-            concurrency: 4,
-        },
+        emulated::controller_config(4),
         shutdown.clone(),
     ));
 

@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use kube_emulator::KubeEmulator;
+use tokio_util::sync::CancellationToken;
 use vault_emulator::{VaultEmulator, VaultEmulatorConfig};
 use vaultgate::api::SecretKeySelector;
+use vaultgate::metrics::Metrics;
+use vaultgate::reconcile::{ControllerConfig, run};
+use vaultgate::vault::VaultClients;
 
 /// Reads and lists of the KV v2 mount `secret` and the KV v1 mount `kv1`.
 pub const READER: &str = r#"
@@ -87,5 +91,57 @@ where
         }
         assert!(start.elapsed() < bound, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The reconciler as these tests run it: every namespace, no leader election.
+pub fn controller_config(concurrency: u16) -> ControllerConfig {
+    ControllerConfig {
+        namespace: None,
+        controller_class: String::new(),
+        leader_elect: false,
+        lease_name: "vaultgate-controller".into(),
+        lease_namespace: "vaultgate-system".into(),
+        identity: "test-replica".into(),
+        concurrency,
+    }
+}
+
+/// vaultgate's reconciler running against the API server emulator until [`Running::stop`].
+pub struct Running {
+    pub metrics: Metrics,
+    pub clients: VaultClients,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn start(kc: kube::Client, cfg: ControllerConfig) -> Running {
+        let metrics = Metrics::new();
+        let clients = VaultClients::new(kc.clone(), metrics.clone());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            kc,
+            clients.clone(),
+            metrics.clone(),
+            cfg,
+            shutdown.clone(),
+        ));
+        Running {
+            metrics,
+            clients,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Asks the reconciler to stop and waits for it to return cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("run returns after shutdown")
+            .unwrap()
+            .unwrap();
     }
 }
