@@ -123,8 +123,6 @@ pub(super) fn back_off(
     failure: &SyncError,
     attempt_key: String,
 ) -> Duration {
-    sh.metrics
-        .es_sync_error(&es.name_any(), &es.namespace().unwrap_or_default());
     let mut delay = refresh::backoff(count_failure(sh, es));
     if let Some(after) = failure.retry_after() {
         delay = delay.max(after);

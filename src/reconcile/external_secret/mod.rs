@@ -97,6 +97,7 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
             next
         }
         Err(failure) => {
+            sh.metrics.es_sync_error(&name, &ns);
             let delay = back_off(&sh, &es, &failure, attempt_key);
             let message = failure.to_string();
             tracing::warn!(
