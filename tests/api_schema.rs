@@ -226,7 +226,9 @@ fn deserialize_typed(doc: &Value, origin: &str) {
         "Password" => serde_json::from_value::<gens::Password>(data).map(|_| ()),
         "UUID" => serde_json::from_value::<gens::UUID>(data).map(|_| ()),
         "SSHKey" => serde_json::from_value::<gens::SSHKey>(data).map(|_| ()),
-        "VaultDynamicSecret" => serde_json::from_value::<gens::VaultDynamicSecret>(data).map(|_| ()),
+        "VaultDynamicSecret" => {
+            serde_json::from_value::<gens::VaultDynamicSecret>(data).map(|_| ())
+        }
         "ClusterGenerator" => serde_json::from_value::<gens::ClusterGenerator>(data).map(|_| ()),
         other => panic!("{origin}: unexpected kind {other}"),
     };
@@ -258,9 +260,7 @@ fn eso_docs() -> Vec<(String, Value)> {
         for (i, doc) in yaml_docs(f).into_iter().enumerate() {
             if doc["apiVersion"]
                 .as_str()
-                .is_some_and(|v| {
-                    v.starts_with("external-secrets.io/") || v.starts_with(GENERATORS)
-                })
+                .is_some_and(|v| v.starts_with("external-secrets.io/") || v.starts_with(GENERATORS))
             {
                 out.push((
                     format!("{}#{i}", f.strip_prefix(root()).unwrap().display()),

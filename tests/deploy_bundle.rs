@@ -250,8 +250,16 @@ fn rbac_grants_what_the_controller_needs_and_no_wildcards() {
         ("generators.external-secrets.io", "passwords", "watch"),
         ("generators.external-secrets.io", "uuids", "watch"),
         ("generators.external-secrets.io", "sshkeys", "watch"),
-        ("generators.external-secrets.io", "vaultdynamicsecrets", "watch"),
-        ("generators.external-secrets.io", "clustergenerators", "watch"),
+        (
+            "generators.external-secrets.io",
+            "vaultdynamicsecrets",
+            "watch",
+        ),
+        (
+            "generators.external-secrets.io",
+            "clustergenerators",
+            "watch",
+        ),
     ] {
         assert!(grants(g, r, v), "ClusterRole lacks {v} on {g}/{r}");
     }

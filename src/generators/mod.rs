@@ -18,3 +18,7 @@ pub struct Lease {
     pub duration_s: u64,
     pub renewable: bool,
 }
+
+pub mod password;
+pub mod sshkey;
+pub mod uuid;

@@ -53,7 +53,10 @@ pub struct VaultDynamicSecretSpec {
     /// Query parameters of a GET.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub get_parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(default = "default_result_type", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default = "default_result_type",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(default = "default_result_type")]
     pub result_type: Option<VaultDynamicSecretResultType>,
     /// An answer without content is no error (and gives no keys).
