@@ -6,6 +6,7 @@
 mod cache;
 mod checks;
 mod evict;
+mod generate;
 mod kv;
 mod push;
 mod reads;
