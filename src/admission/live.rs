@@ -122,9 +122,22 @@ impl LiveChecker {
         );
     }
 
-    /// An ExternalSecret: its store exists and admits its namespace; each remote reference
-    /// exists in Vault and may be read (or listed, for `find`) by the store's identity.
+    /// An ExternalSecret: the generators it names exist; its store (when an entry reads one)
+    /// exists and admits its namespace; each remote reference exists in Vault and may be read
+    /// (or listed, for `find`) by the store's identity.
     pub async fn external_secret(&self, es: &ExternalSecret, dry_run: bool) -> Findings {
+        let deadline = Instant::now() + self.budget;
+        let generators = self.generators_named(es, deadline).await;
+        let mut f = if crate::generators::needs_store(&es.spec) {
+            self.external_secret_store(es, dry_run).await
+        } else {
+            Findings::default()
+        };
+        f.problems.extend(generators);
+        f
+    }
+
+    async fn external_secret_store(&self, es: &ExternalSecret, dry_run: bool) -> Findings {
         let now = Instant::now();
         let deadline = now + self.budget;
         let mut f = Findings::default();

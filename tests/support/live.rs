@@ -161,14 +161,17 @@ pub fn review_body(object: &Value, dry_run: bool) -> Vec<u8> {
         "PushSecret" => "pushsecrets",
         "ClusterPushSecret" => "clusterpushsecrets",
         "ClusterExternalSecret" => "clusterexternalsecrets",
+        "Password" | "UUID" | "SSHKey" | "VaultDynamicSecret" | "ClusterGenerator" => {
+            &format!("{}s", kind.to_lowercase())
+        }
         _ => "clustersecretstores",
     };
-    let version = object["apiVersion"]
+    let (group, version) = object["apiVersion"]
         .as_str()
         .and_then(|a| a.split_once('/'))
-        .map_or("v1", |(_, v)| v);
-    let gvk = json!({"group": "external-secrets.io", "version": version, "kind": kind});
-    let gvr = json!({"group": "external-secrets.io", "version": version, "resource": resource});
+        .unwrap_or(("external-secrets.io", "v1"));
+    let gvk = json!({"group": group, "version": version, "kind": kind});
+    let gvr = json!({"group": group, "version": version, "resource": resource});
     serde_json::to_vec(&json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",

@@ -85,3 +85,63 @@ impl LiveChecker {
         f
     }
 }
+
+impl LiveChecker {
+    /// The generators an ExternalSecret names that do not exist (as a missing store is
+    /// reported), read from the API server in its namespace (a ClusterGenerator cluster-wide).
+    pub(super) async fn generators_named(
+        &self,
+        es: &crate::api::ExternalSecret,
+        deadline: std::time::Instant,
+    ) -> Vec<String> {
+        use crate::api::GeneratorKind as K;
+        use crate::api::generators::{ClusterGenerator, Password, SSHKey, UUID};
+        use kube::Api;
+        let ns = es.metadata.namespace.as_deref().unwrap_or_default();
+        let mut out = Vec::new();
+        for (i, r) in crate::generators::generator_refs(&es.spec) {
+            let kube = self.kube.clone();
+            let name = r.name.as_str();
+            let read = async {
+                match r.kind {
+                    K::Password => Api::<Password>::namespaced(kube, ns)
+                        .get_metadata_opt(name)
+                        .await
+                        .map(|o| o.is_some()),
+                    K::Uuid => Api::<UUID>::namespaced(kube, ns)
+                        .get_metadata_opt(name)
+                        .await
+                        .map(|o| o.is_some()),
+                    K::SshKey => Api::<SSHKey>::namespaced(kube, ns)
+                        .get_metadata_opt(name)
+                        .await
+                        .map(|o| o.is_some()),
+                    K::VaultDynamicSecret => Api::<VaultDynamicSecret>::namespaced(kube, ns)
+                        .get_metadata_opt(name)
+                        .await
+                        .map(|o| o.is_some()),
+                    K::ClusterGenerator => Api::<ClusterGenerator>::all(kube)
+                        .get_metadata_opt(name)
+                        .await
+                        .map(|o| o.is_some()),
+                    // Refused by the static rules.
+                    _ => Ok(true),
+                }
+            };
+            let at = format!("spec.dataFrom[{i}].sourceRef.generatorRef");
+            let shown = match r.kind {
+                K::ClusterGenerator => format!("ClusterGenerator {name}"),
+                k => format!("{} {ns}/{name}", crate::generators::kind_name(k)),
+            };
+            match tokio::time::timeout_at(deadline.into(), read).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => out.push(format!("{at}: {shown} does not exist (yet)")),
+                Ok(Err(e)) => out.push(format!("{at}: reading {shown} from the API server: {e}")),
+                Err(_) => out.push(format!(
+                    "{at}: {shown} could not be read from the API server within the live budget"
+                )),
+            }
+        }
+        out
+    }
+}
