@@ -18,6 +18,7 @@ mod push_secret;
 pub mod refresh;
 pub mod status;
 mod store;
+pub mod sync_window;
 mod wire;
 
 use std::collections::HashMap;

@@ -274,6 +274,7 @@ pub(super) fn decide(
             .store_generation
             .as_ref()
             .is_some_and(|g| g != store_generation),
+        windows: es.spec.sync_windows.as_ref(),
         seed: &schedule.seed,
         now: schedule.now,
     })
