@@ -16,6 +16,7 @@ pub mod leader;
 pub mod push_desired;
 mod push_secret;
 pub mod refresh;
+mod refresh_queue;
 pub mod status;
 mod store;
 pub mod sync_window;
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     /// Which ExternalSecrets write which Secret.
     targets: external_secret::TargetIndex,
     store_failures: store::StoreFailures,
+    /// Scheduled refreshes, handed to the controller as it has room (see [`refresh_queue`]).
+    refreshes: Arc<refresh_queue::RefreshQueue>,
 }
 
 /// Runs until `shutdown` is cancelled; returns after in-flight work finished and the Lease is
@@ -427,6 +430,10 @@ async fn run_controllers(
         es_memory: Mutex::new(HashMap::new()),
         targets,
         store_failures: Mutex::new(HashMap::new()),
+        refreshes: refresh_queue::RefreshQueue::new(
+            usize::from(cfg.concurrency),
+            metrics.refresh_lag.clone(),
+        ),
     });
     let _ = shared_cell.set(sh.clone());
     let ces_controller = {
