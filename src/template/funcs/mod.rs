@@ -10,9 +10,11 @@ mod args;
 mod bounds;
 mod builtins;
 mod conversion;
+mod dates;
 mod defaults;
 mod dicts;
 mod encoding;
+mod go_time;
 mod hashes;
 mod json_yaml;
 mod keys;
@@ -63,6 +65,7 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         dicts::functions(),
         math::functions(),
         conversion::functions(),
+        dates::functions(),
         defaults::functions(),
         encoding::functions(),
         json_yaml::functions(),
