@@ -23,6 +23,7 @@ mod math;
 mod paths;
 mod pem;
 mod pkcs12;
+mod random;
 mod regex;
 mod strings;
 
@@ -75,6 +76,7 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         pem::functions(),
         keys::functions(),
         pkcs12::functions(),
+        random::functions(),
         builtins::functions(),
     ]
     .concat();
