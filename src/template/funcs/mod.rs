@@ -6,6 +6,7 @@
 //! Every function spends a budget step and may neither take nor return a value larger
 //! than the output cap, so a template cannot grow a value without bound in a loop.
 
+mod aes_cbc;
 mod args;
 mod bounds;
 mod builtins;
@@ -72,6 +73,7 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         json_yaml::functions(),
         regex::functions(),
         hashes::functions(),
+        aes_cbc::functions(),
         paths::functions(),
         pem::functions(),
         keys::functions(),
