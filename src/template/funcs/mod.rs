@@ -16,6 +16,7 @@ mod defaults;
 mod dicts;
 mod encoding;
 mod go_time;
+mod go_url;
 mod hashes;
 mod json_yaml;
 mod keys;
@@ -27,6 +28,7 @@ mod pkcs12;
 mod random;
 mod regex;
 mod strings;
+mod url;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
@@ -79,6 +81,7 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         keys::functions(),
         pkcs12::functions(),
         random::functions(),
+        url::functions(),
         builtins::functions(),
     ]
     .concat();
