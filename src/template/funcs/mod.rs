@@ -27,6 +27,7 @@ mod pem;
 mod pkcs12;
 mod random;
 mod regex;
+mod semver;
 mod strings;
 mod url;
 
@@ -82,6 +83,7 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         pkcs12::functions(),
         random::functions(),
         url::functions(),
+        semver::functions(),
         builtins::functions(),
     ]
     .concat();
