@@ -15,6 +15,7 @@ mod dates;
 mod defaults;
 mod dicts;
 mod encoding;
+mod floats;
 mod go_time;
 mod go_url;
 mod hashes;
@@ -28,6 +29,7 @@ mod pkcs12;
 mod random;
 mod regex;
 mod semver;
+mod sequences;
 mod strings;
 mod url;
 
@@ -69,6 +71,8 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         lists::functions(),
         dicts::functions(),
         math::functions(),
+        floats::functions(),
+        sequences::functions(),
         conversion::functions(),
         dates::functions(),
         defaults::functions(),
