@@ -27,6 +27,7 @@ mod paths;
 mod pem;
 mod pkcs12;
 mod random;
+mod reflection;
 mod regex;
 mod semver;
 mod sequences;
@@ -73,6 +74,7 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         math::functions(),
         floats::functions(),
         sequences::functions(),
+        reflection::functions(),
         conversion::functions(),
         dates::functions(),
         defaults::functions(),
