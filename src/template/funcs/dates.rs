@@ -8,7 +8,8 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use super::args::{Plain, R, exec, s, strv, want, wrong_type};
-use super::go_time::{GoTime, duration_string, format, parse, parse_duration};
+use super::go_duration::{duration_string, parse_duration};
+use super::go_time::{GoTime, format, parse};
 
 pub(super) fn functions() -> Vec<(&'static str, Plain)> {
     vec![

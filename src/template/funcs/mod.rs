@@ -10,16 +10,19 @@ mod aes_cbc;
 mod args;
 mod bounds;
 mod builtins;
+mod certgen;
 mod conversion;
 mod dates;
 mod defaults;
 mod dicts;
 mod encoding;
 mod floats;
+mod go_duration;
 mod go_time;
 mod go_url;
 mod hashes;
 mod json_yaml;
+mod keygen;
 mod keys;
 mod lists;
 mod math;
@@ -86,6 +89,8 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
         paths::functions(),
         pem::functions(),
         keys::functions(),
+        keygen::functions(),
+        certgen::functions(),
         pkcs12::functions(),
         random::functions(),
         url::functions(),

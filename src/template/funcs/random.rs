@@ -123,7 +123,8 @@ mod tests {
     #[test]
     fn random_strings_have_their_length_and_alphabet() {
         // Each generator's length and character class, as sprig's strings docs describe them.
-        let cases: [(&str, fn(char) -> bool); 4] = [
+        type Class = fn(char) -> bool;
+        let cases: [(&str, Class); 4] = [
             ("randAlphaNum", |c| c.is_ascii_alphanumeric()),
             ("randAlpha", |c| c.is_ascii_alphabetic()),
             ("randAscii", |c| (' '..='~').contains(&c)),

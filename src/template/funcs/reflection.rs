@@ -89,8 +89,11 @@ mod tests {
             (Value::Nil, "<nil>", "invalid"),
         ];
         for (v, ty, kind) in cases {
-            assert_eq!(call("typeOf", &[v.clone()]).as_str(), Some(ty));
-            assert_eq!(call("kindOf", &[v.clone()]).as_str(), Some(kind));
+            assert_eq!(call("typeOf", std::slice::from_ref(&v)).as_str(), Some(ty));
+            assert_eq!(
+                call("kindOf", std::slice::from_ref(&v)).as_str(),
+                Some(kind)
+            );
             assert_eq!(call("typeIs", &[s(ty), v.clone()]), Value::Bool(true));
             assert_eq!(call("kindIs", &[s(kind), v.clone()]), Value::Bool(true));
             assert_eq!(call("typeIsLike", &[s(ty), v.clone()]), Value::Bool(true));
