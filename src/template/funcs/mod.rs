@@ -24,6 +24,7 @@ mod hashes;
 mod json_yaml;
 mod keygen;
 mod keys;
+mod list_extras;
 mod lists;
 mod math;
 mod paths;
@@ -73,6 +74,7 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
     let mut table: Vec<(&'static str, Plain)> = [
         strings::functions(),
         lists::functions(),
+        list_extras::functions(),
         dicts::functions(),
         math::functions(),
         floats::functions(),
