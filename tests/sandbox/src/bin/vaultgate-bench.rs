@@ -27,6 +27,8 @@ use vaultgate_sandbox::{free_local_addr, repo_root};
 
 #[path = "bench/ces.rs"]
 mod bench_ces;
+#[path = "bench/fresh.rs"]
+mod bench_fresh;
 
 const STORES: usize = 10;
 const NAMESPACES: usize = 100;
@@ -109,6 +111,19 @@ async fn all() -> anyhow::Result<()> {
             .unwrap_or(3);
         eprintln!("== a ClusterExternalSecret over 1,000 namespaces, {rounds} rounds");
         bench_ces::ces_benchmark(&bin, &work, 1000, rounds, &mut results).await?;
+    }
+    // `BENCH_FRESH=0`: without the fresh-under-refresh and quiet-refresh figures.
+    if std::env::var("BENCH_FRESH").as_deref() != Ok("0") {
+        // `BENCH_FRESH_SCALE`: a fraction of 10,000 refreshing and 500 new (a smoke run: 0.1).
+        let scale: f64 = std::env::var("BENCH_FRESH_SCALE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|s: &f64| *s > 0.0)
+            .unwrap_or(1.0);
+        let load = ((10_000.0 * scale) as usize).max(10);
+        let fresh = ((500.0 * scale) as usize).max(10);
+        eprintln!("== {fresh} new ExternalSecrets, idle and under {load} refreshing every 5 s");
+        bench_fresh::fresh_benchmark(&bin, &work, load, fresh, &mut results).await?;
     }
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(out_dir.join("results.json"), &json)?;
