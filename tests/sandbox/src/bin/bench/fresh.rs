@@ -37,8 +37,6 @@ const NAMESPACES: usize = 100;
 /// ExternalSecrets of the load sharing each Vault path, as in the sync benchmark (10,000 on
 /// 1,000 paths).
 const PER_PATH: usize = 10;
-/// The load's refresh interval.
-const REFRESH: Duration = Duration::from_secs(5);
 /// New ExternalSecrets per second in both fresh phases.
 const RATE: f64 = 50.0;
 /// After the load has synced: refreshes run this long before the measured window (the last
@@ -53,13 +51,14 @@ const LOG_POLL: Duration = Duration::from_secs(1);
 const LOG_CAPACITY: usize = 10_000;
 const MANAGED: &str = "reconcile.external-secrets.io/managed=true";
 
-/// `load` ExternalSecrets refreshing (10,000 at full scale), `fresh` new ones in each fresh
-/// phase (500).
+/// `load` ExternalSecrets refreshing every `refresh` (10,000 every 5 s at full scale), `fresh`
+/// new ones in each fresh phase (500).
 pub async fn fresh_benchmark(
     bin: &Path,
     work: &Path,
     load: usize,
     fresh: usize,
+    refresh: Duration,
     results: &mut BTreeMap<String, f64>,
 ) -> anyhow::Result<()> {
     let paths = load.div_ceil(PER_PATH).max(1);
@@ -103,9 +102,9 @@ pub async fn fresh_benchmark(
         percentile(&idle, 1.0)
     );
 
-    // 2. The load, refreshing every 5 s.
+    // 2. The load, refreshing every `refresh`.
     let start = Instant::now();
-    create_load(&client, load, paths).await?;
+    create_load(&client, load, paths, refresh).await?;
     let created = start.elapsed().as_secs_f64();
     wait_for(&seen, tick.clone(), Duration::from_secs(900), |s| {
         s.load >= load
@@ -113,7 +112,8 @@ pub async fn fresh_benchmark(
     .await
     .map_err(|_| anyhow::anyhow!("{load} ExternalSecrets not synced within 15 minutes"))?;
     eprintln!(
-        "   load: {load} ExternalSecrets (refreshInterval 5s, {paths} paths) synced in {:.2}s (creates {created:.2}s)",
+        "   load: {load} ExternalSecrets (refreshInterval {}s, {paths} paths) synced in {:.2}s (creates {created:.2}s)",
+        refresh.as_secs(),
         start.elapsed().as_secs_f64()
     );
     let stop_tracking = CancellationToken::new();
@@ -133,7 +133,7 @@ pub async fn fresh_benchmark(
     let window = window_start.elapsed().as_secs_f64();
     let refreshes = sync_calls(metrics).await? - calls_before;
     let writes = count_writes(audit.iter().map(|r| (r.verb.as_str(), r.resource.as_str())));
-    let offered = load as f64 * window / REFRESH.as_secs_f64();
+    let offered = load as f64 * window / refresh.as_secs_f64();
     eprintln!(
         "   window of {window:.1}s: {refreshes:.0} refreshes ({:.0}/s, {:.2} of those due; {reads} Vault reads, x{PER_PATH} = {}), {} API writes and {} events, controller CPU {cpu:.2}s",
         refreshes / window,
@@ -152,7 +152,7 @@ pub async fn fresh_benchmark(
     let (load_p50, load_p99) = (percentile(&loaded, 0.5), percentile(&loaded, 0.99));
     stop_tracking.cancel();
     let lag = lag.await?;
-    let lag_s = lag.max_lag(Instant::now(), REFRESH).as_secs_f64();
+    let lag_s = lag.max_lag(Instant::now(), refresh).as_secs_f64();
     eprintln!(
         "   under refresh: {fresh} new ExternalSecrets at {RATE}/s, create to Secret p50 {load_p50:.0} ms, p99 {load_p99:.0} ms, max {:.0} ms; longest refresh lag {lag_s:.2}s{}",
         percentile(&loaded, 1.0),
@@ -193,6 +193,7 @@ pub async fn fresh_benchmark(
         ),
         ("refresh_cpu_us_per_es".to_string(), per(cpu * 1e6)),
         ("refreshes_per_s_under_load".to_string(), refreshes / window),
+        ("refreshes_done_vs_due".to_string(), refreshes / offered),
         ("fresh_load_es".to_string(), load as f64),
     ]);
     Ok(())
@@ -323,8 +324,14 @@ async fn fresh_phase(
 }
 
 /// The load: `es-{i}` in `ns-{i % 100}` on `store-{i % 10}`, reading `bench/p{i % paths}`
-/// every 5 s; created 64 at a time.
-async fn create_load(client: &kube::Client, n: usize, paths: usize) -> anyhow::Result<()> {
+/// every `refresh`; created 64 at a time.
+async fn create_load(
+    client: &kube::Client,
+    n: usize,
+    paths: usize,
+    refresh: Duration,
+) -> anyhow::Result<()> {
+    let refresh = &format!("{}s", refresh.as_secs());
     futures::stream::iter(0..n)
         .map(|i| {
             let client = client.clone();
@@ -335,7 +342,7 @@ async fn create_load(client: &kube::Client, n: usize, paths: usize) -> anyhow::R
                     &ns,
                     i % STORES,
                     &format!("bench/p{}", i % paths),
-                    "5s",
+                    refresh,
                 )?;
                 Api::<ExternalSecret>::namespaced(client, &ns)
                     .create(&PostParams::default(), &es)
@@ -453,8 +460,8 @@ async fn track_reads(
     gaps
 }
 
-/// Gaps between successive reads of each load path. A refresh due 5 s after the last one
-/// that runs `lag` late leaves a gap of 5 s + `lag` (a lower bound when ExternalSecrets share a
+/// Gaps between successive reads of each load path. A refresh due an interval after the last
+/// one that runs `lag` late leaves a gap of the interval + `lag` (a lower bound when ExternalSecrets share a
 /// path: another one's read can fall in the gap).
 #[derive(Debug)]
 struct ReadGaps {
