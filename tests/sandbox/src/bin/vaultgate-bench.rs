@@ -1,6 +1,7 @@
 //! `make bench`: the webhook against a bare axum + rustls baseline (load from `oha`, a separate
 //! process), the sync of 1k/5k/10k ExternalSecrets against the floor of the API writes they
-//! need, Vault load, memory and start-up time. Figures go to `target/bench/results.json`.
+//! need, Vault load, memory and start-up time, and new ExternalSecrets idle and under refresh
+//! load (`bench/fresh.rs`). Figures go to `target/bench/results.json`.
 //!
 //! vaultgate always runs as its own process (the release `vaultgate` binary next to this one),
 //! so its memory is its own; the emulators run in this process.
