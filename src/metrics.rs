@@ -200,6 +200,8 @@ pub struct Metrics {
     /// Tasks alive in the process's tokio runtime, set when `/metrics` is scraped: a count that
     /// keeps rising under a steady load is a task leak.
     pub runtime_alive_tasks: IntGauge,
+    /// How long after its due time each scheduled refresh was handed to the controller.
+    pub refresh_lag: prometheus::Histogram,
     ces_condition: IntGaugeVec,
     ces_duration: GaugeVec,
 }
@@ -293,6 +295,14 @@ impl Metrics {
             "Tasks alive in the tokio runtime (sampled at scrape time)",
         )
         .expect("valid metric");
+        let refresh_lag = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "vaultgate_refresh_lag_seconds",
+                "How long after its due time a scheduled refresh started waiting for the controller",
+            )
+            .buckets(vec![0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        )
+        .expect("valid metric");
         // ESO's ClusterExternalSecret series: cluster-scoped, so `namespace` is empty.
         let ces_condition = IntGaugeVec::new(
             Opts::new(
@@ -325,6 +335,7 @@ impl Metrics {
             Box::new(cluster_push_condition.clone()),
             Box::new(cluster_push_duration.clone()),
             Box::new(runtime_alive_tasks.clone()),
+            Box::new(refresh_lag.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -342,6 +353,7 @@ impl Metrics {
             cluster_push_condition,
             cluster_push_duration,
             runtime_alive_tasks,
+            refresh_lag,
             ces_condition,
             ces_duration,
         }

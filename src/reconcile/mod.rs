@@ -16,8 +16,10 @@ pub mod leader;
 pub mod push_desired;
 mod push_secret;
 pub mod refresh;
+mod refresh_queue;
 pub mod status;
 mod store;
+pub mod sync_window;
 mod wire;
 
 use std::collections::HashMap;
@@ -83,6 +85,8 @@ pub(crate) struct Shared {
     targets: external_secret::TargetIndex,
     store_failures: store::StoreFailures,
     generators: external_secret::GeneratorStores,
+    /// Scheduled refreshes, handed to the controller as it has room (see [`refresh_queue`]).
+    refreshes: Arc<refresh_queue::RefreshQueue>,
 }
 
 /// Runs until `shutdown` is cancelled; returns after in-flight work finished and the Lease is
@@ -460,6 +464,10 @@ async fn run_controllers(
         targets,
         store_failures: Mutex::new(HashMap::new()),
         generators,
+        refreshes: refresh_queue::RefreshQueue::new(
+            usize::from(cfg.concurrency),
+            metrics.refresh_lag.clone(),
+        ),
     });
     let _ = shared_cell.set(sh.clone());
     let ces_controller = {

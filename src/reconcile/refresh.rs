@@ -6,7 +6,8 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::hash::unit_fraction;
-use crate::api::{CreationPolicy, RefreshPolicy};
+use super::sync_window;
+use crate::api::{CreationPolicy, RefreshPolicy, SyncWindows};
 
 /// First retry delay after an error, doubled per consecutive failure.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
@@ -39,6 +40,8 @@ pub struct Input<'a> {
     pub target: TargetState,
     /// The store's spec changed since the last sync.
     pub store_changed: bool,
+    /// `spec.syncWindows`: when scheduled refreshes may run.
+    pub windows: Option<&'a SyncWindows>,
     /// Seed of this object's refresh phase: what it reads (store and remote references).
     pub seed: &'a str,
     pub now: Timestamp,
@@ -108,8 +111,14 @@ pub fn decide(i: &Input) -> Refresh {
         RefreshPolicy::CreatedOnce | RefreshPolicy::OnChange => Refresh::Never,
         RefreshPolicy::Periodic => match next_due(i.interval, i.refresh_time, i.seed) {
             None => Refresh::Never,
-            Some(at) if at <= i.now => Refresh::Now(Reason::Interval),
-            Some(at) => Refresh::At(at),
+            Some(at) if at > i.now => Refresh::At(at),
+            // Due: now, or when the sync windows next allow it.
+            Some(_) => match i.windows.map(|w| sync_window::next_allowed(w, i.now)) {
+                None => Refresh::Now(Reason::Interval),
+                Some(Some(at)) if at <= i.now => Refresh::Now(Reason::Interval),
+                Some(Some(at)) => Refresh::At(at),
+                Some(None) => Refresh::Never,
+            },
         },
     }
 }
@@ -154,30 +163,38 @@ pub fn backoff(failures: u32) -> Duration {
     BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX)
 }
 
-/// How old a Vault read of the same data (same store identity, path, version) may be and still
-/// serve this sync. A change the user made (spec or annotations, e.g. ESO's `force-sync`
-/// annotation, or the store) asks for what Vault holds now: only reads in flight or just
-/// finished are shared. Otherwise — a first sync, a scheduled refresh, a missing or edited
-/// Secret — a read up to a twentieth of the refresh interval old (at most 30 s; 30 s when the
-/// interval is 0, "sync once") is as good: it is what the other ExternalSecrets on that data
-/// just got. That turns 10 ExternalSecrets on one path, created seconds apart, into one read.
-pub fn read_reuse(reason: Reason, interval: Duration) -> Duration {
+/// Which earlier Vault reads of the same data (same store identity, path, version) may serve
+/// this sync. A change the user made (spec or annotations, e.g. ESO's `force-sync`
+/// annotation, or the store) asks for what Vault holds now: only reads that started after the
+/// sync did — a read finished a moment before may predate a Vault write the user just made.
+/// Otherwise — a first sync, a scheduled refresh, a missing or edited Secret — a read up to a
+/// twentieth of the refresh interval old (at most 30 s; 30 s when the interval is 0, "sync
+/// once") is as good: it is what the other ExternalSecrets on that data just got. That turns 10
+/// ExternalSecrets on one path, created seconds apart, into one read.
+pub fn read_reuse(reason: Reason, interval: Duration) -> ReadAge {
     let cap = crate::vault::MAX_READ_REUSE;
     let fresh = crate::vault::READ_SHARE_WINDOW;
     match reason {
-        Reason::SpecChanged | Reason::StoreChanged => fresh,
+        Reason::SpecChanged | Reason::StoreChanged => ReadAge::SinceSyncStart,
         Reason::NeverSynced
         | Reason::LastSyncFailed
         | Reason::SecretMissing
         | Reason::SecretTampered
-        | Reason::Interval => {
-            if interval.is_zero() {
-                cap
-            } else {
-                (interval / 20).clamp(fresh, cap)
-            }
-        }
+        | Reason::Interval => ReadAge::Within(if interval.is_zero() {
+            cap
+        } else {
+            (interval / 20).clamp(fresh, cap)
+        }),
     }
+}
+
+/// What [`read_reuse`] allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAge {
+    /// Reads in flight or finished up to this long ago.
+    Within(Duration),
+    /// Only reads started since the sync began.
+    SinceSyncStart,
 }
 
 /// Time until `at`, never negative.
@@ -205,6 +222,7 @@ mod tests {
             last_ready: Some(true),
             target: TargetState::Valid,
             store_changed: false,
+            windows: None,
             seed: "uid-1",
             now: ts(1_000_000),
         }
@@ -433,6 +451,47 @@ mod tests {
     }
 
     #[test]
+    fn sync_windows_gate_only_scheduled_refreshes() {
+        use crate::api::{SyncWindow, SyncWindowKind};
+        // 2026-06-01T12:00:00Z; the window opens daily at 22:00 for 2 hours.
+        let noon = ts(1_780_315_200);
+        let evening = ts(1_780_351_200);
+        let nightly = SyncWindows {
+            kind: SyncWindowKind::Allow,
+            windows: vec![SyncWindow {
+                schedule: "0 22 * * *".into(),
+                duration: "2h".into(),
+            }],
+        };
+        let due = |now, windows, synced: Option<&'static str>| {
+            decide(&Input {
+                now,
+                refresh_time: Some(ts(1_000_000)),
+                synced_version: synced,
+                windows,
+                ..base()
+            })
+        };
+        assert_eq!(
+            due(noon, None, Some("1-abc")),
+            Refresh::Now(Reason::Interval)
+        );
+        assert_eq!(
+            due(noon, Some(&nightly), Some("1-abc")),
+            Refresh::At(evening)
+        );
+        assert_eq!(
+            due(evening, Some(&nightly), Some("1-abc")),
+            Refresh::Now(Reason::Interval)
+        );
+        // A spec change is not a scheduled refresh: it syncs outside the window too.
+        assert_eq!(
+            due(noon, Some(&nightly), Some("0-old")),
+            Refresh::Now(Reason::SpecChanged)
+        );
+    }
+
+    #[test]
     fn backoff_doubles_to_five_minutes() {
         let got: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(got, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
@@ -445,17 +504,17 @@ mod tests {
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         let cases = [
-            (Reason::NeverSynced, s(3600), s(30)),
-            (Reason::Interval, s(3600), s(30)),
-            (Reason::Interval, s(60), s(3)),
-            (Reason::Interval, s(1), ms(500)),
-            (Reason::SecretMissing, s(300), s(15)),
-            (Reason::SecretTampered, s(0), s(30)),
-            (Reason::LastSyncFailed, s(20), s(1)),
-            (Reason::NeverSynced, s(0), s(30)),
-            (Reason::SpecChanged, s(3600), ms(500)),
-            (Reason::StoreChanged, s(3600), ms(500)),
-            (Reason::SpecChanged, s(0), ms(500)),
+            (Reason::NeverSynced, s(3600), ReadAge::Within(s(30))),
+            (Reason::Interval, s(3600), ReadAge::Within(s(30))),
+            (Reason::Interval, s(60), ReadAge::Within(s(3))),
+            (Reason::Interval, s(1), ReadAge::Within(ms(500))),
+            (Reason::SecretMissing, s(300), ReadAge::Within(s(15))),
+            (Reason::SecretTampered, s(0), ReadAge::Within(s(30))),
+            (Reason::LastSyncFailed, s(20), ReadAge::Within(s(1))),
+            (Reason::NeverSynced, s(0), ReadAge::Within(s(30))),
+            (Reason::SpecChanged, s(3600), ReadAge::SinceSyncStart),
+            (Reason::StoreChanged, s(3600), ReadAge::SinceSyncStart),
+            (Reason::SpecChanged, s(0), ReadAge::SinceSyncStart),
         ];
         for (reason, interval, want) in cases {
             assert_eq!(

@@ -63,16 +63,6 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
                     format!("{} cannot be written by an ExternalSecret", quoted(ty)),
                 ));
             }
-            if t.metadata
-                .as_ref()
-                .and_then(|m| m.finalizers.as_ref())
-                .is_some_and(|f| !f.is_empty())
-            {
-                p.push(Problem::new(
-                    "spec.target.template.metadata.finalizers",
-                    NOT_SUPPORTED,
-                ));
-            }
             template_keys(&mut p, t);
             // Parse every template (and name unknown functions) now rather than at sync.
             if templates_fit {
@@ -235,8 +225,18 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
     {
         p.push(Problem::new("spec.refreshInterval", e.to_string()));
     }
-    if spec.sync_windows.is_some() {
-        p.push(Problem::new("spec.syncWindows", NOT_SUPPORTED));
+    for (i, w) in spec
+        .sync_windows
+        .iter()
+        .flat_map(|s| &s.windows)
+        .enumerate()
+    {
+        if let Err((field, why)) = crate::reconcile::sync_window::check(w) {
+            p.push(Problem::new(
+                format!("spec.syncWindows.windows[{i}].{field}"),
+                why,
+            ));
+        }
     }
     p
 }

@@ -109,6 +109,18 @@ pub(super) fn template_keys(p: &mut Vec<Problem>, t: &ExternalSecretTemplate) {
             ));
         }
     }
+    // The API server's own rule for finalizer names; the first bad one is enough to name.
+    if let Some(f) = m
+        .finalizers
+        .iter()
+        .flatten()
+        .find(|f| !is_qualified_name(f))
+    {
+        p.push(Problem::new(
+            format!("{AT}.metadata.finalizers"),
+            format!("{} is not a valid finalizer name ({QUALIFIED})", quoted(f)),
+        ));
+    }
     for k in m.annotations.iter().flatten().map(|(k, _)| k) {
         if !is_qualified_name(k) {
             p.push(Problem::new(

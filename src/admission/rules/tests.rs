@@ -316,6 +316,19 @@ fn external_secret_rules() {
             )),
         ),
         (
+            "template finalizers, as ESO's e2e case writes them",
+            json!({"spec": {"target": {"template": {"metadata": {"finalizers": ["example.com/keep"]}}}}}),
+            None,
+        ),
+        (
+            "template finalizer that is not a qualified name",
+            json!({"spec": {"target": {"template": {"metadata": {"finalizers": ["keep me"]}}}}}),
+            Some((
+                "spec.target.template.metadata.finalizers",
+                "\"keep me\" is not a valid finalizer name",
+            )),
+        ),
+        (
             "template label key with an upper-case prefix",
             json!({"spec": {"target": {"template": {"metadata": {"labels": {"Example.com/a": "x"}}}}}}),
             Some((
@@ -457,7 +470,22 @@ fn external_secret_rules() {
         (
             "sync windows",
             json!({"spec": {"syncWindows": {"kind": "allow", "windows": [{"duration": "1h", "schedule": "@daily"}]}}}),
-            Some(("spec.syncWindows", "not supported by vaultgate")),
+            None,
+        ),
+        (
+            "syncWindows schedule that is not cron",
+            json!({"spec": {"syncWindows": {"kind": "deny", "windows": [
+                {"duration": "1h", "schedule": "0 22 * * 1-5"},
+                {"duration": "1h", "schedule": "0 61 * * *"}]}}}),
+            Some((
+                "spec.syncWindows.windows[1].schedule",
+                "not a 5-field cron expression",
+            )),
+        ),
+        (
+            "syncWindows duration that is not a duration",
+            json!({"spec": {"syncWindows": {"kind": "deny", "windows": [{"duration": "soon", "schedule": "@daily"}]}}}),
+            Some(("spec.syncWindows.windows[0].duration", "")),
         ),
         (
             "no store name",

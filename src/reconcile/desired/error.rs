@@ -5,10 +5,6 @@ use crate::api::CreationPolicy;
 /// Why a sync cannot produce a Secret. Messages are for `kubectl describe`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DesiredError {
-    #[error(
-        "spec.target.template.{field} is not supported by vaultgate: remove it (the Secret's own finalizers are the cluster's business)"
-    )]
-    TemplateUnsupported { field: &'static str },
     #[error("spec.target.manifest is not supported: vaultgate writes Secrets only")]
     ManifestUnsupported,
     #[error("target Secret {secret:?} is controlled by {owner}; refusing to write it")]

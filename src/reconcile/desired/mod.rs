@@ -121,18 +121,6 @@ pub fn check_supported(es: &ExternalSecret) -> Result<(), DesiredError> {
     if target.manifest.is_some() {
         return Err(DesiredError::ManifestUnsupported);
     }
-    let Some(t) = target.template.as_ref() else {
-        return Ok(());
-    };
-    if t.metadata
-        .as_ref()
-        .and_then(|m| m.finalizers.as_ref())
-        .is_some_and(|f| !f.is_empty())
-    {
-        return Err(DesiredError::TemplateUnsupported {
-            field: "metadata.finalizers",
-        });
-    }
     Ok(())
 }
 
@@ -244,6 +232,11 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
     annotations.insert(ANNOTATION_DATA_HASH.into(), hash.clone());
 
     let owner_references = (creation == CreationPolicy::Owner).then(|| vec![owner_ref(es)]);
+    // ESO puts the template's finalizers on the Secret; applied, they are ours to withdraw.
+    let finalizers = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.finalizers.clone())
+        .filter(|f| !f.is_empty());
     let body = Secret {
         metadata: ObjectMeta {
             name: Some(name),
@@ -251,6 +244,7 @@ pub fn desired(inp: &Inputs) -> Result<Plan, DesiredError> {
             labels: Some(labels),
             annotations: Some(annotations),
             owner_references,
+            finalizers,
             ..Default::default()
         },
         data: Some(
@@ -367,6 +361,17 @@ fn up_to_date(
             .annotations
             .iter()
             .any(|k| !wanted(want_annotations, k))
+    {
+        return false;
+    }
+    let want_finalizers: BTreeSet<&String> = body.metadata.finalizers.iter().flatten().collect();
+    let have_finalizers: BTreeSet<&String> =
+        existing.metadata.finalizers.iter().flatten().collect();
+    if !want_finalizers.is_subset(&have_finalizers)
+        || owned
+            .finalizers
+            .iter()
+            .any(|f| !want_finalizers.contains(f))
     {
         return false;
     }

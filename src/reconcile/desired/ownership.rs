@@ -126,6 +126,7 @@ pub struct OwnedFields {
     pub labels: BTreeSet<String>,
     pub annotations: BTreeSet<String>,
     pub owner_uids: BTreeSet<String>,
+    pub finalizers: BTreeSet<String>,
 }
 
 impl OwnedFields {
@@ -155,6 +156,19 @@ impl OwnedFields {
                 .extend(keys(meta.and_then(|m| m.get("f:labels"))));
             out.annotations
                 .extend(keys(meta.and_then(|m| m.get("f:annotations"))));
+            // A set of strings: keys look like `v:"example.com/keep"`.
+            for (k, _) in meta
+                .and_then(|m| m.get("f:finalizers"))
+                .and_then(|v| v.as_object())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(json) = k.strip_prefix("v:")
+                    && let Ok(name) = serde_json::from_str::<String>(json)
+                {
+                    out.finalizers.insert(name);
+                }
+            }
             for (k, _) in meta
                 .and_then(|m| m.get("f:ownerReferences"))
                 .and_then(|v| v.as_object())

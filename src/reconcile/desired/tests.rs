@@ -89,6 +89,10 @@ fn written_by(es: &ExternalSecret, pairs: &[(&str, &str)]) -> Secret {
     for k in s.metadata.annotations.iter().flatten().map(|(k, _)| k) {
         fields["f:metadata"]["f:annotations"][format!("f:{k}")] = serde_json::json!({});
     }
+    for f in s.metadata.finalizers.iter().flatten() {
+        fields["f:metadata"]["f:finalizers"][format!("v:{}", serde_json::json!(f))] =
+            serde_json::json!({});
+    }
     if let Some(o) = s.metadata.owner_references.as_ref() {
         fields["f:metadata"]["f:ownerReferences"] =
             serde_json::json!({ format!("k:{{\"uid\":\"{}\"}}", o[0].uid): {} });
@@ -616,18 +620,59 @@ fn template_type_metadata_and_unsupported_parts() {
         w.secret.metadata.labels.as_ref().unwrap()["from-template"],
         "yes"
     );
-    // Finalizers on the target are not supported.
-    let t = e.spec.target.as_mut().unwrap().template.as_mut().unwrap();
-    t.metadata = Some(crate::api::ExternalSecretTemplateMetadata {
-        finalizers: Some(vec!["x".into()]),
-        ..Default::default()
-    });
+}
+
+#[test]
+fn template_finalizers_are_applied_and_withdrawn() {
+    let with = |f: Option<Vec<&str>>| {
+        let mut e = es(CreationPolicy::Owner, DeletionPolicy::Retain);
+        e.spec.target.as_mut().unwrap().template = Some(Box::new(ExternalSecretTemplate {
+            metadata: Some(ExternalSecretTemplateMetadata {
+                finalizers: f.map(|f| f.into_iter().map(String::from).collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        e
+    };
+    let keep = with(Some(vec!["example.com/keep"]));
+    let w = write(plan(&keep, &[("k", "v")], None));
+    assert_eq!(
+        w.secret.metadata.finalizers,
+        Some(vec!["example.com/keep".to_string()])
+    );
+    let applied = written_by(&keep, &[("k", "v")]);
+    assert_eq!(
+        OwnedFields::of(&applied, &field_manager("team", "app")).finalizers,
+        ["example.com/keep".to_string()].into()
+    );
+    assert_eq!(
+        plan(&keep, &[("k", "v")], Some(&applied)).unwrap(),
+        Plan::Skip(Skip::UpToDate)
+    );
+    // Someone removed it: put back. Someone else's finalizer beside it: left alone.
+    let mut removed = applied.clone();
+    removed.metadata.finalizers = None;
     assert!(matches!(
-        check_supported(&e),
-        Err(DesiredError::TemplateUnsupported {
-            field: "metadata.finalizers"
-        })
+        plan(&keep, &[("k", "v")], Some(&removed)),
+        Ok(Plan::Apply(_))
     ));
+    let mut beside = applied.clone();
+    beside
+        .metadata
+        .finalizers
+        .as_mut()
+        .unwrap()
+        .push("other.io/theirs".into());
+    assert_eq!(
+        plan(&keep, &[("k", "v")], Some(&beside)).unwrap(),
+        Plan::Skip(Skip::UpToDate)
+    );
+    // Dropped from the template (or emptied): the apply withdraws ours.
+    for gone in [with(None), with(Some(vec![]))] {
+        let w = write(plan(&gone, &[("k", "v")], Some(&applied)));
+        assert_eq!(w.secret.metadata.finalizers, None);
+    }
 }
 
 #[test]

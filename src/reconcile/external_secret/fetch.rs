@@ -2,7 +2,7 @@
 //! template's sources from the ExternalSecret's own namespace.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
@@ -18,6 +18,7 @@ use crate::reconcile::events::EventType;
 use crate::reconcile::refresh::{self, Reason};
 use crate::reconcile::status;
 use crate::template::{Rendered, TemplateSources};
+use crate::vault::ReadReuse;
 use crate::vault::{Fetched, StoreHandle, fetch_with_generated};
 
 /// Reads what the ExternalSecret asks of Vault, sharing reads with concurrent syncs of the same
@@ -45,8 +46,12 @@ pub(super) async fn fetch(
     let (generated, leases) = run_all(sh, ns, gens).await?;
     let deletion = desired::deletion_policy(es);
     let skip_missing = matches!(deletion, DeletionPolicy::Delete | DeletionPolicy::Merge);
+    let reuse = match refresh::read_reuse(reason, interval) {
+        refresh::ReadAge::Within(age) => ReadReuse::FinishedWithin(age),
+        refresh::ReadAge::SinceSyncStart => ReadReuse::StartedSince(Instant::now()),
+    };
     let mut fetched = crate::vault::with_read_reuse(
-        refresh::read_reuse(reason, interval),
+        reuse,
         fetch_with_generated(client.as_deref(), &es.spec, skip_missing, &generated),
     )
     .await

@@ -54,6 +54,7 @@ pub(crate) fn forget(sh: &Shared, es: &ExternalSecret) {
 
 pub(super) fn forget_key(sh: &Shared, ns: String, name: String) {
     sh.metrics.forget_es(&name, &ns);
+    sh.refreshes.forget(&(ns.clone(), name.clone()));
     sh.es_memory
         .lock()
         .unwrap_or_else(|p| p.into_inner())

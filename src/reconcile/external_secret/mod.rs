@@ -54,6 +54,7 @@ pub(crate) use self::triggers::trigger_hash;
 pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Result<Action, Error> {
     let started = Instant::now();
     let (ns, name) = key(&es);
+    sh.refreshes.started(&(ns.clone(), name.clone()));
     renew_if_recreated(&sh, &es);
     if es.metadata.deletion_timestamp.is_some() {
         return cleanup(&es, &sh).await;
@@ -157,6 +158,24 @@ fn gen_users<K: kube::Resource>(
     }
 }
 
+/// A watch's errors, logged here and kept out of the controller: kube-runtime splits its input
+/// into errors and requests, and while an error waited at the head of that input the requests
+/// behind it (the refresh queue's among them) were not taken until something else woke the
+/// controller. The watcher retries on its own either way.
+fn watch_errors_logged<K: Send + 'static>(
+    s: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    s.filter_map(|r| async move {
+        match r {
+            Ok(o) => Some(Ok(o)),
+            Err(e) => {
+                tracing::debug!(error = %e, "externalsecret controller watch");
+                None
+            }
+        }
+    })
+}
+
 /// Runs the ExternalSecret controller until `stop` is cancelled (in-flight reconciles finish).
 // One stream per watched kind: bundling them would only move the list elsewhere.
 #[allow(clippy::too_many_arguments)]
@@ -176,9 +195,15 @@ pub(crate) async fn run(
     let after = sh.clone();
     let for_ss = es_reader.clone();
     let for_css = es_reader.clone();
-    let controller = Controller::for_stream(es_stream, es_reader.clone())
+    let scheduled = sh
+        .refreshes
+        .clone()
+        .stream()
+        .map(|(ns, name)| ObjectRef::<ExternalSecret>::new(&name).within(&ns));
+    let controller = Controller::for_stream(watch_errors_logged(es_stream), es_reader.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(sh.cfg.concurrency))
-        .watches_stream(secret_stream, {
+        .reconcile_on(scheduled)
+        .watches_stream(watch_errors_logged(secret_stream), {
             let sh = sh.clone();
             move |s| {
                 let writers = writers_of_secret(&sh.targets, &s);
@@ -186,7 +211,7 @@ pub(crate) async fn run(
                 to_wake(writers, s.metadata.resource_version.as_deref(), &mem)
             }
         })
-        .watches_stream(ss_stream, move |s| {
+        .watches_stream(watch_errors_logged(ss_stream), move |s| {
             users_of_store(
                 &for_ss,
                 StoreKind::SecretStore,
@@ -194,18 +219,27 @@ pub(crate) async fn run(
                 &s.name_any(),
             )
         })
-        .watches_stream(css_stream, move |s| {
+        .watches_stream(watch_errors_logged(css_stream), move |s| {
             users_of_store(&for_css, StoreKind::ClusterSecretStore, None, &s.name_any())
         })
-        .watches_stream(gen_streams.passwords, gen_users(&es_reader, "Password"))
-        .watches_stream(gen_streams.uuids, gen_users(&es_reader, "UUID"))
-        .watches_stream(gen_streams.sshkeys, gen_users(&es_reader, "SSHKey"))
         .watches_stream(
-            gen_streams.vault,
+            watch_errors_logged(gen_streams.passwords),
+            gen_users(&es_reader, "Password"),
+        )
+        .watches_stream(
+            watch_errors_logged(gen_streams.uuids),
+            gen_users(&es_reader, "UUID"),
+        )
+        .watches_stream(
+            watch_errors_logged(gen_streams.sshkeys),
+            gen_users(&es_reader, "SSHKey"),
+        )
+        .watches_stream(
+            watch_errors_logged(gen_streams.vault),
             gen_users(&es_reader, "VaultDynamicSecret"),
         )
         .watches_stream(
-            gen_streams.cluster,
+            watch_errors_logged(gen_streams.cluster),
             gen_users(&es_reader, "ClusterGenerator"),
         )
         .graceful_shutdown_on(stop.clone().cancelled_owned())

@@ -31,7 +31,7 @@ pub(super) async fn write_status(
             None => "Unknown",
         },
     );
-    if !status::differs(es.status.as_ref(), &new) {
+    if !status::status_write_needed(es.status.as_ref(), &new, now) {
         return Ok(());
     }
     // Written straight from the status: through `json!` it was first copied into a JSON tree.

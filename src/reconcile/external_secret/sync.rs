@@ -1,7 +1,7 @@
 //! One sync of an ExternalSecret, as named steps: check the store, observe the target Secret,
 //! decide whether a refresh is due, read Vault and render, then plan and apply.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -14,7 +14,7 @@ use super::apply::{execute, remove_our_fields};
 use super::error::SyncError;
 use super::fetch::{fetch, render};
 use super::generators::{resolve_all, versions as generator_versions};
-use super::memory::{Memory, update_memory};
+use super::memory::{Memory, key, update_memory};
 use super::store_ref::{StoreLookup, check_namespace_allowed};
 use super::target_view::{CACHE_LAG_RECHECK, TargetView, is_valid_target, target_view};
 use crate::api::{CreationPolicy, ExternalSecret, RefreshPolicy, StoreKind, duration};
@@ -107,7 +107,7 @@ pub(super) async fn sync(
     drop(fetched);
     Ok(Synced::Done {
         outcome,
-        next: next_after_sync(es, &schedule),
+        next: next_after_sync(sh, es, &schedule),
         store_generation: Some(store_generation.clone()),
     })
 }
@@ -283,6 +283,7 @@ pub(super) fn decide(
             .store_generation
             .as_ref()
             .is_some_and(|g| g != store_generation),
+        windows: es.spec.sync_windows.as_ref(),
         seed: &schedule.seed,
         now: schedule.now,
     })
@@ -297,20 +298,30 @@ pub(super) fn not_due(
     wait: Option<Duration>,
 ) -> Synced {
     if view != TargetView::AwaitingCache {
-        return Synced::NotDue(wait.map_or_else(Action::await_change, Action::requeue));
+        return Synced::NotDue(match wait {
+            Some(wait) => refresh_later(sh, es, wait),
+            None => Action::await_change(),
+        });
     }
     update_memory(sh, es, |m| m.lag_checked = true);
     let wait = wait.map_or(CACHE_LAG_RECHECK, |w| w.min(CACHE_LAG_RECHECK));
     Synced::NotDue(Action::requeue(wait))
 }
 
-pub(super) fn next_after_sync(es: &ExternalSecret, schedule: &Schedule) -> Action {
+pub(super) fn next_after_sync(sh: &Shared, es: &ExternalSecret, schedule: &Schedule) -> Action {
     match refresh::next_due(schedule.interval, Some(schedule.now), &schedule.seed) {
         Some(at) if es.spec.refresh_policy.unwrap_or_default() == RefreshPolicy::Periodic => {
-            Action::requeue(refresh::until(Timestamp::now(), at))
+            refresh_later(sh, es, refresh::until(Timestamp::now(), at))
         }
         _ => Action::await_change(),
     }
+}
+
+/// A scheduled refresh goes to the refresh queue, which keeps the controller's queue free for
+/// what changed.
+fn refresh_later(sh: &Shared, es: &ExternalSecret, wait: Duration) -> Action {
+    sh.refreshes.schedule(key(es), Instant::now() + wait);
+    Action::await_change()
 }
 
 /// Plans and writes the Secret. A Secret presumed absent gets an unforced first write; if it

@@ -27,28 +27,31 @@ pub(super) fn functions() -> Vec<(&'static str, Plain)> {
 }
 
 /// sprig's `b64dec`: the decoded bytes, or, as sprig does, Go's error text instead of
-/// failing. Go's decoder skips line breaks (wrapped base64, as in PEM bodies).
+/// failing.
 fn b64dec(v: &str) -> String {
+    go_b64_decode(v).map_or_else(|e| e, |bytes| to_text(&bytes))
+}
+
+/// Go's `base64.StdEncoding.DecodeString`, with its error text. Go's decoder skips line
+/// breaks (wrapped base64, as in PEM bodies).
+pub(super) fn go_b64_decode(v: &str) -> Result<Vec<u8>, String> {
     let kept: Vec<usize> = v
         .char_indices()
         .filter(|(_, c)| !matches!(c, '\r' | '\n'))
         .map(|(i, _)| i)
         .collect();
     let filtered: String = v.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
-    match B64.decode(&filtered) {
-        Ok(bytes) => to_text(&bytes),
-        Err(e) => {
-            use base64::DecodeError as E;
-            let at = match e {
-                E::InvalidByte(o, _) | E::InvalidLastSymbol(o, _) => o,
-                E::InvalidLength(n) => n,
-                E::InvalidPadding => filtered.find('=').unwrap_or(filtered.len()),
-            };
-            // The offset counts the input as given, line breaks included.
-            let at = kept.get(at).copied().unwrap_or(v.len());
-            format!("illegal base64 data at input byte {at}")
-        }
-    }
+    B64.decode(&filtered).map_err(|e| {
+        use base64::DecodeError as E;
+        let at = match e {
+            E::InvalidByte(o, _) | E::InvalidLastSymbol(o, _) => o,
+            E::InvalidLength(n) => n,
+            E::InvalidPadding => filtered.find('=').unwrap_or(filtered.len()),
+        };
+        // The offset counts the input as given, line breaks included.
+        let at = kept.get(at).copied().unwrap_or(v.len());
+        format!("illegal base64 data at input byte {at}")
+    })
 }
 
 /// sprig's `b32dec`: the decoded bytes, or Go's error text.

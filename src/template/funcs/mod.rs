@@ -6,23 +6,37 @@
 //! Every function spends a budget step and may neither take nor return a value larger
 //! than the output cap, so a template cannot grow a value without bound in a loop.
 
+mod aes_cbc;
 mod args;
 mod bounds;
 mod builtins;
+mod certgen;
 mod conversion;
+mod dates;
 mod defaults;
 mod dicts;
 mod encoding;
+mod floats;
+mod go_duration;
+mod go_time;
+mod go_url;
 mod hashes;
 mod json_yaml;
+mod keygen;
 mod keys;
+mod list_extras;
 mod lists;
 mod math;
 mod paths;
 mod pem;
 mod pkcs12;
+mod random;
+mod reflection;
 mod regex;
+mod semver;
+mod sequences;
 mod strings;
+mod url;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
@@ -60,18 +74,29 @@ fn plain_functions() -> Vec<(&'static str, Plain)> {
     let mut table: Vec<(&'static str, Plain)> = [
         strings::functions(),
         lists::functions(),
+        list_extras::functions(),
         dicts::functions(),
         math::functions(),
+        floats::functions(),
+        sequences::functions(),
+        reflection::functions(),
         conversion::functions(),
+        dates::functions(),
         defaults::functions(),
         encoding::functions(),
         json_yaml::functions(),
         regex::functions(),
         hashes::functions(),
+        aes_cbc::functions(),
         paths::functions(),
         pem::functions(),
         keys::functions(),
+        keygen::functions(),
+        certgen::functions(),
         pkcs12::functions(),
+        random::functions(),
+        url::functions(),
+        semver::functions(),
         builtins::functions(),
     ]
     .concat();

@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 pub use cache::VaultClients;
 pub use evict::Limits;
 use reads::ReadSlot;
-pub use reads::{MAX_READ_REUSE, READ_SHARE_WINDOW, with_read_reuse};
+pub use reads::{MAX_READ_REUSE, READ_SHARE_WINDOW, ReadReuse, with_read_reuse};
 use token::TokenState;
 
 struct Env {

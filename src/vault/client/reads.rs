@@ -26,27 +26,44 @@ pub const MAX_READ_REUSE: Duration = Duration::from_secs(30);
 /// Vault reads, it must not turn into a cache of every secret.
 const READ_REUSE_BUDGET: usize = 4 << 20;
 
+/// Which earlier identical reads may answer a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadReuse {
+    /// One in flight, or finished up to this long ago (clamped to
+    /// [`READ_SHARE_WINDOW`]..=[`MAX_READ_REUSE`]).
+    FinishedWithin(Duration),
+    /// Only one that started at or after this instant: after a change someone made (a Vault
+    /// write, then a `force-sync`), what Vault holds since then.
+    StartedSince(Instant),
+}
+
 tokio::task_local! {
-    static READ_REUSE: Duration;
+    static READ_REUSE: ReadReuse;
 }
 
-/// Runs `fut` letting its reads be answered by an identical read (same store identity, path
-/// and version) that finished up to `max_age` ago — clamped to
-/// [`READ_SHARE_WINDOW`]..=[`MAX_READ_REUSE`]. The reconciler uses it so that the
-/// ExternalSecrets reading one secret, created or changed seconds apart, cost one Vault read.
-pub async fn with_read_reuse<F: std::future::Future>(max_age: Duration, fut: F) -> F::Output {
+/// Runs `fut` letting its reads be answered by identical reads (same store identity, path and
+/// version) as `reuse` allows. The reconciler uses it so that the ExternalSecrets reading one
+/// secret, created seconds apart, cost one Vault read.
+pub async fn with_read_reuse<F: std::future::Future>(reuse: ReadReuse, fut: F) -> F::Output {
+    let reuse = match reuse {
+        ReadReuse::FinishedWithin(d) => {
+            ReadReuse::FinishedWithin(d.clamp(READ_SHARE_WINDOW, MAX_READ_REUSE))
+        }
+        since => since,
+    };
+    READ_REUSE.scope(reuse, fut).await
+}
+
+fn read_reuse() -> ReadReuse {
     READ_REUSE
-        .scope(max_age.clamp(READ_SHARE_WINDOW, MAX_READ_REUSE), fut)
-        .await
-}
-
-fn read_reuse() -> Duration {
-    READ_REUSE.try_with(|d| *d).unwrap_or(READ_SHARE_WINDOW)
+        .try_with(|r| *r)
+        .unwrap_or(ReadReuse::FinishedWithin(READ_SHARE_WINDOW))
 }
 
 pub(super) type ReadResult = Result<Option<Arc<Value>>, VaultError>;
 
 pub(super) struct ReadSlot {
+    started: Instant,
     cell: OnceCell<ReadResult>,
     done: OnceLock<Instant>,
     /// Estimated size of the value, once read.
@@ -54,27 +71,37 @@ pub(super) struct ReadSlot {
 }
 
 impl ReadSlot {
-    fn new() -> Self {
+    fn new(started: Instant) -> Self {
         ReadSlot {
+            started,
             cell: OnceCell::new(),
             done: OnceLock::new(),
             size: OnceLock::new(),
         }
     }
 
-    /// Joinable: still running, or finished successfully less than `max_age` ago.
+    /// Joinable under `reuse`: still running or finished successfully, recently enough.
     ///
     /// `done` is set inside the read's future, a moment before the cell stores its result; a
     /// slot seen in that moment is still in flight, not finished without a value.
-    fn shareable(&self, now: Instant, max_age: Duration) -> bool {
-        match self.cell.get() {
-            None => true,
-            Some(Ok(_)) => self
-                .done
-                .get()
-                .is_some_and(|t| now.duration_since(*t) < max_age),
-            Some(Err(_)) => false,
+    fn shareable(&self, now: Instant, reuse: ReadReuse) -> bool {
+        match reuse {
+            ReadReuse::StartedSince(t) if self.started < t => false,
+            ReadReuse::StartedSince(_) => !matches!(self.cell.get(), Some(Err(_))),
+            ReadReuse::FinishedWithin(max_age) => match self.cell.get() {
+                None => true,
+                Some(Ok(_)) => self
+                    .done
+                    .get()
+                    .is_some_and(|t| now.duration_since(*t) < max_age),
+                Some(Err(_)) => false,
+            },
         }
+    }
+
+    /// Finished successfully less than `max_age` ago, or still running.
+    fn recent(&self, now: Instant, max_age: Duration) -> bool {
+        self.shareable(now, ReadReuse::FinishedWithin(max_age))
     }
 }
 
@@ -95,10 +122,10 @@ fn value_size(v: &Value) -> usize {
 
 /// Drops reads nobody may reuse any more, then the oldest reused values over the budget.
 fn sweep_reads(reads: &mut HashMap<String, Arc<ReadSlot>>, now: Instant) {
-    reads.retain(|_, s| s.shareable(now, MAX_READ_REUSE));
+    reads.retain(|_, s| s.recent(now, MAX_READ_REUSE));
     let kept: usize = reads
         .values()
-        .filter(|s| !s.shareable(now, READ_SHARE_WINDOW))
+        .filter(|s| !s.recent(now, READ_SHARE_WINDOW))
         .filter_map(|s| s.size.get())
         .sum();
     if kept <= READ_REUSE_BUDGET {
@@ -106,7 +133,7 @@ fn sweep_reads(reads: &mut HashMap<String, Arc<ReadSlot>>, now: Instant) {
     }
     let mut old: Vec<(Instant, String, usize)> = reads
         .iter()
-        .filter(|(_, s)| !s.shareable(now, READ_SHARE_WINDOW))
+        .filter(|(_, s)| !s.recent(now, READ_SHARE_WINDOW))
         .filter_map(|(k, s)| Some((*s.done.get()?, k.clone(), *s.size.get()?)))
         .collect();
     old.sort_unstable_by_key(|(t, _, _)| *t);
@@ -133,17 +160,17 @@ impl StoreClient {
         extract: impl FnOnce(&Value) -> Result<Value, VaultError>,
     ) -> ReadResult {
         let key = format!("{call} {path}?{}", query.as_deref().unwrap_or(""));
-        let max_age = read_reuse();
+        let reuse = read_reuse();
         let slot = {
             let now = Instant::now();
             let mut reads = self.reads.lock();
             match reads.get(&key) {
-                Some(s) if s.shareable(now, max_age) => s.clone(),
+                Some(s) if s.shareable(now, reuse) => s.clone(),
                 _ => {
                     // Only an insert sweeps: a sweep walks every entry, and only an insert
                     // can take memory over the budget.
                     sweep_reads(&mut reads, now);
-                    let s = Arc::new(ReadSlot::new());
+                    let s = Arc::new(ReadSlot::new(now));
                     reads.insert(key, s.clone());
                     s
                 }
@@ -198,7 +225,7 @@ mod tests {
     fn sweeps_drop_expired_reads_then_the_oldest_over_the_budget() {
         let now = Instant::now();
         let slot = |ago: Duration, size: usize, result: ReadResult| {
-            let s = ReadSlot::new();
+            let s = ReadSlot::new(now - ago);
             s.done.set(now - ago).unwrap();
             s.size.set(size).unwrap();
             s.cell.set(result).unwrap();
@@ -266,7 +293,7 @@ mod tests {
         let now = Instant::now();
         let age = Duration::from_secs(1);
         let slot = |done: Option<Duration>, result: Option<ReadResult>| {
-            let s = ReadSlot::new();
+            let s = ReadSlot::new(now - Duration::from_secs(2));
             if let Some(ago) = done {
                 s.done.set(now - ago).unwrap();
             }
@@ -295,7 +322,43 @@ mod tests {
             ("failed", slot(Some(Duration::ZERO), err()), false),
         ];
         for (what, s, want) in cases {
-            assert_eq!(s.shareable(now, age), want, "{what}");
+            assert_eq!(s.recent(now, age), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn after_a_change_only_reads_started_since_are_joined() {
+        let now = Instant::now();
+        let change = now - Duration::from_millis(100);
+        let slot = |started: Instant, result: Option<ReadResult>| {
+            let s = ReadSlot::new(started);
+            if let Some(r) = result {
+                let _ = s.done.set(now);
+                s.cell.set(r).unwrap();
+            }
+            s
+        };
+        let ok = || Some(Ok(Some(Arc::new(Value::Null))));
+        let err = || Some(Err(VaultError::bad_answer("x")));
+        let before = change - Duration::from_millis(10);
+        let since = ReadReuse::StartedSince(change);
+        let cases = [
+            (
+                "in flight, started before the change",
+                slot(before, None),
+                false,
+            ),
+            (
+                "finished a moment ago, started before",
+                slot(before, ok()),
+                false,
+            ),
+            ("in flight, started since", slot(change, None), true),
+            ("finished, started since", slot(now, ok()), true),
+            ("failed, started since", slot(now, err()), false),
+        ];
+        for (what, s, want) in cases {
+            assert_eq!(s.shareable(now, since), want, "{what}");
         }
     }
 }

@@ -501,3 +501,128 @@ items:
     }
     sb.stop().await.unwrap();
 }
+
+/// Items 1, 3 and 4 through the webhook and the reconciler: ESO's `JSONDataWithTemplate` with
+/// the template's `metadata.finalizers`; ESO's PKCS#12 functions over a bundle read from Vault
+/// (its `TestPkcs12cert` data); a `templateFrom` entry whose rendered values are decoded
+/// (`valuesDecodingStrategy`, ESO's `TestExecuteDecodesRenderedTemplateValues`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_with_finalizers_pkcs12_and_decoded_values() {
+    use base64::Engine as _;
+    let sb = sandbox(LiveMode::Enforce).await;
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/eso-template");
+    let pfx = std::fs::read(data.join("foo-nopass.pfx")).unwrap();
+    let chain: String = ["foo.crt", "intermediate-ca.crt", "root-ca.crt"]
+        .iter()
+        .map(|f| std::fs::read_to_string(data.join(f)).unwrap())
+        .collect();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    sb.vault
+        .kv2_put(
+            "secret",
+            "one",
+            json!({"foo1": "foo1-val", "bar1": "bar1-val"}),
+        )
+        .unwrap();
+    sb.vault
+        .kv2_put(
+            "secret",
+            "other",
+            json!({"foo2": "foo2-val", "bar2": "bar2-val"}),
+        )
+        .unwrap();
+    sb.vault
+        .kv2_put(
+            "secret",
+            "tls",
+            json!({"archive": b64.encode(&pfx), "token": b64.encode("s3cr3t")}),
+        )
+        .unwrap();
+    let token = reader_token(&sb);
+    let server = sb.vault.addr();
+    let yaml = format!(
+        r#"{ns}---
+{tok}---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: vault, namespace: tpl}}
+spec: {{provider: {{vault: {{server: "{server}", path: secret, auth: {{tokenSecretRef: {{name: vault-token, key: token}}}}}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: json-template, namespace: tpl}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: vault}}
+  target:
+    template:
+      metadata:
+        annotations: {{example: annotation}}
+        labels: {{example: label}}
+        finalizers: [example.com/keep]
+      data:
+        my-data: "executed: {{{{ .one }}}}|{{{{ .two }}}}"
+  data:
+  - {{secretKey: one, remoteRef: {{key: one, property: foo1}}}}
+  - {{secretKey: two, remoteRef: {{key: other, property: bar2}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: pkcs12, namespace: tpl}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: vault}}
+  target:
+    template:
+      data:
+        tls.crt: "{{{{ .archive | pkcs12cert }}}}"
+        tls.key: "{{{{ .archive | pkcs12key }}}}"
+      templateFrom:
+      - literal: "decoded: {{{{ .token }}}}"
+        valuesDecodingStrategy: Base64
+  data:
+  - {{secretKey: archive, remoteRef: {{key: tls, property: archive, decodingStrategy: Base64}}}}
+  - {{secretKey: token, remoteRef: {{key: tls, property: token}}}}
+"#,
+        ns = namespace("tpl"),
+        tok = token_secret("tpl", "vault-token", &token)
+    );
+    apply(&sb, &yaml).await.unwrap();
+
+    wait_value(
+        &sb,
+        "tpl",
+        "json-template",
+        "my-data",
+        "executed: foo1-val|bar2-val",
+        LIMIT,
+    )
+    .await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(sb.kube.client().await, "tpl");
+    let s = secrets.get("json-template").await.unwrap();
+    assert_eq!(
+        s.metadata.finalizers.as_deref(),
+        Some(&["example.com/keep".to_string()][..])
+    );
+    assert_eq!(s.metadata.labels.as_ref().unwrap()["example"], "label");
+    assert_eq!(
+        s.metadata.annotations.as_ref().unwrap()["example"],
+        "annotation"
+    );
+
+    wait_value(&sb, "tpl", "pkcs12", "tls.crt", &chain, LIMIT).await;
+    let key = secret_value(&sb, "tpl", "pkcs12", "tls.key").await.unwrap();
+    assert!(
+        key.starts_with(b"-----BEGIN PRIVATE KEY-----"),
+        "{}",
+        String::from_utf8_lossy(&key)
+    );
+    assert_eq!(
+        secret_value(&sb, "tpl", "pkcs12", "decoded")
+            .await
+            .as_deref(),
+        Some(&b"s3cr3t"[..])
+    );
+    sb.stop().await.unwrap();
+}

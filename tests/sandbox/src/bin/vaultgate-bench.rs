@@ -1,6 +1,7 @@
 //! `make bench`: the webhook against a bare axum + rustls baseline (load from `oha`, a separate
 //! process), the sync of 1k/5k/10k ExternalSecrets against the floor of the API writes they
-//! need, Vault load, memory and start-up time. Figures go to `target/bench/results.json`.
+//! need, Vault load, memory and start-up time, and new ExternalSecrets idle and under refresh
+//! load (`bench/fresh.rs`). Figures go to `target/bench/results.json`.
 //!
 //! vaultgate always runs as its own process (the release `vaultgate` binary next to this one),
 //! so its memory is its own; the emulators run in this process.
@@ -27,6 +28,8 @@ use vaultgate_sandbox::{free_local_addr, repo_root};
 
 #[path = "bench/ces.rs"]
 mod bench_ces;
+#[path = "bench/fresh.rs"]
+mod bench_fresh;
 
 const STORES: usize = 10;
 const NAMESPACES: usize = 100;
@@ -109,6 +112,28 @@ async fn all() -> anyhow::Result<()> {
             .unwrap_or(3);
         eprintln!("== a ClusterExternalSecret over 1,000 namespaces, {rounds} rounds");
         bench_ces::ces_benchmark(&bin, &work, 1000, rounds, &mut results).await?;
+    }
+    // `BENCH_FRESH=0`: without the fresh-under-refresh and quiet-refresh figures.
+    if std::env::var("BENCH_FRESH").as_deref() != Ok("0") {
+        // `BENCH_FRESH_SCALE`: a fraction of 10,000 refreshing and 500 new (a smoke run: 0.1).
+        let scale: f64 = std::env::var("BENCH_FRESH_SCALE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|s: &f64| *s > 0.0)
+            .unwrap_or(1.0);
+        let load = ((10_000.0 * scale) as usize).max(10);
+        let fresh = ((500.0 * scale) as usize).max(10);
+        // `BENCH_FRESH_INTERVAL`: the load's refresh interval in seconds (default 5).
+        let every: u64 = std::env::var("BENCH_FRESH_INTERVAL")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(5);
+        eprintln!(
+            "== {fresh} new ExternalSecrets, idle and under {load} refreshing every {every} s"
+        );
+        let every = Duration::from_secs(every);
+        bench_fresh::fresh_benchmark(&bin, &work, load, fresh, every, &mut results).await?;
     }
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(out_dir.join("results.json"), &json)?;
