@@ -2,11 +2,13 @@
 //!
 //! Each kind is served as `v1` (stored) and `v1beta1` with the same schema and conversion
 //! strategy None, so manifests written for ESO's v1beta1 and for current ESO v1 both apply.
-//! PushSecret and ClusterPushSecret are served as `v1alpha1` only, as ESO 2.9 serves them.
+//! PushSecret and ClusterPushSecret are served as `v1alpha1` only, as ESO 2.9 serves them, and
+//! so are the generators (`generators.external-secrets.io`).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+use crate::api::generators::{ClusterGenerator, Password, SSHKey, UUID, VaultDynamicSecret};
 use crate::api::{
     ClusterExternalSecret, ClusterPushSecret, ClusterSecretStore, ExternalSecret, PushSecret,
     SecretStore,
@@ -21,6 +23,11 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         with_v1beta1(ExternalSecret::crd()),
         with_object_meta(PushSecret::crd()),
         with_v1beta1(SecretStore::crd()),
+        with_object_meta(ClusterGenerator::crd()),
+        with_object_meta(Password::crd()),
+        with_object_meta(SSHKey::crd()),
+        with_object_meta(UUID::crd()),
+        with_object_meta(VaultDynamicSecret::crd()),
     ]
 }
 

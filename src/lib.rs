@@ -10,6 +10,7 @@ pub mod check;
 pub mod cli;
 pub mod crd;
 pub mod decoding;
+pub mod generators;
 pub mod goregex;
 pub mod json_values;
 pub mod metrics;

@@ -10,6 +10,10 @@ use vaultgate::api::{
     SecretStore,
 };
 
+use vaultgate::api::generators as gens;
+
+const GENERATORS: &str = "generators.external-secrets.io/";
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -88,13 +92,19 @@ fn paths(schema: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
 
 #[test]
 fn every_eso_field_exists_with_the_same_type() {
-    for (file, kind) in [
-        ("externalsecret-v1.json", "ExternalSecret"),
-        ("clusterexternalsecret-v1.json", "ClusterExternalSecret"),
-        ("secretstore-vault-v1.json", "SecretStore"),
-        ("clustersecretstore-vault-v1.json", "ClusterSecretStore"),
-        ("pushsecret-v1alpha1.json", "PushSecret"),
-        ("clusterpushsecret-v1alpha1.json", "ClusterPushSecret"),
+    // The last number: at least that many paths, so that a truncated file is noticed.
+    for (file, kind, at_least) in [
+        ("externalsecret-v1.json", "ExternalSecret", 40),
+        ("clusterexternalsecret-v1.json", "ClusterExternalSecret", 40),
+        ("secretstore-vault-v1.json", "SecretStore", 40),
+        ("clustersecretstore-vault-v1.json", "ClusterSecretStore", 40),
+        ("pushsecret-v1alpha1.json", "PushSecret", 40),
+        ("clusterpushsecret-v1alpha1.json", "ClusterPushSecret", 40),
+        ("password-v1alpha1.json", "Password", 12),
+        ("uuid-v1alpha1.json", "UUID", 4),
+        ("sshkey-v1alpha1.json", "SSHKey", 7),
+        ("vaultdynamicsecret-v1alpha1.json", "VaultDynamicSecret", 40),
+        ("clustergenerator-v1alpha1.json", "ClusterGenerator", 40),
     ] {
         let eso: Value = serde_json::from_str(
             &std::fs::read_to_string(root().join("tests/data/eso-schema").join(file)).unwrap(),
@@ -117,7 +127,7 @@ fn every_eso_field_exists_with_the_same_type() {
         }
         assert!(missing.is_empty(), "{kind}:\n{}", missing.join("\n"));
         assert!(
-            want.len() > 40,
+            want.len() >= at_least,
             "{kind}: suspiciously few ESO paths ({})",
             want.len()
         );
@@ -213,6 +223,13 @@ fn deserialize_typed(doc: &Value, origin: &str) {
         "ClusterExternalSecret" => {
             serde_json::from_value::<ClusterExternalSecret>(data).map(|_| ())
         }
+        "Password" => serde_json::from_value::<gens::Password>(data).map(|_| ()),
+        "UUID" => serde_json::from_value::<gens::UUID>(data).map(|_| ()),
+        "SSHKey" => serde_json::from_value::<gens::SSHKey>(data).map(|_| ()),
+        "VaultDynamicSecret" => {
+            serde_json::from_value::<gens::VaultDynamicSecret>(data).map(|_| ())
+        }
+        "ClusterGenerator" => serde_json::from_value::<gens::ClusterGenerator>(data).map(|_| ()),
         other => panic!("{origin}: unexpected kind {other}"),
     };
     result.unwrap_or_else(|e| panic!("{origin}: {kind} does not deserialize: {e}"));
@@ -243,7 +260,7 @@ fn eso_docs() -> Vec<(String, Value)> {
         for (i, doc) in yaml_docs(f).into_iter().enumerate() {
             if doc["apiVersion"]
                 .as_str()
-                .is_some_and(|v| v.starts_with("external-secrets.io/"))
+                .is_some_and(|v| v.starts_with("external-secrets.io/") || v.starts_with(GENERATORS))
             {
                 out.push((
                     format!("{}#{i}", f.strip_prefix(root()).unwrap().display()),
@@ -267,8 +284,10 @@ fn seed_and_example_manifests_validate_in_both_versions() {
         "{kinds:?}"
     );
     for (origin, doc) in &docs {
-        // The push kinds have one version (v1alpha1), as in ESO.
-        if doc["kind"].as_str().unwrap().contains("Push") {
+        // The push kinds and the generators have one version (v1alpha1), as in ESO.
+        if doc["kind"].as_str().unwrap().contains("Push")
+            || doc["apiVersion"].as_str().unwrap().starts_with(GENERATORS)
+        {
             validate_against_crd(doc, origin);
             deserialize_typed(doc, origin);
             continue;

@@ -196,6 +196,8 @@ fn webhooks_service_and_deployment_match_what_run_serves() {
         "clusterexternalsecrets.external-secrets.io",
         "secretstores.external-secrets.io",
         "clustersecretstores.external-secrets.io",
+        "vaultdynamicsecrets.generators.external-secrets.io",
+        "clustergenerators.generators.external-secrets.io",
     ] {
         find(&objs, "CustomResourceDefinition", crd);
     }
@@ -245,6 +247,19 @@ fn rbac_grants_what_the_controller_needs_and_no_wildcards() {
         ("", "secrets", "patch"),
         ("", "serviceaccounts/token", "create"),
         ("", "events", "create"),
+        ("generators.external-secrets.io", "passwords", "watch"),
+        ("generators.external-secrets.io", "uuids", "watch"),
+        ("generators.external-secrets.io", "sshkeys", "watch"),
+        (
+            "generators.external-secrets.io",
+            "vaultdynamicsecrets",
+            "watch",
+        ),
+        (
+            "generators.external-secrets.io",
+            "clustergenerators",
+            "watch",
+        ),
     ] {
         assert!(grants(g, r, v), "ClusterRole lacks {v} on {g}/{r}");
     }

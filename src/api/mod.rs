@@ -1,12 +1,14 @@
 //! The `external-secrets.io` API types vaultgate serves: ESO's ExternalSecret, SecretStore and
 //! ClusterSecretStore (Vault provider), in `v1` (stored) and `v1beta1` (same schema); PushSecret and
-//! ClusterPushSecret in `v1alpha1`.
+//! ClusterPushSecret in `v1alpha1`; the generators in
+//! `generators.external-secrets.io/v1alpha1` (`generators`).
 
 pub mod cluster_external_secret;
 pub mod cluster_push_secret;
 pub mod conditions;
 pub mod duration;
 pub mod external_secret;
+pub mod generators;
 pub mod push_secret;
 pub mod refs;
 pub mod selector;

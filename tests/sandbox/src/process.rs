@@ -102,6 +102,11 @@ impl Emulators {
             "deploy/crds/external-secrets.io_externalsecrets.yaml",
             "deploy/crds/external-secrets.io_pushsecrets.yaml",
             "deploy/crds/external-secrets.io_secretstores.yaml",
+            "deploy/crds/generators.external-secrets.io_clustergenerators.yaml",
+            "deploy/crds/generators.external-secrets.io_passwords.yaml",
+            "deploy/crds/generators.external-secrets.io_sshkeys.yaml",
+            "deploy/crds/generators.external-secrets.io_uuids.yaml",
+            "deploy/crds/generators.external-secrets.io_vaultdynamicsecrets.yaml",
             "deploy/namespace.yaml",
         ] {
             kube.apply_yaml_file(root.join(f)).await?;
