@@ -19,6 +19,7 @@ pub struct Lease {
     pub renewable: bool,
 }
 
+pub mod lease;
 pub mod password;
 pub mod sshkey;
 pub mod uuid;
