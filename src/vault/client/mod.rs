@@ -7,6 +7,7 @@
 mod cache;
 mod checks;
 mod evict;
+mod generate;
 mod kv;
 mod lease;
 mod push;
