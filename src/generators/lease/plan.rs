@@ -198,10 +198,20 @@ mod tests {
         }
     }
 
+    /// What, the lease, now, next refresh, the actions, the wake-up.
+    type Case = (
+        &'static str,
+        Current,
+        i64,
+        Option<i64>,
+        Vec<Action>,
+        Option<i64>,
+    );
+
     #[test]
     fn current_lease_rules() {
         // (lease, now, next refresh, actions, wake)
-        let cases: Vec<(&str, Current, i64, Option<i64>, Vec<Action>, Option<i64>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "outlives the next refresh with slack: nothing to do",
                 lease(0, 3600, true, false),

@@ -13,6 +13,7 @@ use kube::{Api, ResourceExt};
 use super::apply::{execute, remove_our_fields};
 use super::error::SyncError;
 use super::fetch::{fetch, render};
+use super::leases::{Tended, sooner};
 use super::memory::{Memory, update_memory};
 use super::store_ref::{StoreLookup, check_namespace_allowed};
 use super::target_view::{CACHE_LAG_RECHECK, TargetView, is_valid_target, target_view};
@@ -39,6 +40,7 @@ pub(super) async fn sync(
     store: &StoreLookup,
     version: &str,
     mem: &Memory,
+    lease: &Tended,
 ) -> Result<Synced, SyncError> {
     let ns = es.namespace().unwrap_or_default();
     let interval = refresh_interval(es)?;
@@ -51,13 +53,22 @@ pub(super) async fn sync(
         seed: refresh_seed(&es.spec),
         now: Timestamp::now(),
     };
-    let decision = decide(es, mem, &target, version, store_generation, &schedule);
+    let decision = if lease.mint_now {
+        // A lease is ending before the next refresh: new credentials now.
+        Refresh::Now(refresh::Reason::Interval)
+    } else {
+        decide(es, mem, &target, version, store_generation, &schedule)
+    };
     tracing::debug!(externalsecret = %format!("{ns}/{}", es.name_any()), ?decision, "refresh decision");
     let reason = match decision {
-        Refresh::Never => return Ok(not_due(sh, es, target.view, None)),
+        Refresh::Never => {
+            let wait = sooner(None, lease.wake_at, schedule.now);
+            return Ok(not_due(sh, es, target.view, wait));
+        }
         Refresh::At(at) => {
             let wait = refresh::until(schedule.now, at);
-            return Ok(not_due(sh, es, target.view, Some(wait)));
+            let wait = sooner(Some(wait), lease.wake_at, schedule.now);
+            return Ok(not_due(sh, es, target.view, wait));
         }
         Refresh::Now(reason) => reason,
     };
@@ -99,7 +110,7 @@ pub(super) async fn sync(
     drop(fetched);
     Ok(Synced::Done {
         outcome,
-        next: next_after_sync(es, &schedule),
+        next: next_after_sync(es, &schedule, lease.wake_at),
         store_generation: Some(store_generation.clone()),
     })
 }
@@ -295,13 +306,19 @@ pub(super) fn not_due(
     Synced::NotDue(Action::requeue(wait))
 }
 
-pub(super) fn next_after_sync(es: &ExternalSecret, schedule: &Schedule) -> Action {
-    match refresh::next_due(schedule.interval, Some(schedule.now), &schedule.seed) {
+pub(super) fn next_after_sync(
+    es: &ExternalSecret,
+    schedule: &Schedule,
+    lease_wake: Option<Timestamp>,
+) -> Action {
+    let now = Timestamp::now();
+    let due = match refresh::next_due(schedule.interval, Some(schedule.now), &schedule.seed) {
         Some(at) if es.spec.refresh_policy.unwrap_or_default() == RefreshPolicy::Periodic => {
-            Action::requeue(refresh::until(Timestamp::now(), at))
+            Some(refresh::until(now, at))
         }
-        _ => Action::await_change(),
-    }
+        _ => None,
+    };
+    sooner(due, lease_wake, now).map_or_else(Action::await_change, Action::requeue)
 }
 
 /// Plans and writes the Secret. A Secret presumed absent gets an unforced first write; if it
