@@ -189,3 +189,103 @@ pub async fn generate(
         }
     }
 }
+
+/// The `dataFrom` entries that name a generator, with their index.
+pub fn generator_refs(
+    spec: &crate::api::ExternalSecretSpec,
+) -> Vec<(usize, &crate::api::GeneratorRef)> {
+    spec.data_from
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, df)| {
+            df.source_ref
+                .as_ref()
+                .and_then(|s| s.generator_ref.as_ref())
+                .map(|g| (i, g))
+        })
+        .collect()
+}
+
+/// Whether an ExternalSecret reads its `secretStoreRef`: not when every entry is a
+/// generator's (ESO's generator examples name no store).
+pub fn needs_store(spec: &crate::api::ExternalSecretSpec) -> bool {
+    spec.data.as_ref().is_some_and(|d| !d.is_empty())
+        || spec.data_from.iter().flatten().any(|df| {
+            df.source_ref
+                .as_ref()
+                .is_none_or(|s| s.generator_ref.is_none())
+        })
+        || spec.data_from.as_ref().is_none_or(|d| d.is_empty())
+}
+
+/// The name a generator reference's kind has in manifests (`Password`, `SSHKey`, …).
+pub fn kind_name(kind: crate::api::GeneratorKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn es_spec(v: serde_json::Value) -> crate::api::ExternalSecretSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_store_is_needed_unless_every_entry_is_a_generator() {
+        let generator = json!({"sourceRef": {"generatorRef": {"kind": "Password", "name": "pw"}}});
+        let extract = json!({"extract": {"key": "app"}});
+        for (spec, needs) in [
+            (json!({"dataFrom": [generator]}), false),
+            (json!({"dataFrom": [generator, generator]}), false),
+            (json!({"dataFrom": [generator, extract]}), true),
+            (
+                json!({"dataFrom": [generator], "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]}),
+                true,
+            ),
+            (json!({"dataFrom": []}), true),
+            (json!({}), true),
+        ] {
+            assert_eq!(needs_store(&es_spec(spec.clone())), needs, "{spec}");
+        }
+    }
+
+    #[test]
+    fn a_cluster_generator_holds_the_spec_its_kind_names() {
+        let cg =
+            |v: serde_json::Value| -> ClusterGeneratorSpec { serde_json::from_value(v).unwrap() };
+        assert_eq!(
+            Source::from_cluster(
+                &cg(json!({"kind": "UUID", "generator": {"uuidSpec": {}}})),
+                "spec"
+            ),
+            Ok(Source::Uuid)
+        );
+        assert!(matches!(
+            Source::from_cluster(
+                &cg(json!({"kind": "Password", "generator": {"passwordSpec": {"length": 8}}})),
+                "spec"
+            ),
+            Ok(Source::Password(p)) if p.length == 8
+        ));
+        assert_eq!(
+            Source::from_cluster(
+                &cg(json!({"kind": "Password", "generator": {"uuidSpec": {}}})),
+                "spec"
+            ),
+            Err("spec.generator: kind is Password but passwordSpec is not set".to_string())
+        );
+        assert_eq!(
+            Source::from_cluster(
+                &cg(json!({"kind": "UUID", "generator": {"uuidSpec": {}, "sshKeySpec": {}}})),
+                "spec"
+            ),
+            Err("spec.generator: set exactly one generator spec (2 set)".to_string())
+        );
+    }
+}

@@ -82,6 +82,7 @@ pub(crate) struct Shared {
     /// Which ExternalSecrets write which Secret.
     targets: external_secret::TargetIndex,
     store_failures: store::StoreFailures,
+    generators: external_secret::GeneratorStores,
 }
 
 /// Runs until `shutdown` is cancelled; returns after in-flight work finished and the Lease is
@@ -341,6 +342,38 @@ async fn run_controllers(
     let (ss_reader, ss_trigger) = reflected(scoped::<SecretStore>(kube, ns), wc(), |_| {});
     let (css_reader, css_trigger) =
         reflected(Api::<ClusterSecretStore>::all(kube.clone()), wc(), |_| {});
+    // The generators ExternalSecrets name: read during syncs; a change re-syncs their users.
+    // Only changes of the spec (generation) trigger.
+    fn gen_watch<K>(api: Api<K>) -> (Store<K>, external_secret::WatchStream<K>)
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let (reader, stream) = reflected(api, watcher::Config::default(), |_| {});
+        let stream = stream.predicate_filter(
+            kube::runtime::predicates::generation,
+            kube::runtime::PredicateConfig::default(),
+        );
+        (reader, stream.boxed())
+    }
+    let (passwords, passwords_s) = gen_watch(scoped(kube, ns));
+    let (uuids, uuids_s) = gen_watch(scoped(kube, ns));
+    let (sshkeys, sshkeys_s) = gen_watch(scoped(kube, ns));
+    let (vds, vds_s) = gen_watch(scoped(kube, ns));
+    let (cgs, cgs_s) = gen_watch(Api::all(kube.clone()));
+    let generators = external_secret::GeneratorStores {
+        passwords,
+        uuids,
+        sshkeys,
+        vault: vds,
+        cluster: cgs,
+    };
+    let gen_streams = external_secret::GeneratorStreams {
+        passwords: passwords_s,
+        uuids: uuids_s,
+        sshkeys: sshkeys_s,
+        vault: vds_s,
+        cluster: cgs_s,
+    };
     // The store controllers' watches.
     let (ss_ctrl_reader, ss_ctrl_stream) =
         reflected(scoped::<SecretStore>(kube, ns), wc(), on_ss_delete);
@@ -426,6 +459,7 @@ async fn run_controllers(
         es_memory: Mutex::new(HashMap::new()),
         targets,
         store_failures: Mutex::new(HashMap::new()),
+        generators,
     });
     let _ = shared_cell.set(sh.clone());
     let ces_controller = {
@@ -469,6 +503,7 @@ async fn run_controllers(
                 secrets,
                 ss_trigger,
                 css_trigger,
+                gen_streams,
                 soft.clone(),
             ),
             store::run(sh.clone(), ss_ctrl_reader, ss_ctrl_stream, soft.clone()),

@@ -24,6 +24,9 @@ pub struct Fetched {
     pub missing: Vec<String>,
     /// The `dataFrom` entries that gave no key, e.g. `spec.dataFrom[0].find (path "app")`.
     pub empty: Vec<String>,
+    /// The leases of what generators made in this sync (filled in by the caller that ran
+    /// them).
+    pub leases: Vec<(crate::generators::GeneratorRefKey, crate::generators::Lease)>,
 }
 
 /// A failure with the spec entry it came from.
@@ -55,22 +58,50 @@ pub async fn fetch_external_secret(
     spec: &ExternalSecretSpec,
     skip_missing: bool,
 ) -> Result<Fetched, FetchError> {
+    fetch_with_generated(Some(client), spec, skip_missing, &BTreeMap::new()).await
+}
+
+/// What a generator made for `spec.dataFrom[i]`, by `i`.
+pub type GeneratedEntries = BTreeMap<usize, BTreeMap<String, Vec<u8>>>;
+
+/// [`fetch_external_secret`] with the output of the `dataFrom` entries that name a generator
+/// (made beforehand), merged in their place in the order; `client` may be `None` when no
+/// entry reads a store.
+pub async fn fetch_with_generated(
+    client: Option<&StoreClient>,
+    spec: &ExternalSecretSpec,
+    skip_missing: bool,
+    generated: &GeneratedEntries,
+) -> Result<Fetched, FetchError> {
     let mut out = Fetched {
         data: BTreeMap::new(),
         missing: Vec::new(),
         empty: Vec::new(),
+        leases: Vec::new(),
+    };
+    let no_store = |context: String| FetchError {
+        context,
+        source: VaultError::config("this entry reads a store, but the ExternalSecret names none"),
     };
     for (i, df) in spec.data_from.iter().flatten().enumerate() {
         let field = format!("spec.dataFrom[{i}]");
         let fail = |context: String| move |source: VaultError| FetchError { context, source };
-        if df.source_ref.is_some() {
-            return Err(FetchError {
-                context: field,
-                source: VaultError::Unsupported {
-                    what: "dataFrom[].sourceRef (generators and other stores)".into(),
-                },
-            });
+        if let Some(sr) = &df.source_ref {
+            if sr.generator_ref.is_none() || sr.store_ref.is_some() {
+                return Err(FetchError {
+                    context: field,
+                    source: VaultError::Unsupported {
+                        what: "dataFrom[].sourceRef.storeRef (a store per entry)".into(),
+                    },
+                });
+            }
+            let map = generated.get(&i).cloned().unwrap_or_default();
+            generated_entry(&mut out, &field, df, map)?;
+            continue;
         }
+        let Some(client) = client else {
+            return Err(no_store(field));
+        };
         let (map, conversion, decoding, null_policy, context) = match (&df.extract, &df.find) {
             (Some(r), None) => {
                 let context = ref_context(&format!("{field}.extract"), r);
@@ -155,9 +186,12 @@ pub async fn fetch_external_secret(
         };
         if d.source_ref.is_some() {
             return Err(fail(VaultError::Unsupported {
-                what: "data[].sourceRef (generators and other stores)".into(),
+                what: "data[].sourceRef (a store per entry)".into(),
             }));
         }
+        let Some(client) = client else {
+            return Err(no_store(context));
+        };
         let Some(value) = read_or_missing(client, r, skip_missing)
             .await
             .map_err(fail)?
@@ -176,6 +210,40 @@ pub async fn fetch_external_secret(
         out.data.insert(d.secret_key.clone(), bytes);
     }
     Ok(out)
+}
+
+/// A generator's keys, rewritten as ESO does (rewrite only: no conversion, no decoding), then
+/// checked to be valid Secret keys.
+fn generated_entry(
+    out: &mut Fetched,
+    field: &str,
+    df: &crate::api::ExternalSecretDataFromRemoteRef,
+    map: BTreeMap<String, Vec<u8>>,
+) -> Result<(), FetchError> {
+    let context = format!("{field}.sourceRef.generatorRef");
+    if map.is_empty() {
+        out.empty.push(context.clone());
+    }
+    let map =
+        values::rewrite_keys(map, df.rewrite.as_deref().unwrap_or_default()).map_err(|e| {
+            FetchError {
+                context: format!("{field}.rewrite"),
+                source: VaultError::invalid(e),
+            }
+        })?;
+    for (k, v) in map {
+        if !values::is_valid_secret_key(&k) {
+            return Err(FetchError {
+                context,
+                source: VaultError::invalid(format!(
+                    "key {k:?} is not a valid Secret key (allowed: letters, digits, '-', '.', \
+                     '_'): add a rewrite"
+                )),
+            });
+        }
+        out.data.insert(k, v);
+    }
+    Ok(())
 }
 
 /// The JSON a remote ref reads: the secret's data, or with `metadataPolicy: Fetch` its

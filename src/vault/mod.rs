@@ -45,7 +45,10 @@ pub use client::{
     LeaseInfo, Limits, MAX_READ_REUSE, READ_SHARE_WINDOW, RenewOutcome, Renewed, StoreClient,
     VaultClients, with_read_reuse,
 };
-pub use fetch::{FetchError, Fetched, fetch_external_secret, find_refusal};
+pub use fetch::{
+    FetchError, Fetched, GeneratedEntries, fetch_external_secret, fetch_with_generated,
+    find_refusal,
+};
 
 /// A store as the Vault client sees it: identity (for the token cache) and spec.
 #[derive(Clone, Debug)]

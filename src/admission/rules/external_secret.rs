@@ -138,7 +138,7 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
         }
         remote_ref(&mut p, "data", i, ".remoteRef", &d.remote_ref);
         if let Some(s) = &d.source_ref {
-            source_ref(&mut p, &format!("{}.sourceRef", at()), s);
+            data_source_ref(&mut p, &format!("{}.sourceRef", at()), s);
         }
     }
 
@@ -147,6 +147,12 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
         let set = usize::from(d.extract.is_some()) + usize::from(d.find.is_some());
         if let Some(s) = &d.source_ref {
             source_ref(&mut p, &format!("{}.sourceRef", at()), s);
+            if s.generator_ref.is_some() && set != 0 {
+                p.push(Problem::new(
+                    at(),
+                    "an entry with a sourceRef.generatorRef sets neither extract nor find",
+                ));
+            }
         } else if set != 1 {
             p.push(Problem::new(
                 at(),
@@ -208,12 +214,14 @@ pub fn external_secret(es: &ExternalSecret) -> Vec<Problem> {
         }
     }
 
+    // ESO's generator examples name no store: one is needed only for entries that read one.
     match spec
         .secret_store_ref
         .as_ref()
         .and_then(|r| r.name.as_deref())
     {
         Some(n) if !n.is_empty() => {}
+        _ if !crate::generators::needs_store(spec) => {}
         other => p.push(Problem::new(
             "spec.secretStoreRef.name",
             format!(
@@ -251,13 +259,61 @@ fn remote_ref(
     }
 }
 
+/// `dataFrom[].sourceRef`: a generator of a kind vaultgate serves, in its API version; a
+/// store per entry is not supported.
 fn source_ref(p: &mut Vec<Problem>, at: &str, s: &StoreSourceRef) {
     if let Some(g) = &s.generator_ref {
+        let kind = crate::generators::kind_name(g.kind);
+        if !SERVED_GENERATORS.contains(&kind.as_str()) {
+            p.push(Problem::new(
+                format!("{at}.generatorRef.kind"),
+                format!(
+                    "{NOT_SUPPORTED} (generator kind {kind}; served: {})",
+                    SERVED_GENERATORS.join(", ")
+                ),
+            ));
+        }
+        if g.api_version != crate::api::generators::API_VERSION {
+            p.push(Problem::new(
+                format!("{at}.generatorRef.apiVersion"),
+                format!(
+                    "{} is not served (use {})",
+                    quoted(&g.api_version),
+                    crate::api::generators::API_VERSION
+                ),
+            ));
+        }
+        if s.store_ref.is_some() {
+            p.push(Problem::new(
+                at.to_string(),
+                "set one of generatorRef and storeRef, not both",
+            ));
+        }
+    }
+    store_source_ref(p, at, s);
+}
+
+/// The generator kinds a `generatorRef` may name.
+pub(crate) const SERVED_GENERATORS: [&str; 5] = [
+    "Password",
+    "UUID",
+    "SSHKey",
+    "VaultDynamicSecret",
+    "ClusterGenerator",
+];
+
+/// `data[].sourceRef`: ESO 2.9 has no generator for a single key.
+fn data_source_ref(p: &mut Vec<Problem>, at: &str, s: &StoreSourceRef) {
+    if s.generator_ref.is_some() {
         p.push(Problem::new(
             format!("{at}.generatorRef"),
-            format!("{NOT_SUPPORTED} (generator {:?} {:?})", g.kind, g.name),
+            "a generator fills keys through spec.dataFrom[].sourceRef.generatorRef, not spec.data",
         ));
     }
+    store_source_ref(p, at, s);
+}
+
+fn store_source_ref(p: &mut Vec<Problem>, at: &str, s: &StoreSourceRef) {
     if let Some(r) = &s.store_ref {
         p.push(Problem::new(
             format!("{at}.storeRef"),

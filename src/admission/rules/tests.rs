@@ -409,12 +409,42 @@ fn external_secret_rules() {
             )),
         ),
         (
-            "generatorRef",
-            json!({"spec": {"dataFrom": [{"sourceRef": {"generatorRef": {"kind": "Password", "name": "pw"}}}]}}),
+            "generator kind not served",
+            json!({"spec": {"dataFrom": [{"sourceRef": {"generatorRef": {"kind": "Fake", "name": "f"}}}]}}),
             Some((
-                "spec.dataFrom[0].sourceRef.generatorRef",
-                "not supported by vaultgate",
+                "spec.dataFrom[0].sourceRef.generatorRef.kind",
+                "not supported by vaultgate (generator kind Fake",
             )),
+        ),
+        (
+            "generatorRef of another apiVersion",
+            json!({"spec": {"dataFrom": [{"sourceRef": {"generatorRef": {
+                "apiVersion": "generators.external-secrets.io/v1", "kind": "UUID", "name": "u"}}}]}}),
+            Some((
+                "spec.dataFrom[0].sourceRef.generatorRef.apiVersion",
+                "is not served",
+            )),
+        ),
+        (
+            "generatorRef beside extract",
+            json!({"spec": {"dataFrom": [{"extract": {"key": "a"},
+                "sourceRef": {"generatorRef": {"kind": "Password", "name": "pw"}}}]}}),
+            Some(("spec.dataFrom[0]", "sets neither extract nor find")),
+        ),
+        (
+            "generatorRef in data",
+            json!({"spec": {"data": [{"secretKey": "a", "remoteRef": {"key": "x"},
+                "sourceRef": {"generatorRef": {"kind": "Password", "name": "pw"}}}]}}),
+            Some((
+                "spec.data[0].sourceRef.generatorRef",
+                "through spec.dataFrom[].sourceRef.generatorRef",
+            )),
+        ),
+        (
+            "generators beside a store read still need the store",
+            json!({"spec": {"secretStoreRef": null, "dataFrom": [{"extract": {"key": "a"}},
+                {"sourceRef": {"generatorRef": {"kind": "Password", "name": "pw"}}}]}}),
+            Some(("spec.secretStoreRef.name", "a store name is required")),
         ),
         (
             "manifest target",
@@ -445,6 +475,22 @@ fn external_secret_rules() {
         for (name, patch, want) in &cases {
             assert_case(&base, &format!("{v} {name}"), patch, *want);
         }
+    }
+}
+
+#[test]
+fn generator_entries_need_no_store() {
+    let only_generators = json!({"spec": {"secretStoreRef": null, "data": null, "dataFrom": [
+        {"sourceRef": {"generatorRef": {"kind": "Password", "name": "pw"}},
+         "rewrite": [{"regexp": {"source": "password", "target": "db-password"}}]},
+        {"sourceRef": {"generatorRef": {"apiVersion": "generators.external-secrets.io/v1alpha1",
+            "kind": "ClusterGenerator", "name": "shared"}}}
+    ]}});
+    for v in VERSIONS {
+        assert_eq!(
+            problems(&es_base(v), &only_generators),
+            Vec::<String>::new()
+        );
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::api::duration::DurationError;
+use crate::generators::GenerateError;
 use crate::reconcile::desired::DesiredError;
 use crate::template::TemplateError;
 use crate::vault::{FetchError, VaultError};
@@ -23,6 +24,17 @@ pub(super) enum SyncError {
     NamespaceNotAllowed(String),
     #[error("ClusterSecretStore {store} has invalid conditions: {reason}")]
     StoreConditions { store: String, reason: String },
+    /// A `generatorRef` that names nothing usable.
+    #[error("{at}: {message}")]
+    GeneratorRef { at: String, message: String },
+    /// A generator ran and failed; the Secret is left as it is.
+    #[error("generator {generator} ({at}) failed: {source}")]
+    Generator {
+        generator: String,
+        at: String,
+        #[source]
+        source: Box<GenerateError>,
+    },
     #[error("could not get provider client: {0}")]
     Provider(#[source] VaultError),
     #[error("could not get secret data from provider: {0}")]
@@ -73,6 +85,10 @@ impl SyncError {
         let vault = match self {
             SyncError::Provider(e) => e,
             SyncError::Fetch(e) => &e.source,
+            SyncError::Generator { source, .. } => match source.as_ref() {
+                GenerateError::Vault(e) => e,
+                GenerateError::Spec(_) => return None,
+            },
             _ => return None,
         };
         match vault {

@@ -8,39 +8,50 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 
 use super::error::SyncError;
+use super::generators::run_all;
 use super::report::publish;
 use crate::api::{DeletionPolicy, ExternalSecret};
+use crate::generators::Resolved;
 use crate::reconcile::Shared;
 use crate::reconcile::desired;
 use crate::reconcile::events::EventType;
 use crate::reconcile::refresh::{self, Reason};
 use crate::reconcile::status;
 use crate::template::{Rendered, TemplateSources};
-use crate::vault::{Fetched, StoreHandle, fetch_external_secret};
+use crate::vault::{Fetched, StoreHandle, fetch_with_generated};
 
 /// Reads what the ExternalSecret asks of Vault, sharing reads with concurrent syncs of the same
 /// paths as `reason` allows.
+/// The generators the ExternalSecret names run first (each sync mints anew, as in ESO); a
+/// failure of any leaves the Secret as it is.
 pub(super) async fn fetch(
     es: &ExternalSecret,
     sh: &Shared,
-    store: &StoreHandle,
+    store: Option<&StoreHandle>,
+    gens: &[(usize, Resolved)],
     ns: &str,
     reason: Reason,
     interval: Duration,
 ) -> Result<Fetched, SyncError> {
-    let client = sh
-        .vault
-        .client(store, ns)
-        .await
-        .map_err(SyncError::Provider)?;
+    let client = match store {
+        Some(store) => Some(
+            sh.vault
+                .client(store, ns)
+                .await
+                .map_err(SyncError::Provider)?,
+        ),
+        None => None,
+    };
+    let (generated, leases) = run_all(sh, ns, gens).await?;
     let deletion = desired::deletion_policy(es);
     let skip_missing = matches!(deletion, DeletionPolicy::Delete | DeletionPolicy::Merge);
-    let fetched = crate::vault::with_read_reuse(
+    let mut fetched = crate::vault::with_read_reuse(
         refresh::read_reuse(reason, interval),
-        fetch_external_secret(&client, &es.spec, skip_missing),
+        fetch_with_generated(client.as_deref(), &es.spec, skip_missing, &generated),
     )
     .await
     .map_err(SyncError::Fetch)?;
+    fetched.leases = leases;
     for key in &fetched.missing {
         publish(
             sh,

@@ -13,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 
-use super::memory::{Memory, key, update_memory};
+use super::memory::{Memory, key, memory, update_memory};
 use crate::api::generators::{ClusterGenerator, VaultDynamicSecret};
 use crate::api::{ExternalSecret, RefreshPolicy, duration};
 use crate::generators::lease::{
@@ -233,7 +233,6 @@ fn generator_of(recs: &[LeaseRecord], id: &str) -> String {
 
 /// Before the Secret is written: new leases are recorded as due for revocation now, so that a
 /// failed write or a crash leaves none unrecorded; [`after_sync`] makes them current.
-#[allow(dead_code)] // called from the sync once the generator fetch hands its leases over
 pub(super) async fn record_pending(
     es: &ExternalSecret,
     sh: &Shared,
@@ -255,19 +254,17 @@ pub(super) async fn record_pending(
 }
 
 /// After the Secret holds the new credentials: they are current, the leases they replace are
-/// superseded (revoked after the grace). Returns the record (also in memory) and when lease
-/// work is next due.
-#[allow(dead_code)] // called from the sync once the generator fetch hands its leases over
+/// superseded (revoked after the grace). Records it (in memory; the status write carries it)
+/// and returns when lease work is next due.
 pub(super) fn after_sync(
     es: &ExternalSecret,
     sh: &Shared,
-    mem: &Memory,
     minted: &[(GeneratorRefKey, Lease)],
     seed: &str,
-) -> (Option<Vec<LeaseRecord>>, Option<Timestamp>) {
-    let old = records(es, &memory_now(sh, es).unwrap_or_else(|| mem.clone()));
+) -> Option<Timestamp> {
+    let old = records(es, &memory(sh, es));
     if minted.is_empty() && old.is_empty() {
-        return (None, None);
+        return None;
     }
     let now = Timestamp::now();
     let interval = interval_of(es);
@@ -277,7 +274,15 @@ pub(super) fn after_sync(
         .collect();
     let recs = record_minted(&old, &named, now, grace(es, interval));
     update_memory(sh, es, |m| m.leases = Some(recs.clone()));
-    let next = next_refresh(es, mem, interval, seed).map(|n| n.max(now));
+    // This sync was the last refresh.
+    let next = (es.spec.refresh_policy.unwrap_or_default() == RefreshPolicy::Periodic)
+        .then(|| refresh::next_due(interval, Some(now), seed))
+        .flatten();
+    wake_of(&recs, now, next)
+}
+
+/// When the plan next wants lease work done for these records.
+fn wake_of(recs: &[LeaseRecord], now: Timestamp, next: Option<Timestamp>) -> Option<Timestamp> {
     let superseded: Vec<_> = recs.iter().filter_map(LeaseRecord::superseded).collect();
     let mut wake = lease::plan(&lease::Input {
         current: None,
@@ -298,16 +303,7 @@ pub(super) fn after_sync(
             (a, b) => a.or(b),
         };
     }
-    (Some(recs), wake)
-}
-
-#[allow(dead_code)] // called from the sync once the generator fetch hands its leases over
-fn memory_now(sh: &Shared, es: &ExternalSecret) -> Option<Memory> {
-    sh.es_memory
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key(es))
-        .cloned()
+    wake
 }
 
 /// On deletion: revokes every lease. Vault unreachable is an error (the finalizer stays and

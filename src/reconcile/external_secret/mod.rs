@@ -6,6 +6,7 @@ mod apply;
 mod cleanup;
 mod error;
 mod fetch;
+mod generators;
 mod leases;
 mod memory;
 mod report;
@@ -43,6 +44,8 @@ use super::status::{self, EsOutcome};
 use super::{Error, Shared};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
 
+use self::generators::users_of_generator;
+pub(crate) use self::generators::{GeneratorStores, GeneratorStreams, WatchStream};
 pub(crate) use self::memory::{Memories, forget};
 pub use self::store_ref::class_matches;
 pub(crate) use self::store_ref::{stable_identity, users_of_store};
@@ -70,7 +73,10 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
         StoreLookup::Found { version, .. } => version.clone(),
         _ => String::new(),
     };
-    let attempt_key = format!("{version}@{store_version}");
+    let attempt_key = format!(
+        "{version}@{store_version}@{}",
+        generators::cached_versions(&es, &sh)
+    );
     let mem = memory(&sh, &es);
     // Lease work runs even while syncs back off: a lease must not end unnoticed.
     let tended = leases::tend(&es, &sh, &mem, &sync::refresh_seed(&es.spec)).await;
@@ -140,7 +146,26 @@ pub(crate) fn error_policy(es: Arc<ExternalSecret>, err: &Error, sh: Arc<Shared>
     Action::requeue(delay)
 }
 
+/// Maps a generator's watch event to the ExternalSecrets naming it.
+fn gen_users<K: kube::Resource>(
+    es_reader: &Store<ExternalSecret>,
+    kind: &'static str,
+) -> impl Fn(K) -> Vec<ObjectRef<ExternalSecret>> + Send + Sync + 'static {
+    let reader = es_reader.clone();
+    move |g: K| {
+        let m = g.meta();
+        users_of_generator(
+            &reader,
+            kind,
+            m.namespace.as_deref(),
+            m.name.as_deref().unwrap_or_default(),
+        )
+    }
+}
+
 /// Runs the ExternalSecret controller until `stop` is cancelled (in-flight reconciles finish).
+// One stream per watched kind: bundling them would only move the list elsewhere.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     sh: Arc<Shared>,
     es_reader: Store<ExternalSecret>,
@@ -150,6 +175,7 @@ pub(crate) async fn run(
     + 'static,
     ss_stream: impl Stream<Item = Result<SecretStore, watcher::Error>> + Send + 'static,
     css_stream: impl Stream<Item = Result<ClusterSecretStore, watcher::Error>> + Send + 'static,
+    gen_streams: GeneratorStreams,
     stop: tokio_util::sync::CancellationToken,
 ) {
     use kube::runtime::Controller;
@@ -177,6 +203,17 @@ pub(crate) async fn run(
         .watches_stream(css_stream, move |s| {
             users_of_store(&for_css, StoreKind::ClusterSecretStore, None, &s.name_any())
         })
+        .watches_stream(gen_streams.passwords, gen_users(&es_reader, "Password"))
+        .watches_stream(gen_streams.uuids, gen_users(&es_reader, "UUID"))
+        .watches_stream(gen_streams.sshkeys, gen_users(&es_reader, "SSHKey"))
+        .watches_stream(
+            gen_streams.vault,
+            gen_users(&es_reader, "VaultDynamicSecret"),
+        )
+        .watches_stream(
+            gen_streams.cluster,
+            gen_users(&es_reader, "ClusterGenerator"),
+        )
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         // Boxed: a reconcile's future is about eleven kilobytes, and kube-runtime and tokio move
         // it five or six times between creating and finishing it (into the span, into the

@@ -27,6 +27,8 @@ pub(super) enum StoreLookup {
     },
     /// Another controller class handles it.
     NotOurs,
+    /// Every entry names a generator: no store is read, whatever `secretStoreRef` says.
+    NotNeeded,
     Missing(String),
 }
 
@@ -40,6 +42,9 @@ pub fn class_matches(store_class: Option<&str>, ours: &str) -> bool {
 
 pub(super) async fn lookup_store(es: &ExternalSecret, sh: &Shared) -> Result<StoreLookup, Error> {
     let ns = es.namespace().unwrap_or_default();
+    if !crate::generators::needs_store(&es.spec) {
+        return Ok(StoreLookup::NotNeeded);
+    }
     let r = es.spec.secret_store_ref.as_ref();
     let Some(name) = r.and_then(|r| r.name.as_deref()).filter(|n| !n.is_empty()) else {
         return Ok(StoreLookup::Missing(

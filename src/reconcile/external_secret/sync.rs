@@ -13,7 +13,8 @@ use kube::{Api, ResourceExt};
 use super::apply::{execute, remove_our_fields};
 use super::error::SyncError;
 use super::fetch::{fetch, render};
-use super::leases::{Tended, sooner};
+use super::generators::{resolve_all, versions as generator_versions};
+use super::leases::{self, Tended, sooner};
 use super::memory::{Memory, update_memory};
 use super::store_ref::{StoreLookup, check_namespace_allowed};
 use super::target_view::{CACHE_LAG_RECHECK, TargetView, is_valid_target, target_view};
@@ -45,7 +46,14 @@ pub(super) async fn sync(
     let ns = es.namespace().unwrap_or_default();
     let interval = refresh_interval(es)?;
     desired::check_supported(es)?;
+    let gens = resolve_all(es, sh).await?;
     let (handle, store_generation) = usable_store(sh, store, &ns).await?;
+    // A generator's change re-syncs as a store's does: both are what the sync read from.
+    let store_generation = &if gens.is_empty() {
+        store_generation
+    } else {
+        format!("{store_generation}|{}", generator_versions(&gens))
+    };
 
     let mut target = Target::observe(es, sh, mem).await?;
     let schedule = Schedule {
@@ -94,7 +102,9 @@ pub(super) async fn sync(
     }
     target.check_controller(es)?;
 
-    let fetched = fetch(es, sh, handle, &ns, reason, interval).await?;
+    let fetched = fetch(es, sh, handle, &gens, &ns, reason, interval).await?;
+    // Recorded before the Secret is written, so that a failure from here on leaks no lease.
+    leases::record_pending(es, sh, mem, &fetched.leases).await;
     let rendered = render(es, sh, &ns, &fetched.data).await?;
     let plan_for = |existing: Option<&Secret>| {
         desired::desired(&Inputs {
@@ -106,11 +116,12 @@ pub(super) async fn sync(
         .map_err(SyncError::from)
     };
     let outcome = apply(es, sh, &mut target, plan_for).await?;
+    let lease_wake = leases::after_sync(es, sh, &fetched.leases, &schedule.seed);
     drop(rendered);
     drop(fetched);
     Ok(Synced::Done {
         outcome,
-        next: next_after_sync(es, &schedule, lease.wake_at),
+        next: next_after_sync(es, &schedule, lease_wake),
         store_generation: Some(store_generation.clone()),
     })
 }
@@ -121,13 +132,14 @@ pub(super) fn refresh_interval(es: &ExternalSecret) -> Result<Duration, SyncErro
 }
 
 /// The store to read with, and its generation; refused if its status says it is not Ready, or
-/// if a ClusterSecretStore's conditions leave this namespace out.
+/// if a ClusterSecretStore's conditions leave this namespace out. None when no entry reads one.
 pub(super) async fn usable_store<'a>(
     sh: &Shared,
     store: &'a StoreLookup,
     ns: &str,
-) -> Result<(&'a StoreHandle, &'a String), SyncError> {
+) -> Result<(Option<&'a StoreHandle>, String), SyncError> {
     let (handle, generation, status) = match store {
+        StoreLookup::NotNeeded => return Ok((None, String::new())),
         StoreLookup::Found {
             handle,
             generation,
@@ -150,7 +162,7 @@ pub(super) async fn usable_store<'a>(
     if handle.kind == StoreKind::ClusterSecretStore {
         check_namespace_allowed(sh, &handle.spec, &handle.name, ns).await?;
     }
-    Ok((handle, generation))
+    Ok((Some(handle), generation.clone()))
 }
 
 /// The target Secret as this sync knows it.
