@@ -19,7 +19,7 @@ use crate::reconcile::{Error, Shared};
 
 pub(super) async fn ensure_finalizer(es: &ExternalSecret, sh: &Shared) -> Result<(), Error> {
     // Leases are revoked on deletion, whatever the deletionPolicy.
-    let want = desired::needs_finalizer(es) || !leases::records(es, &memory(sh, es)).is_empty();
+    let want = desired::needs_finalizer(es) || leases::may_hold_leases(es, &memory(sh, es));
     let finalizers = es.finalizers();
     let has = finalizers.iter().any(|f| f == desired::FINALIZER);
     if want == has {

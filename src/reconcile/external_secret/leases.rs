@@ -77,6 +77,15 @@ fn referenced(es: &ExternalSecret) -> Vec<String> {
         .collect()
 }
 
+/// Whether the ExternalSecret holds leases, or may get some at its next sync: the finalizer
+/// must be there before the first lease is minted, or a deletion could miss it.
+pub(super) fn may_hold_leases(es: &ExternalSecret, mem: &Memory) -> bool {
+    !records(es, mem).is_empty()
+        || referenced(es)
+            .iter()
+            .any(|g| g.starts_with("VaultDynamicSecret/") || g.starts_with("ClusterGenerator/"))
+}
+
 /// When the next full sync is due (`None`: only a change brings one).
 fn next_refresh(
     es: &ExternalSecret,
