@@ -21,6 +21,7 @@ const ROLE: &str = "db/creds/app/";
 const LEASES: &str = r#"
 path "db/creds/app" { capabilities = ["read"] }
 path "sys/leases/revoke" { capabilities = ["update"] }
+path "secret/data/*" { capabilities = ["read"] }
 "#;
 
 struct Env {
@@ -318,5 +319,62 @@ async fn the_record_survives_a_restart() {
         (!env.vault.live_leases(ROLE).contains(&lease)).then_some(())
     })
     .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_away_from_the_generator_revokes_its_lease() {
+    let env = env(3600, 0).await;
+    env.vault
+        .kv2_put("secret", "app", serde_json::json!({"username": "static"}))
+        .unwrap();
+    let running = start(&env);
+    env.external_secret("1h", Some("0s")).await;
+    env.wait_username(None).await;
+    let lease = env.wait_current_lease().await;
+    // The same ExternalSecret now reads a KV secret through a store instead.
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: vault, namespace: team-a}}
+spec:
+  provider:
+    vault:
+      server: "{}"
+      path: secret
+      version: v2
+      auth:
+        tokenSecretRef: {{name: vault-token, key: token}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: app
+  namespace: team-a
+  annotations: {{vaultgate.io/lease-revoke-grace: "0s"}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{kind: SecretStore, name: vault}}
+  target: {{name: app-db}}
+  dataFrom:
+  - extract: {{key: app}}
+"#,
+        env.vault.addr()
+    ))
+    .await;
+    eventually(
+        "the static credentials, the lease revoked and out of the status",
+        || async {
+            let user = env.username().await;
+            let leases = env.status_leases().await;
+            (user.as_deref() == Some("static")
+                && leases.is_empty()
+                && !env.vault.live_leases(ROLE).contains(&lease))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(env.vault.lease_counters().revoked, 1);
     running.stop().await;
 }
