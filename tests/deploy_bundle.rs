@@ -127,9 +127,11 @@ fn webhooks_service_and_deployment_match_what_run_serves() {
                     .map(|o| o.as_str().unwrap())
                     .collect();
                 assert_eq!(ops, BTreeSet::from(["CREATE", "UPDATE"]));
-                assert_eq!(
-                    rule["apiGroups"],
-                    serde_json::json!(["external-secrets.io"])
+                let group = rule["apiGroups"].as_array().unwrap();
+                assert!(
+                    group == &[serde_json::json!("external-secrets.io")]
+                        || group == &[serde_json::json!("generators.external-secrets.io")],
+                    "{group:?}"
                 );
                 for v in rule["apiVersions"].as_array().unwrap() {
                     for r in rule["resources"].as_array().unwrap() {

@@ -47,7 +47,7 @@ pub enum View {
     ExternalSecret(EsView),
     ClusterExternalSecret(CesView),
     Store(StoreView),
-    /// The push kinds: their defaults are the CRD schema's.
+    /// The push kinds and the generators: their defaults are the CRD schema's.
     NoDefaults,
 }
 
@@ -58,7 +58,13 @@ impl View {
             Kind::ExternalSecret => View::ExternalSecret(EsView::deserialize(d)?),
             Kind::ClusterExternalSecret => View::ClusterExternalSecret(CesView::deserialize(d)?),
             Kind::SecretStore | Kind::ClusterSecretStore => View::Store(StoreView::deserialize(d)?),
-            Kind::PushSecret | Kind::ClusterPushSecret => {
+            Kind::PushSecret
+            | Kind::ClusterPushSecret
+            | Kind::Password
+            | Kind::Uuid
+            | Kind::SshKey
+            | Kind::VaultDynamicSecret
+            | Kind::ClusterGenerator => {
                 serde::de::IgnoredAny::deserialize(d)?;
                 View::NoDefaults
             }

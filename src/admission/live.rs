@@ -24,6 +24,7 @@ use crate::vault::{StoreClient, StoreHandle, VaultClients, paths, values};
 
 mod ces;
 mod cluster_push;
+mod generators;
 mod push;
 
 /// How long a check result answers identical requests.

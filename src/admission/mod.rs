@@ -59,16 +59,26 @@ pub enum Kind {
     ClusterSecretStore,
     PushSecret,
     ClusterPushSecret,
+    Password,
+    Uuid,
+    SshKey,
+    VaultDynamicSecret,
+    ClusterGenerator,
 }
 
 impl Kind {
     /// The kind of a `group/version/kind`, when vaultgate serves it (the push kinds in
     /// `v1alpha1`, the others in `v1` and `v1beta1`).
     pub fn from_gvk(group: &str, version: &str, kind: &str) -> Option<Kind> {
+        let k = Kind::from_name(kind)?;
+        if k.is_generator() {
+            let served = group == crate::api::generators::GROUP
+                && version == crate::api::generators::VERSION;
+            return served.then_some(k);
+        }
         if group != crate::api::GROUP {
             return None;
         }
-        let k = Kind::from_name(kind)?;
         let served = match k {
             Kind::PushSecret | Kind::ClusterPushSecret => version == "v1alpha1",
             _ => crate::api::VERSIONS.contains(&version),
@@ -84,8 +94,25 @@ impl Kind {
             "ClusterSecretStore" => Some(Kind::ClusterSecretStore),
             "PushSecret" => Some(Kind::PushSecret),
             "ClusterPushSecret" => Some(Kind::ClusterPushSecret),
+            "Password" => Some(Kind::Password),
+            "UUID" => Some(Kind::Uuid),
+            "SSHKey" => Some(Kind::SshKey),
+            "VaultDynamicSecret" => Some(Kind::VaultDynamicSecret),
+            "ClusterGenerator" => Some(Kind::ClusterGenerator),
             _ => None,
         }
+    }
+
+    /// One of the `generators.external-secrets.io` kinds.
+    pub fn is_generator(self) -> bool {
+        matches!(
+            self,
+            Kind::Password
+                | Kind::Uuid
+                | Kind::SshKey
+                | Kind::VaultDynamicSecret
+                | Kind::ClusterGenerator
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +123,11 @@ impl Kind {
             Kind::ClusterSecretStore => "ClusterSecretStore",
             Kind::PushSecret => "PushSecret",
             Kind::ClusterPushSecret => "ClusterPushSecret",
+            Kind::Password => "Password",
+            Kind::Uuid => "UUID",
+            Kind::SshKey => "SSHKey",
+            Kind::VaultDynamicSecret => "VaultDynamicSecret",
+            Kind::ClusterGenerator => "ClusterGenerator",
         }
     }
 }

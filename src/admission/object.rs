@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use super::defaults::Slot;
 use super::live::Findings;
 use super::{Callers, Kind, rules};
+use crate::api::generators::{ClusterGenerator, Password, SSHKey, UUIDSpec, VaultDynamicSecret};
 use crate::api::{
     ClusterExternalSecret, ClusterExternalSecretSpec, ClusterPushSecret, ClusterPushSecretSpec,
     ClusterSecretStore, ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec, PushSecret,
@@ -103,6 +104,11 @@ pub(crate) enum Typed {
     PushSecret(Box<PushSecret>),
     ClusterPushSecret(Box<ClusterPushSecret>),
     ClusterExternalSecret(Box<ClusterExternalSecret>),
+    Password(Box<Password>),
+    Uuid,
+    SshKey(Box<SSHKey>),
+    VaultDynamicSecret(Box<VaultDynamicSecret>),
+    ClusterGenerator(Box<ClusterGenerator>),
 }
 
 /// An object as first read: the metadata the decision uses, and the spec's text.
@@ -144,7 +150,8 @@ impl Typed {
             namespace: match kind {
                 Kind::ClusterSecretStore
                 | Kind::ClusterPushSecret
-                | Kind::ClusterExternalSecret => m.namespace,
+                | Kind::ClusterExternalSecret
+                | Kind::ClusterGenerator => m.namespace,
                 _ => m.namespace.or_else(|| namespace.map(str::to_owned)),
             },
             uid: m.uid,
@@ -195,6 +202,26 @@ impl Typed {
                 metadata,
                 status: None,
             })),
+            Kind::Password => Typed::Password(Box::new(Password {
+                spec: serde_json::from_str(spec).map_err(bad)?,
+                metadata,
+            })),
+            Kind::Uuid => {
+                serde_json::from_str::<UUIDSpec>(spec).map_err(bad)?;
+                Typed::Uuid
+            }
+            Kind::SshKey => Typed::SshKey(Box::new(SSHKey {
+                spec: serde_json::from_str(spec).map_err(bad)?,
+                metadata,
+            })),
+            Kind::VaultDynamicSecret => Typed::VaultDynamicSecret(Box::new(VaultDynamicSecret {
+                spec: serde_json::from_str(spec).map_err(bad)?,
+                metadata,
+            })),
+            Kind::ClusterGenerator => Typed::ClusterGenerator(Box::new(ClusterGenerator {
+                spec: serde_json::from_str(spec).map_err(bad)?,
+                metadata,
+            })),
         })
     }
 
@@ -212,6 +239,11 @@ impl Typed {
             Typed::ClusterSecretStore(s, providers) => rules::cluster_secret_store(s, providers),
             Typed::PushSecret(ps) => rules::push_secret(ps),
             Typed::ClusterPushSecret(c) => rules::cluster_push_secret(c),
+            Typed::Password(pw) => rules::password(pw),
+            Typed::Uuid => Vec::new(),
+            Typed::SshKey(k) => rules::ssh_key(k),
+            Typed::VaultDynamicSecret(v) => rules::vault_dynamic_secret(v),
+            Typed::ClusterGenerator(cg) => rules::cluster_generator(cg),
         }
     }
 
@@ -221,7 +253,12 @@ impl Typed {
             Typed::ExternalSecret(_)
             | Typed::ClusterExternalSecret(_)
             | Typed::PushSecret(_)
-            | Typed::ClusterPushSecret(_) => Vec::new(),
+            | Typed::ClusterPushSecret(_)
+            | Typed::Password(_)
+            | Typed::Uuid
+            | Typed::SshKey(_)
+            | Typed::VaultDynamicSecret(_)
+            | Typed::ClusterGenerator(_) => Vec::new(),
             Typed::SecretStore(s, _) => rules::store_notes(&s.spec),
             Typed::ClusterSecretStore(s, _) => rules::store_notes(&s.spec.store),
         }
@@ -245,6 +282,12 @@ impl Typed {
             Typed::PushSecret(ps) => return checker.push_secret(ps, dry_run).await,
             Typed::ClusterPushSecret(c) => {
                 return Box::pin(checker.cluster_push_secret(c, dry_run)).await;
+            }
+            Typed::VaultDynamicSecret(v) => {
+                return Box::pin(checker.vault_dynamic_secret(v, callers, dry_run)).await;
+            }
+            Typed::Password(_) | Typed::Uuid | Typed::SshKey(_) | Typed::ClusterGenerator(_) => {
+                return Findings::default();
             }
         };
         match callers {

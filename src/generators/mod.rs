@@ -68,12 +68,11 @@ impl Source {
                 "{at}.generator: set exactly one generator spec ({given} set)"
             ));
         }
-        let wrong = |field: &str| {
-            format!(
-                "{at}.generator: kind is {:?} but {field} is not set",
-                spec.kind
-            )
-        };
+        let kind = serde_json::to_value(spec.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let wrong = |field: &str| format!("{at}.generator: kind is {kind} but {field} is not set");
         match spec.kind {
             ClusterGeneratorKind::Password => g
                 .password_spec

@@ -7,6 +7,7 @@
 
 mod cluster_external_secret;
 mod external_secret;
+mod generators;
 mod names;
 mod push_secret;
 mod regex;
@@ -17,6 +18,7 @@ mod tests;
 
 pub use cluster_external_secret::{ES_SPEC, cluster_external_secret, external_secret_of};
 pub use external_secret::external_secret;
+pub use generators::{cluster_generator, password, ssh_key, vault_dynamic_secret};
 pub use push_secret::{cluster_push_secret, push_secret};
 pub use regex::{MAX_REGEX_LEN, REGEX_BUDGET, RegexBudget, regex_compiles};
 pub use store::{check_server, cluster_secret_store, secret_store, store_notes};

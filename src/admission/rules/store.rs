@@ -79,20 +79,7 @@ fn store(spec: &SecretStoreSpec, scope: Scope<'_>, providers: &[String]) -> Vec<
         }
     }
     if let Some(rs) = &spec.retry_settings {
-        if let Some(ri) = &rs.retry_interval
-            && let Err(e) = crate::api::duration::parse(ri)
-        {
-            p.push(Problem::new(
-                "spec.retrySettings.retryInterval",
-                e.to_string(),
-            ));
-        }
-        if let Some(n) = rs.max_retries.filter(|n| *n < 0) {
-            p.push(Problem::new(
-                "spec.retrySettings.maxRetries",
-                format!("{n} is negative"),
-            ));
-        }
+        retry_settings(&mut p, rs, "spec.retrySettings");
     }
     let mut regexes = RegexBudget::default();
     for (i, c) in spec.conditions.iter().flatten().enumerate() {
@@ -422,4 +409,37 @@ pub fn check_server(server: &str) -> Result<(), String> {
         Some(a) if !a.host().is_empty() => Ok(()),
         _ => Err(bad()),
     }
+}
+
+/// `retrySettings` (a store's or a generator's) under `at`.
+pub fn retry_settings(p: &mut Vec<Problem>, rs: &crate::api::RetrySettings, at: &str) {
+    if let Some(ri) = &rs.retry_interval
+        && let Err(e) = crate::api::duration::parse(ri)
+    {
+        p.push(Problem::new(format!("{at}.retryInterval"), e.to_string()));
+    }
+    if let Some(n) = rs.max_retries.filter(|n| *n < 0) {
+        p.push(Problem::new(
+            format!("{at}.maxRetries"),
+            format!("{n} is negative"),
+        ));
+    }
+}
+
+/// The Vault provider block of a generator, under `at` (e.g. `spec.provider`). Its references
+/// are read in the namespace of the ExternalSecret using it: a VaultDynamicSecret's own
+/// (`namespace` Some); for a ClusterGenerator any, so an explicit namespace is not checked.
+pub fn generator_provider(v: &VaultProvider, namespace: Option<&str>, at: &str) -> Vec<Problem> {
+    let mut p = Vec::new();
+    let scope = match namespace {
+        Some(ns) => Scope::Namespaced(ns),
+        None => Scope::Cluster,
+    };
+    vault(&mut p, v, scope);
+    for problem in &mut p {
+        if let Some(rest) = problem.field.strip_prefix("spec.provider.vault") {
+            problem.field = format!("{at}{rest}");
+        }
+    }
+    p
 }
