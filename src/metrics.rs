@@ -197,6 +197,9 @@ pub struct Metrics {
     pub cluster_push_condition: GaugeVec,
     /// ESO: `clusterpushsecret_reconcile_duration{name}` (milliseconds).
     pub cluster_push_duration: GaugeVec,
+    /// Leases of generated Vault credentials by event: `issued`, `renewed`, `revoked`, `failed`
+    /// (a renew or revoke Vault refused or could not answer).
+    pub leases: IntCounterVec,
     /// Tasks alive in the process's tokio runtime, set when `/metrics` is scraped: a count that
     /// keeps rising under a steady load is a task leak.
     pub runtime_alive_tasks: IntGauge,
@@ -290,6 +293,14 @@ impl Metrics {
             "The duration time to reconcile the Cluster Push Secret (ms)",
             &["name"],
         );
+        let leases = IntCounterVec::new(
+            Opts::new(
+                "vaultgate_generator_leases_total",
+                "Leases of generated Vault credentials by event (issued, renewed, revoked, failed)",
+            ),
+            &["event"],
+        )
+        .expect("valid metric");
         let runtime_alive_tasks = IntGauge::new(
             "vaultgate_runtime_alive_tasks",
             "Tasks alive in the tokio runtime (sampled at scrape time)",
@@ -334,6 +345,7 @@ impl Metrics {
             Box::new(push_duration.clone()),
             Box::new(cluster_push_condition.clone()),
             Box::new(cluster_push_duration.clone()),
+            Box::new(leases.clone()),
             Box::new(runtime_alive_tasks.clone()),
             Box::new(refresh_lag.clone()),
         ] {
@@ -352,6 +364,7 @@ impl Metrics {
             push_duration,
             cluster_push_condition,
             cluster_push_duration,
+            leases,
             runtime_alive_tasks,
             refresh_lag,
             ces_condition,
@@ -454,6 +467,13 @@ impl Metrics {
         };
         self.es
             .update(name, namespace, |e| e.conditions[c] = Some(st as u8));
+    }
+
+    /// Counts `n` lease events (`issued`, `renewed`, `revoked`, `failed`).
+    pub fn lease_events(&self, event: &str, n: usize) {
+        if n > 0 {
+            self.leases.with_label_values(&[event]).inc_by(n as u64);
+        }
     }
 
     /// Forgets the series of a deleted ExternalSecret, so that cardinality follows the cluster.

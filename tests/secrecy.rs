@@ -73,6 +73,12 @@ async fn no_secret_reaches_logs_events_status_metrics_or_admission_messages() {
         "deploy/crds/external-secrets.io_externalsecrets.yaml",
         "deploy/crds/external-secrets.io_pushsecrets.yaml",
         "deploy/crds/external-secrets.io_secretstores.yaml",
+        // The ExternalSecret controller watches the generator kinds too.
+        "deploy/crds/generators.external-secrets.io_clustergenerators.yaml",
+        "deploy/crds/generators.external-secrets.io_passwords.yaml",
+        "deploy/crds/generators.external-secrets.io_sshkeys.yaml",
+        "deploy/crds/generators.external-secrets.io_uuids.yaml",
+        "deploy/crds/generators.external-secrets.io_vaultdynamicsecrets.yaml",
         "deploy/namespace.yaml",
         "deploy/webhooks.yaml",
     ] {

@@ -596,6 +596,11 @@ pub struct ExternalSecretStatus {
     /// The Secret this ExternalSecret writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<SecretBinding>,
+    /// vaultgate: the Vault leases of generated credentials (ids and times, never the
+    /// credentials), kept here so that renewals and revocations survive a restart. An empty
+    /// list (rather than none) once leases were held, so that a merge patch clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leases: Option<Vec<crate::generators::lease::LeaseRecord>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

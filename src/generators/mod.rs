@@ -2,6 +2,7 @@
 //! UUID, SSHKey and VaultDynamicSecret. Each kind's making is a file here; this module holds
 //! what they all return and runs the one a reference resolved to.
 
+pub mod lease;
 pub mod password;
 pub mod sshkey;
 pub mod uuid;

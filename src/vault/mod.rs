@@ -42,8 +42,8 @@ use std::time::Duration;
 use crate::api::{ClusterSecretStore, SecretStore, SecretStoreSpec, StoreKind};
 
 pub use client::{
-    Limits, MAX_READ_REUSE, READ_SHARE_WINDOW, ReadReuse, StoreClient, VaultClients,
-    with_read_reuse,
+    LeaseInfo, Limits, MAX_READ_REUSE, READ_SHARE_WINDOW, ReadReuse, RenewOutcome, Renewed,
+    StoreClient, VaultClients, with_read_reuse,
 };
 pub use fetch::{
     FetchError, Fetched, GeneratedEntries, fetch_external_secret, fetch_with_generated,

@@ -8,7 +8,8 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::apply::remove_our_fields;
-use super::memory::{forget, key};
+use super::leases;
+use super::memory::{forget, key, memory};
 use super::report::publish;
 use crate::api::ExternalSecret;
 use crate::reconcile::desired::{self, Cleanup};
@@ -17,7 +18,8 @@ use crate::reconcile::status;
 use crate::reconcile::{Error, Shared};
 
 pub(super) async fn ensure_finalizer(es: &ExternalSecret, sh: &Shared) -> Result<(), Error> {
-    let want = desired::needs_finalizer(es);
+    // Leases are revoked on deletion, whatever the deletionPolicy.
+    let want = desired::needs_finalizer(es) || leases::may_hold_leases(es, &memory(sh, es));
     let finalizers = es.finalizers();
     let has = finalizers.iter().any(|f| f == desired::FINALIZER);
     if want == has {
@@ -95,6 +97,11 @@ pub(super) async fn cleanup(es: &ExternalSecret, sh: &Shared) -> Result<Action, 
                 "Removed this ExternalSecret's keys from the Secret (deletionPolicy Merge)",
             );
         }
+    }
+    if let Err(e) = leases::revoke_all(es, sh, &memory(sh, es)).await {
+        // Vault unreachable: keep the finalizer and try again.
+        tracing::warn!(error = %e, "leases not revoked yet");
+        return Ok(Action::requeue(leases::RETRY));
     }
     let rest: Vec<String> = es
         .finalizers()

@@ -36,6 +36,8 @@ pub(crate) struct Memory {
     /// A first write found the target already there though the cache (managed Secrets only)
     /// did not show it: read it from then on rather than presume it absent.
     pub(super) exists_uncached: bool,
+    /// The lease record as last written, in case the cache has not seen the status write yet.
+    pub(super) leases: Option<Vec<crate::generators::lease::LeaseRecord>>,
 }
 
 /// Each ExternalSecret's [`Memory`], by namespace and name.

@@ -7,6 +7,7 @@ mod cleanup;
 mod error;
 mod fetch;
 mod generators;
+mod leases;
 mod memory;
 mod report;
 mod store_ref;
@@ -78,17 +79,22 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
         generators::cached_versions(&es, &sh)
     );
     let mem = memory(&sh, &es);
+    // Lease work runs even while syncs back off: a lease must not end unnoticed.
+    let tended = leases::tend(&es, &sh, &mem, &sync::refresh_seed(&es.spec)).await;
+    let mem = memory(&sh, &es);
     if let Some(at) = mem.retry_at
         && mem.failures > 0
         && mem.failed_with == attempt_key
         && at > Instant::now()
+        && !tended.mint_now
     {
         // Backing off after errors, and nothing changed that could fix them.
-        return Ok(Action::requeue(at - Instant::now()));
+        let wait = leases::sooner(Some(at - Instant::now()), tended.wake_at, Timestamp::now());
+        return Ok(Action::requeue(wait.unwrap_or_default()));
     }
 
     sh.metrics.es_sync_call(&name, &ns);
-    let result = sync(&es, &sh, &store, &version, &mem).await;
+    let result = sync(&es, &sh, &store, &version, &mem, &tended).await;
     let target = desired::target_name(&es);
     let now = Timestamp::now();
     let action = match result {

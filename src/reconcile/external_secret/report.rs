@@ -4,7 +4,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use kube::api::{Patch, PatchParams};
 
-use super::memory::key;
+use super::memory::{key, memory};
 use crate::api::ExternalSecret;
 use crate::reconcile::events::{Event, EventType};
 use crate::reconcile::status::{self, EsOutcome};
@@ -19,7 +19,11 @@ pub(super) async fn write_status(
     now: Timestamp,
 ) -> Result<(), Error> {
     let (ns, name) = key(es);
-    let new = status::external_secret_status(es.status.as_ref(), outcome, version, target, now);
+    let mut new = status::external_secret_status(es.status.as_ref(), outcome, version, target, now);
+    // The lease record as last written, which the cached object may not show yet.
+    if let Some(leases) = memory(sh, es).leases {
+        new.leases = Some(leases);
+    }
     let ready = status::ready_status(&new.conditions);
     sh.metrics.set_es_condition(
         &name,

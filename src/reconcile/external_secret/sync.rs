@@ -14,6 +14,7 @@ use super::apply::{execute, remove_our_fields};
 use super::error::SyncError;
 use super::fetch::{fetch, render};
 use super::generators::{resolve_all, versions as generator_versions};
+use super::leases::{self, Tended, sooner};
 use super::memory::{Memory, key, update_memory};
 use super::store_ref::{StoreLookup, check_namespace_allowed};
 use super::target_view::{CACHE_LAG_RECHECK, TargetView, is_valid_target, target_view};
@@ -40,6 +41,7 @@ pub(super) async fn sync(
     store: &StoreLookup,
     version: &str,
     mem: &Memory,
+    lease: &Tended,
 ) -> Result<Synced, SyncError> {
     let ns = es.namespace().unwrap_or_default();
     let interval = refresh_interval(es)?;
@@ -59,13 +61,22 @@ pub(super) async fn sync(
         seed: refresh_seed(&es.spec),
         now: Timestamp::now(),
     };
-    let decision = decide(es, mem, &target, version, store_generation, &schedule);
+    let decision = if lease.mint_now {
+        // A lease is ending before the next refresh: new credentials now.
+        Refresh::Now(refresh::Reason::Interval)
+    } else {
+        decide(es, mem, &target, version, store_generation, &schedule)
+    };
     tracing::debug!(externalsecret = %format!("{ns}/{}", es.name_any()), ?decision, "refresh decision");
     let reason = match decision {
-        Refresh::Never => return Ok(not_due(sh, es, target.view, None)),
+        Refresh::Never => {
+            let wait = sooner(None, lease.wake_at, schedule.now);
+            return Ok(not_due(sh, es, target.view, wait));
+        }
         Refresh::At(at) => {
             let wait = refresh::until(schedule.now, at);
-            return Ok(not_due(sh, es, target.view, Some(wait)));
+            let wait = sooner(Some(wait), lease.wake_at, schedule.now);
+            return Ok(not_due(sh, es, target.view, wait));
         }
         Refresh::Now(reason) => reason,
     };
@@ -92,6 +103,8 @@ pub(super) async fn sync(
     target.check_controller(es)?;
 
     let fetched = fetch(es, sh, handle, &gens, &ns, reason, interval).await?;
+    // Recorded before the Secret is written, so that a failure from here on leaks no lease.
+    leases::record_pending(es, sh, mem, &fetched.leases).await;
     let rendered = render(es, sh, &ns, &fetched.data).await?;
     let plan_for = |existing: Option<&Secret>| {
         desired::desired(&Inputs {
@@ -103,11 +116,12 @@ pub(super) async fn sync(
         .map_err(SyncError::from)
     };
     let outcome = apply(es, sh, &mut target, plan_for).await?;
+    let lease_wake = leases::after_sync(es, sh, &fetched.leases, &schedule.seed);
     drop(rendered);
     drop(fetched);
     Ok(Synced::Done {
         outcome,
-        next: next_after_sync(sh, es, &schedule),
+        next: next_after_sync(sh, es, &schedule, lease_wake),
         store_generation: Some(store_generation.clone()),
     })
 }
@@ -308,12 +322,23 @@ pub(super) fn not_due(
     Synced::NotDue(Action::requeue(wait))
 }
 
-pub(super) fn next_after_sync(sh: &Shared, es: &ExternalSecret, schedule: &Schedule) -> Action {
-    match refresh::next_due(schedule.interval, Some(schedule.now), &schedule.seed) {
+/// After a sync: the next refresh, or the lease work due before it, through the refresh queue.
+pub(super) fn next_after_sync(
+    sh: &Shared,
+    es: &ExternalSecret,
+    schedule: &Schedule,
+    lease_wake: Option<Timestamp>,
+) -> Action {
+    let now = Timestamp::now();
+    let due = match refresh::next_due(schedule.interval, Some(schedule.now), &schedule.seed) {
         Some(at) if es.spec.refresh_policy.unwrap_or_default() == RefreshPolicy::Periodic => {
-            refresh_later(sh, es, refresh::until(Timestamp::now(), at))
+            Some(refresh::until(now, at))
         }
-        _ => Action::await_change(),
+        _ => None,
+    };
+    match sooner(due, lease_wake, now) {
+        Some(wait) => refresh_later(sh, es, wait),
+        None => Action::await_change(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! A logged-in Vault client for one store identity: its connection, its login, and the one
 //! authenticated call every operation goes through. The operations live beside it: token life
-//! (`token.rs`), shared reads (`reads.rs`), KV (`kv.rs`) and store checks (`checks.rs`); the
+//! (`token.rs`), shared reads (`reads.rs`), KV (`kv.rs`), store checks (`checks.rs`) and leases
+//! (`lease.rs`); the
 //! clients of all store identities are cached in `cache.rs`.
 
 mod cache;
@@ -8,6 +9,7 @@ mod checks;
 mod evict;
 mod generate;
 mod kv;
+mod lease;
 mod push;
 mod reads;
 mod token;
@@ -29,6 +31,7 @@ use crate::metrics::Metrics;
 
 pub use cache::VaultClients;
 pub use evict::Limits;
+pub use lease::{LeaseInfo, RenewOutcome, Renewed};
 use reads::ReadSlot;
 pub use reads::{MAX_READ_REUSE, READ_SHARE_WINDOW, ReadReuse, with_read_reuse};
 use token::TokenState;

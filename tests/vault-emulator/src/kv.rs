@@ -217,6 +217,7 @@ pub(crate) fn exists(engine: &Engine, rest: &str) -> bool {
                 _ => true,
             }
         }
+        Engine::Database(s) => s.exists(rest),
         Engine::Builtin => true,
     }
 }
@@ -229,7 +230,7 @@ pub(crate) fn is_kv_read(engine: &Engine, rest: &str, op: Op) -> bool {
     match engine {
         Engine::Kv1(_) => true,
         Engine::Kv2(_) => matches!(split_v2(rest).0, "data" | "metadata"),
-        Engine::Builtin => false,
+        Engine::Database(_) | Engine::Builtin => false,
     }
 }
 
@@ -407,7 +408,7 @@ pub(crate) fn read(
                 _ => invalid_v2_path(op),
             }
         }
-        Engine::Builtin => Resp::no_route(path),
+        Engine::Database(_) | Engine::Builtin => Resp::no_route(path),
     }
 }
 
@@ -647,7 +648,7 @@ pub(crate) fn write(engine: &mut Engine, path: &str, rest: &str, op: Op, body: &
                 _ => invalid_v2_path(op),
             }
         }
-        Engine::Builtin => Resp::no_route(path),
+        Engine::Database(_) | Engine::Builtin => Resp::no_route(path),
     }
 }
 

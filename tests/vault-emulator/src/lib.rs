@@ -3,7 +3,8 @@
 //! [`VaultEmulator::start`] serves an in-memory Vault on an ephemeral
 //! 127.0.0.1 port (optionally over TLS with a throwaway CA). It speaks the
 //! parts of the HTTP API that secret-syncing clients use: `sys/` (health,
-//! mounts, auth, policies, namespaces), KV v1 and v2, the token store, and
+//! mounts, auth, policies, namespaces, leases), KV v1 and v2, the database
+//! secrets engine (dynamic credentials under leases), the token store, and
 //! the approle, userpass, ldap, kubernetes, jwt and cert auth methods, with
 //! ACL policies enforced as Vault does. Tests can also set state directly,
 //! inject faults (error statuses, or any raw answer: wrong content types,
@@ -23,6 +24,8 @@
 //! | `DELETE faults` | | drops every pending fault and raw answer |
 //! | `POST latency` | `{ms}` | delay before every API response |
 //! | `POST sealed` | `{sealed}` | seals or unseals |
+//! | `POST clock` | `{advance_s}` | moves the lease clock forward ([`VaultEmulator::advance_lease_clock`]) |
+//! | `GET leases` | | `{issued, renewed, revoked, expired, live: [lease ids]}` ([`VaultEmulator::lease_counters`]) |
 //! | `POST ldap/<mount>/users/<name>` | `{password, groups?}` | an entry in the LDAP directory |
 //!
 //! `path_prefix` matches the path after `/v1/` as a prefix in which `*`
@@ -61,7 +64,9 @@
 //! ```
 
 mod auth;
+mod database;
 mod kv;
+mod leases;
 mod policy;
 mod raw;
 mod server;
@@ -82,6 +87,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::leases::LeaseCounters;
 pub use crate::raw::{RawBody, RawResponse};
 use crate::server::{FaultAnswer, Metrics, Shared, lock};
 use crate::state::{Engine, State, TokenSpec};
@@ -528,6 +534,84 @@ impl VaultEmulator {
             .shared
             .ldap_set_user(mount, username, password, &groups)
             .map_err(|e| anyhow!(e))
+    }
+
+    // ---- dynamic secrets and leases ---------------------------------------
+
+    /// Mounts the database secrets engine at `mount` in the root namespace.
+    pub fn enable_database(&self, mount: &str) -> anyhow::Result<()> {
+        let body = serde_json::json!({ "type": "database" });
+        let mut st = self.inner.shared.write();
+        ok_or_err(sys::enable_mount(&mut st, "", mount, &body))
+    }
+
+    /// A dynamic role `role` on the database engine at `mount` (mounted if needed), served by
+    /// a connection named `db` that allows every role; TTLs as `default_ttl` and `max_ttl`
+    /// (zero: the system's 768h).
+    pub fn put_database_role(
+        &self,
+        mount: &str,
+        role: &str,
+        default_ttl: Duration,
+        max_ttl: Duration,
+    ) -> anyhow::Result<()> {
+        let key = mount_key(mount);
+        let mounted = self
+            .inner
+            .shared
+            .read()
+            .ns("")
+            .is_some_and(|n| n.mounts.contains_key(&key));
+        if !mounted {
+            self.enable_database(mount)?;
+        }
+        let mut st = self.inner.shared.write();
+        let ns = st.ns_mut("").expect("root namespace");
+        let Some(Engine::Database(db)) = ns.mounts.get_mut(&key).map(|m| &mut m.engine) else {
+            anyhow::bail!("no database engine at {mount:?}");
+        };
+        if !db.configs.contains_key("db") {
+            ok_or_err(db.handle(
+                "",
+                "config/db",
+                server::Op::Write,
+                &serde_json::json!({
+                    "plugin_name": "postgresql-database-plugin",
+                    "connection_url": "postgresql://{{username}}:{{password}}@db:5432/app",
+                    "allowed_roles": "*",
+                }),
+            ))?;
+        }
+        ok_or_err(db.handle(
+            "",
+            &format!("roles/{role}"),
+            server::Op::Write,
+            &serde_json::json!({
+                "db_name": "db",
+                "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"],
+                "default_ttl": default_ttl.as_secs(),
+                "max_ttl": max_ttl.as_secs(),
+            }),
+        ))
+    }
+
+    /// Moves the lease clock forward: leases age (and expire) as if `by` had passed. Tokens
+    /// keep the wall clock.
+    pub fn advance_lease_clock(&self, by: Duration) {
+        self.inner.shared.write().leases.advance(by);
+    }
+
+    /// Leases issued, renewed, revoked and expired since the start.
+    pub fn lease_counters(&self) -> LeaseCounters {
+        let mut st = self.inner.shared.write();
+        st.leases.sweep();
+        st.leases.counters
+    }
+
+    /// Ids of the live leases whose id starts with `prefix`, e.g. `database/creds/app/` for one
+    /// role's (in every namespace).
+    pub fn live_leases(&self, prefix: &str) -> Vec<String> {
+        self.inner.shared.write().leases.live(prefix)
     }
 
     // ---- faults ---------------------------------------------------------

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::database::DbStore;
 use crate::policy;
 use crate::raw::{RawResponse, RespBody, full, path_matches};
 use crate::state::{Engine, State};
@@ -640,6 +641,28 @@ fn emulator_api(shared: &Shared, method: &Method, rest: &str, body: &Value) -> R
             shared.sealed.store(sealed, Ordering::Relaxed);
             Resp::no_content()
         }
+        ("POST", "clock") => {
+            let Some(s) = num("advance_s") else {
+                return Resp::bad_request("advance_s is required");
+            };
+            shared.write().leases.advance(Duration::from_secs(s));
+            Resp::no_content()
+        }
+        ("GET", "leases") => {
+            let mut st = shared.write();
+            let live = st.leases.live("");
+            let c = st.leases.counters;
+            Resp::new(
+                200,
+                Some(json!({
+                    "issued": c.issued,
+                    "renewed": c.renewed,
+                    "revoked": c.revoked,
+                    "expired": c.expired,
+                    "live": live,
+                })),
+            )
+        }
         ("POST", r) if r.starts_with("ldap/") => {
             // ldap/<mount>/users/<name> {"password": .., "groups": [..]}
             let Some((mount, user)) = r["ldap/".len()..].rsplit_once("/users/") else {
@@ -721,7 +744,9 @@ async fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> (Resp, bool, bool) {
     };
 
     // Everything below runs under one lock acquisition per request.
-    let needs_write = matches!(ctx.op, Op::Write | Op::Delete | Op::Patch);
+    // A dynamic engine's reads issue leases: they change state too.
+    let needs_write =
+        matches!(ctx.op, Op::Write | Op::Delete | Op::Patch) || on_dynamic_engine(shared, ctx);
     let exhausted = |st: &State| st.tokens.get(token_id).is_some_and(|t| t.exhausted());
     if needs_write {
         let mut st = shared.write();
@@ -748,6 +773,16 @@ async fn dispatch(shared: &Arc<Shared>, ctx: &Ctx) -> (Resp, bool, bool) {
 }
 
 struct ReadOnly<'a>(&'a State);
+
+fn on_dynamic_engine(shared: &Shared, ctx: &Ctx) -> bool {
+    if ctx.path.starts_with("sys/") || ctx.path.starts_with("auth/") {
+        return false;
+    }
+    let st = shared.read();
+    st.ns(&ctx.ns)
+        .and_then(|ns| ns.mount_for(&ctx.path).map(|(m, _)| &ns.mounts[&m].engine))
+        .is_some_and(|e| matches!(e, Engine::Database(_)))
+}
 
 /// Vault (1.14+) names the type of the mount that served a request in
 /// every response envelope.
@@ -904,9 +939,27 @@ fn authorized(st: &mut State, shared: &Arc<Shared>, ctx: &Ctx, token_id: &str) -
     let ns = st.ns_mut(&ctx.ns).expect("checked");
     match ns.mount_for(path).map(|(m, r)| (m, r.to_string())) {
         Some((m, rest)) => {
+            let ns_id = ns.id.clone();
             let mount = ns.mounts.get_mut(&m).expect("found");
             if matches!(mount.engine, Engine::Builtin) {
                 return (builtin(&m, ctx), false);
+            }
+            if let Engine::Database(db) = &mut mount.engine {
+                if !DbStore::is_creds(&rest, ctx.op) {
+                    return (db.handle(path, &rest, ctx.op, &ctx.body), false);
+                }
+                let role = rest.trim_start_matches("creds/");
+                let minted = match db.mint(role, &token.display_name) {
+                    Ok(m) => m,
+                    Err(r) => return (r, false),
+                };
+                let issuer = format!("{m}creds/{role}");
+                let (id, ttl) =
+                    st.leases
+                        .issue(&ctx.ns, &ns_id, &issuer, minted.default_ttl, minted.max_ttl);
+                let mut body = crate::util::envelope(Some(minted.data), None, ttl, true);
+                body["lease_id"] = Value::String(id);
+                return (Resp::new(200, Some(body)), false);
             }
             (
                 kv::write(&mut mount.engine, path, &rest, ctx.op, &ctx.body),

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::auth::AuthBackend;
+use crate::database::DbStore;
 use crate::kv::{Kv1Store, Kv2Store};
+use crate::leases::Leases;
 use crate::policy::{DEFAULT_POLICY, Policy};
 use crate::util::{random_string, uuid};
 
@@ -19,6 +21,7 @@ pub(crate) const DEFAULT_TTL: u64 = 2_764_800;
 pub(crate) enum Engine {
     Kv1(Kv1Store),
     Kv2(Kv2Store),
+    Database(DbStore),
     /// Built-in mounts (sys, cubbyhole, identity) that are listed but not
     /// served as secrets.
     Builtin,
@@ -49,7 +52,7 @@ impl Mount {
         match &self.engine {
             Engine::Kv1(_) => json!({ "version": "1" }),
             Engine::Kv2(_) => json!({ "version": "2" }),
-            Engine::Builtin => Value::Null,
+            Engine::Database(_) | Engine::Builtin => Value::Null,
         }
     }
 
@@ -347,6 +350,7 @@ pub(crate) struct State {
     pub namespaces: HashMap<String, Namespace>,
     pub tokens: HashMap<String, Token>,
     pub accessors: HashMap<String, String>,
+    pub leases: Leases,
 }
 
 impl State {
@@ -355,6 +359,7 @@ impl State {
             namespaces: HashMap::new(),
             tokens: HashMap::new(),
             accessors: HashMap::new(),
+            leases: Leases::default(),
         };
         s.namespaces
             .insert(String::new(), Namespace::new(with_secret_mount));

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{Map, Value, json};
 
 use crate::auth::AuthBackend;
+use crate::database::DbStore;
 use crate::kv::{Kv1Store, Kv2Store};
 use crate::policy::{self, Policy};
 use crate::server::{Ctx, Op, Shared};
@@ -261,6 +262,7 @@ fn known_sys(path: &str) -> bool {
         "sys/policies/acl",
         "sys/namespaces",
         "sys/capabilities-self",
+        "sys/leases",
     ]
     .iter()
     .any(|p| path == *p || path.starts_with(&format!("{p}/")))
@@ -317,6 +319,8 @@ pub(crate) fn write(st: &mut State, _shared: &Arc<Shared>, ctx: &Ctx, token: &To
                     return Resp::bad_request(format!("cannot unmount \"{key}\""));
                 }
                 ns.mounts.remove(&key);
+                // Unmounting revokes every lease the engine issued.
+                st.leases.revoke_prefix(&ctx.ns, &key);
                 Resp::no_content()
             }
             _ => Resp::unsupported_op(),
@@ -418,6 +422,9 @@ pub(crate) fn write(st: &mut State, _shared: &Arc<Shared>, ctx: &Ctx, token: &To
             _ => Resp::unsupported_op(),
         };
     }
+    if crate::leases::is_lease_path(path) {
+        return crate::leases::write(&mut st.leases, ctx);
+    }
     if path == "sys/capabilities-self" && ctx.op == Op::Write {
         let mut paths = crate::util::string_list(ctx.body.get("paths")).unwrap_or_default();
         if let Some(p) = opt_str(&ctx.body, "path") {
@@ -502,9 +509,10 @@ pub(crate) fn enable_mount(st: &mut State, ns: &str, mount: &str, body: &Value) 
         .and_then(|o| opt_str(o, "version"))
         .unwrap_or_default();
     let description = opt_str(body, "description").unwrap_or_default();
-    let engine = match (kind.as_str(), version.as_str()) {
-        ("kv" | "generic", "" | "1") => Engine::Kv1(Kv1Store::default()),
-        ("kv" | "generic", "2") | ("kv-v2", "" | "2") => Engine::Kv2(Kv2Store::default()),
+    let (engine, kind) = match (kind.as_str(), version.as_str()) {
+        ("kv" | "generic", "" | "1") => (Engine::Kv1(Kv1Store::default()), "kv"),
+        ("kv" | "generic", "2") | ("kv-v2", "" | "2") => (Engine::Kv2(Kv2Store::default()), "kv"),
+        ("database", _) => (Engine::Database(DbStore::default()), "database"),
         ("kv" | "kv-v2" | "generic", v) => {
             return Resp::bad_request(format!("invalid KV version \"{v}\""));
         }
@@ -525,7 +533,7 @@ pub(crate) fn enable_mount(st: &mut State, ns: &str, mount: &str, body: &Value) 
     {
         return Resp::bad_request(format!("path is already in use at {key}"));
     }
-    let mut m = Mount::new("kv", "kv", &description, engine);
+    let mut m = Mount::new(kind, kind, &description, engine);
     m.uuid = uuid();
     n.mounts.insert(key, m);
     Resp::no_content()
