@@ -34,6 +34,33 @@ mod bench_fresh;
 const STORES: usize = 10;
 const NAMESPACES: usize = 100;
 const PATHS: usize = 1000;
+
+/// How a sync benchmark's ExternalSecrets spread: up to 10,000 over 10 stores, 100 namespaces
+/// and 1,000 paths; from 100,000 on, over 100 stores, 1,000 namespaces and 10,000 paths.
+#[derive(Clone, Copy)]
+struct Shape {
+    stores: usize,
+    namespaces: usize,
+    paths: usize,
+}
+
+impl Shape {
+    fn of(n: usize) -> Shape {
+        if n >= 100_000 {
+            Shape {
+                stores: 100,
+                namespaces: 1000,
+                paths: 10_000,
+            }
+        } else {
+            Shape {
+                stores: STORES,
+                namespaces: NAMESPACES,
+                paths: PATHS,
+            }
+        }
+    }
+}
 /// Alternating baseline / validate / mutate runs at saturation.
 const SATURATION_ROUNDS: usize = 15;
 /// Alternating baseline / validate runs at a fixed rate.
@@ -96,6 +123,24 @@ async fn all() -> anyhow::Result<()> {
     for n in sizes {
         eprintln!("== sync of {n} ExternalSecrets, {rounds} rounds");
         sync_benchmark(&bin, &work, n, rounds, &mut results).await?;
+    }
+    // From 10k to 100k: memory per added ExternalSecret, and time and CPU per ExternalSecret at
+    // 100k over 10k (1.0: linear growth).
+    if let (Some(r10), Some(r100)) = (results.get("rss_mib_10k"), results.get("rss_mib_100k")) {
+        let slope = (r100 - r10) * 1024.0 / 90_000.0;
+        results.insert("rss_kib_per_es".into(), slope);
+        for (key, of) in [
+            ("sync_time_growth_100k_vs_10k", "sync_{}_seconds"),
+            (
+                "controller_cpu_growth_100k_vs_10k",
+                "controller_cpu_seconds_{}",
+            ),
+        ] {
+            let at = |tag: &str| results.get(&of.replace("{}", tag)).copied();
+            if let (Some(a), Some(b)) = (at("10k"), at("100k")) {
+                results.insert(key.into(), b / a / 10.0);
+            }
+        }
     }
     // `BENCH_PUSH=0`: without the PushSecret figure.
     if std::env::var("BENCH_PUSH").as_deref() != Ok("0") {
@@ -565,6 +610,7 @@ async fn create_external_secrets(
     client: &kube::Client,
     n: usize,
     prefix: &str,
+    shape: Shape,
 ) -> anyhow::Result<Duration> {
     let start = Instant::now();
     futures::stream::iter(0..n)
@@ -574,15 +620,15 @@ async fn create_external_secrets(
                 let es: ExternalSecret = serde_json::from_value(json!({
                     "apiVersion": "external-secrets.io/v1",
                     "kind": "ExternalSecret",
-                    "metadata": {"name": format!("{prefix}-{i}"), "namespace": format!("ns-{}", i % NAMESPACES)},
+                    "metadata": {"name": format!("{prefix}-{i}"), "namespace": format!("ns-{}", i % shape.namespaces)},
                     "spec": {
                         "refreshInterval": "1h",
-                        "secretStoreRef": {"kind": "ClusterSecretStore", "name": format!("store-{}", i % STORES)},
+                        "secretStoreRef": {"kind": "ClusterSecretStore", "name": format!("store-{}", i % shape.stores)},
                         "target": {"name": format!("{prefix}-{i}")},
-                        "data": [{"secretKey": "value", "remoteRef": {"key": format!("bench/p{}", i % PATHS), "property": "value"}}]
+                        "data": [{"secretKey": "value", "remoteRef": {"key": format!("bench/p{}", i % shape.paths), "property": "value"}}]
                     }
                 }))?;
-                Api::<ExternalSecret>::namespaced(client, &format!("ns-{}", i % NAMESPACES))
+                Api::<ExternalSecret>::namespaced(client, &format!("ns-{}", i % shape.namespaces))
                     .create(&PostParams::default(), &es)
                     .await?;
                 anyhow::Ok(())
@@ -986,19 +1032,21 @@ async fn sync_benchmark(
 async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::Result<SyncRound> {
     let env = Emulators::start(work, &format!("sync{n}-{round}")).await?;
     let client = env.kube.client().await;
-    // Vault: PATHS secrets, one read-only token per store.
+    let shape = Shape::of(n);
+    // Vault: a secret per path, one read-only token per store.
     env.vault.put_policy(
         "bench",
         "path \"secret/data/bench/*\" { capabilities = [\"read\"] }",
     )?;
-    for p in 0..PATHS {
+    for p in 0..shape.paths {
         env.vault.kv2_put(
             "secret",
             &format!("bench/p{p}"),
             json!({"value": format!("value-{p}")}),
         )?;
     }
-    let docs = approle_load_manifests(&env.vault, "bench", "bench", STORES, NAMESPACES).await?;
+    let docs = approle_load_manifests(&env.vault, "bench", "bench", shape.stores, shape.namespaces)
+        .await?;
     vaultgate_sandbox::apply_all(&client, &docs).await?;
 
     env.vault.reset_counters();
@@ -1011,18 +1059,21 @@ async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::
     let me = std::process::id();
     let cpu_before = (cpu_seconds(vg.pid())?, cpu_seconds(me)?);
     let start = Instant::now();
-    create_external_secrets(&client, n, "es").await?;
+    create_external_secrets(&client, n, "es", shape).await?;
     let created = start.elapsed().as_secs_f64();
     // Done when every target Secret exists with its value, as the API server holds them: read
     // in its own memory every 10 ms, since a list of 10,000 Secrets through the API (and the
     // wait between lists) would add its own time and load to the figure.
     let deadline = Instant::now() + Duration::from_secs(600);
     let sync = loop {
-        let managed = env.kube.object_count("secrets").saturating_sub(STORES);
+        let managed = env
+            .kube
+            .object_count("secrets")
+            .saturating_sub(shape.stores);
         if managed >= n {
             let stored = env.kube.objects("secrets");
             let at = start.elapsed();
-            if all_correct(stored.iter().map(|s| s.as_ref()), n) {
+            if all_correct(stored.iter().map(|s| s.as_ref()), n, shape) {
                 break at.as_secs_f64();
             }
         }
@@ -1046,7 +1097,7 @@ async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::
         .iter()
         .map(serde_json::to_value)
         .collect::<Result<_, _>>()?;
-    if !all_correct(listed.iter(), n) {
+    if !all_correct(listed.iter(), n, shape) {
         bail!("the API server's list of Secrets does not hold every ExternalSecret's value");
     }
     let rss_mib = peak_rss_mib(vg.pid())?;
@@ -1081,7 +1132,7 @@ async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::
         .map(|i| {
             let client = client.clone();
             async move {
-                let ns = format!("ns-{}", i % NAMESPACES);
+                let ns = format!("ns-{}", i % shape.namespaces);
                 let secret = json!({
                     "apiVersion": "v1", "kind": "Secret",
                     "metadata": {"name": format!("floor-{i}"), "namespace": ns},
@@ -1112,7 +1163,7 @@ async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::
     let floor_cpu = cpu_seconds(me)? - floor_cpu_before;
     // The same creates again with no controller running: how long creating the objects takes
     // by itself, which bounds the sync time from below.
-    let alone = create_external_secrets(&client, n, "alone")
+    let alone = create_external_secrets(&client, n, "alone", shape)
         .await?
         .as_secs_f64();
     env.shutdown().await;
@@ -1132,8 +1183,8 @@ async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::
     })
 }
 
-/// Every `es-i` Secret (of the managed ones) holds `value-(i % PATHS)`.
-fn all_correct<'a>(secrets: impl Iterator<Item = &'a Value>, n: usize) -> bool {
+/// Every `es-i` Secret (of the managed ones) holds `value-(i % paths)`.
+fn all_correct<'a>(secrets: impl Iterator<Item = &'a Value>, n: usize, shape: Shape) -> bool {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut ok = 0;
@@ -1146,7 +1197,7 @@ fn all_correct<'a>(secrets: impl Iterator<Item = &'a Value>, n: usize) -> bool {
         else {
             continue;
         };
-        let want = format!("value-{}", i % PATHS);
+        let want = format!("value-{}", i % shape.paths);
         let value = s["data"]["value"].as_str().and_then(|v| b64.decode(v).ok());
         if managed && value.is_some_and(|v| v == want.as_bytes()) {
             ok += 1;
