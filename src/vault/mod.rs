@@ -46,7 +46,7 @@ pub use client::{
     StoreClient, VaultClients, with_read_reuse,
 };
 pub use fetch::{
-    FetchError, Fetched, GeneratedEntries, fetch_external_secret, fetch_with_generated,
+    EntryClients, FetchError, Fetched, GeneratedEntries, fetch_external_secret, fetch_with_generated,
     find_refusal,
 };
 
