@@ -229,7 +229,10 @@ async fn entries_read_their_own_stores_and_follow_their_changes() {
     let both = [("k", "from-secret"), ("x", "one"), ("y", "two")];
     env.wait_data("team-b", "mixed", &both).await;
     env.wait_data("team-b", "own-only", &both).await;
-    assert_eq!(env.wait_ready("team-b", "own-only", "True").await, "secret synced");
+    assert_eq!(
+        env.wait_ready("team-b", "own-only", "True").await,
+        "secret synced"
+    );
 
     // Each token reads only its own mount: the entries could only have been read through
     // their own stores' logins. Moving the ClusterSecretStore to another mount re-syncs
@@ -253,13 +256,16 @@ async fn a_cluster_store_that_refuses_the_namespace_fails_the_entry() {
     env.vault
         .kv2_put("secret", "p", json!({"k": "from-secret"}))
         .unwrap();
-    env.vault.kv2_put("other", "q", json!({"x": "one"})).unwrap();
+    env.vault
+        .kv2_put("other", "q", json!({"x": "one"}))
+        .unwrap();
     let reader = env.vault.create_token(&["reader"], None);
     let other = env.vault.create_token(&["other"], None);
     // team-a is not labelled `vault: allowed`.
     env.apply(&stores(&env.vault.addr(), "team-a", &reader, &other))
         .await;
-    env.apply(&mixed_es("team-a", "refused", Some("vault"))).await;
+    env.apply(&mixed_es("team-a", "refused", Some("vault")))
+        .await;
     let msg = env.wait_ready("team-a", "refused", "False").await;
     assert!(
         msg.contains(

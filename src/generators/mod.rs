@@ -242,7 +242,8 @@ mod tests {
     fn a_store_is_needed_unless_every_entry_has_its_own_source() {
         let generator = json!({"sourceRef": {"generatorRef": {"kind": "Password", "name": "pw"}}});
         let extract = json!({"extract": {"key": "app"}});
-        let own_store = json!({"extract": {"key": "app"}, "sourceRef": {"storeRef": {"name": "b"}}});
+        let own_store =
+            json!({"extract": {"key": "app"}, "sourceRef": {"storeRef": {"name": "b"}}});
         let own_data = json!({"secretKey": "a", "remoteRef": {"key": "k"},
                               "sourceRef": {"storeRef": {"name": "b"}}});
         for (spec, needs) in [

@@ -42,7 +42,13 @@ impl LiveChecker {
         {
             let (kind, name) = (r.kind.unwrap_or_default(), r.name.as_deref());
             let one = self
-                .store_and_refs(es, dry_run, kind, name.unwrap_or_default(), Entries::Default)
+                .store_and_refs(
+                    es,
+                    dry_run,
+                    kind,
+                    name.unwrap_or_default(),
+                    Entries::Default,
+                )
                 .await;
             merge(&mut f, one);
         }
@@ -97,8 +103,10 @@ impl LiveChecker {
                 return f;
             }
             Ok(Some(Err(e))) => {
-                f.problems
-                    .push(format!("{at}: reading {} from the API server: {e}", shown()));
+                f.problems.push(format!(
+                    "{at}: reading {} from the API server: {e}",
+                    shown()
+                ));
                 return f;
             }
             Ok(Some(Ok(e))) => e,

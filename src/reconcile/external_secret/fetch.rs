@@ -10,6 +10,7 @@ use kube::Api;
 use super::error::SyncError;
 use super::generators::run_all;
 use super::report::publish;
+use crate::api::entry_stores::Entry;
 use crate::api::{DeletionPolicy, ExternalSecret};
 use crate::generators::Resolved;
 use crate::reconcile::Shared;
@@ -19,7 +20,6 @@ use crate::reconcile::refresh::{self, Reason};
 use crate::reconcile::status;
 use crate::template::{Rendered, TemplateSources};
 use crate::vault::ReadReuse;
-use crate::api::entry_stores::Entry;
 use crate::vault::{EntryClients, Fetched, StoreHandle, fetch_with_generated};
 
 /// Reads what the ExternalSecret asks of Vault, sharing reads with concurrent syncs of the same

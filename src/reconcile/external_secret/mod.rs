@@ -4,13 +4,13 @@
 
 mod apply;
 mod cleanup;
+mod entry_stores;
 mod error;
 mod fetch;
 mod generators;
 mod leases;
 mod memory;
 mod report;
-mod entry_stores;
 mod store_ref;
 mod sync;
 mod target_index;
@@ -30,11 +30,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
 use self::cleanup::{cleanup, ensure_finalizer};
+use self::entry_stores::lookup_entry_stores;
 use self::memory::{
     back_off, count_failure, forget_key, key, memory, record_success, renew_if_recreated,
 };
 use self::report::{publish, write_status};
-use self::entry_stores::lookup_entry_stores;
 use self::store_ref::{StoreLookup, lookup_store};
 use self::sync::{Stores, Synced, sync};
 use self::target_index::to_wake;

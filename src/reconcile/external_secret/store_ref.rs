@@ -8,8 +8,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
 use super::error::SyncError;
-use crate::api::selector;
 use crate::api::entry_stores::entry_store_refs;
+use crate::api::selector;
 use crate::api::{
     ClusterSecretStore, ExternalSecret, ExternalSecretSpec, SecretStore, SecretStoreRef,
     SecretStoreSpec, SecretStoreStatus, StoreKind,
@@ -147,9 +147,7 @@ pub(crate) fn users_of_store(
 ) -> Vec<ObjectRef<ExternalSecret>> {
     es.state()
         .iter()
-        .filter(|e| {
-            kind == StoreKind::ClusterSecretStore || e.namespace().as_deref() == namespace
-        })
+        .filter(|e| kind == StoreKind::ClusterSecretStore || e.namespace().as_deref() == namespace)
         .filter(|e| uses_store(&e.spec, kind, name))
         .map(|e| ObjectRef::from_obj(e.as_ref()))
         .collect()
@@ -157,7 +155,8 @@ pub(crate) fn users_of_store(
 
 /// Whether a spec reads (or would read) the store of this kind and name.
 pub(crate) fn uses_store(spec: &ExternalSecretSpec, kind: StoreKind, name: &str) -> bool {
-    let same = |r: &SecretStoreRef| r.kind.unwrap_or_default() == kind && r.name.as_deref() == Some(name);
+    let same =
+        |r: &SecretStoreRef| r.kind.unwrap_or_default() == kind && r.name.as_deref() == Some(name);
     spec.secret_store_ref.as_ref().is_some_and(same)
         || entry_store_refs(spec).into_iter().any(|(_, r)| same(r))
 }

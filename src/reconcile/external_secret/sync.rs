@@ -11,15 +11,15 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::apply::{execute, remove_our_fields};
+use super::entry_stores::usable_entry_stores;
 use super::error::SyncError;
 use super::fetch::{fetch, render};
 use super::generators::{resolve_all, versions as generator_versions};
 use super::leases::{self, Tended, sooner};
 use super::memory::{Memory, key, update_memory};
-use super::entry_stores::usable_entry_stores;
 use super::store_ref::{StoreLookup, check_namespace_allowed};
-use crate::api::entry_stores::Entry;
 use super::target_view::{CACHE_LAG_RECHECK, TargetView, is_valid_target, target_view};
+use crate::api::entry_stores::Entry;
 use crate::api::{CreationPolicy, ExternalSecret, RefreshPolicy, StoreKind, duration};
 use crate::reconcile::Shared;
 use crate::reconcile::desired::{self, Inputs};
