@@ -24,6 +24,7 @@ use crate::vault::{StoreClient, StoreHandle, VaultClients, paths, values};
 
 mod ces;
 mod cluster_push;
+mod es;
 mod generators;
 mod push;
 
@@ -120,128 +121,6 @@ impl LiveChecker {
                 findings: findings.clone(),
             },
         );
-    }
-
-    /// An ExternalSecret: the generators it names exist; its store (when an entry reads one)
-    /// exists and admits its namespace; each remote reference exists in Vault and may be read
-    /// (or listed, for `find`) by the store's identity.
-    pub async fn external_secret(&self, es: &ExternalSecret, dry_run: bool) -> Findings {
-        let deadline = Instant::now() + self.budget;
-        let generators = self.generators_named(es, deadline).await;
-        let mut f = if crate::generators::needs_store(&es.spec) {
-            self.external_secret_store(es, dry_run).await
-        } else {
-            Findings::default()
-        };
-        f.problems.extend(generators);
-        f
-    }
-
-    async fn external_secret_store(&self, es: &ExternalSecret, dry_run: bool) -> Findings {
-        let now = Instant::now();
-        let deadline = now + self.budget;
-        let mut f = Findings::default();
-        let ns = es.metadata.namespace.as_deref().unwrap_or_default();
-        let Some(store_ref) = es.spec.secret_store_ref.as_ref() else {
-            return f;
-        };
-        let kind = store_ref.kind.unwrap_or_default();
-        let name = store_ref.name.as_deref().unwrap_or_default();
-        // Only formatted for a message: a cache hit needs none.
-        let shown = || match kind {
-            StoreKind::SecretStore => format!("SecretStore {ns}/{name}"),
-            StoreKind::ClusterSecretStore => format!("ClusterSecretStore {name}"),
-        };
-        // The API read is a boxed future, only built on a cache miss: a future holding it
-        // inline would be kilobytes, copied on every admission however warm the cache.
-        let entry = match self.cached_store(kind, ns, name, now) {
-            Some(e) => Ok(Some(Ok(e))),
-            None => tokio::time::timeout_at(deadline.into(), self.store_read(kind, ns, name)).await,
-        };
-        let entry = match entry {
-            Err(_) | Ok(None) => {
-                f.problems.push(format!(
-                    "{} could not be read from the API server within {:?}; the ExternalSecret was not checked against it",
-                    shown(),
-                    self.budget
-                ));
-                return f;
-            }
-            Ok(Some(Err(e))) => {
-                f.problems
-                    .push(format!("reading {} from the API server: {e}", shown()));
-                return f;
-            }
-            Ok(Some(Ok(e))) => e,
-        };
-        let Some(store) = entry.store else {
-            f.problems.push(format!(
-                "spec.secretStoreRef: {} does not exist (yet)",
-                shown()
-            ));
-            return f;
-        };
-        if let Some(why) = &entry.not_ready {
-            // Its login failed when the store reconciler tried it: checking the references
-            // would only fail again, at Vault's expense.
-            f.problems.push(format!(
-                "spec.secretStoreRef: {} is not ready: {why}",
-                shown()
-            ));
-            return f;
-        }
-        match entry.allowed {
-            Some(Ok(false)) => {
-                f.refusals
-                    .push(crate::api::selector::denied_message(name, ns));
-                return f;
-            }
-            Some(Err(e)) => {
-                f.problems.push(format!(
-                    "spec.secretStoreRef: the conditions of {} cannot be evaluated: {e}",
-                    shown()
-                ));
-                return f;
-            }
-            _ => {}
-        }
-
-        let key = {
-            let mut h = key_hasher();
-            "es".hash(&mut h);
-            (store.kind.as_str(), &store.namespace, &store.name).hash(&mut h);
-            (&store.uid, &store.resource_version, ns).hash(&mut h);
-            hash_refs(es, &mut h);
-            h.finish()
-        };
-        if let Some(cached) = self.cached(key, now) {
-            return cached;
-        }
-        if dry_run {
-            f.notes.push(format!(
-                "dry run: the remote references were not checked in Vault (that would log in to Vault for {})",
-                shown()
-            ));
-            return f;
-        }
-        // Boxed for the same reason as the store read: only a cache miss pays for it.
-        let checked =
-            tokio::time::timeout_at(deadline.into(), Box::pin(self.vault_refs(&store, ns, es)))
-                .await;
-        match checked {
-            Err(_) => f.problems.push(format!(
-                "Vault did not answer within {:?} for {}: the remote references were not checked",
-                self.budget,
-                shown()
-            )),
-            Ok((problems, cacheable)) => {
-                f.problems = problems;
-                if cacheable {
-                    self.remember(key, &f);
-                }
-            }
-        }
-        f
     }
 
     /// A store: its auth references resolve, the login works, the token is usable
@@ -374,58 +253,6 @@ impl LiveChecker {
         .shared();
         reads.insert(key, (began, read.clone()));
         read
-    }
-
-    /// Checks every remote reference concurrently; returns the problems and whether the
-    /// result may be cached (no transient failure among them).
-    async fn vault_refs(
-        &self,
-        store: &StoreHandle,
-        ns: &str,
-        es: &ExternalSecret,
-    ) -> (Vec<String>, bool) {
-        let client = match self.vault.client(store, ns).await {
-            Ok(c) => c,
-            Err(e) => {
-                return (vec![format!("{}: {e}", store.display())], !e.is_transient());
-            }
-        };
-        let mut reads: Vec<(String, &ExternalSecretDataRemoteRef, bool)> = Vec::new();
-        let mut finds: Vec<(String, String)> = Vec::new();
-        let mut refused: Vec<String> = Vec::new();
-        for (i, d) in es.spec.data.iter().flatten().enumerate() {
-            reads.push((format!("spec.data[{i}].remoteRef"), &d.remote_ref, false));
-        }
-        for (i, d) in es.spec.data_from.iter().flatten().enumerate() {
-            if let Some(e) = &d.extract {
-                reads.push((format!("spec.dataFrom[{i}].extract"), e, true));
-            }
-            if let Some(fd) = &d.find {
-                if let Some(why) = crate::vault::find_refusal(client.kv_version(), fd) {
-                    refused.push(format!("spec.dataFrom[{i}].find.tags: {why}"));
-                }
-                finds.push((
-                    format!("spec.dataFrom[{i}].find.path"),
-                    fd.path.clone().unwrap_or_default(),
-                ));
-            }
-        }
-        let read_checks = reads
-            .iter()
-            .map(|(at, r, extract)| check_read(&client, at, r, *extract));
-        let find_checks = finds.iter().map(|(at, path)| check_list(&client, at, path));
-        let (a, b) = futures::future::join(
-            futures::future::join_all(read_checks),
-            futures::future::join_all(find_checks),
-        )
-        .await;
-        let mut problems = refused;
-        let mut cacheable = true;
-        for r in a.into_iter().chain(b).flatten() {
-            cacheable &= !r.1;
-            problems.push(r.0);
-        }
-        (problems, cacheable)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cluster_external_secret;
 pub mod cluster_push_secret;
 pub mod conditions;
 pub mod duration;
+pub mod entry_stores;
 pub mod external_secret;
 pub mod generators;
 pub mod push_secret;

@@ -207,15 +207,18 @@ pub fn generator_refs(
 }
 
 /// Whether an ExternalSecret reads its `secretStoreRef`: not when every entry is a
-/// generator's (ESO's generator examples name no store).
+/// generator's or names its own store (ESO's generator examples name no store).
 pub fn needs_store(spec: &crate::api::ExternalSecretSpec) -> bool {
-    spec.data.as_ref().is_some_and(|d| !d.is_empty())
-        || spec.data_from.iter().flatten().any(|df| {
-            df.source_ref
-                .as_ref()
-                .is_none_or(|s| s.generator_ref.is_none())
-        })
-        || spec.data_from.as_ref().is_none_or(|d| d.is_empty())
+    use crate::api::entry_stores::{data_from_has_own_source, data_has_own_store};
+    let no_entries = spec.data.as_ref().is_none_or(|d| d.is_empty())
+        && spec.data_from.as_ref().is_none_or(|d| d.is_empty());
+    no_entries
+        || spec.data.iter().flatten().any(|d| !data_has_own_store(d))
+        || spec
+            .data_from
+            .iter()
+            .flatten()
+            .any(|df| !data_from_has_own_source(df))
 }
 
 /// The name a generator reference's kind has in manifests (`Password`, `SSHKey`, …).
@@ -236,9 +239,13 @@ mod tests {
     }
 
     #[test]
-    fn a_store_is_needed_unless_every_entry_is_a_generator() {
+    fn a_store_is_needed_unless_every_entry_has_its_own_source() {
         let generator = json!({"sourceRef": {"generatorRef": {"kind": "Password", "name": "pw"}}});
         let extract = json!({"extract": {"key": "app"}});
+        let own_store =
+            json!({"extract": {"key": "app"}, "sourceRef": {"storeRef": {"name": "b"}}});
+        let own_data = json!({"secretKey": "a", "remoteRef": {"key": "k"},
+                              "sourceRef": {"storeRef": {"name": "b"}}});
         for (spec, needs) in [
             (json!({"dataFrom": [generator]}), false),
             (json!({"dataFrom": [generator, generator]}), false),
@@ -249,6 +256,13 @@ mod tests {
             ),
             (json!({"dataFrom": []}), true),
             (json!({}), true),
+            (json!({"dataFrom": [generator, own_store.clone()]}), false),
+            (json!({"data": [own_data.clone()]}), false),
+            (
+                json!({"data": [own_data, {"secretKey": "b", "remoteRef": {"key": "k"}}]}),
+                true,
+            ),
+            (json!({"dataFrom": [own_store, extract]}), true),
         ] {
             assert_eq!(needs_store(&es_spec(spec.clone())), needs, "{spec}");
         }

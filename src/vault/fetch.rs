@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::client::StoreClient;
 use super::values;
 use super::{VaultError, paths};
+use crate::api::entry_stores::Entry;
 use crate::api::{
     DecodingStrategy, ExternalSecretDataRemoteRef, ExternalSecretFind, ExternalSecretSpec,
     MetadataPolicy, NullBytePolicy, VaultKvVersion,
@@ -58,17 +59,39 @@ pub async fn fetch_external_secret(
     spec: &ExternalSecretSpec,
     skip_missing: bool,
 ) -> Result<Fetched, FetchError> {
-    fetch_with_generated(Some(client), spec, skip_missing, &BTreeMap::new()).await
+    let clients = EntryClients {
+        default: Some(client),
+        ..EntryClients::default()
+    };
+    fetch_with_generated(&clients, spec, skip_missing, &BTreeMap::new()).await
+}
+
+/// The client each entry reads with: its own store's (`sourceRef.storeRef`), else the
+/// ExternalSecret's `secretStoreRef`'s; `default` is `None` when no entry reads that one.
+#[derive(Default)]
+pub struct EntryClients<'a> {
+    pub default: Option<&'a StoreClient>,
+    pub own: BTreeMap<Entry, &'a StoreClient>,
+}
+
+impl<'a> EntryClients<'a> {
+    fn for_entry(&self, entry: Entry, has_own: bool) -> Option<&'a StoreClient> {
+        if has_own {
+            self.own.get(&entry).copied()
+        } else {
+            self.default
+        }
+    }
 }
 
 /// What a generator made for `spec.dataFrom[i]`, by `i`.
 pub type GeneratedEntries = BTreeMap<usize, BTreeMap<String, Vec<u8>>>;
 
 /// [`fetch_external_secret`] with the output of the `dataFrom` entries that name a generator
-/// (made beforehand), merged in their place in the order; `client` may be `None` when no
-/// entry reads a store.
+/// (made beforehand), merged in their place in the order; each entry reads through its own
+/// client in `clients`.
 pub async fn fetch_with_generated(
-    client: Option<&StoreClient>,
+    clients: &EntryClients<'_>,
     spec: &ExternalSecretSpec,
     skip_missing: bool,
     generated: &GeneratedEntries,
@@ -86,20 +109,17 @@ pub async fn fetch_with_generated(
     for (i, df) in spec.data_from.iter().flatten().enumerate() {
         let field = format!("spec.dataFrom[{i}]");
         let fail = |context: String| move |source: VaultError| FetchError { context, source };
-        if let Some(sr) = &df.source_ref {
-            if sr.generator_ref.is_none() || sr.store_ref.is_some() {
-                return Err(FetchError {
-                    context: field,
-                    source: VaultError::Unsupported {
-                        what: "dataFrom[].sourceRef.storeRef (a store per entry)".into(),
-                    },
-                });
+        let own_store = match &df.source_ref {
+            // As ESO: an entry with a generator runs it, whatever else its sourceRef says.
+            Some(sr) if sr.generator_ref.is_some() => {
+                let map = generated.get(&i).cloned().unwrap_or_default();
+                generated_entry(&mut out, &field, df, map)?;
+                continue;
             }
-            let map = generated.get(&i).cloned().unwrap_or_default();
-            generated_entry(&mut out, &field, df, map)?;
-            continue;
-        }
-        let Some(client) = client else {
+            Some(sr) => sr.store_ref.is_some(),
+            None => false,
+        };
+        let Some(client) = clients.for_entry(Entry::DataFrom(i), own_store) else {
             return Err(no_store(field));
         };
         let (map, conversion, decoding, null_policy, context) = match (&df.extract, &df.find) {
@@ -184,12 +204,8 @@ pub async fn fetch_with_generated(
             context: context.clone(),
             source,
         };
-        if d.source_ref.is_some() {
-            return Err(fail(VaultError::Unsupported {
-                what: "data[].sourceRef (a store per entry)".into(),
-            }));
-        }
-        let Some(client) = client else {
+        let own_store = crate::api::entry_stores::data_has_own_store(d);
+        let Some(client) = clients.for_entry(Entry::Data(i), own_store) else {
             return Err(no_store(context));
         };
         let Some(value) = read_or_missing(client, r, skip_missing)

@@ -46,8 +46,8 @@ pub use client::{
     StoreClient, VaultClients, with_read_reuse,
 };
 pub use fetch::{
-    FetchError, Fetched, GeneratedEntries, fetch_external_secret, fetch_with_generated,
-    find_refusal,
+    EntryClients, FetchError, Fetched, GeneratedEntries, fetch_external_secret,
+    fetch_with_generated, find_refusal,
 };
 
 /// A store as the Vault client sees it: identity (for the token cache) and spec.

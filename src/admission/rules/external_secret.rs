@@ -259,8 +259,8 @@ fn remote_ref(
     }
 }
 
-/// `dataFrom[].sourceRef`: a generator of a kind vaultgate serves, in its API version; a
-/// store per entry is not supported.
+/// `dataFrom[].sourceRef`: a generator of a kind vaultgate serves, in its API version, or a
+/// store of the entry's own.
 fn source_ref(p: &mut Vec<Problem>, at: &str, s: &StoreSourceRef) {
     if let Some(g) = &s.generator_ref {
         let kind = crate::generators::kind_name(g.kind);
@@ -313,12 +313,16 @@ fn data_source_ref(p: &mut Vec<Problem>, at: &str, s: &StoreSourceRef) {
     store_source_ref(p, at, s);
 }
 
+/// An entry's own store (read through its own client, as ESO's client manager does): it
+/// must name one; whether it exists and admits the namespace is a live check.
 fn store_source_ref(p: &mut Vec<Problem>, at: &str, s: &StoreSourceRef) {
-    if let Some(r) = &s.store_ref {
+    if let Some(r) = &s.store_ref
+        && r.name.as_deref().is_none_or(str::is_empty)
+    {
         p.push(Problem::new(
-            format!("{at}.storeRef"),
+            format!("{at}.storeRef.name"),
             format!(
-                "{NOT_SUPPORTED} (store {}): use spec.secretStoreRef",
+                "a store name is required (got {})",
                 quoted(r.name.as_deref().unwrap_or(""))
             ),
         ));

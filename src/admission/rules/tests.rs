@@ -416,10 +416,39 @@ fn external_secret_rules() {
             "data storeRef",
             json!({"spec": {"data": [{"secretKey": "a", "remoteRef": {"key": "x"},
                 "sourceRef": {"storeRef": {"name": "other"}}}]}}),
+            None,
+        ),
+        (
+            "dataFrom storeRef of a ClusterSecretStore",
+            json!({"spec": {"dataFrom": [{"extract": {"key": "x"},
+                "sourceRef": {"storeRef": {"name": "shared", "kind": "ClusterSecretStore"}}}]}}),
+            None,
+        ),
+        (
+            "storeRef without a name",
+            json!({"spec": {"dataFrom": [{"extract": {"key": "x"},
+                "sourceRef": {"storeRef": {"kind": "ClusterSecretStore"}}}]}}),
             Some((
-                "spec.data[0].sourceRef.storeRef",
-                "not supported by vaultgate (store \"other\")",
+                "spec.dataFrom[0].sourceRef.storeRef.name",
+                "a store name is required",
             )),
+        ),
+        (
+            "storeRef beside generatorRef",
+            json!({"spec": {"dataFrom": [{"sourceRef": {
+                "generatorRef": {"kind": "Password", "name": "pw"},
+                "storeRef": {"name": "other"}}}]}}),
+            Some((
+                "spec.dataFrom[0].sourceRef",
+                "set one of generatorRef and storeRef, not both",
+            )),
+        ),
+        (
+            "entries on their own stores beside one on the default still need it",
+            json!({"spec": {"secretStoreRef": null, "data": [
+                {"secretKey": "a", "remoteRef": {"key": "x"}, "sourceRef": {"storeRef": {"name": "other"}}},
+                {"secretKey": "b", "remoteRef": {"key": "y"}}]}}),
+            Some(("spec.secretStoreRef.name", "a store name is required")),
         ),
         (
             "generator kind not served",
@@ -519,6 +548,19 @@ fn generator_entries_need_no_store() {
             problems(&es_base(v), &only_generators),
             Vec::<String>::new()
         );
+    }
+}
+
+#[test]
+fn entries_on_their_own_stores_need_no_default_store() {
+    let own = json!({"spec": {"secretStoreRef": null, "data": [
+        {"secretKey": "a", "remoteRef": {"key": "x"}, "sourceRef": {"storeRef": {"name": "one"}}}],
+        "dataFrom": [
+        {"extract": {"key": "y"}, "sourceRef": {"storeRef": {"name": "two", "kind": "ClusterSecretStore"}}},
+        {"sourceRef": {"generatorRef": {"kind": "UUID", "name": "u"}}}
+    ]}});
+    for v in VERSIONS {
+        assert_eq!(problems(&es_base(v), &own), Vec::<String>::new());
     }
 }
 

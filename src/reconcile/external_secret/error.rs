@@ -68,6 +68,13 @@ pub(super) enum SyncError {
         #[source]
         source: kube::Error,
     },
+    /// What went wrong with an entry's own store (`sourceRef.storeRef`).
+    #[error("{at}: {source}")]
+    Entry {
+        at: String,
+        #[source]
+        source: Box<SyncError>,
+    },
     #[error("internal error building a patch: {0}")]
     Patch(#[source] serde_json::Error),
 }
@@ -85,6 +92,7 @@ impl SyncError {
         let vault = match self {
             SyncError::Provider(e) => e,
             SyncError::Fetch(e) => &e.source,
+            SyncError::Entry { source, .. } => return source.retry_after(),
             SyncError::Generator { source, .. } => match source.as_ref() {
                 GenerateError::Vault(e) => e,
                 GenerateError::Spec(_) => return None,

@@ -10,6 +10,7 @@ use kube::Api;
 use super::error::SyncError;
 use super::generators::run_all;
 use super::report::publish;
+use crate::api::entry_stores::Entry;
 use crate::api::{DeletionPolicy, ExternalSecret};
 use crate::generators::Resolved;
 use crate::reconcile::Shared;
@@ -19,16 +20,18 @@ use crate::reconcile::refresh::{self, Reason};
 use crate::reconcile::status;
 use crate::template::{Rendered, TemplateSources};
 use crate::vault::ReadReuse;
-use crate::vault::{Fetched, StoreHandle, fetch_with_generated};
+use crate::vault::{EntryClients, Fetched, StoreHandle, fetch_with_generated};
 
 /// Reads what the ExternalSecret asks of Vault, sharing reads with concurrent syncs of the same
 /// paths as `reason` allows.
 /// The generators the ExternalSecret names run first (each sync mints anew, as in ESO); a
 /// failure of any leaves the Secret as it is.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn fetch(
     es: &ExternalSecret,
     sh: &Shared,
     store: Option<&StoreHandle>,
+    own: &[(Entry, &StoreHandle)],
     gens: &[(usize, Resolved)],
     ns: &str,
     reason: Reason,
@@ -43,6 +46,24 @@ pub(super) async fn fetch(
         ),
         None => None,
     };
+    // One client per entry; the client cache keeps one login per store identity, so entries
+    // on the same store share it.
+    let mut own_clients = Vec::with_capacity(own.len());
+    for (entry, handle) in own {
+        let c = sh
+            .vault
+            .client(handle, ns)
+            .await
+            .map_err(|e| SyncError::Entry {
+                at: entry.store_field(),
+                source: Box::new(SyncError::Provider(e)),
+            })?;
+        own_clients.push((*entry, c));
+    }
+    let clients = EntryClients {
+        default: client.as_deref(),
+        own: own_clients.iter().map(|(e, c)| (*e, c.as_ref())).collect(),
+    };
     let (generated, leases) = run_all(sh, ns, gens).await?;
     let deletion = desired::deletion_policy(es);
     let skip_missing = matches!(deletion, DeletionPolicy::Delete | DeletionPolicy::Merge);
@@ -52,7 +73,7 @@ pub(super) async fn fetch(
     };
     let mut fetched = crate::vault::with_read_reuse(
         reuse,
-        fetch_with_generated(client.as_deref(), &es.spec, skip_missing, &generated),
+        fetch_with_generated(&clients, &es.spec, skip_missing, &generated),
     )
     .await
     .map_err(SyncError::Fetch)?;

@@ -4,6 +4,7 @@
 
 mod apply;
 mod cleanup;
+mod entry_stores;
 mod error;
 mod fetch;
 mod generators;
@@ -29,12 +30,13 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
 use self::cleanup::{cleanup, ensure_finalizer};
+use self::entry_stores::lookup_entry_stores;
 use self::memory::{
     back_off, count_failure, forget_key, key, memory, record_success, renew_if_recreated,
 };
 use self::report::{publish, write_status};
 use self::store_ref::{StoreLookup, lookup_store};
-use self::sync::{Synced, sync};
+use self::sync::{Stores, Synced, sync};
 use self::target_index::to_wake;
 use super::desired;
 use super::events::EventType;
@@ -61,7 +63,8 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
         return cleanup(&es, &sh).await;
     }
     let store = lookup_store(&es, &sh).await?;
-    if matches!(store, StoreLookup::NotOurs) {
+    let entry_stores = lookup_entry_stores(&es, &sh).await?;
+    if matches!(store, StoreLookup::NotOurs) || entry_stores::any_not_ours(&entry_stores) {
         return Ok(Action::await_change());
     }
     ensure_finalizer(&es, &sh).await?;
@@ -75,7 +78,8 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
         _ => String::new(),
     };
     let attempt_key = format!(
-        "{version}@{store_version}@{}",
+        "{version}@{store_version}@{}@{}",
+        entry_stores::versions(&entry_stores),
         generators::cached_versions(&es, &sh)
     );
     let mem = memory(&sh, &es);
@@ -94,7 +98,11 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
     }
 
     sh.metrics.es_sync_call(&name, &ns);
-    let result = sync(&es, &sh, &store, &version, &mem, &tended).await;
+    let stores = Stores {
+        default: &store,
+        entries: &entry_stores,
+    };
+    let result = sync(&es, &sh, &stores, &version, &mem, &tended).await;
     let target = desired::target_name(&es);
     let now = Timestamp::now();
     let action = match result {

@@ -8,9 +8,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
 use super::error::SyncError;
+use crate::api::entry_stores::entry_store_refs;
 use crate::api::selector;
 use crate::api::{
-    ClusterSecretStore, ExternalSecret, SecretStore, SecretStoreSpec, SecretStoreStatus, StoreKind,
+    ClusterSecretStore, ExternalSecret, ExternalSecretSpec, SecretStore, SecretStoreRef,
+    SecretStoreSpec, SecretStoreStatus, StoreKind,
 };
 use crate::reconcile::{Error, Shared};
 use crate::vault::StoreHandle;
@@ -52,6 +54,16 @@ pub(super) async fn lookup_store(es: &ExternalSecret, sh: &Shared) -> Result<Sto
         ));
     };
     let kind = r.and_then(|r| r.kind).unwrap_or_default();
+    lookup_ref(sh, &ns, kind, name).await
+}
+
+/// The store of this kind and name, as seen from namespace `ns`.
+pub(super) async fn lookup_ref(
+    sh: &Shared,
+    ns: &str,
+    kind: StoreKind,
+    name: &str,
+) -> Result<StoreLookup, Error> {
     // What a sync needs of the store's metadata: which spec (generation) and which object
     // (resourceVersion) it was, not a copy of the whole of it on every reconcile.
     let versions = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
@@ -77,7 +89,7 @@ pub(super) async fn lookup_store(es: &ExternalSecret, sh: &Shared) -> Result<Sto
     let mut found = match kind {
         StoreKind::SecretStore => sh
             .secret_stores
-            .get(&ObjectRef::new(name).within(&ns))
+            .get(&ObjectRef::new(name).within(ns))
             .map(|s| from_ss(&s)),
         StoreKind::ClusterSecretStore => sh
             .cluster_stores
@@ -88,7 +100,7 @@ pub(super) async fn lookup_store(es: &ExternalSecret, sh: &Shared) -> Result<Sto
         // The store's watch may lag behind the ExternalSecret's: ask the API server before
         // reporting the store missing.
         found = match kind {
-            StoreKind::SecretStore => Api::<SecretStore>::namespaced(sh.kube.clone(), &ns)
+            StoreKind::SecretStore => Api::<SecretStore>::namespaced(sh.kube.clone(), ns)
                 .get_opt(name)
                 .await?
                 .map(|s| from_ss(&s)),
@@ -125,7 +137,8 @@ pub(crate) fn stable_identity(
     h.resource_version = format!("generation-{}", meta.generation.unwrap_or(0));
 }
 
-/// The ExternalSecrets that point at a store.
+/// The ExternalSecrets that point at a store, through `secretStoreRef` or an entry's own
+/// `sourceRef.storeRef`.
 pub(crate) fn users_of_store(
     es: &Store<ExternalSecret>,
     kind: StoreKind,
@@ -134,14 +147,18 @@ pub(crate) fn users_of_store(
 ) -> Vec<ObjectRef<ExternalSecret>> {
     es.state()
         .iter()
-        .filter(|e| {
-            let r = e.spec.secret_store_ref.clone().unwrap_or_default();
-            r.kind.unwrap_or_default() == kind
-                && r.name.as_deref() == Some(name)
-                && (kind == StoreKind::ClusterSecretStore || e.namespace().as_deref() == namespace)
-        })
+        .filter(|e| kind == StoreKind::ClusterSecretStore || e.namespace().as_deref() == namespace)
+        .filter(|e| uses_store(&e.spec, kind, name))
         .map(|e| ObjectRef::from_obj(e.as_ref()))
         .collect()
+}
+
+/// Whether a spec reads (or would read) the store of this kind and name.
+pub(crate) fn uses_store(spec: &ExternalSecretSpec, kind: StoreKind, name: &str) -> bool {
+    let same =
+        |r: &SecretStoreRef| r.kind.unwrap_or_default() == kind && r.name.as_deref() == Some(name);
+    spec.secret_store_ref.as_ref().is_some_and(same)
+        || entry_store_refs(spec).into_iter().any(|(_, r)| same(r))
 }
 
 pub(super) async fn check_namespace_allowed(

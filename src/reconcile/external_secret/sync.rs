@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::apply::{execute, remove_our_fields};
+use super::entry_stores::usable_entry_stores;
 use super::error::SyncError;
 use super::fetch::{fetch, render};
 use super::generators::{resolve_all, versions as generator_versions};
@@ -18,6 +19,7 @@ use super::leases::{self, Tended, sooner};
 use super::memory::{Memory, key, update_memory};
 use super::store_ref::{StoreLookup, check_namespace_allowed};
 use super::target_view::{CACHE_LAG_RECHECK, TargetView, is_valid_target, target_view};
+use crate::api::entry_stores::Entry;
 use crate::api::{CreationPolicy, ExternalSecret, RefreshPolicy, StoreKind, duration};
 use crate::reconcile::Shared;
 use crate::reconcile::desired::{self, Inputs};
@@ -35,10 +37,16 @@ pub(super) enum Synced {
     },
 }
 
+/// The stores a sync reads: `secretStoreRef`'s and each entry's own.
+pub(super) struct Stores<'a> {
+    pub default: &'a StoreLookup,
+    pub entries: &'a [(Entry, StoreLookup)],
+}
+
 pub(super) async fn sync(
     es: &ExternalSecret,
     sh: &Shared,
-    store: &StoreLookup,
+    stores: &Stores<'_>,
     version: &str,
     mem: &Memory,
     lease: &Tended,
@@ -47,7 +55,13 @@ pub(super) async fn sync(
     let interval = refresh_interval(es)?;
     desired::check_supported(es)?;
     let gens = resolve_all(es, sh).await?;
-    let (handle, store_generation) = usable_store(sh, store, &ns).await?;
+    let (handle, store_generation) = usable_store(sh, stores.default, &ns).await?;
+    let (own, own_generations) = usable_entry_stores(sh, stores.entries, &ns).await?;
+    let store_generation = if own.is_empty() {
+        store_generation
+    } else {
+        format!("{store_generation}+{own_generations}")
+    };
     // A generator's change re-syncs as a store's does: both are what the sync read from.
     let store_generation = &if gens.is_empty() {
         store_generation
@@ -102,7 +116,7 @@ pub(super) async fn sync(
     }
     target.check_controller(es)?;
 
-    let fetched = fetch(es, sh, handle, &gens, &ns, reason, interval).await?;
+    let fetched = fetch(es, sh, handle, &own, &gens, &ns, reason, interval).await?;
     // Recorded before the Secret is written, so that a failure from here on leaks no lease.
     leases::record_pending(es, sh, mem, &fetched.leases).await;
     let rendered = render(es, sh, &ns, &fetched.data).await?;
