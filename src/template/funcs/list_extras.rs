@@ -1,10 +1,11 @@
 //! sprig's remaining list and dict helpers: `without`, `chunk`, `dig`, `deepCopy` and the
-//! `must…` forms (`mustWithout`, `mustChunk`, `mustDeepCopy`), where a wrong type fails the
-//! template in both forms, as Go's panics do.
+//! `must…` forms (`mustWithout`, `mustChunk`, `mustDeepCopy`, `mustSlice`), where a wrong
+//! type fails the template in both forms, as Go's panics do.
 
 use gotmpl::Value;
 
-use super::args::{Plain, exec, int, limit, list, map, strv, want};
+use super::args::{Plain, exec, int, limit, list, map, strv, to_i64, want};
+use super::reflection::kind_of;
 use crate::template::budget::MAX_OUTPUT;
 
 pub(super) fn functions() -> Vec<(&'static str, Plain)> {
@@ -13,6 +14,9 @@ pub(super) fn functions() -> Vec<(&'static str, Plain)> {
         ("mustWithout", |a| without(a, "mustWithout")),
         ("chunk", |a| chunk(a, "chunk")),
         ("mustChunk", |a| chunk(a, "mustChunk")),
+        // Go's builtin `slice` keeps its name (see `GO_BUILTINS`); sprig's `mustSlice` is
+        // the form that reports a non-list as an error.
+        ("mustSlice", must_slice),
         ("dig", |a| {
             want(a, "dig", 3, usize::MAX)?;
             let (keys, rest) = a.split_at(a.len() - 2);
@@ -42,6 +46,32 @@ pub(super) fn functions() -> Vec<(&'static str, Plain)> {
 }
 
 /// sprig's `without LIST ITEM…`: the list without any item equal to one given.
+/// sprig's `mustSlice list [start [end]]`: an empty list gives nil; indices go through
+/// cast.ToInt, and out of range fail as Go's `reflect.Value.Slice` panics.
+fn must_slice(a: &[Value]) -> gotmpl::Result<Value> {
+    want(a, "mustSlice", 1, usize::MAX)?;
+    let Value::List(items) = &a[0] else {
+        return Err(exec(format!(
+            "mustSlice: list should be type of slice or array but {}",
+            kind_of(&a[0])
+        )));
+    };
+    if items.is_empty() {
+        return Ok(Value::Nil);
+    }
+    let len = items.len() as i64;
+    let start = a.get(1).map_or(0, to_i64);
+    let end = a.get(2).map_or(len, to_i64);
+    if !(0 <= start && start <= end && end <= len) {
+        return Err(exec(format!(
+            "mustSlice: reflect.Value.Slice: slice index out of bounds ({start}:{end} of {len})"
+        )));
+    }
+    Ok(Value::List(
+        items[start as usize..end as usize].to_vec().into(),
+    ))
+}
+
 fn without(a: &[Value], name: &str) -> gotmpl::Result<Value> {
     want(a, name, 1, usize::MAX)?;
     let l = list(&a[0], name)?;
@@ -140,5 +170,30 @@ mod tests {
         );
         assert!(call("mustChunk", &[Value::Int(0), l(&[1])]).is_err());
         assert!(call("mustWithout", &[st("not a list"), Value::Int(1)]).is_err());
+    }
+
+    #[test]
+    fn sprig_must_slice_cases() {
+        // The examples in sprig's list.go comment on slice, which is mustSlice panicking.
+        let five = l(&[1, 2, 3, 4, 5]);
+        let cases: [(&[Value], Value); 5] = [
+            (std::slice::from_ref(&five), five.clone()),
+            (&[five.clone(), Value::Int(0), Value::Int(3)], l(&[1, 2, 3])),
+            (&[five.clone(), Value::Int(3), Value::Int(5)], l(&[4, 5])),
+            (&[five.clone(), Value::Int(3)], l(&[4, 5])),
+            (&[five.clone(), st("1"), Value::Float(3.0)], l(&[2, 3])),
+        ];
+        for (args, want) in cases {
+            assert_eq!(call("mustSlice", args).unwrap(), want, "{args:?}");
+        }
+        assert_eq!(call("mustSlice", &[l(&[])]).unwrap(), Value::Nil);
+        let e = call("mustSlice", &[st("abc")]).unwrap_err().to_string();
+        assert!(
+            e.contains("list should be type of slice or array but string"),
+            "{e}"
+        );
+        assert!(call("mustSlice", &[five.clone(), Value::Int(3), Value::Int(6)]).is_err());
+        assert!(call("mustSlice", &[five.clone(), Value::Int(4), Value::Int(2)]).is_err());
+        assert!(call("mustSlice", &[five, Value::Int(-1)]).is_err());
     }
 }

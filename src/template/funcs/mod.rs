@@ -10,6 +10,7 @@ mod aes_cbc;
 mod args;
 mod bounds;
 mod builtins;
+mod case_wrap;
 mod certgen;
 mod conversion;
 mod dates;
@@ -18,6 +19,7 @@ mod dicts;
 mod encoding;
 mod floats;
 mod go_duration;
+mod go_runes;
 mod go_time;
 mod go_url;
 mod hashes;
@@ -73,6 +75,7 @@ const ALIASES: &[(&str, &str)] = &[
 fn plain_functions() -> Vec<(&'static str, Plain)> {
     let mut table: Vec<(&'static str, Plain)> = [
         strings::functions(),
+        case_wrap::functions(),
         lists::functions(),
         list_extras::functions(),
         dicts::functions(),

@@ -53,7 +53,7 @@ fn type_of(v: &Value) -> &'static str {
 }
 
 /// Go's `reflect.Kind` name.
-fn kind_of(v: &Value) -> &'static str {
+pub(super) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Nil => "invalid",
         Value::List(_) => "slice",
