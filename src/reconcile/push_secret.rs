@@ -165,6 +165,9 @@ async fn reconcile_inner(ps: &PushSecret, sh: &PushShared) -> Result<Action, Err
     ) {
         Due::Now => {}
         _ if source_changed => {}
+        // A refresh time already past is due now (the stored time has whole seconds, so the
+        // requeue after a push always wakes a little after it).
+        Due::At(t) if t <= now => {}
         Due::At(t) => {
             let wait = t.duration_since(now).unsigned_abs();
             return Ok(Action::requeue(wait.max(Duration::from_secs(1))));
