@@ -272,3 +272,65 @@ async fn cluster_push_secrets_are_checked_in_the_namespaces_they_select() {
         other.message
     );
 }
+
+/// A generator as the source: a served kind is admitted (no source Secret to look for); a
+/// VaultDynamicSecret is refused, named directly or behind a ClusterGenerator.
+#[tokio::test]
+async fn generator_sources_are_admitted_but_not_vault_dynamic_secrets() {
+    let e = env().await;
+    e.kube
+        .apply_yaml(
+            r#"
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: ClusterGenerator
+metadata: {name: db}
+spec:
+  kind: VaultDynamicSecret
+  generator:
+    vaultDynamicSecretSpec:
+      path: database/creds/app
+      provider: {server: "http://127.0.0.1:1", auth: {tokenSecretRef: {name: t, key: token}}}
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: ClusterGenerator
+metadata: {name: pw}
+spec:
+  kind: Password
+  generator: {passwordSpec: {length: 16}}
+"#,
+        )
+        .await
+        .unwrap();
+    let enforce = e.state(LiveMode::Enforce, Duration::from_secs(2));
+    let from = |kind: &str, name: &str| {
+        let mut p = ps("gen", "unused", entry("password", "push/new", "p"));
+        p["spec"]["selector"] = json!({"generatorRef": {
+            "apiVersion": "generators.external-secrets.io/v1alpha1", "kind": kind, "name": name}});
+        p
+    };
+    for (kind, name) in [("Password", "any"), ("ClusterGenerator", "pw")] {
+        let v = judge(&enforce, &from(kind, name), false).await;
+        assert!(v.allowed, "{kind} {name}: {}", v.message);
+    }
+    for (kind, name, field) in [
+        (
+            "VaultDynamicSecret",
+            "db",
+            "spec.selector.generatorRef.kind: a VaultDynamicSecret cannot be pushed",
+        ),
+        (
+            "ClusterGenerator",
+            "db",
+            "spec.selector.generatorRef: ClusterGenerator db is a VaultDynamicSecret",
+        ),
+        (
+            "ClusterGenerator",
+            "nope",
+            "spec.selector.generatorRef: ClusterGenerator nope does not exist",
+        ),
+    ] {
+        let v = judge(&enforce, &from(kind, name), false).await;
+        assert!(!v.allowed, "{kind} {name}");
+        assert!(v.message.contains(field), "{kind} {name}: {}", v.message);
+    }
+}

@@ -14,6 +14,7 @@ mod external_secret;
 pub mod hash;
 pub mod leader;
 pub mod push_desired;
+mod push_generator;
 mod push_secret;
 pub mod refresh;
 mod refresh_queue;

@@ -165,6 +165,9 @@ async fn reconcile_inner(ps: &PushSecret, sh: &PushShared) -> Result<Action, Err
     ) {
         Due::Now => {}
         _ if source_changed => {}
+        // A refresh time already past is due now (the stored time has whole seconds, so the
+        // requeue after a push always wakes a little after it).
+        Due::At(t) if t <= now => {}
         Due::At(t) => {
             let wait = t.duration_since(now).unsigned_abs();
             return Ok(Action::requeue(wait.max(Duration::from_secs(1))));
@@ -247,11 +250,9 @@ async fn push(
     let entries = ps.spec.data.as_deref().unwrap_or_default();
     let if_not_exists = ps.spec.update_policy == Some(PushSecretUpdatePolicy::IfNotExists);
     let mut synced = SyncedPushSecrets::new();
-    for (secret_name, data) in &sources {
+    for (source, data) in &sources {
         let data = render(sh, ps, &ns, data).await.map_err(|e| {
-            Failure::new(format!(
-                "could not render spec.template with Secret {ns}/{secret_name}: {e}"
-            ))
+            Failure::new(format!("could not render spec.template with {source}: {e}"))
         })?;
         for (store_key, handle) in &stores {
             let client = sh.vault.client(handle, &ns).await.map_err(|e| Failure {
@@ -397,17 +398,18 @@ async fn source_secrets(
             .collect()
     };
     let sel = &ps.spec.selector;
-    if sel.generator_ref.is_some() {
-        return Err(Failure::new(
-            "spec.selector.generatorRef: pushing a generator's output is not supported yet",
-        ));
+    if let Some(g) = &sel.generator_ref {
+        return super::push_generator::generated(&sh.kube, &sh.vault, &ns, g)
+            .await
+            .map(|made| vec![made])
+            .map_err(Failure::new);
     }
     let Some(secret) = &sel.secret else {
         return Err(Failure::new("spec.selector.secret is not set"));
     };
     if let Some(name) = secret.name.as_deref().filter(|n| !n.is_empty()) {
         return match api.get_opt(name).await {
-            Ok(Some(s)) => Ok(vec![(name.to_string(), data(s))]),
+            Ok(Some(s)) => Ok(vec![(format!("Secret {ns}/{name}"), data(s))]),
             Ok(None) => Err(Failure::new(format!(
                 "{}: Secret {ns}/{name} not found",
                 pd::MSG_NO_SOURCE
@@ -428,7 +430,7 @@ async fn source_secrets(
     Ok(list
         .items
         .into_iter()
-        .map(|s| (s.name_any(), data(s)))
+        .map(|s| (format!("Secret {ns}/{}", s.name_any()), data(s)))
         .collect())
 }
 

@@ -20,6 +20,7 @@ impl LiveChecker {
         let mut f = Findings::default();
         let checks = async {
             self.source_keys(ps, &mut f).await;
+            self.source_generator(ps, &mut f).await;
             self.other_pushers(ps, &mut f).await;
             for (i, r) in ps.spec.secret_store_refs.iter().enumerate() {
                 let Some(name) = r.name.as_deref().filter(|n| !n.is_empty()) else {
@@ -88,6 +89,38 @@ impl LiveChecker {
                     "spec.data[{i}].match.secretKey: Secret {ns}/{name} has no key {k:?}"
                 ));
             }
+        }
+    }
+
+    /// A ClusterGenerator source is not a VaultDynamicSecret (a direct reference to one is
+    /// refused by the static rules): each push would mint credentials whose lease stays live.
+    async fn source_generator(&self, ps: &PushSecret, f: &mut Findings) {
+        use crate::api::generators::{ClusterGenerator, ClusterGeneratorKind};
+        let Some(g) = ps.spec.selector.generator_ref.as_ref() else {
+            return;
+        };
+        if g.kind != crate::api::GeneratorKind::ClusterGenerator {
+            return;
+        }
+        let api: Api<ClusterGenerator> = Api::all(self.kube.clone());
+        match api.get_opt(&g.name).await {
+            Ok(Some(cg)) if cg.spec.kind == ClusterGeneratorKind::VaultDynamicSecret => {
+                f.problems.push(format!(
+                    "spec.selector.generatorRef: ClusterGenerator {} is a VaultDynamicSecret, \
+                     which cannot be pushed: each push would mint new leased credentials and \
+                     none would be revoked",
+                    g.name
+                ))
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => f.problems.push(format!(
+                "spec.selector.generatorRef: ClusterGenerator {} does not exist (yet)",
+                g.name
+            )),
+            Err(e) => f.problems.push(format!(
+                "spec.selector.generatorRef: reading ClusterGenerator {}: {e}",
+                g.name
+            )),
         }
     }
 

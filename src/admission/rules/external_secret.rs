@@ -263,26 +263,7 @@ fn remote_ref(
 /// store of the entry's own.
 fn source_ref(p: &mut Vec<Problem>, at: &str, s: &StoreSourceRef) {
     if let Some(g) = &s.generator_ref {
-        let kind = crate::generators::kind_name(g.kind);
-        if !SERVED_GENERATORS.contains(&kind.as_str()) {
-            p.push(Problem::new(
-                format!("{at}.generatorRef.kind"),
-                format!(
-                    "{NOT_SUPPORTED} (generator kind {kind}; served: {})",
-                    SERVED_GENERATORS.join(", ")
-                ),
-            ));
-        }
-        if g.api_version != crate::api::generators::API_VERSION {
-            p.push(Problem::new(
-                format!("{at}.generatorRef.apiVersion"),
-                format!(
-                    "{} is not served (use {})",
-                    quoted(&g.api_version),
-                    crate::api::generators::API_VERSION
-                ),
-            ));
-        }
+        generator_ref(p, &format!("{at}.generatorRef"), g);
         if s.store_ref.is_some() {
             p.push(Problem::new(
                 at.to_string(),
@@ -291,6 +272,31 @@ fn source_ref(p: &mut Vec<Problem>, at: &str, s: &StoreSourceRef) {
         }
     }
     store_source_ref(p, at, s);
+}
+
+/// A `generatorRef` (an ExternalSecret's or a PushSecret's): a kind vaultgate serves, in its
+/// API version.
+pub(super) fn generator_ref(p: &mut Vec<Problem>, at: &str, g: &crate::api::GeneratorRef) {
+    let kind = crate::generators::kind_name(g.kind);
+    if !SERVED_GENERATORS.contains(&kind.as_str()) {
+        p.push(Problem::new(
+            format!("{at}.kind"),
+            format!(
+                "{NOT_SUPPORTED} (generator kind {kind}; served: {})",
+                SERVED_GENERATORS.join(", ")
+            ),
+        ));
+    }
+    if g.api_version != crate::api::generators::API_VERSION {
+        p.push(Problem::new(
+            format!("{at}.apiVersion"),
+            format!(
+                "{} is not served (use {})",
+                quoted(&g.api_version),
+                crate::api::generators::API_VERSION
+            ),
+        ));
+    }
 }
 
 /// The generator kinds a `generatorRef` may name.

@@ -134,10 +134,20 @@ fn spec_rules(spec: &PushSecretSpec, at: &str, p: &mut Vec<Problem>) {
             format!("{at}.selector"),
             "secret and generatorRef are both set: give one",
         )),
-        (None, Some(_)) => p.push(Problem::new(
-            format!("{at}.selector.generatorRef"),
-            format!("{NOT_SUPPORTED}: push a Secret"),
-        )),
+        (None, Some(g)) => {
+            let f = format!("{at}.selector.generatorRef");
+            super::external_secret::generator_ref(p, &f, g);
+            // ESO mints new credentials on each push and never revokes the superseded
+            // lease: refused rather than left to pile up live credentials in Vault.
+            if g.kind == crate::api::GeneratorKind::VaultDynamicSecret {
+                p.push(Problem::new(
+                    format!("{f}.kind"),
+                    "a VaultDynamicSecret cannot be pushed: each push would mint new leased \
+                     credentials and none would be revoked (use an ExternalSecret, which tracks \
+                     its leases)",
+                ));
+            }
+        }
         (Some(s), None) => {
             let f = format!("{at}.selector.secret");
             match (s.name.as_deref().filter(|n| !n.is_empty()), &s.selector) {
@@ -277,8 +287,16 @@ mod tests {
             ),
             (json!({"selector": {}}), "spec.selector"),
             (
-                json!({"selector": {"generatorRef": {"kind": "Password", "name": "p"}}}),
-                "spec.selector.generatorRef",
+                json!({"selector": {"generatorRef": {"kind": "VaultDynamicSecret", "name": "db"}}}),
+                "spec.selector.generatorRef.kind",
+            ),
+            (
+                json!({"selector": {"generatorRef": {"kind": "ECRAuthorizationToken", "name": "e"}}}),
+                "spec.selector.generatorRef.kind",
+            ),
+            (
+                json!({"selector": {"generatorRef": {"apiVersion": "generators.external-secrets.io/v9", "kind": "Password", "name": "p"}}}),
+                "spec.selector.generatorRef.apiVersion",
             ),
             (json!({"selector": {"secret": {}}}), "spec.selector.secret"),
             (json!({"data": []}), "spec.data"),
@@ -321,6 +339,15 @@ mod tests {
             }
             let got = push_secret(&ps(spec));
             assert!(fields(&got).iter().any(|f| f == field), "{field}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_served_generator_is_a_source() {
+        for kind in ["Password", "UUID", "SSHKey", "ClusterGenerator"] {
+            let mut spec = good();
+            spec["selector"] = json!({"generatorRef": {"kind": kind, "name": "g"}});
+            assert_eq!(push_secret(&ps(spec)), vec![], "{kind}");
         }
     }
 

@@ -73,12 +73,11 @@ fn from_cache(
 
 /// Asks the API server, for a generator the cache does not show (yet).
 async fn from_api(
-    sh: &Shared,
+    k: &kube::Client,
     kind: GeneratorKind,
     ns: &str,
     name: &str,
 ) -> Result<Option<Result<Resolved, String>>, kube::Error> {
-    let k = &sh.kube;
     Ok(match kind {
         GeneratorKind::Password => Api::<Password>::namespaced(k.clone(), ns)
             .get_opt(name)
@@ -135,44 +134,74 @@ pub(super) async fn resolve_all(
 
 async fn resolve(sh: &Shared, ns: &str, i: usize, r: &GeneratorRef) -> Result<Resolved, SyncError> {
     let at = format!("spec.dataFrom[{i}].sourceRef.generatorRef");
-    let refused = |message: String| SyncError::GeneratorRef {
-        at: at.clone(),
-        message,
-    };
+    let g = lookup(&sh.kube, Some(&sh.generators), ns, r)
+        .await
+        .map_err(|e| match e {
+            LookupError::Refused(message) => SyncError::GeneratorRef {
+                at: at.clone(),
+                message,
+            },
+            LookupError::Kube { what, source } => SyncError::kube(what, source),
+        })?;
+    if let Source::VaultDynamic(spec) = &g.source
+        && !super::class_matches(spec.controller.as_deref(), &sh.cfg.controller_class)
+    {
+        return Err(SyncError::GeneratorRef {
+            at,
+            message: format!(
+                "{} belongs to controller class {:?}",
+                g.display(),
+                spec.controller.as_deref().unwrap_or_default()
+            ),
+        });
+    }
+    Ok(g)
+}
+
+/// Why a generator reference found nothing to run.
+#[derive(Debug)]
+pub(crate) enum LookupError {
+    /// The reference names nothing usable; the message says why.
+    Refused(String),
+    /// The API server could not be asked.
+    Kube { what: String, source: kube::Error },
+}
+
+/// The generator a reference names from namespace `ns`: from the caches when given and they
+/// show it, else from the API server (the PushSecret controller keeps no generator caches).
+pub(crate) async fn lookup(
+    kube: &kube::Client,
+    cache: Option<&GeneratorStores>,
+    ns: &str,
+    r: &GeneratorRef,
+) -> Result<Resolved, LookupError> {
     if r.api_version != crate::api::generators::API_VERSION {
-        return Err(refused(format!(
+        return Err(LookupError::Refused(format!(
             "apiVersion {:?}: vaultgate serves {}",
             r.api_version,
             crate::api::generators::API_VERSION
         )));
     }
     let name = r.name.as_str();
-    let found = match from_cache(&sh.generators, r.kind, ns, name) {
-        Some(f) => Some(f),
-        None if is_served(r.kind) => from_api(sh, r.kind, ns, name).await.map_err(|e| {
-            SyncError::kube(format!("could not read {}", shown(r.kind, ns, name)), e)
-        })?,
-        None => {
-            return Err(refused(format!(
-                "generator kind {} is not served by vaultgate (Password, UUID, SSHKey, \
-                 VaultDynamicSecret and ClusterGenerator are)",
-                kind_name(r.kind)
-            )));
-        }
-    };
-    let g = found
-        .ok_or_else(|| refused(format!("{} not found", shown(r.kind, ns, name))))?
-        .map_err(|e| refused(format!("{}: {e}", shown(r.kind, ns, name))))?;
-    if let Source::VaultDynamic(spec) = &g.source
-        && !super::class_matches(spec.controller.as_deref(), &sh.cfg.controller_class)
-    {
-        return Err(refused(format!(
-            "{} belongs to controller class {:?}",
-            g.display(),
-            spec.controller.as_deref().unwrap_or_default()
+    if !is_served(r.kind) {
+        return Err(LookupError::Refused(format!(
+            "generator kind {} is not served by vaultgate (Password, UUID, SSHKey, \
+             VaultDynamicSecret and ClusterGenerator are)",
+            kind_name(r.kind)
         )));
     }
-    Ok(g)
+    let found = match cache.and_then(|c| from_cache(c, r.kind, ns, name)) {
+        Some(f) => Some(f),
+        None => from_api(kube, r.kind, ns, name)
+            .await
+            .map_err(|source| LookupError::Kube {
+                what: format!("could not read {}", shown(r.kind, ns, name)),
+                source,
+            })?,
+    };
+    found
+        .ok_or_else(|| LookupError::Refused(format!("{} not found", shown(r.kind, ns, name))))?
+        .map_err(|e| LookupError::Refused(format!("{}: {e}", shown(r.kind, ns, name))))
 }
 
 fn is_served(kind: GeneratorKind) -> bool {

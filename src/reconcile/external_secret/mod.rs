@@ -47,7 +47,10 @@ use super::{Error, Shared};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
 
 use self::generators::users_of_generator;
-pub(crate) use self::generators::{GeneratorStores, GeneratorStreams, WatchStream};
+pub(crate) use self::generators::{
+    GeneratorStores, GeneratorStreams, LookupError as GeneratorLookupError, WatchStream,
+    lookup as lookup_generator,
+};
 pub(crate) use self::memory::{Memories, forget};
 pub use self::store_ref::class_matches;
 pub(crate) use self::store_ref::{stable_identity, users_of_store};
