@@ -378,3 +378,42 @@ spec:
     assert_eq!(env.vault.lease_counters().revoked, 1);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_syncs_lease_is_revoked_without_waiting_for_the_retry() {
+    let env = env(3600, 0).await;
+    let running = start(&env);
+    env.external_secret("1h", Some("1s")).await;
+    env.wait_username(None).await;
+    let first = env.wait_current_lease().await;
+
+    // Every Secret write fails from now on: a forced sync mints a lease its Secret never holds,
+    // and backs off (5 s first).
+    env.kube.fail_next(
+        kube_emulator::FaultFilter::verb_resource("patch", "secrets"),
+        1000,
+        500,
+    );
+    let patch = serde_json::json!({"metadata": {"annotations": {"force-sync": "1"}}});
+    Api::<ExternalSecret>::namespaced(env.kc.clone(), "team-a")
+        .patch(
+            "app",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    eventually("a second lease minted", || async {
+        (env.vault.lease_counters().issued >= 2).then_some(())
+    })
+    .await;
+    // Its grace is zero (the Secret never held it): revoked at once, before the retry mints
+    // another, and the current lease is untouched.
+    eventually("the unused lease revoked before the retry", || async {
+        let c = env.vault.lease_counters();
+        (env.vault.live_leases(ROLE) == [first.clone()] && c.issued == 2 && c.revoked == 1)
+            .then_some(())
+    })
+    .await;
+    running.stop().await;
+}

@@ -290,6 +290,44 @@ pub(super) fn after_sync(
     wake_of(&recs, now, next)
 }
 
+/// When lease work is next due for the leases recorded now: a failed sync's retry must not put
+/// off a revocation or renewal due sooner.
+pub(super) fn next_wake(es: &ExternalSecret, sh: &Shared, seed: &str) -> Option<Timestamp> {
+    let mem = memory(sh, es);
+    let recs = records(es, &mem);
+    if recs.is_empty() {
+        return None;
+    }
+    let now = Timestamp::now();
+    let next = next_refresh(es, &mem, interval_of(es), seed);
+    // A revoke or renew already due (the lease of a sync that failed, a retry) is due now; an
+    // early mint is not: it would sync again without the backoff.
+    let superseded: Vec<_> = recs.iter().filter_map(LeaseRecord::superseded).collect();
+    let mut inputs = vec![lease::Input {
+        current: None,
+        superseded: &superseded,
+        now,
+        next_refresh: next,
+    }];
+    let currents: Vec<_> = recs.iter().filter_map(LeaseRecord::current).collect();
+    inputs.extend(currents.iter().map(|c| lease::Input {
+        current: Some(c),
+        superseded: &[],
+        now,
+        next_refresh: next,
+    }));
+    let due = inputs.iter().any(|i| {
+        lease::plan(i)
+            .actions
+            .iter()
+            .any(|a| !matches!(a, Action::MintEarly))
+    });
+    if due {
+        return Some(now);
+    }
+    wake_of(&recs, now, next)
+}
+
 /// When the plan next wants lease work done for these records.
 fn wake_of(recs: &[LeaseRecord], now: Timestamp, next: Option<Timestamp>) -> Option<Timestamp> {
     let superseded: Vec<_> = recs.iter().filter_map(LeaseRecord::superseded).collect();

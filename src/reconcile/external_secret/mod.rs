@@ -139,7 +139,9 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
             );
             let outcome = EsOutcome::Failed { message };
             write_status(&es, &sh, &outcome, &version, &target, now).await?;
-            Action::requeue(delay)
+            // Lease work due before the retry (a superseded lease's revocation) is not put off.
+            let wake = leases::next_wake(&es, &sh, &sync::refresh_seed(&es.spec));
+            Action::requeue(leases::sooner(Some(delay), wake, Timestamp::now()).unwrap_or(delay))
         }
     };
     sh.metrics
@@ -155,7 +157,8 @@ pub(crate) fn error_policy(es: Arc<ExternalSecret>, err: &Error, sh: Arc<Shared>
         retry_in = ?delay,
         "reconcile failed"
     );
-    Action::requeue(delay)
+    let wake = leases::next_wake(&es, &sh, &sync::refresh_seed(&es.spec));
+    Action::requeue(leases::sooner(Some(delay), wake, Timestamp::now()).unwrap_or(delay))
 }
 
 /// Maps a generator's watch event to the ExternalSecrets naming it.

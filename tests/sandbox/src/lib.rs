@@ -2,6 +2,7 @@
 //! wiring in one process, for `make run`, the end-to-end tests and the benchmarks.
 
 pub mod gate;
+pub mod lease_bound;
 pub mod process;
 
 pub use gate::{ApiGate, GateWrite};

@@ -7,6 +7,10 @@
 //! a `find` folder deleted in Vault, the latest version of secrets soft-deleted, a store
 //! re-pointed at an empty mount.
 //!
+//! Beside them, a few ExternalSecrets use a VaultDynamicSecret on `database/creds/<role>` with
+//! short TTLs (rotated, renewed, minted early); their live leases are sampled throughout and
+//! must never exceed the current one plus the superseded ones within their grace.
+//!
 //! Checked: no Secret is ever deleted or emptied; once the faults stop every Secret holds
 //! Vault's current value within a bound; the process's open file descriptors, tokio tasks
 //! (`vaultgate_runtime_alive_tasks`) and resident memory come back to their pre-fault figures.
@@ -35,6 +39,9 @@ use vaultgate_sandbox::process::{
     spawn_vaultgate, vaultgate_binary,
 };
 use vaultgate_sandbox::{free_local_addr, repo_root};
+
+#[path = "soak/leases.rs"]
+mod soak_leases;
 
 const STORES: usize = 4;
 const NAMESPACES: usize = 10;
@@ -368,6 +375,11 @@ async fn soak() -> anyhow::Result<bool> {
     vaultgate_sandbox::process::wait_ready(metrics, Duration::from_secs(30)).await?;
 
     let start = Instant::now();
+    // The generator ExternalSecrets' leases are watched from their first mint to the end.
+    let phase = Arc::new(AtomicU8::new(0));
+    soak_leases::setup(&env.vault, &client).await?;
+    let lease_sampler =
+        soak_leases::spawn_sampler(env.vault.clone(), client.clone(), phase.clone());
     futures::stream::iter(0..n)
         .map(|i| {
             let client = client.clone();
@@ -429,7 +441,6 @@ async fn soak() -> anyhow::Result<bool> {
 
     // ---- steady state before the faults ------------------------------------------------------
     // A timeline of the process's figures, every 2 s until the end, by phase.
-    let phase = Arc::new(AtomicU8::new(0));
     let timeline = Arc::new(Mutex::new(Vec::<Value>::new()));
     let sampler = {
         let (phase, timeline) = (phase.clone(), timeline.clone());
@@ -482,15 +493,17 @@ async fn soak() -> anyhow::Result<bool> {
                     let mut seen = 0;
                     for s in &list.items {
                         seen += 1;
-                        let found = s
-                            .metadata
-                            .name
-                            .as_deref()
-                            .is_some_and(|n| n.starts_with("find-"));
+                        let name = s.metadata.name.as_deref().unwrap_or_default();
+                        let found = name.starts_with("find-");
                         // Under deletionPolicy Retain nothing may take data away: not a folder
                         // deleted in Vault, a deleted version, nor a store pointed elsewhere.
                         let empty = if found {
                             s.data.as_ref().is_none_or(|d| d.len() < FIND_KEYS.len())
+                        } else if name.starts_with("gen-") {
+                            s.data
+                                .as_ref()
+                                .and_then(|d| d.get("username"))
+                                .is_none_or(|v| v.0.is_empty())
                         } else {
                             s.data
                                 .as_ref()
@@ -735,6 +748,8 @@ async fn soak() -> anyhow::Result<bool> {
     };
     phase.store(PHASE_DONE, Ordering::SeqCst);
     sampler.await?;
+    let lease_tally = lease_sampler.await?;
+    let lease_counters = env.vault.lease_counters();
     let peak = peak_rss_mib(pid).unwrap_or(f64::NAN);
     let logins = env.vault.count_logins();
     let exit = proc.terminate();
@@ -753,6 +768,8 @@ async fn soak() -> anyhow::Result<bool> {
             &violations[..violations.len().min(5)]
         ));
     }
+    let (lease_figures, lease_failures) = soak_leases::results(&lease_tally, lease_counters);
+    failures.extend(lease_failures);
     if converged.is_none() {
         failures.push(format!(
             "{last_ok}/{all} Secrets correct {} s after the faults stopped",
@@ -800,13 +817,15 @@ async fn soak() -> anyhow::Result<bool> {
         );
     }
     println!(
-        "\nfirst sync of {n}: {:.1} s; converged after faults: {}; Ready at the end: {ready}/{all}; guard: {} checks, {} violations; peak RSS {peak:.1} MiB; {logins} Vault logins; exit {}",
+        "\nfirst sync of {n}: {:.1} s; converged after faults: {}; Ready at the end: {ready}/{}; guard: {} checks, {} violations; peak RSS {peak:.1} MiB; {logins} Vault logins; exit {}",
         first_sync.as_secs_f64(),
         converged.map_or_else(|| "NO".to_string(), |t| format!("{:.1} s", t.as_secs_f64())),
+        all + soak_leases::names().count(),
         guard_checks.load(Ordering::Relaxed),
         violations.len(),
         exit.map_or_else(|| "killed".to_string(), |s| s.to_string()),
     );
+    println!("{}", soak_leases::summary(&lease_tally, lease_counters));
     let results = json!({
         "objects": n,
         "seed": seed,
@@ -825,6 +844,7 @@ async fn soak() -> anyhow::Result<bool> {
         "ready_at_end": ready,
         "guard_checks": guard_checks.load(Ordering::Relaxed),
         "guard_violations": violations.len(),
+        "generator_leases": lease_figures,
         "timeline_columns": ["seconds", "phase", "fds", "non_socket_fds", "tasks", "tasks_minus_sockets", "rss_mib"],
         "timeline": timeline.lock().unwrap().clone(),
         "failures": failures,
