@@ -33,6 +33,8 @@ fn case_and_wrap_helpers_render_as_sprig_does() {
         (r#"{{ kebabcase "FirstName" }}"#, "first-name"),
         (r#"{{ mustSlice (list 1 2 3 4 5) 1 3 }}"#, "[2 3]"),
         (r#"{{ mustSlice (list 1 2 3 4 5) 3 }}"#, "[4 5]"),
+        // In ESO `slice` is sprig's, not Go's builtin.
+        (r#"{{ slice (list 1 2 3 4 5) 1 3 }}"#, "[2 3]"),
     ];
     let mut failures = Vec::new();
     for (tpl, want) in cases {
@@ -48,6 +50,8 @@ fn case_and_wrap_helpers_render_as_sprig_does() {
 fn wrong_arguments_fail_and_dns_stays_refused() {
     for tpl in [
         r#"{{ mustSlice "abc" }}"#,
+        // Go's builtin would slice a string; sprig's refuses it.
+        r#"{{ slice "abc" 1 }}"#,
         r#"{{ mustSlice (list 1 2) 0 3 }}"#,
         r#"{{ abbrev "5" "hello world" }}"#,
         r#"{{ camelcase 5 }}"#,

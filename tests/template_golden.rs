@@ -131,7 +131,9 @@ fn go_text_template_language() {
         ("{{ index (fromJson .json) \"b\" 1 }}", "2"),
         ("{{ index (list \"x\" \"y\") 1 }}", "y"),
         ("{{ len \"abc\" }} {{ len (list 1 2) }}", "3 2"),
-        ("{{ slice \"abcdef\" 1 3 }}", "bc"),
+        // `slice` is sprig's, which replaces Go's builtin as registered functions do in Go: it
+        // takes lists (Go's also took strings).
+        ("{{ slice (list 1 2 3 4) 1 3 }}", "[2 3]"),
         // Escapers.
         ("{{ html \"<a href='x'>\" }}", "&lt;a href=&#39;x&#39;&gt;"),
         ("{{ urlquery \"a b&c\" }}", "a+b%26c"),

@@ -49,10 +49,11 @@ use super::budget::{Budget, MAX_OUTPUT};
 use args::{Plain, limit};
 use bounds::{MAX_DEPTH, fits};
 
-/// Go's own builtins, which gotmpl provides; `index` is replaced (see `builtins`).
+/// Go's own builtins, which gotmpl provides; `index` is replaced (see `builtins`), and `slice`
+/// is sprig's (registered functions win over builtins, in ESO as here).
 const GO_BUILTINS: &[&str] = &[
-    "and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf",
-    "println", "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
+    "and", "call", "html", "index", "js", "len", "not", "or", "print", "printf", "println",
+    "urlquery", "eq", "ge", "gt", "le", "lt", "ne",
 ];
 
 /// Names that run an already registered function.
@@ -69,6 +70,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("mustUniq", "uniq"),
     ("mustHas", "has"),
     ("mustCompact", "compact"),
+    // sprig's `slice` panics where `mustSlice` returns the error: a failed template either way.
+    ("slice", "mustSlice"),
 ];
 
 /// The registration table: every category's functions, then the aliases.
