@@ -79,6 +79,20 @@ impl Env {
         Api::namespaced(self.kc.clone(), NS)
     }
 
+    async fn patch_es(&self, name: &str, merge: serde_json::Value) {
+        self.externalsecrets()
+            .patch(name, &PatchParams::default(), &Patch::Merge(merge))
+            .await
+            .unwrap();
+    }
+
+    async fn patch_secret(&self, name: &str, merge: serde_json::Value) {
+        self.secrets()
+            .patch(name, &PatchParams::default(), &Patch::Merge(merge))
+            .await
+            .unwrap();
+    }
+
     /// Waits until Secret `name` satisfies `ok`, and returns it.
     async fn secret_where(&self, what: &str, name: &str, ok: impl Fn(&Secret) -> bool) -> Secret {
         let api = self.secrets();
@@ -165,26 +179,16 @@ spec:
     );
 
     // Someone else's finalizer stays; ours leaves when the template drops it.
-    env.secrets()
-        .patch(
-            "templated",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"finalizers": ["example.com/keep", "other.io/theirs"]}}),
-            ),
-        )
-        .await
-        .unwrap();
-    env.externalsecrets()
-        .patch(
-            "templated",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"target": {"template": {"metadata": {"finalizers": null}}}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    env.patch_secret(
+        "templated",
+        json!({"metadata": {"finalizers": ["example.com/keep", "other.io/theirs"]}}),
+    )
+    .await;
+    env.patch_es(
+        "templated",
+        json!({"spec": {"target": {"template": {"metadata": {"finalizers": null}}}}}),
+    )
+    .await;
     env.secret_where("our finalizer withdrawn", "templated", |s| {
         finalizers(s) == ["other.io/theirs"]
     })
@@ -225,25 +229,16 @@ spec:
     assert!(s.metadata.owner_references.unwrap_or_default().is_empty());
 
     // Existing keys written by others are kept beside ours.
-    env.secrets()
-        .patch(
-            "shared",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"stringData": {"theirs": "x"}})),
-        )
-        .await
-        .unwrap();
+    env.patch_secret("shared", json!({"stringData": {"theirs": "x"}}))
+        .await;
     env.vault
         .kv2_put("secret", "app", json!({"k": "v2"}))
         .unwrap();
-    env.externalsecrets()
-        .patch(
-            "com",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": "1"}}})),
-        )
-        .await
-        .unwrap();
+    env.patch_es(
+        "com",
+        json!({"metadata": {"annotations": {"force-sync": "1"}}}),
+    )
+    .await;
     env.secret_where("our key updated, theirs kept", "shared", |s| {
         value(s, "k").as_deref() == Some("v2") && value(s, "theirs").as_deref() == Some("x")
     })
@@ -333,14 +328,11 @@ spec:
     let s = env.secrets().get("windowed").await.unwrap();
     assert_eq!(value(&s, "k").as_deref(), Some("v1"));
 
-    env.externalsecrets()
-        .patch(
-            "windowed",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": "1"}}})),
-        )
-        .await
-        .unwrap();
+    env.patch_es(
+        "windowed",
+        json!({"metadata": {"annotations": {"force-sync": "1"}}}),
+    )
+    .await;
     env.secret_where("force-sync inside the window", "windowed", |s| {
         value(s, "k").as_deref() == Some("v2")
     })

@@ -172,25 +172,21 @@ pub fn status_write_needed(
     now: Timestamp,
 ) -> bool {
     let Some(old) = old else { return true };
-    if !differs(Some(old), new) {
-        return false;
-    }
-    let mut only_time = new.clone();
-    only_time.refresh_time = old.refresh_time.clone();
-    if differs(Some(old), &only_time) {
+    // Anything but refreshTime changed: write. (One comparison, the times aligned.)
+    let mut same_time = new.clone();
+    same_time.refresh_time = old.refresh_time.clone();
+    if differs(Some(old), &same_time) {
         return true;
     }
-    let lag = std::time::Duration::try_from(
-        old.refresh_time
-            .as_ref()
-            .map_or(jiff_max(), |t| now.duration_since(t.0)),
-    )
-    .unwrap_or(std::time::Duration::ZERO);
-    lag >= REFRESH_TIME_LAG
-}
-
-fn jiff_max() -> k8s_openapi::jiff::SignedDuration {
-    k8s_openapi::jiff::SignedDuration::MAX
+    match (&old.refresh_time, &new.refresh_time) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(was), Some(is)) => {
+            is != was
+                && std::time::Duration::try_from(now.duration_since(was.0))
+                    .is_ok_and(|lag| lag >= REFRESH_TIME_LAG)
+        }
+    }
 }
 
 #[cfg(test)]
