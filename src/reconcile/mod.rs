@@ -18,6 +18,7 @@ mod push_generator;
 mod push_secret;
 pub mod refresh;
 mod refresh_queue;
+mod secret_versions;
 pub mod status;
 mod store;
 pub mod sync_window;
@@ -79,8 +80,8 @@ pub(crate) struct Shared {
     events: events::Sender,
     secret_stores: Store<SecretStore>,
     cluster_stores: Store<ClusterSecretStore>,
-    /// Metadata of the Secrets we manage.
-    secret_meta: Store<PartialObjectMeta<Secret>>,
+    /// The resourceVersions of the Secrets we manage.
+    secret_versions: Arc<secret_versions::SecretVersions>,
     es_memory: external_secret::Memories,
     /// Which ExternalSecrets write which Secret.
     targets: external_secret::TargetIndex,
@@ -241,24 +242,6 @@ pub(crate) fn slim_external_secret(es: &mut ExternalSecret) {
     }
 }
 
-/// What the cache of managed Secrets keeps of each: the identity and resourceVersion (a
-/// reconcile compares it with its own last write) and the ExternalSecret owners (a Secret's
-/// events find the ExternalSecrets that write it). Labels and annotations were half of each
-/// entry (two small maps of a few hundred bytes each), for nothing that read them: the
-/// label selector of the watch already says the Secret is managed.
-pub(crate) fn slim_secret_meta(s: &mut PartialObjectMeta<Secret>) {
-    let m = &mut s.metadata;
-    m.labels = None;
-    m.annotations = None;
-    m.finalizers = None;
-    m.creation_timestamp = None;
-    m.generate_name = None;
-    if let Some(owners) = &mut m.owner_references {
-        owners.retain(|o| o.kind == "ExternalSecret");
-        owners.shrink_to_fit();
-    }
-}
-
 fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
@@ -387,29 +370,34 @@ async fn run_controllers(
         wc(),
         on_css_delete,
     );
-    // Only Secrets we manage, and only the little of their metadata that is read (see
-    // `slim_secret_meta`): memory does not grow with every Secret in the cluster. Data is read
+    // Only Secrets we manage, and of them only the resourceVersion is kept (see
+    // [`secret_versions`]): memory does not grow with every Secret in the cluster. Data is read
     // with a GET when an ExternalSecret needs a sync; the cached resourceVersion tells a
     // reconcile that nobody touched the Secret since our last write.
-    let on_secret_delete = {
-        let cell = shared_cell.clone();
-        move |s: &PartialObjectMeta<Secret>| {
-            if let Some(sh) = cell.get() {
+    let secret_versions = Arc::new(secret_versions::SecretVersions::default());
+    let secrets = {
+        let (versions, cell) = (secret_versions.clone(), shared_cell.clone());
+        watcher(
+            scoped::<wire::WatchedSecretMeta>(kube, ns),
+            wc().labels(&format!("{LABEL_MANAGED}=true")),
+        )
+        .default_backoff()
+        .map_ok(|ev| match ev {
+            watcher::Event::Apply(w) => watcher::Event::Apply(PartialObjectMeta::from(w)),
+            watcher::Event::Delete(w) => watcher::Event::Delete(PartialObjectMeta::from(w)),
+            watcher::Event::Init => watcher::Event::Init,
+            watcher::Event::InitApply(w) => watcher::Event::InitApply(PartialObjectMeta::from(w)),
+            watcher::Event::InitDone => watcher::Event::InitDone,
+        })
+        .inspect(move |ev| {
+            let Ok(ev) = ev else { return };
+            versions.apply(ev);
+            if let (watcher::Event::Delete(s), Some(sh)) = (ev, cell.get()) {
                 external_secret::secret_deleted(sh, s);
             }
-        }
+        })
+        .touched_objects()
     };
-    let (secret_meta, secrets) = reflected_with(
-        scoped::<wire::WatchedSecretMeta>(kube, ns),
-        wc().labels(&format!("{LABEL_MANAGED}=true")),
-        |w| {
-            let mut s = PartialObjectMeta::<Secret>::from(w);
-            slim_secret_meta(&mut s);
-            s
-        },
-        |_| {},
-        on_secret_delete,
-    );
 
     let recorder = events::Recorder::new(kube.clone(), "vaultgate", Some(&cfg.identity));
     let (events_tx, events_rx) = events::queue();
@@ -460,7 +448,7 @@ async fn run_controllers(
         events: events_tx,
         secret_stores: ss_reader,
         cluster_stores: css_reader,
-        secret_meta,
+        secret_versions,
         es_memory: Mutex::new(HashMap::new()),
         targets,
         store_failures: Mutex::new(HashMap::new()),
@@ -553,63 +541,6 @@ async fn run_controllers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-    use kube::ResourceExt as _;
-
-    fn owner(kind: &str, name: &str) -> OwnerReference {
-        OwnerReference {
-            api_version: "external-secrets.io/v1".into(),
-            kind: kind.into(),
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            controller: Some(true),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn the_secret_cache_keeps_identity_version_and_external_secret_owners() {
-        // Read as the watch reads it.
-        let w: wire::WatchedSecretMeta = serde_json::from_value(serde_json::json!({
-            "apiVersion": "meta.k8s.io/v1",
-            "kind": "PartialObjectMetadata",
-            "metadata": {
-                "name": "app", "namespace": "team", "uid": "u1", "resourceVersion": "42",
-                "creationTimestamp": "2026-11-29T16:00:00Z",
-                "labels": {"reconcile.external-secrets.io/managed": "true"},
-                "annotations": {"reconcile.external-secrets.io/data-hash": "abc"},
-                "finalizers": ["example.com/keep"],
-                "managedFields": [{"manager": "m", "operation": "Apply"}],
-            }
-        }))
-        .unwrap();
-        let mut s = PartialObjectMeta::<Secret>::from(w);
-        s.metadata.owner_references = Some(vec![
-            owner("ExternalSecret", "app"),
-            owner("Deployment", "web"),
-            owner("ExternalSecret", "other"),
-        ]);
-        slim_secret_meta(&mut s);
-        let m = &s.metadata;
-        assert_eq!(m.name.as_deref(), Some("app"));
-        assert_eq!(m.namespace.as_deref(), Some("team"));
-        assert_eq!(m.uid.as_deref(), Some("u1"));
-        assert_eq!(m.resource_version.as_deref(), Some("42"));
-        let owners: Vec<_> = s.owner_references().iter().map(|o| &o.name).collect();
-        assert_eq!(owners, ["app", "other"]);
-        assert!(m.labels.is_none() && m.annotations.is_none());
-        assert!(m.managed_fields.is_none() && m.finalizers.is_none());
-        assert!(m.creation_timestamp.is_none());
-        // What the cache is read for still works on the slimmed entry.
-        let writers = external_secret::writers_of_secret(&Default::default(), &s);
-        let names: Vec<_> = writers.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["app", "other"]);
-        assert!(
-            writers
-                .iter()
-                .all(|r| r.namespace.as_deref() == Some("team"))
-        );
-    }
 
     #[test]
     fn a_cached_external_secret_keeps_its_content_in_lists_that_fit() {
@@ -638,14 +569,5 @@ mod tests {
         assert!(es.metadata.managed_fields.is_none());
         // Everything else is as read.
         assert_eq!(serde_json::to_value(&es).unwrap(), before);
-    }
-
-    #[test]
-    fn a_secret_without_owners_stays_without() {
-        let mut s = PartialObjectMeta::<Secret>::default();
-        s.metadata.name = Some("x".into());
-        slim_secret_meta(&mut s);
-        assert!(s.metadata.owner_references.is_none());
-        assert_eq!(s.metadata.name.as_deref(), Some("x"));
     }
 }

@@ -3,11 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::apply::{execute, remove_our_fields};
@@ -196,21 +194,14 @@ impl Target {
         let ns = es.namespace().unwrap_or_default();
         let name = desired::target_name(es);
         let creation = desired::creation_policy(es);
-        let cached = sh.secret_meta.get(&ObjectRef::new(&name).within(&ns));
+        let cached = sh.secret_versions.get(&ns, &name);
         let view = target_view(
-            cached
-                .as_ref()
-                .map(|m| m.metadata.resource_version.as_deref()),
+            cached.as_deref().map(Some),
             mem.valid_rv.as_deref(),
             mem.lag_checked,
             // Only asked when the Secret is not cached: that absence means something only once
             // the cache has been filled.
-            cached.is_none()
-                && sh
-                    .secret_meta
-                    .wait_until_ready()
-                    .now_or_never()
-                    .is_some_and(|r| r.is_ok()),
+            cached.is_none() && sh.secret_versions.is_ready(),
             matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan),
             mem.exists_uncached,
         );
