@@ -19,17 +19,20 @@ pub type Key = (String, String);
 /// ExternalSecret deleted meanwhile) and no longer counts against the limit.
 const HANDED_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A key allocated once and shared by the queue's indexes: one copy of each name, not two.
+type Entry = Arc<Key>;
+
 #[derive(Default)]
 struct Queue {
-    due: BTreeSet<(Instant, Key)>,
-    at: HashMap<Key, Instant>,
+    due: BTreeSet<(Instant, Entry)>,
+    at: HashMap<Entry, Instant>,
     /// Handed to the controller, not started yet: when.
-    handed: HashMap<Key, Instant>,
+    handed: HashMap<Entry, Instant>,
 }
 
 /// What to hand over now (oldest due first), while fewer than `limit` are waiting unstarted;
 /// with how late each is.
-fn release(q: &mut Queue, now: Instant, limit: usize) -> Vec<(Key, Duration)> {
+fn release(q: &mut Queue, now: Instant, limit: usize) -> Vec<(Entry, Duration)> {
     q.handed
         .retain(|_, at| now.duration_since(*at) < HANDED_TIMEOUT);
     let mut out = vec![];
@@ -80,9 +83,11 @@ impl RefreshQueue {
     /// Refreshes `key` at `at` (replacing any earlier schedule of it).
     pub fn schedule(&self, key: Key, at: Instant) {
         let mut q = self.lock();
-        if let Some(old) = q.at.insert(key.clone(), at) {
-            q.due.remove(&(old, key.clone()));
+        if let Some(old) = q.at.remove_entry(&key) {
+            q.due.remove(&(old.1, old.0));
         }
+        let key = Arc::new(key);
+        q.at.insert(key.clone(), at);
         q.due.insert((at, key));
         drop(q);
         self.wake.notify_one();
@@ -98,8 +103,8 @@ impl RefreshQueue {
     /// `key` is gone.
     pub fn forget(&self, key: &Key) {
         let mut q = self.lock();
-        if let Some(at) = q.at.remove(key) {
-            q.due.remove(&(at, key.clone()));
+        if let Some(old) = q.at.remove_entry(key) {
+            q.due.remove(&(old.1, old.0));
         }
         q.handed.remove(key);
         drop(q);
@@ -122,7 +127,7 @@ impl RefreshQueue {
                     };
                     for (key, late) in released {
                         queue.lag.observe(late.as_secs_f64());
-                        ready.push_back(key);
+                        ready.push_back(Key::clone(&key));
                     }
                     if !ready.is_empty() {
                         continue;
@@ -151,14 +156,18 @@ mod tests {
         ("ns".into(), n.into())
     }
 
+    fn e(n: &str) -> Entry {
+        Arc::new(k(n))
+    }
+
     #[test]
     fn hands_over_due_refreshes_oldest_first_up_to_the_limit() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let mut q = Queue::default();
         for (name, at) in [("c", 3), ("a", 1), ("b", 2), ("later", 100)] {
-            q.due.insert((t0 + s(at), k(name)));
-            q.at.insert(k(name), t0 + s(at));
+            q.due.insert((t0 + s(at), e(name)));
+            q.at.insert(e(name), t0 + s(at));
         }
         // (now, limit, started since last step, handed over)
         let steps: [(u64, usize, &[&str], &[&str]); 5] = [
@@ -176,10 +185,10 @@ mod tests {
             let got: Vec<Key> = release(&mut q, t0 + s(now), limit)
                 .into_iter()
                 .map(|(key, late)| {
-                    if key == k("c") {
+                    if *key == k("c") {
                         assert_eq!(late, s(4), "c came due at 3 s and went at 7 s");
                     }
-                    key
+                    Key::clone(&key)
                 })
                 .collect();
             let want: Vec<Key> = want.iter().map(|n| k(n)).collect();
@@ -192,13 +201,13 @@ mod tests {
     fn a_hand_over_never_started_stops_counting_after_a_minute() {
         let t0 = Instant::now();
         let mut q = Queue::default();
-        q.handed.insert(k("deleted"), t0);
-        q.due.insert((t0, k("a")));
-        q.at.insert(k("a"), t0);
+        q.handed.insert(e("deleted"), t0);
+        q.due.insert((t0, e("a")));
+        q.at.insert(e("a"), t0);
         assert!(release(&mut q, t0 + Duration::from_secs(1), 1).is_empty());
         assert_eq!(next_due(&q, 1), None, "blocked by the limit");
         let got = release(&mut q, t0 + HANDED_TIMEOUT, 1);
-        assert_eq!(got, vec![(k("a"), HANDED_TIMEOUT)]);
+        assert_eq!(got, vec![(e("a"), HANDED_TIMEOUT)]);
     }
 
     #[tokio::test]
