@@ -213,6 +213,7 @@ pub(crate) async fn run(
 ) {
     use kube::runtime::Controller;
     let after = sh.clone();
+    let for_secrets = es_reader.clone();
     let for_ss = es_reader.clone();
     let for_css = es_reader.clone();
     let scheduled = sh
@@ -226,7 +227,8 @@ pub(crate) async fn run(
         .watches_stream(watch_errors_logged(secret_stream), {
             let sh = sh.clone();
             move |s| {
-                let writers = writers_of_secret(&sh.targets, &s);
+                let exists = |r: &ObjectRef<ExternalSecret>| for_secrets.get(r).is_some();
+                let writers = writers_of_secret(&sh.targets, &s, exists);
                 let mem = sh.es_memory.lock().unwrap_or_else(|p| p.into_inner());
                 to_wake(writers, s.metadata.resource_version.as_deref(), &mem)
             }

@@ -16,6 +16,8 @@ use crate::reconcile::desired;
 /// Namespace and target Secret name → the ExternalSecrets writing it, kept current from the
 /// ExternalSecret watch. An ExternalSecret whose target changes stays listed under its old
 /// name too: a stale entry only costs one needless reconcile, a missing one a missed re-sync.
+/// Those writing a Secret of their own name, as most do (it is the default), are not listed:
+/// [`writers_of_secret`] asks about them, and the index stays small.
 #[derive(Clone, Default)]
 pub(crate) struct TargetIndex(Arc<std::sync::RwLock<TargetMaps>>);
 
@@ -48,6 +50,9 @@ impl TargetIndex {
     pub(crate) fn insert(&self, es: &ExternalSecret) {
         let (ns, name) = (es.namespace().unwrap_or_default(), es.name_any());
         let target = desired::target_name(es);
+        if target == name {
+            return;
+        }
         let mut maps = self.0.write().unwrap_or_else(|e| e.into_inner());
         add(&mut maps.writers, &ns, &target, &name);
         add(&mut maps.targets, &ns, &name, &target);
@@ -97,17 +102,24 @@ impl TargetIndex {
     }
 }
 
-/// The ExternalSecrets that write a Secret: its controller, and any whose target it is.
+/// The ExternalSecrets that write a Secret: its controller, any the index lists, and the one
+/// of the Secret's own name if `writes_own_name` says it is one.
 pub(crate) fn writers_of_secret(
     targets: &TargetIndex,
     secret: &PartialObjectMeta<Secret>,
+    writes_own_name: impl Fn(&ObjectRef<ExternalSecret>) -> bool,
 ) -> Vec<ObjectRef<ExternalSecret>> {
     let ns = secret.namespace().unwrap_or_default();
+    let name = secret.name_any();
     let mut out: Vec<ObjectRef<ExternalSecret>> = targets
-        .writers(&ns, &secret.name_any())
+        .writers(&ns, &name)
         .into_iter()
         .map(|name| ObjectRef::new(&name).within(&ns))
         .collect();
+    let same_name = ObjectRef::new(&name).within(&ns);
+    if !out.contains(&same_name) && writes_own_name(&same_name) {
+        out.push(same_name);
+    }
     for o in secret.owner_references() {
         if o.kind == "ExternalSecret" {
             let r = ObjectRef::new(&o.name).within(&ns);
@@ -148,7 +160,11 @@ pub(super) fn to_wake(
 pub(crate) fn secret_deleted(sh: &Shared, secret: &PartialObjectMeta<Secret>) {
     let ns = secret.namespace().unwrap_or_default();
     let mut mem = sh.es_memory.lock().unwrap_or_else(|p| p.into_inner());
-    for es in writers_of_secret(&sh.targets, secret) {
+    // One of the Secret's name that has no memory has nothing to forget.
+    let remembered =
+        |r: &ObjectRef<ExternalSecret>| mem.contains_key(&(ns.clone(), r.name.clone()));
+    let writers = writers_of_secret(&sh.targets, secret, remembered);
+    for es in writers {
         if let Some(m) = mem.get_mut(&(ns.clone(), es.name)) {
             m.valid_rv = None;
             m.lag_checked = false;
@@ -181,12 +197,24 @@ mod tests {
     #[test]
     fn secrets_map_to_the_external_secrets_that_write_them() {
         let idx = TargetIndex::default();
-        idx.insert(&es("a", "app", None));
-        idx.insert(&es("a", "merge-1", Some("shared")));
-        idx.insert(&es("a", "merge-2", Some("shared")));
-        idx.insert(&es("b", "app", None));
+        let all = [
+            es("a", "app", None),
+            es("a", "merge-1", Some("shared")),
+            es("a", "merge-2", Some("shared")),
+            es("a", "own", Some("own")),
+            es("a", "elsewhere", Some("apart")),
+            es("b", "app", None),
+        ];
+        for e in &all {
+            idx.insert(e);
+        }
+        // As the controller asks: is there an ExternalSecret of that name.
+        let own_name = |r: &ObjectRef<ExternalSecret>| {
+            all.iter()
+                .any(|e| e.namespace() == r.namespace && e.name_any() == r.name)
+        };
         let names = |s: &PartialObjectMeta<Secret>| {
-            let mut v: Vec<String> = writers_of_secret(&idx, s)
+            let mut v: Vec<String> = writers_of_secret(&idx, s, own_name)
                 .into_iter()
                 .map(|r| r.name)
                 .collect();
@@ -194,7 +222,12 @@ mod tests {
             v
         };
         assert_eq!(names(&secret("a", "app")), ["app"]);
+        assert_eq!(names(&secret("a", "own")), ["own"]);
         assert_eq!(names(&secret("a", "shared")), ["merge-1", "merge-2"]);
+        assert_eq!(names(&secret("a", "apart")), ["elsewhere"]);
+        // One of the Secret's name that writes another is woken too: a needless reconcile at
+        // worst, as with a stale entry.
+        assert_eq!(names(&secret("a", "elsewhere")), ["elsewhere"]);
         assert!(
             names(&secret("c", "app")).is_empty(),
             "other namespaces do not match"
@@ -275,7 +308,7 @@ mod tests {
             v.sort();
             v
         };
-        assert_eq!(names("a", "app"), ["app"]);
+        assert!(names("a", "app").is_empty(), "its own name is not listed");
         assert_eq!(names("a", "renamed"), ["app", "other"]);
         // The delete carries the latest spec; the old target goes too.
         idx.remove(&es("a", "app", Some("renamed")));
@@ -285,9 +318,9 @@ mod tests {
         assert!(names("a", "renamed").is_empty());
         assert_eq!(idx.namespaces(), (0, 0), "empty namespaces are dropped");
         // Removing what was never there changes nothing.
-        idx.insert(&es("b", "kept", None));
-        idx.remove(&es("b", "never", None));
+        idx.insert(&es("b", "kept", Some("target")));
+        idx.remove(&es("b", "never", Some("target")));
         idx.remove(&es("c", "never", None));
-        assert_eq!(names("b", "kept"), ["kept"]);
+        assert_eq!(names("b", "target"), ["kept"]);
     }
 }
