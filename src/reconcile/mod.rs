@@ -6,6 +6,7 @@
 //! controllers around them only read, call and write.
 
 pub mod ces_plan;
+mod changes;
 mod cluster_external_secret;
 pub mod cluster_push_secret;
 pub mod desired;
@@ -321,10 +322,7 @@ async fn run_controllers(
     };
     // Our own status writes come back as watch events; they change nothing a reconcile
     // decides on (the cache keeps the new status for the next one), so they do not trigger.
-    let es_stream = es_stream.predicate_filter(
-        external_secret::trigger_hash,
-        kube::runtime::PredicateConfig::default(),
-    );
+    let es_stream = changes::changed_only(es_stream, external_secret::trigger_hash);
     // The ExternalSecret controller's own view of the stores (read during syncs; store changes
     // re-trigger the ExternalSecrets that use them).
     let (ss_reader, ss_trigger) = reflected(scoped::<SecretStore>(kube, ns), wc(), |_| {});
@@ -337,10 +335,7 @@ async fn run_controllers(
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     {
         let (reader, stream) = reflected(api, watcher::Config::default(), |_| {});
-        let stream = stream.predicate_filter(
-            kube::runtime::predicates::generation,
-            kube::runtime::PredicateConfig::default(),
-        );
+        let stream = changes::changed_only(stream, kube::runtime::predicates::generation);
         (reader, stream.boxed())
     }
     let (passwords, passwords_s) = gen_watch(scoped(kube, ns));
