@@ -17,12 +17,8 @@ use crate::reconcile::{Shared, refresh};
 #[derive(Default, Clone)]
 pub(crate) struct Memory {
     pub(super) uid: String,
-    /// Consecutive failures, and when the next attempt is allowed.
-    pub(super) failures: u32,
-    pub(super) retry_at: Option<Instant>,
-    /// The ExternalSecret and store versions the failures happened with: a change to either
-    /// is a reason to try again at once.
-    pub(super) failed_with: String,
+    /// Set while syncs fail (boxed: most ExternalSecrets never carry one).
+    pub(super) failing: Option<Box<Failing>>,
     /// The last successful sync, in case the cache has not seen our status write yet.
     pub(super) synced: Option<(String, Timestamp)>,
     /// The store generation of the last successful sync.
@@ -38,6 +34,17 @@ pub(crate) struct Memory {
     pub(super) exists_uncached: bool,
     /// The lease record as last written, in case the cache has not seen the status write yet.
     pub(super) leases: Option<Vec<crate::generators::lease::LeaseRecord>>,
+}
+
+/// Consecutive failed syncs of an ExternalSecret.
+#[derive(Default, Clone)]
+pub(crate) struct Failing {
+    pub(super) count: u32,
+    /// When the next attempt is allowed.
+    pub(super) retry_at: Option<Instant>,
+    /// The ExternalSecret and store versions the failures happened with: a change to either
+    /// is a reason to try again at once.
+    pub(super) with: String,
 }
 
 /// Each ExternalSecret's [`Memory`], by namespace and name.
@@ -99,8 +106,7 @@ pub(super) fn record_success(
     store_generation: Option<String>,
 ) {
     update_memory(sh, es, |m| {
-        m.failures = 0;
-        m.retry_at = None;
+        m.failing = None;
         if synced.is_some() {
             m.synced = synced;
             m.store_generation = store_generation;
@@ -112,8 +118,9 @@ pub(super) fn record_success(
 pub(super) fn count_failure(sh: &Shared, es: &ExternalSecret) -> u32 {
     let mut failures = 0;
     update_memory(sh, es, |m| {
-        m.failures = m.failures.saturating_add(1);
-        failures = m.failures;
+        let f = m.failing.get_or_insert_default();
+        f.count = f.count.saturating_add(1);
+        failures = f.count;
     });
     failures
 }
@@ -131,8 +138,9 @@ pub(super) fn back_off(
         delay = delay.max(after);
     }
     update_memory(sh, es, |m| {
-        m.retry_at = Some(Instant::now() + delay);
-        m.failed_with = attempt_key;
+        let f = m.failing.get_or_insert_default();
+        f.retry_at = Some(Instant::now() + delay);
+        f.with = attempt_key;
     });
     delay
 }

@@ -89,9 +89,10 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
     // Lease work runs even while syncs back off: a lease must not end unnoticed.
     let tended = leases::tend(&es, &sh, &mem, &sync::refresh_seed(&es.spec)).await;
     let mem = memory(&sh, &es);
-    if let Some(at) = mem.retry_at
-        && mem.failures > 0
-        && mem.failed_with == attempt_key
+    if let Some(f) = mem.failing.as_deref()
+        && let Some(at) = f.retry_at
+        && f.count > 0
+        && f.with == attempt_key
         && at > Instant::now()
         && !tended.mint_now
     {

@@ -285,7 +285,7 @@ pub(super) fn decide(
         .synced
         .as_ref()
         .is_some_and(|(_, t)| refresh_time == Some(*t))
-        && mem.failures == 0
+        && mem.failing.is_none()
     {
         last_ready = Some(true);
     }
