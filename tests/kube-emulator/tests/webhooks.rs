@@ -6,12 +6,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use base64::Engine as _;
 use common::*;
-use kube_emulator::admission::Operation;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, PostParams};
+use kube_emulator::admission::Operation;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -249,9 +249,15 @@ async fn each_webhook_call_is_timed_as_the_api_server_sees_it() {
     )
     .await
     .unwrap();
-    vw.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "v"}, "webhooks": [hook("v.example.com", "/slow", &ca)]})).unwrap())
-        .await
-        .unwrap();
+    vw.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "v"}, "webhooks": [hook("v.example.com", "/slow", &ca)]}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
     // Writes of the configurations themselves are not admitted, so nothing is recorded yet.
     assert_eq!(k.webhook_calls(), []);
 
@@ -276,7 +282,13 @@ async fn each_webhook_call_is_timed_as_the_api_server_sees_it() {
         seen,
         [
             ("m.example.com", true, Operation::Create, "configmaps", true),
-            ("v.example.com", false, Operation::Create, "configmaps", true),
+            (
+                "v.example.com",
+                false,
+                Operation::Create,
+                "configmaps",
+                true
+            ),
         ]
     );
     // The slow webhook's call took its delay; the mutating one ended before it was sent.
@@ -287,9 +299,16 @@ async fn each_webhook_call_is_timed_as_the_api_server_sees_it() {
     // A webhook that cannot be reached is recorded as not answered.
     k.map_service("webhooks", "hooks", 443, closed_port().await);
     k.clear_webhook_calls();
-    assert!(cms.create(&PostParams::default(), &cm("unreached")).await.is_err());
+    assert!(
+        cms.create(&PostParams::default(), &cm("unreached"))
+            .await
+            .is_err()
+    );
     let calls = k.webhook_calls();
-    assert!(!calls.is_empty() && calls.iter().all(|c| !c.answered), "{calls:?}");
+    assert!(
+        !calls.is_empty() && calls.iter().all(|c| !c.answered),
+        "{calls:?}"
+    );
 }
 
 /// A local port nobody listens on.
