@@ -198,8 +198,16 @@ async fn all() -> anyhow::Result<()> {
             .and_then(|s| s.parse().ok())
             .filter(|c| *c > 0)
             .unwrap_or(bench_burst::CLIENTS);
-        eprintln!("== a cold burst of {n} ExternalSecrets through the webhooks, {clients} clients");
-        bench_burst::burst_benchmark(&bin, &work, n, clients, &mut results).await?;
+        // `BENCH_BURST_ROUNDS`: rounds (default 3), each on fresh emulators.
+        let rounds: usize = std::env::var("BENCH_BURST_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|r| *r > 0)
+            .unwrap_or(3);
+        eprintln!(
+            "== a cold burst of {n} ExternalSecrets through the webhooks, {clients} clients, {rounds} rounds"
+        );
+        bench_burst::burst_benchmark(&bin, &work, n, clients, rounds, &mut results).await?;
     }
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(out_dir.join("results.json"), &json)?;

@@ -34,7 +34,7 @@ use vaultgate_sandbox::process::{Emulators, approle_load_manifests, cpu_seconds,
 use vaultgate_sandbox::{SERVICE_ACCOUNT, free_local_addr, route_webhooks};
 
 use super::bench_fresh::percentile;
-use super::spawn;
+use super::{median, spawn};
 
 /// ExternalSecrets at full scale.
 pub const BURST: usize = 1000;
@@ -61,14 +61,95 @@ fn placement(j: usize) -> (usize, usize, usize) {
     (ns, store, path)
 }
 
+/// What one round measured.
+struct Round {
+    wall: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    validate_p99: f64,
+    mutate_p99: f64,
+    cpu_us_per_es: f64,
+    vault: VaultTally,
+    api_requests: usize,
+}
+
+/// `rounds` bursts of `n`, each on fresh emulators and a fresh vaultgate. Times and CPU are the
+/// rounds' medians (a busy moment of this shared machine then spoils a round, not the figure),
+/// with the worst round's p99 beside them; requests are the highest of the rounds, as a limit
+/// must hold in every one.
 pub async fn burst_benchmark(
     bin: &Path,
     work: &Path,
     n: usize,
     clients: usize,
+    rounds: usize,
     results: &mut BTreeMap<String, f64>,
 ) -> anyhow::Result<()> {
-    let mut env = Emulators::start(work, "burst").await?;
+    let mut all = Vec::new();
+    for round in 1..=rounds {
+        all.push(burst_round(bin, work, n, clients, round).await?);
+    }
+    let med = |f: fn(&Round) -> f64| median(all.iter().map(f).collect());
+    let max = |f: fn(&Round) -> f64| all.iter().map(f).fold(f64::NAN, f64::max);
+    let used: BTreeSet<usize> = (0..n).map(|j| placement(j).2).collect();
+    let stores: BTreeSet<usize> = (0..n).map(|j| placement(j).1).collect();
+    results.extend([
+        ("admission_burst_p50_ms".to_string(), med(|r| r.p50)),
+        ("admission_burst_p99_ms".into(), med(|r| r.p99)),
+        ("admission_burst_p99_max_ms".into(), max(|r| r.p99)),
+        ("admission_burst_max_ms".into(), med(|r| r.max)),
+        (
+            "admission_burst_validate_p99_ms".into(),
+            med(|r| r.validate_p99),
+        ),
+        (
+            "admission_burst_mutate_p99_ms".into(),
+            med(|r| r.mutate_p99),
+        ),
+        ("admission_burst_seconds".into(), med(|r| r.wall)),
+        (
+            "admission_burst_cpu_us_per_es".into(),
+            med(|r| r.cpu_us_per_es),
+        ),
+        ("admission_burst_es".into(), n as f64),
+        ("admission_burst_rounds".into(), all.len() as f64),
+        (
+            "admission_burst_vault_requests".into(),
+            max(|r| r.vault.total() as f64),
+        ),
+        (
+            "admission_burst_vault_logins".into(),
+            max(|r| r.vault.logins as f64),
+        ),
+        (
+            "admission_burst_vault_reads".into(),
+            max(|r| r.vault.reads as f64),
+        ),
+        (
+            "admission_burst_vault_capabilities".into(),
+            max(|r| r.vault.capabilities as f64),
+        ),
+        (
+            "admission_burst_vault_limit".into(),
+            (stores.len() + used.len()) as f64,
+        ),
+        (
+            "admission_burst_api_requests".into(),
+            max(|r| r.api_requests as f64),
+        ),
+    ]);
+    Ok(())
+}
+
+async fn burst_round(
+    bin: &Path,
+    work: &Path,
+    n: usize,
+    clients: usize,
+    round: usize,
+) -> anyhow::Result<Round> {
+    let mut env = Emulators::start(work, &format!("burst-{round}")).await?;
     let client = env.kube.client().await;
     env.vault.put_policy(
         "bench",
@@ -174,7 +255,7 @@ pub async fn burst_benchmark(
     let stores: BTreeSet<usize> = (0..n).map(|i| placement(i).1).collect();
     let limit = stores.len() + used.len();
     eprintln!(
-        "   {n} ExternalSecrets from {clients} clients in {wall:.2}s; webhook calls p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (validate p99 {:.1} ms, mutate p99 {:.1} ms)",
+        "   round {round}: {n} ExternalSecrets from {clients} clients in {wall:.2}s; webhook calls p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (validate p99 {:.1} ms, mutate p99 {:.1} ms)",
         percentile(&all, 0.5),
         percentile(&all, 0.99),
         percentile(&all, 1.0),
@@ -211,41 +292,17 @@ pub async fn burst_benchmark(
         api.values().sum::<usize>(),
         join(&api)
     );
-    results.extend([
-        ("admission_burst_p50_ms".to_string(), percentile(&all, 0.5)),
-        ("admission_burst_p99_ms".into(), percentile(&all, 0.99)),
-        ("admission_burst_max_ms".into(), percentile(&all, 1.0)),
-        (
-            "admission_burst_validate_p99_ms".into(),
-            percentile(&validate, 0.99),
-        ),
-        (
-            "admission_burst_mutate_p99_ms".into(),
-            percentile(&mutate, 0.99),
-        ),
-        ("admission_burst_seconds".into(), wall),
-        (
-            "admission_burst_cpu_us_per_es".into(),
-            vg_cpu * 1e6 / n as f64,
-        ),
-        ("admission_burst_es".into(), n as f64),
-        (
-            "admission_burst_vault_requests".into(),
-            vault.total() as f64,
-        ),
-        ("admission_burst_vault_logins".into(), vault.logins as f64),
-        ("admission_burst_vault_reads".into(), vault.reads as f64),
-        (
-            "admission_burst_vault_capabilities".into(),
-            vault.capabilities as f64,
-        ),
-        ("admission_burst_vault_limit".into(), limit as f64),
-        (
-            "admission_burst_api_requests".into(),
-            api.values().sum::<usize>() as f64,
-        ),
-    ]);
-    Ok(())
+    Ok(Round {
+        wall,
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+        max: percentile(&all, 1.0),
+        validate_p99: percentile(&validate, 0.99),
+        mutate_p99: percentile(&mutate, 0.99),
+        cpu_us_per_es: vg_cpu * 1e6 / n as f64,
+        api_requests: api.values().sum(),
+        vault,
+    })
 }
 
 /// Creates ExternalSecret `i` (a POST, as `kubectl apply` sends for an object that does not
