@@ -190,6 +190,40 @@ async fn reads_of_one_path_seconds_apart_share_one_vault_read() {
     assert_eq!(e.vault.count_kv_reads(), reads + 1);
 }
 
+/// ExternalSecrets finding in one folder ask Vault once whether the store may list it, when
+/// admitted together and when seconds apart.
+#[tokio::test]
+async fn checks_of_one_folder_share_one_capabilities_call() {
+    let e = env().await;
+    let state = e.state(LiveMode::Enforce, Duration::from_secs(2));
+    let store = ("SecretStore", "vault");
+    let finding = |name: &str, extract: &str| {
+        let mut o = es("team-a", name, store, Value::Null);
+        o["spec"]["data"] = Value::Null;
+        o["spec"]["dataFrom"] = json!([{"find": {"path": "app"}}, {"extract": {"key": extract}}]);
+        o
+    };
+    let capabilities = || {
+        e.vault
+            .requests()
+            .iter()
+            .filter(|r| r.path == "sys/capabilities-self")
+            .count()
+    };
+    // Different references (no shared verdict), the same folder.
+    let (a, b) = (finding("a", "app/config"), finding("b", "app/db"));
+    let (va, vb) = futures::join!(judge(&state, &a, false), judge(&state, &b, false));
+    assert!(va.allowed && vb.allowed, "{} {}", va.message, vb.message);
+    assert_eq!(capabilities(), 1);
+    tokio::time::sleep(vaultgate::vault::READ_SHARE_WINDOW + Duration::from_millis(100)).await;
+    // Seconds later, another verdict again: its find is answered by the same call.
+    let mut c = finding("c", "app/db");
+    c["spec"]["dataFrom"][1]["extract"]["property"] = json!("user");
+    let vc = judge(&state, &c, false).await;
+    assert!(!vc.allowed, "extracting a string is refused");
+    assert_eq!(capabilities(), 1);
+}
+
 #[tokio::test]
 async fn vault_down_or_slow_answers_within_the_budget() {
     let e = env().await;
