@@ -16,7 +16,8 @@
 //!
 //! Figures: the latency of each webhook call from the emulator sending the AdmissionReview to
 //! its answer, the wall time of the burst, and what vaultgate asked of Vault (from the Vault
-//! emulator's request log) and of the API server (its audit log) during the burst.
+//! emulator's request log) and of the API server (its audit log) during the burst; in three
+//! rounds (`BENCH_BURST_ROUNDS`), each on fresh emulators and a fresh vaultgate.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
