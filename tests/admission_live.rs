@@ -166,6 +166,64 @@ async fn a_burst_of_applies_costs_one_login() {
     assert!(reads <= 4, "{reads} KV reads");
 }
 
+/// A cold burst spreads the readers of one path over seconds (`kubectl apply` of many
+/// namespaces, each with its own ExternalSecret on a shared secret): the checks reuse a Vault
+/// answer as long as they reuse a verdict, not only while it is in flight.
+#[tokio::test]
+async fn reads_of_one_path_seconds_apart_share_one_vault_read() {
+    let e = env().await;
+    let state = e.state(LiveMode::Enforce, Duration::from_secs(2));
+    let store = ("SecretStore", "vault");
+    let first = es("team-a", "first", store, read("app/db", "password"));
+    assert!(judge(&state, &first, false).await.allowed);
+    let reads = e.vault.count_kv_reads();
+    assert_eq!(reads, 1);
+    // Past the window in which any two reads of a store share one request.
+    tokio::time::sleep(vaultgate::vault::READ_SHARE_WINDOW + Duration::from_millis(100)).await;
+    // Another verdict (another property) on the same path.
+    let second = es("team-a", "second", store, read("app/db", "user"));
+    assert!(judge(&state, &second, false).await.allowed);
+    assert_eq!(e.vault.count_kv_reads(), reads, "reads of app/db");
+    // A path not read before is read.
+    let third = es("team-a", "third", store, read("app/config", "a"));
+    assert!(judge(&state, &third, false).await.allowed);
+    assert_eq!(e.vault.count_kv_reads(), reads + 1);
+}
+
+/// ExternalSecrets finding in one folder ask Vault once whether the store may list it, when
+/// admitted together and when seconds apart.
+#[tokio::test]
+async fn checks_of_one_folder_share_one_capabilities_call() {
+    let e = env().await;
+    let state = e.state(LiveMode::Enforce, Duration::from_secs(2));
+    let store = ("SecretStore", "vault");
+    let finding = |name: &str, extract: &str| {
+        let mut o = es("team-a", name, store, Value::Null);
+        o["spec"]["data"] = Value::Null;
+        o["spec"]["dataFrom"] = json!([{"find": {"path": "app"}}, {"extract": {"key": extract}}]);
+        o
+    };
+    let capabilities = || {
+        e.vault
+            .requests()
+            .iter()
+            .filter(|r| r.path == "sys/capabilities-self")
+            .count()
+    };
+    // Different references (no shared verdict), the same folder.
+    let (a, b) = (finding("a", "app/config"), finding("b", "app/db"));
+    let (va, vb) = futures::join!(judge(&state, &a, false), judge(&state, &b, false));
+    assert!(va.allowed && vb.allowed, "{} {}", va.message, vb.message);
+    assert_eq!(capabilities(), 1);
+    tokio::time::sleep(vaultgate::vault::READ_SHARE_WINDOW + Duration::from_millis(100)).await;
+    // Seconds later, another verdict again: its find is answered by the same call.
+    let mut c = finding("c", "app/db");
+    c["spec"]["dataFrom"][1]["extract"]["property"] = json!("user");
+    let vc = judge(&state, &c, false).await;
+    assert!(!vc.allowed, "extracting a string is refused");
+    assert_eq!(capabilities(), 1);
+}
+
 #[tokio::test]
 async fn vault_down_or_slow_answers_within_the_budget() {
     let e = env().await;

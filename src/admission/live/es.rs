@@ -6,12 +6,12 @@
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
-use super::{Findings, LiveChecker, check_list, check_read, hash_refs, key_hasher};
+use super::{Findings, LiveChecker, RESULT_TTL, check_list, check_read, hash_refs, key_hasher};
 use crate::api::entry_stores::{
     Entry, data_from_has_own_source, data_has_own_store, entry_store_refs,
 };
 use crate::api::{ExternalSecret, ExternalSecretDataRemoteRef, StoreKind};
-use crate::vault::StoreHandle;
+use crate::vault::{ReadReuse, StoreHandle, with_read_reuse};
 
 /// Which entries a store check covers.
 #[derive(Clone, Copy, Hash)]
@@ -161,10 +161,15 @@ impl LiveChecker {
             ));
             return f;
         }
-        // Boxed for the same reason as the store read: only a cache miss pays for it.
+        // Boxed for the same reason as the store read: only a cache miss pays for it. A Vault
+        // answer serves other checks as long as a verdict does: a burst of applies spreads the
+        // readers of one secret over seconds, and each would otherwise read it again.
         let checked = tokio::time::timeout_at(
             deadline.into(),
-            Box::pin(self.vault_refs(&store, ns, es, which)),
+            Box::pin(with_read_reuse(
+                ReadReuse::FinishedWithin(RESULT_TTL),
+                self.vault_refs(&store, ns, es, which),
+            )),
         )
         .await;
         match checked {

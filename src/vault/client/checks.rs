@@ -2,6 +2,7 @@
 //! the token (lookup-self), the mount, and the capabilities of the token on given paths.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -84,43 +85,66 @@ impl StoreClient {
     }
 
     /// `sys/capabilities-self` for each path (full Vault paths, e.g. `secret/data/app`).
+    /// Identical calls share one request as reads do (`reads.rs`): a burst of admissions of
+    /// ExternalSecrets finding in one folder asks once.
     pub async fn capabilities(
         &self,
         paths: &[String],
     ) -> Result<BTreeMap<String, Vec<String>>, VaultError> {
         let path = "sys/capabilities-self";
-        let body = json!({ "paths": paths });
-        let reply = self
-            .call(Req {
-                call: "capabilities",
-                method: Method::POST,
-                path,
-                query: None,
-                token: None,
-                namespace: None,
-                body: Some(&body),
-            })
-            .await?;
         // A failure of this call says nothing about the paths asked about: never a NotFound
         // or a denial of them.
         let failed = |reason: String| VaultError::CouldNotCheck {
             what: "capabilities".into(),
             reason,
         };
-        if !(200..300).contains(&reply.status) {
-            return Err(failed(format!(
-                "POST {path}: Vault answered HTTP {}{}",
-                reply.status,
-                reply.detail()
-            )));
-        }
-        let mut out = BTreeMap::new();
-        for p in paths {
-            let caps = answers::capabilities(&reply.body, p, paths.len() == 1)
-                .map_err(|e| failed(format!("POST {path}: {e}")))?;
-            out.insert(p.clone(), caps);
-        }
-        Ok(out)
+        let asked = async {
+            let body = json!({ "paths": paths });
+            let reply = self
+                .call(Req {
+                    call: "capabilities",
+                    method: Method::POST,
+                    path,
+                    query: None,
+                    token: None,
+                    namespace: None,
+                    body: Some(&body),
+                })
+                .await?;
+            if !(200..300).contains(&reply.status) {
+                return Err(failed(format!(
+                    "POST {path}: Vault answered HTTP {}{}",
+                    reply.status,
+                    reply.detail()
+                )));
+            }
+            // Read inside the shared call: an answer of the wrong shape is an error, and
+            // errors are not reused.
+            let mut out = serde_json::Map::new();
+            for p in paths {
+                let caps = answers::capabilities(&reply.body, p, paths.len() == 1)
+                    .map_err(|e| failed(format!("POST {path}: {e}")))?;
+                out.insert(p.clone(), json!(caps));
+            }
+            Ok(Some(Arc::new(Value::Object(out))))
+        };
+        let answer = self
+            .shared(format!("capabilities {paths:?}"), asked)
+            .await?;
+        let by_path = answer.as_deref().and_then(Value::as_object);
+        let caps_of = |p: &String| -> Vec<String> {
+            by_path
+                .and_then(|m| m.get(p))
+                .and_then(Value::as_array)
+                .map(|c| {
+                    c.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ok(paths.iter().map(|p| (p.clone(), caps_of(p))).collect())
     }
 }
 

@@ -1,5 +1,5 @@
-//! Shared reads: identical reads of one store identity in flight at once, or finished a moment
-//! ago, share one Vault request.
+//! Shared reads: identical reads (and capabilities checks) of one store identity in flight at
+//! once, or finished a moment ago, share one Vault request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -160,6 +160,22 @@ impl StoreClient {
         extract: impl FnOnce(&Value) -> Result<Value, VaultError>,
     ) -> ReadResult {
         let key = format!("{call} {path}?{}", query.as_deref().unwrap_or(""));
+        self.shared(key, async {
+            match self.get_json(call, &path, query.as_deref()).await {
+                Ok(Some(body)) => extract(&body).map(|v| Some(Arc::new(v))),
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// `fetch`, or the answer of an identical call (`key`) of this store identity in flight, or
+    /// finished as recently as [`shared_get`](Self::shared_get) allows.
+    pub(super) async fn shared(
+        &self,
+        key: String,
+        fetch: impl std::future::Future<Output = ReadResult>,
+    ) -> ReadResult {
         let reuse = read_reuse();
         let slot = {
             let now = Instant::now();
@@ -178,10 +194,7 @@ impl StoreClient {
         };
         slot.cell
             .get_or_init(|| async {
-                let r = match self.get_json(call, &path, query.as_deref()).await {
-                    Ok(Some(body)) => extract(&body).map(|v| Some(Arc::new(v))),
-                    other => other,
-                };
+                let r = fetch.await;
                 if let Ok(Some(v)) = &r {
                     let _ = slot.size.set(value_size(v));
                 }

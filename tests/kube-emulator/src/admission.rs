@@ -11,7 +11,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -92,6 +92,24 @@ pub trait AdmissionEnv: Send + Sync {
     fn client_identity(&self) -> Option<&crate::ClientIdentity> {
         None
     }
+    /// Takes the record of one webhook call, for a harness timing the webhooks.
+    fn record_call(&self, _call: WebhookCall) {}
+}
+
+/// One call of an admission webhook as the API server saw it: from sending the AdmissionReview
+/// to having its answer (or giving up on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookCall {
+    /// The webhook's `name` in its configuration.
+    pub webhook: String,
+    pub mutating: bool,
+    pub operation: Operation,
+    /// Plural resource of the object under admission.
+    pub resource: String,
+    pub sent: Instant,
+    pub duration: Duration,
+    /// An HTTP 2xx answer arrived in time (whether it then admitted the object or not).
+    pub answered: bool,
 }
 
 /// The admitted request: the object after mutation and the webhooks' warnings.
@@ -589,9 +607,18 @@ async fn call_hook(
             .map_err(|e| fail(describe_reqwest_error(&e)))?;
         Ok::<_, HookError>((code, body))
     };
-    let (code, body) = tokio::time::timeout(hook.timeout, call)
-        .await
-        .map_err(|_| fail("context deadline exceeded".into()))??;
+    let sent = Instant::now();
+    let result = tokio::time::timeout(hook.timeout, call).await;
+    env.record_call(WebhookCall {
+        webhook: hook.name.to_string(),
+        mutating: hook.mutating,
+        operation: attrs.operation,
+        resource: attrs.resource.resource.clone(),
+        sent,
+        duration: sent.elapsed(),
+        answered: matches!(&result, Ok(Ok((code, _))) if code.is_success()),
+    });
+    let (code, body) = result.map_err(|_| fail("context deadline exceeded".into()))??;
 
     if !code.is_success() {
         return Err(HookError::Call(format!(

@@ -692,6 +692,14 @@ impl AdmissionEnv for Env {
         self.0.webhook_client_identity.as_ref()
     }
 
+    fn record_call(&self, call: admission::WebhookCall) {
+        self.0
+            .webhook_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(call);
+    }
+
     fn resolve_service(&self, namespace: &str, name: &str, port: u16) -> Option<SocketAddr> {
         self.0
             .services

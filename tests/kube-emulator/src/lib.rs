@@ -294,6 +294,24 @@ impl KubeEmulator {
             .clear();
     }
 
+    /// Every admission webhook call so far, in the order they ended, each timed from sending
+    /// the AdmissionReview to its answer: the latency the API server sees.
+    pub fn webhook_calls(&self) -> Vec<admission::WebhookCall> {
+        self.shared
+            .webhook_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn clear_webhook_calls(&self) {
+        self.shared
+            .webhook_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// Stored writes (create, update, delete) per resource, keyed `group/plural`
     /// (core resources as `/secrets`).
     pub fn write_counts(&self) -> HashMap<String, u64> {

@@ -11,6 +11,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, PostParams};
+use kube_emulator::admission::Operation;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ impl axum::serve::Listener for TlsListener {
 }
 
 type Seen = Arc<Mutex<Vec<Value>>>;
+
+const SLOW: Duration = Duration::from_millis(300);
 
 /// A webhook at `hooks.webhooks.svc`: `/mutate` labels objects and warns,
 /// `/validate` refuses ConfigMaps named `forbidden`.
@@ -101,9 +104,15 @@ async fn webhook_server() -> (SocketAddr, String, Seen) {
             },
         }))
     }
+    // `/validate` 300 ms late, for timing tests.
+    async fn slow(state: State<Seen>, body: Bytes) -> axum::Json<Value> {
+        tokio::time::sleep(SLOW).await;
+        validate(state, body).await
+    }
     let router = axum::Router::new()
         .route("/mutate", axum::routing::post(mutate))
         .route("/validate", axum::routing::post(validate))
+        .route("/slow", axum::routing::post(slow))
         .with_state(seen.clone());
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
@@ -221,4 +230,91 @@ async fn webhooks_mutate_warn_and_deny() {
         .map(|v| v.to_str().unwrap().to_string())
         .collect();
     assert_eq!(warnings, ["299 - \"labelled by the test webhook\""]);
+}
+
+#[tokio::test]
+async fn each_webhook_call_is_timed_as_the_api_server_sees_it() {
+    let k = start().await;
+    let (addr, ca, _) = webhook_server().await;
+    k.map_service("webhooks", "hooks", 443, addr);
+    let client = k.client().await;
+    let mw: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let vw: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    mw.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "m"}, "webhooks": [hook("m.example.com", "/mutate", &ca)]}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    vw.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "v"}, "webhooks": [hook("v.example.com", "/slow", &ca)]}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // Writes of the configurations themselves are not admitted, so nothing is recorded yet.
+    assert_eq!(k.webhook_calls(), []);
+
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    within(15, cms.create(&PostParams::default(), &cm("timed")))
+        .await
+        .unwrap();
+    let calls = k.webhook_calls();
+    let seen: Vec<(&str, bool, Operation, &str, bool)> = calls
+        .iter()
+        .map(|c| {
+            (
+                c.webhook.as_str(),
+                c.mutating,
+                c.operation,
+                c.resource.as_str(),
+                c.answered,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("m.example.com", true, Operation::Create, "configmaps", true),
+            (
+                "v.example.com",
+                false,
+                Operation::Create,
+                "configmaps",
+                true
+            ),
+        ]
+    );
+    // The slow webhook's call took its delay; the mutating one ended before it was sent.
+    assert!(calls[1].duration >= SLOW, "{:?}", calls[1].duration);
+    assert!(calls[0].duration < SLOW, "{:?}", calls[0].duration);
+    assert!(calls[0].sent + calls[0].duration <= calls[1].sent);
+
+    // A webhook that cannot be reached is recorded as not answered.
+    k.map_service("webhooks", "hooks", 443, closed_port().await);
+    k.clear_webhook_calls();
+    assert!(
+        cms.create(&PostParams::default(), &cm("unreached"))
+            .await
+            .is_err()
+    );
+    let calls = k.webhook_calls();
+    assert!(
+        !calls.is_empty() && calls.iter().all(|c| !c.answered),
+        "{calls:?}"
+    );
+}
+
+/// A local port nobody listens on.
+async fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
 }

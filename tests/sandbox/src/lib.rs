@@ -138,8 +138,6 @@ impl Sandbox {
             "deploy/crds/generators.external-secrets.io_uuids.yaml",
             "deploy/crds/generators.external-secrets.io_vaultdynamicsecrets.yaml",
             "deploy/namespace.yaml",
-            "deploy/serviceaccount.yaml",
-            "deploy/webhooks.yaml",
         ] {
             kube.apply_yaml_file(root.join(f))
                 .await
@@ -150,13 +148,13 @@ impl Sandbox {
             opts.run_args.metrics_addr = free_local_addr();
         }
         let args = opts.run_args.clone();
-        // The webhook configurations name the in-cluster Service; route it to the local webhook.
-        kube.map_service(
+        route_webhooks(
+            &kube,
             &args.pod_namespace,
             &args.service_name,
-            443,
-            local(args.webhook_addr),
-        );
+            args.webhook_addr,
+        )
+        .await?;
         // vaultgate talks to the API server as its ServiceAccount, as in a cluster, so that the
         // audit log shows exactly what its RBAC must allow.
         let client = service_account_client(&kube, &args.pod_namespace, SERVICE_ACCOUNT)
@@ -304,6 +302,25 @@ impl Replica {
             .context("the replica did not stop within 30 s")?
             .context("replica task")?
     }
+}
+
+/// Applies deploy/'s ServiceAccount and webhook configurations, and routes the Service they
+/// name (`namespace/service`, port 443) to a webhook listening at `webhook`: from then on the
+/// API server calls that webhook on every write of the kinds they cover, as in a cluster.
+pub async fn route_webhooks(
+    kube: &KubeEmulator,
+    namespace: &str,
+    service: &str,
+    webhook: SocketAddr,
+) -> anyhow::Result<()> {
+    let root = repo_root();
+    for f in ["deploy/serviceaccount.yaml", "deploy/webhooks.yaml"] {
+        kube.apply_yaml_file(root.join(f))
+            .await
+            .with_context(|| format!("applying {f}"))?;
+    }
+    kube.map_service(namespace, service, 443, local(webhook));
+    Ok(())
 }
 
 /// A client authenticated as ServiceAccount `namespace/name` (created if missing), with a token

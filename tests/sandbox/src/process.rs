@@ -120,6 +120,19 @@ impl Emulators {
         })
     }
 
+    /// Points `kubeconfig` (what vaultgate is started with) at ServiceAccount `namespace/name`,
+    /// which must exist, with a day-long token: vaultgate's requests then show in the audit log
+    /// under its own user, apart from the harness's (admin). Returns that user.
+    pub fn use_service_account(&mut self, namespace: &str, name: &str) -> anyhow::Result<String> {
+        let token = self
+            .kube
+            .issue_token(namespace, name, &[self.kube.issuer()], 24 * 3600);
+        let path = self.kubeconfig.with_extension(format!("{name}.kubeconfig"));
+        self.kube.write_kubeconfig(&path, &token)?;
+        self.kubeconfig = path;
+        Ok(format!("system:serviceaccount:{namespace}:{name}"))
+    }
+
     pub async fn shutdown(self) {
         self.kube.shutdown().await;
         self.vault.shutdown().await;

@@ -1,7 +1,8 @@
 //! `make bench`: the webhook against a bare axum + rustls baseline (load from `oha`, a separate
 //! process), the sync of 1k/5k/10k ExternalSecrets against the floor of the API writes they
-//! need, Vault load, memory and start-up time, and new ExternalSecrets idle and under refresh
-//! load (`bench/fresh.rs`). Figures go to `target/bench/results.json`.
+//! need, Vault load, memory and start-up time, new ExternalSecrets idle and under refresh
+//! load (`bench/fresh.rs`), and a cold burst of applies through the webhooks (`bench/burst.rs`).
+//! Figures go to `target/bench/results.json`.
 //!
 //! vaultgate always runs as its own process (the release `vaultgate` binary next to this one),
 //! so its memory is its own; the emulators run in this process.
@@ -26,6 +27,8 @@ use vaultgate_sandbox::process::{
 };
 use vaultgate_sandbox::{free_local_addr, repo_root};
 
+#[path = "bench/burst.rs"]
+mod bench_burst;
 #[path = "bench/ces.rs"]
 mod bench_ces;
 #[path = "bench/fresh.rs"]
@@ -179,6 +182,32 @@ async fn all() -> anyhow::Result<()> {
         );
         let every = Duration::from_secs(every);
         bench_fresh::fresh_benchmark(&bin, &work, load, fresh, every, &mut results).await?;
+    }
+    // `BENCH_BURST=0`: without the cold admission burst.
+    if std::env::var("BENCH_BURST").as_deref() != Ok("0") {
+        // `BENCH_BURST_SCALE`: a fraction of the 1,000 ExternalSecrets; `BENCH_BURST_CLIENTS`:
+        // how many create at once (default 32).
+        let scale: f64 = std::env::var("BENCH_BURST_SCALE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|s: &f64| *s > 0.0)
+            .unwrap_or(1.0);
+        let n = ((bench_burst::BURST as f64 * scale) as usize).max(10);
+        let clients: usize = std::env::var("BENCH_BURST_CLIENTS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|c| *c > 0)
+            .unwrap_or(bench_burst::CLIENTS);
+        // `BENCH_BURST_ROUNDS`: rounds (default 3), each on fresh emulators.
+        let rounds: usize = std::env::var("BENCH_BURST_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|r| *r > 0)
+            .unwrap_or(3);
+        eprintln!(
+            "== a cold burst of {n} ExternalSecrets through the webhooks, {clients} clients, {rounds} rounds"
+        );
+        bench_burst::burst_benchmark(&bin, &work, n, clients, rounds, &mut results).await?;
     }
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(out_dir.join("results.json"), &json)?;

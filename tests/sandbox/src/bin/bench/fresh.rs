@@ -382,7 +382,7 @@ async fn sync_calls(metrics: std::net::SocketAddr) -> anyhow::Result<f64> {
 }
 
 /// The `p` quantile (nearest rank) of `v`; NaN when empty.
-fn percentile(v: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(v: &[f64], p: f64) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
