@@ -107,7 +107,7 @@ pub struct Config {
     #[arg(long, env = "VAULTGATE_ADMISSION_LIVE_BUDGET", value_parser = crate::api::duration::parse_flag, default_value = "2s")]
     pub admission_live_budget: Duration,
     /// How many ExternalSecrets are reconciled at once.
-    #[arg(long, env = "VAULTGATE_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "VAULTGATE_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// Log format.
     #[arg(long, env = "VAULTGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
