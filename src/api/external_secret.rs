@@ -315,8 +315,8 @@ pub struct ExternalSecretData {
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub secret_key: String,
     pub remote_ref: ExternalSecretDataRemoteRef,
-    /// Another store for this entry (ESO; a generator is refused by admission). Boxed: rarely
-    /// set, and every cached ExternalSecret would carry its room.
+    /// Another store for this entry (ESO); a generator is refused by admission.
+    // Boxed: rarely set, and every cached ExternalSecret would carry its room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<Box<StoreSourceRef>>,
 }
