@@ -139,6 +139,23 @@ fn hook(name: &str, path: &str, ca: &str) -> Value {
     })
 }
 
+/// A mutating webhook `m` at `mutate` and a validating one `v` at `validate`.
+async fn register(client: &kube::Client, mutate: &str, validate: &str, ca: &str) {
+    let mw: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let vw: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let config = |name: &str, path: &str| {
+        let hook = hook(&format!("{name}.example.com"), path, ca);
+        json!({"metadata": {"name": name}, "webhooks": [hook]})
+    };
+    let pp = PostParams::default();
+    mw.create(&pp, &serde_json::from_value(config("m", mutate)).unwrap())
+        .await
+        .unwrap();
+    vw.create(&pp, &serde_json::from_value(config("v", validate)).unwrap())
+        .await
+        .unwrap();
+}
+
 fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
 }
@@ -149,20 +166,7 @@ async fn webhooks_mutate_warn_and_deny() {
     let (addr, ca, seen) = webhook_server().await;
     k.map_service("webhooks", "hooks", 443, addr);
     let client = k.client().await;
-    let mw: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let vw: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    mw.create(
-        &PostParams::default(),
-        &serde_json::from_value(
-            json!({"metadata": {"name": "m"}, "webhooks": [hook("m.example.com", "/mutate", &ca)]}),
-        )
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    vw.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "v"}, "webhooks": [hook("v.example.com", "/validate", &ca)]})).unwrap())
-        .await
-        .unwrap();
+    register(&client, "/mutate", "/validate", &ca).await;
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let out = within(15, cms.create(&PostParams::default(), &cm("ok")))
@@ -238,26 +242,7 @@ async fn each_webhook_call_is_timed_as_the_api_server_sees_it() {
     let (addr, ca, _) = webhook_server().await;
     k.map_service("webhooks", "hooks", 443, addr);
     let client = k.client().await;
-    let mw: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let vw: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    mw.create(
-        &PostParams::default(),
-        &serde_json::from_value(
-            json!({"metadata": {"name": "m"}, "webhooks": [hook("m.example.com", "/mutate", &ca)]}),
-        )
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    vw.create(
-        &PostParams::default(),
-        &serde_json::from_value(
-            json!({"metadata": {"name": "v"}, "webhooks": [hook("v.example.com", "/slow", &ca)]}),
-        )
-        .unwrap(),
-    )
-    .await
-    .unwrap();
+    register(&client, "/mutate", "/slow", &ca).await;
     // Writes of the configurations themselves are not admitted, so nothing is recorded yet.
     assert_eq!(k.webhook_calls(), []);
 
