@@ -203,17 +203,10 @@ where
     W: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
 {
-    use watcher::Event;
     let (reader, writer) = reflector::store();
     let stream = watcher(api, wc)
         .default_backoff()
-        .map_ok(move |ev| match ev {
-            Event::Apply(o) => Event::Apply(keep(o)),
-            Event::Delete(o) => Event::Delete(keep(o)),
-            Event::Init => Event::Init,
-            Event::InitApply(o) => Event::InitApply(keep(o)),
-            Event::InitDone => Event::InitDone,
-        })
+        .map_ok(move |ev| map_event(ev, &mut keep))
         .reflect(writer)
         .inspect(move |ev| match ev {
             Ok(watcher::Event::Delete(obj)) => on_delete(obj),
@@ -222,6 +215,18 @@ where
         })
         .touched_objects();
     (reader, stream)
+}
+
+/// A watch event with its object (if any) made into another type.
+fn map_event<W, K>(ev: watcher::Event<W>, mut f: impl FnMut(W) -> K) -> watcher::Event<K> {
+    use watcher::Event;
+    match ev {
+        Event::Apply(o) => Event::Apply(f(o)),
+        Event::Delete(o) => Event::Delete(f(o)),
+        Event::Init => Event::Init,
+        Event::InitApply(o) => Event::InitApply(f(o)),
+        Event::InitDone => Event::InitDone,
+    }
 }
 
 /// An ExternalSecret as cached: without its managedFields (the watch does not read them: see
@@ -377,13 +382,7 @@ async fn run_controllers(
             wc().labels(&format!("{LABEL_MANAGED}=true")),
         )
         .default_backoff()
-        .map_ok(|ev| match ev {
-            watcher::Event::Apply(w) => watcher::Event::Apply(PartialObjectMeta::from(w)),
-            watcher::Event::Delete(w) => watcher::Event::Delete(PartialObjectMeta::from(w)),
-            watcher::Event::Init => watcher::Event::Init,
-            watcher::Event::InitApply(w) => watcher::Event::InitApply(PartialObjectMeta::from(w)),
-            watcher::Event::InitDone => watcher::Event::InitDone,
-        })
+        .map_ok(|ev| map_event(ev, PartialObjectMeta::from))
         .inspect(move |ev| {
             let Ok(ev) = ev else { return };
             versions.apply(ev);

@@ -91,7 +91,6 @@ pub(crate) async fn reconcile(es: Arc<ExternalSecret>, sh: Arc<Shared>) -> Resul
     let mem = memory(&sh, &es);
     if let Some(f) = mem.failing.as_deref()
         && let Some(at) = f.retry_at
-        && f.count > 0
         && f.with == attempt_key
         && at > Instant::now()
         && !tended.mint_now
