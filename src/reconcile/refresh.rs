@@ -168,9 +168,9 @@ pub fn backoff(failures: u32) -> Duration {
 /// annotation, or the store) asks for what Vault holds now: only reads that started after the
 /// sync did — a read finished a moment before may predate a Vault write the user just made.
 /// Otherwise — a first sync, a scheduled refresh, a missing or edited Secret — a read up to a
-/// twentieth of the refresh interval old (at most 30 s; 30 s when the interval is 0, "sync
+/// twentieth of the refresh interval old (at most 3 min; 3 min when the interval is 0, "sync
 /// once") is as good: it is what the other ExternalSecrets on that data just got. That turns 10
-/// ExternalSecrets on one path, created seconds apart, into one read.
+/// ExternalSecrets on one path, created minutes apart, into one read.
 pub fn read_reuse(reason: Reason, interval: Duration) -> ReadAge {
     let cap = crate::vault::MAX_READ_REUSE;
     let fresh = crate::vault::READ_SHARE_WINDOW;
@@ -504,14 +504,16 @@ mod tests {
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         let cases = [
-            (Reason::NeverSynced, s(3600), ReadAge::Within(s(30))),
-            (Reason::Interval, s(3600), ReadAge::Within(s(30))),
+            (Reason::NeverSynced, s(3600), ReadAge::Within(s(180))),
+            (Reason::NeverSynced, s(86400), ReadAge::Within(s(180))),
+            (Reason::Interval, s(3600), ReadAge::Within(s(180))),
+            (Reason::Interval, s(600), ReadAge::Within(s(30))),
             (Reason::Interval, s(60), ReadAge::Within(s(3))),
             (Reason::Interval, s(1), ReadAge::Within(ms(500))),
             (Reason::SecretMissing, s(300), ReadAge::Within(s(15))),
-            (Reason::SecretTampered, s(0), ReadAge::Within(s(30))),
+            (Reason::SecretTampered, s(0), ReadAge::Within(s(180))),
             (Reason::LastSyncFailed, s(20), ReadAge::Within(s(1))),
-            (Reason::NeverSynced, s(0), ReadAge::Within(s(30))),
+            (Reason::NeverSynced, s(0), ReadAge::Within(s(180))),
             (Reason::SpecChanged, s(3600), ReadAge::SinceSyncStart),
             (Reason::StoreChanged, s(3600), ReadAge::SinceSyncStart),
             (Reason::SpecChanged, s(0), ReadAge::SinceSyncStart),

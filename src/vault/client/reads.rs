@@ -20,8 +20,9 @@ use crate::vault::http::Req;
 /// a short window catches them all; it stays well under the shortest refresh interval people
 /// use (1 s) so that each refresh still reads Vault.
 pub const READ_SHARE_WINDOW: Duration = Duration::from_millis(500);
-/// The longest any caller may let a finished read answer it ([`with_read_reuse`]).
-pub const MAX_READ_REUSE: Duration = Duration::from_secs(30);
+/// The longest any caller may let a finished read answer it ([`with_read_reuse`]): a twentieth
+/// of the default refresh interval (an hour).
+pub const MAX_READ_REUSE: Duration = Duration::from_secs(180);
 /// Values kept past [`READ_SHARE_WINDOW`] per store identity, estimated in bytes: reuse saves
 /// Vault reads, it must not turn into a cache of every secret.
 const READ_REUSE_BUDGET: usize = 4 << 20;
