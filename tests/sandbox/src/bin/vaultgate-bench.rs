@@ -117,33 +117,46 @@ async fn all() -> anyhow::Result<()> {
         eprintln!("== start-up and webhook");
         webhook_benchmarks(&bin, &oha, &work, seconds, &mut results).await?;
     }
-    // `BENCH_SYNC_ROUNDS`: rounds of each sync size (default 7; see `sync_benchmark`).
+    // `BENCH_SYNC_ROUNDS`: rounds of each sync size (default 7; see `sync_figures`).
     let rounds: usize = std::env::var("BENCH_SYNC_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .filter(|r| *r > 0)
         .unwrap_or(7);
-    for n in sizes {
-        eprintln!("== sync of {n} ExternalSecrets, {rounds} rounds");
-        sync_benchmark(&bin, &work, n, rounds, &mut results).await?;
+    // The sizes take turns, round by round (1k, 5k, 10k, 1k, …): a machine that slows down
+    // mid-run weighs on every size alike, and growth compares rounds run next to each other.
+    let mut by_size: Vec<(usize, Vec<SyncRound>)> = sizes.iter().map(|&n| (n, vec![])).collect();
+    for round in 1..=rounds {
+        for (n, all) in &mut by_size {
+            eprintln!("== sync of {n} ExternalSecrets, round {round} of {rounds}");
+            let r = sync_round(&bin, &work, *n, round).await?;
+            log_round(&r);
+            all.push(r);
+        }
+    }
+    for (n, all) in &by_size {
+        sync_figures(*n, all, &mut results);
     }
     // From 10k to 100k: memory per added ExternalSecret, and time and CPU per ExternalSecret at
-    // 100k over 10k (1.0: linear growth).
-    if let (Some(r10), Some(r100)) = (results.get("rss_mib_10k"), results.get("rss_mib_100k")) {
-        let slope = (r100 - r10) * 1024.0 / 90_000.0;
+    // 100k over 10k (1.0: linear growth), the median over pairs of neighbouring rounds.
+    let of = |n: usize| by_size.iter().find(|(m, _)| *m == n).map(|(_, all)| all);
+    if let (Some(r10), Some(r100)) = (of(10_000), of(100_000)) {
+        let peak = |all: &[SyncRound]| all.iter().map(|r| r.rss_mib).fold(f64::NAN, f64::max);
+        let slope = (peak(r100) - peak(r10)) * 1024.0 / 90_000.0;
         results.insert("rss_kib_per_es".into(), slope);
-        for (key, of) in [
-            ("sync_time_growth_100k_vs_10k", "sync_{}_seconds"),
-            (
-                "controller_cpu_growth_100k_vs_10k",
-                "controller_cpu_seconds_{}",
-            ),
-        ] {
-            let at = |tag: &str| results.get(&of.replace("{}", tag)).copied();
-            if let (Some(a), Some(b)) = (at("10k"), at("100k")) {
-                results.insert(key.into(), b / a / 10.0);
-            }
-        }
+        let growth = |f: fn(&SyncRound) -> f64| {
+            median(
+                r10.iter()
+                    .zip(r100)
+                    .map(|(a, b)| f(b) / f(a) / 10.0)
+                    .collect(),
+            )
+        };
+        results.insert("sync_time_growth_100k_vs_10k".into(), growth(|r| r.sync));
+        results.insert(
+            "controller_cpu_growth_100k_vs_10k".into(),
+            growth(|r| r.controller_cpu),
+        );
     }
     // `BENCH_PUSH=0`: without the PushSecret figure.
     if std::env::var("BENCH_PUSH").as_deref() != Ok("0") {
@@ -982,35 +995,27 @@ struct SyncRound {
     breakdown: String,
 }
 
-/// The sync benchmark at `n` ExternalSecrets: `rounds` rounds, each on fresh emulators, each a
-/// sync followed by its floor on the same API server. On these shared machines the floor alone
-/// has taken anywhere from 2.7 to 4.1 s at 10k within an hour: each ratio is taken within its
-/// round, and the median round is reported (with the lowest and highest ratio). Memory and
+fn log_round(r: &SyncRound) {
+    eprintln!(
+        "   synced in {:.2}s (creates {:.2}s), floor {:.2}s, ratio {:.3}; the creates with no controller {:.2}s",
+        r.sync,
+        r.created,
+        r.floor,
+        r.floor / r.sync,
+        r.alone
+    );
+    eprintln!(
+        "   CPU seconds: sync {:.2} (controller {:.2}), floor {:.2}; peak RSS {:.1} MiB; API requests per ExternalSecret {:.2}: {}",
+        r.sync_cpu, r.controller_cpu, r.floor_cpu, r.rss_mib, r.requests_per_es, r.breakdown
+    );
+}
+
+/// The sync benchmark's figures at `n` ExternalSecrets from its rounds, each on fresh emulators,
+/// each a sync followed by its floor on the same API server. On these shared machines the floor
+/// alone has taken anywhere from 2.7 to 4.1 s at 10k within an hour: each ratio is taken within
+/// its round, and the median round is reported (with the lowest and highest ratio). Memory and
 /// Vault requests are the highest of the rounds, as a limit must hold in every one.
-async fn sync_benchmark(
-    bin: &Path,
-    work: &Path,
-    n: usize,
-    rounds: usize,
-    results: &mut BTreeMap<String, f64>,
-) -> anyhow::Result<()> {
-    let mut all = Vec::new();
-    for round in 1..=rounds {
-        let r = sync_round(bin, work, n, round).await?;
-        eprintln!(
-            "   round {round}: synced in {:.2}s (creates {:.2}s), floor {:.2}s, ratio {:.3}; the creates with no controller {:.2}s",
-            r.sync,
-            r.created,
-            r.floor,
-            r.floor / r.sync,
-            r.alone
-        );
-        eprintln!(
-            "      CPU seconds: sync {:.2} (controller {:.2}), floor {:.2}; peak RSS {:.1} MiB; API requests per ExternalSecret {:.2}: {}",
-            r.sync_cpu, r.controller_cpu, r.floor_cpu, r.rss_mib, r.requests_per_es, r.breakdown
-        );
-        all.push(r);
-    }
+fn sync_figures(n: usize, all: &[SyncRound], results: &mut BTreeMap<String, f64>) {
     let tag = match n {
         10_000 => "10k".to_string(),
         n if n % 1000 == 0 => format!("{}k", n / 1000),
@@ -1054,7 +1059,6 @@ async fn sync_benchmark(
         results.insert("sync_api_limit_seconds".into(), med(|r| r.floor));
         results.insert("sync_vs_limit".into(), med(ratio));
     }
-    Ok(())
 }
 
 /// One round of the sync benchmark on fresh emulators.
