@@ -260,7 +260,7 @@ mod tests {
             (
                 &[
                     ("a", secs(1), 10, true),
-                    ("old", secs(31), 10, true),
+                    ("old", MAX_READ_REUSE + secs(1), 10, true),
                     ("bad", secs(0), 10, false),
                 ],
                 &["a"],
