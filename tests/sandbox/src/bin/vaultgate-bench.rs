@@ -141,8 +141,7 @@ async fn all() -> anyhow::Result<()> {
     // 100k over 10k (1.0: linear growth), the median over pairs of neighbouring rounds.
     let of = |n: usize| by_size.iter().find(|(m, _)| *m == n).map(|(_, all)| all);
     if let (Some(r10), Some(r100)) = (of(10_000), of(100_000)) {
-        let peak = |all: &[SyncRound]| all.iter().map(|r| r.rss_mib).fold(f64::NAN, f64::max);
-        let slope = (peak(r100) - peak(r10)) * 1024.0 / 90_000.0;
+        let slope = (results["rss_mib_100k"] - results["rss_mib_10k"]) * 1024.0 / 90_000.0;
         results.insert("rss_kib_per_es".into(), slope);
         let growth = |f: fn(&SyncRound) -> f64| {
             median(
@@ -995,6 +994,7 @@ struct SyncRound {
     breakdown: String,
 }
 
+/// One round's figures, as it ends.
 fn log_round(r: &SyncRound) {
     eprintln!(
         "   synced in {:.2}s (creates {:.2}s), floor {:.2}s, ratio {:.3}; the creates with no controller {:.2}s",
