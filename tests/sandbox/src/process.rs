@@ -15,14 +15,16 @@ use crate::repo_root;
 
 /// The `vaultgate` binary next to the running executable (both built by one `cargo build`).
 pub fn vaultgate_binary() -> anyhow::Result<PathBuf> {
+    sibling_binary("vaultgate")
+}
+
+/// A binary of this workspace next to the running executable.
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .context("executable directory")?
-        .join("vaultgate");
+    let bin = exe.parent().context("executable directory")?.join(name);
     if !bin.exists() {
         bail!(
-            "{} not found: build it first (`cargo build --release -p vaultgate`)",
+            "{} not found: build it first (`cargo build --release -p vaultgate -p vaultgate-sandbox`)",
             bin.display()
         );
     }

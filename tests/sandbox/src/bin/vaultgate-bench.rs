@@ -1,7 +1,8 @@
-//! `make bench`: the webhook against a bare axum + rustls baseline (load from `oha`, a separate
-//! process), the sync of 1k/5k/10k ExternalSecrets against the floor of the API writes they
-//! need, Vault load, memory and start-up time, new ExternalSecrets idle and under refresh
-//! load (`bench/fresh.rs`), and a cold burst of applies through the webhooks (`bench/burst.rs`).
+//! `make bench`: the webhook against a bare axum + rustls baseline (`vaultgate-baseline`; load
+//! from `oha`, a separate process), the sync of 1k/5k/10k ExternalSecrets against the floor of
+//! the API writes they need, Vault load, memory and start-up time, new ExternalSecrets idle and
+//! under refresh load (`bench/fresh.rs`), and a cold burst of applies through the webhooks
+//! (`bench/burst.rs`).
 //! Figures go to `target/bench/results.json`.
 //!
 //! vaultgate always runs as its own process (the release `vaultgate` binary next to this one),
@@ -11,7 +12,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -23,9 +23,15 @@ use serde_json::{Value, json};
 use vaultgate::api::{ExternalSecret, PushSecret};
 use vaultgate_sandbox::process::{
     Emulators, Proc, approle_load_manifests, cpu_seconds, output_with_cpu, peak_rss_mib,
-    spawn_vaultgate, vaultgate_binary, wait_ready,
+    sibling_binary, spawn_vaultgate, vaultgate_binary, wait_ready,
 };
 use vaultgate_sandbox::{free_local_addr, repo_root};
+
+/// The emulators hold every object of a sync (at 100k, with their Secrets and watch history,
+/// some hundreds of megabytes): on glibc's malloc their cost per object grew by two thirds
+/// from 10k to 100k, on fragmented free lists, and the sync's figures were theirs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "bench/burst.rs"]
 mod bench_burst;
@@ -73,19 +79,10 @@ const FIXED_RATE: f64 = 1000.0;
 const RATE_CONNECTIONS: usize = 16;
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     vaultgate::run::install_crypto();
-    if args.get(1).map(String::as_str) == Some("baseline") {
-        let addr: SocketAddr = args.get(2).context("baseline ADDR CERT KEY")?.parse()?;
-        return runtime.block_on(baseline_server(
-            addr,
-            PathBuf::from(&args[3]),
-            PathBuf::from(&args[4]),
-        ));
-    }
     runtime.block_on(all())
 }
 
@@ -556,13 +553,8 @@ impl Servers<'_> {
         };
         let baseline_addr = free_local_addr();
         let baseline = Proc(
-            Command::new(std::env::current_exe()?)
-                .args([
-                    "baseline",
-                    &baseline_addr.to_string(),
-                    path(self.cert),
-                    path(self.key),
-                ])
+            Command::new(sibling_binary("vaultgate-baseline")?)
+                .args([&baseline_addr.to_string(), path(self.cert), path(self.key)])
                 .stdout(Stdio::null())
                 .spawn()?,
         );
@@ -922,53 +914,6 @@ fn oha_csv(text: &str) -> anyhow::Result<Vec<OhaRequest>> {
         })
         .collect::<anyhow::Result<_>>()
         .with_context(|| "oha CSV row")
-}
-
-/// The baseline: axum over tokio-rustls (the same stack, TLS configuration and connection
-/// handling as the webhook) answering every request with a fixed AdmissionReview.
-async fn baseline_server(addr: SocketAddr, cert: PathBuf, key: PathBuf) -> anyhow::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto;
-    use hyper_util::service::TowerToHyperService;
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let fixed: &'static [u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"0b4f8f34-0000-4000-8000-000000000001","allowed":true,"status":{}}}"#;
-    let app = axum::Router::new().route(
-        "/validate",
-        axum::routing::post(move |_body: axum::body::Bytes| async move {
-            (
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                fixed,
-            )
-        }),
-    );
-    let certs: Vec<CertificateDer> =
-        CertificateDer::pem_file_iter(&cert)?.collect::<Result<_, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(&key)?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    loop {
-        let (tcp, _) = listener.accept().await?;
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
-                .await;
-        });
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
