@@ -1,6 +1,7 @@
 //! The sandbox: a Kubernetes API emulator, a Vault dev server and the real `vaultgate run`
 //! wiring in one process, for `make run`, the end-to-end tests and the benchmarks.
 
+pub mod cpus;
 pub mod gate;
 pub mod lease_bound;
 pub mod process;

@@ -151,7 +151,28 @@ pub fn spawn_vaultgate(
     envs: &[(&str, &str)],
     log: Stdio,
 ) -> anyhow::Result<Proc> {
-    let child = Command::new(bin)
+    spawn_vaultgate_on(None, bin, env, args, metrics, envs, log)
+}
+
+/// [`spawn_vaultgate`], on the given CPUs only (through `taskset`, so from its first thread).
+pub fn spawn_vaultgate_on(
+    cpus: Option<&[usize]>,
+    bin: &Path,
+    env: &Emulators,
+    args: &[&str],
+    metrics: SocketAddr,
+    envs: &[(&str, &str)],
+    log: Stdio,
+) -> anyhow::Result<Proc> {
+    let mut cmd = match cpus {
+        None => Command::new(bin),
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &crate::cpus::format_list(cpus)]).arg(bin);
+            c
+        }
+    };
+    let child = cmd
         .arg("run")
         .args(args)
         .arg("--metrics-addr")

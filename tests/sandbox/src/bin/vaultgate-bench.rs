@@ -21,9 +21,10 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use vaultgate::api::{ExternalSecret, PushSecret};
+use vaultgate_sandbox::cpus;
 use vaultgate_sandbox::process::{
     Emulators, Proc, approle_load_manifests, cpu_seconds, output_with_cpu, peak_rss_mib,
-    sibling_binary, spawn_vaultgate, vaultgate_binary, wait_ready,
+    sibling_binary, spawn_vaultgate_on, vaultgate_binary, wait_ready,
 };
 use vaultgate_sandbox::{free_local_addr, repo_root};
 
@@ -231,8 +232,20 @@ async fn all() -> anyhow::Result<()> {
 /// vaultgate with the benchmark's log level (`BENCH_LOG_LEVEL`, default `warn`), its log on
 /// this process's stderr.
 fn spawn(bin: &Path, env: &Emulators, args: &[&str], metrics: SocketAddr) -> anyhow::Result<Proc> {
+    spawn_on(None, bin, env, args, metrics)
+}
+
+/// [`spawn`], on `cpus` only.
+fn spawn_on(
+    cpus: Option<&[usize]>,
+    bin: &Path,
+    env: &Emulators,
+    args: &[&str],
+    metrics: SocketAddr,
+) -> anyhow::Result<Proc> {
     let level = std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
-    spawn_vaultgate(
+    spawn_vaultgate_on(
+        cpus,
         bin,
         env,
         args,
@@ -1008,6 +1021,13 @@ fn sync_figures(n: usize, all: &[SyncRound], results: &mut BTreeMap<String, f64>
 
 /// One round of the sync benchmark on fresh emulators.
 async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::Result<SyncRound> {
+    // The controller on a CPU of its own, as deploy/ runs it (limited to half a CPU, its runtime
+    // has one worker thread), and the API server with the rest of this process on the others,
+    // as on machines of their own: on shared cores, each one's load was in the other's figures.
+    let split = cpus::Split::start()?;
+    if split.is_none() {
+        eprintln!("   one CPU: the controller and the API server share it");
+    }
     let env = Emulators::start(work, &format!("sync{n}-{round}")).await?;
     let client = env.kube.client().await;
     let shape = Shape::of(n);
@@ -1030,7 +1050,13 @@ async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::
     env.vault.reset_counters();
     env.kube.clear_audit();
     let metrics = free_local_addr();
-    let vg = spawn(bin, &env, &["--controller-only"], metrics)?;
+    let vg = spawn_on(
+        split.as_ref().map(cpus::Split::vaultgate),
+        bin,
+        &env,
+        &["--controller-only"],
+        metrics,
+    )?;
     wait_ready(metrics, Duration::from_secs(20)).await?;
     // Counted from before the controller starts: its store checks log in too.
 
