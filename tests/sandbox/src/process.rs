@@ -142,20 +142,9 @@ impl Emulators {
 }
 
 /// `vaultgate run ARGS --metrics-addr METRICS` against `env`'s API server, with extra
-/// environment `envs` (e.g. `VAULTGATE_LOG_LEVEL`, `POD_NAME`); its log goes to `log`.
+/// environment `envs` (e.g. `VAULTGATE_LOG_LEVEL`, `POD_NAME`); its log goes to `log`. With
+/// `cpus`, on those CPUs only (through `taskset`, so from its first thread).
 pub fn spawn_vaultgate(
-    bin: &Path,
-    env: &Emulators,
-    args: &[&str],
-    metrics: SocketAddr,
-    envs: &[(&str, &str)],
-    log: Stdio,
-) -> anyhow::Result<Proc> {
-    spawn_vaultgate_on(None, bin, env, args, metrics, envs, log)
-}
-
-/// [`spawn_vaultgate`], on the given CPUs only (through `taskset`, so from its first thread).
-pub fn spawn_vaultgate_on(
     cpus: Option<&[usize]>,
     bin: &Path,
     env: &Emulators,

@@ -24,7 +24,7 @@ use vaultgate::api::{ExternalSecret, PushSecret};
 use vaultgate_sandbox::cpus;
 use vaultgate_sandbox::process::{
     Emulators, Proc, approle_load_manifests, cpu_seconds, output_with_cpu, peak_rss_mib,
-    sibling_binary, spawn_vaultgate_on, vaultgate_binary, wait_ready,
+    sibling_binary, spawn_vaultgate, vaultgate_binary, wait_ready,
 };
 use vaultgate_sandbox::{free_local_addr, repo_root};
 
@@ -244,7 +244,7 @@ fn spawn_on(
     metrics: SocketAddr,
 ) -> anyhow::Result<Proc> {
     let level = std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
-    spawn_vaultgate_on(
+    spawn_vaultgate(
         cpus,
         bin,
         env,

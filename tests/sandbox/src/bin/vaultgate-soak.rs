@@ -361,6 +361,7 @@ async fn soak() -> anyhow::Result<bool> {
     let log = std::fs::File::create(&log_path)?;
     let log_level = std::env::var("SOAK_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
     let vg = spawn_vaultgate(
+        None,
         &bin,
         &env,
         &["--controller-only", "--leader-elect"],
