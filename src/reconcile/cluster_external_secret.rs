@@ -217,6 +217,9 @@ async fn finalize(ces: &ClusterExternalSecret, cx: &Ctx) -> Result<Action, Error
         tracing::warn!(ces = %ces.name_any(), failed = failures.len(), "could not delete every ExternalSecret; retrying");
         return Ok(Action::requeue(super::refresh::BACKOFF_BASE));
     }
+    // Forgotten before the finalizer goes: the object can vanish the moment it does, and a
+    // scrape then must not still show its series.
+    cx.sh.metrics.forget_ces(&ces.name_any());
     if ces.finalizers().iter().any(|f| f == CES_FINALIZER) {
         let rest: Vec<String> = ces
             .finalizers()
@@ -226,7 +229,6 @@ async fn finalize(ces: &ClusterExternalSecret, cx: &Ctx) -> Result<Action, Error
             .collect();
         patch_finalizers(cx, ces, rest).await?;
     }
-    cx.sh.metrics.forget_ces(&ces.name_any());
     Ok(Action::await_change())
 }
 
