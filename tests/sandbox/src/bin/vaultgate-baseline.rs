@@ -20,7 +20,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    vaultgate::run::install_crypto();
     runtime.block_on(serve(addr, cert, key))
 }
 
