@@ -123,36 +123,44 @@ async fn all() -> anyhow::Result<()> {
         .unwrap_or(7);
     // The sizes take turns, round by round (1k, 5k, 10k, 1k, …): a machine that slows down
     // mid-run weighs on every size alike, and growth compares rounds run next to each other.
-    let mut by_size: Vec<(usize, Vec<SyncRound>)> = sizes.iter().map(|&n| (n, vec![])).collect();
+    // `BENCH_COMPARE=PATH` (as for the webhook): each sync round is run again with that build
+    // right after this one's, and its figures are given again with the prefix `compare_`.
+    let compare = std::env::var_os("BENCH_COMPARE").map(PathBuf::from);
+    let builds: Vec<(&Path, &str)> = std::iter::once((bin.as_path(), ""))
+        .chain(compare.as_deref().map(|c| (c, "compare_")))
+        .collect();
+    let mut by_size: Vec<(usize, Vec<Vec<SyncRound>>)> = sizes
+        .iter()
+        .map(|&n| (n, builds.iter().map(|_| Vec::new()).collect()))
+        .collect();
     for round in 1..=rounds {
         for (n, all) in &mut by_size {
-            eprintln!("== sync of {n} ExternalSecrets, round {round} of {rounds}");
-            let r = sync_round(&bin, &work, *n, round).await?;
-            log_round(&r);
-            all.push(r);
+            for ((build, prefix), rounds_of_build) in builds.iter().zip(all.iter_mut()) {
+                eprintln!("== {prefix}sync of {n} ExternalSecrets, round {round} of {rounds}");
+                let r = sync_round(build, &work, *n, round).await?;
+                log_round(&r);
+                rounds_of_build.push(r);
+            }
         }
     }
-    for (n, all) in &by_size {
-        sync_figures(*n, all, &mut results);
-    }
-    // From 10k to 100k: memory per added ExternalSecret, and time and CPU per ExternalSecret at
-    // 100k over 10k (1.0: linear growth), the median over pairs of neighbouring rounds.
-    let of = |n: usize| by_size.iter().find(|(m, _)| *m == n).map(|(_, all)| all);
-    if let (Some(r10), Some(r100)) = (of(10_000), of(100_000)) {
-        let slope = (results["rss_mib_100k"] - results["rss_mib_10k"]) * 1024.0 / 90_000.0;
-        results.insert("rss_kib_per_es".into(), slope);
-        let growth = |f: fn(&SyncRound) -> f64| {
-            median(
-                r10.iter()
-                    .zip(r100)
-                    .map(|(a, b)| f(b) / f(a) / 10.0)
-                    .collect(),
-            )
+    for (i, (_, prefix)) in builds.iter().enumerate() {
+        let mut figures = BTreeMap::new();
+        for (n, all) in &by_size {
+            sync_figures(*n, &all[i], &mut figures);
+        }
+        let of = |n: usize| {
+            by_size
+                .iter()
+                .find(|(m, _)| *m == n)
+                .map(|(_, all)| &all[i])
         };
-        results.insert("sync_time_growth_100k_vs_10k".into(), growth(|r| r.sync));
-        results.insert(
-            "controller_cpu_growth_100k_vs_10k".into(),
-            growth(|r| r.controller_cpu),
+        if let (Some(r10), Some(r100)) = (of(10_000), of(100_000)) {
+            growth_figures(r10, r100, &mut figures);
+        }
+        results.extend(
+            figures
+                .into_iter()
+                .map(|(k, v)| (format!("{prefix}{k}"), v)),
         );
     }
     // `BENCH_PUSH=0`: without the PushSecret figure.
@@ -1017,6 +1025,26 @@ fn sync_figures(n: usize, all: &[SyncRound], results: &mut BTreeMap<String, f64>
         results.insert("sync_api_limit_seconds".into(), med(|r| r.floor));
         results.insert("sync_vs_limit".into(), med(ratio));
     }
+}
+
+/// From 10k to 100k: memory per added ExternalSecret, and time and CPU per ExternalSecret at
+/// 100k over 10k (1.0: linear growth), the median over pairs of neighbouring rounds.
+fn growth_figures(r10: &[SyncRound], r100: &[SyncRound], results: &mut BTreeMap<String, f64>) {
+    let slope = (results["rss_mib_100k"] - results["rss_mib_10k"]) * 1024.0 / 90_000.0;
+    results.insert("rss_kib_per_es".into(), slope);
+    let growth = |f: fn(&SyncRound) -> f64| {
+        median(
+            r10.iter()
+                .zip(r100)
+                .map(|(a, b)| f(b) / f(a) / 10.0)
+                .collect(),
+        )
+    };
+    results.insert("sync_time_growth_100k_vs_10k".into(), growth(|r| r.sync));
+    results.insert(
+        "controller_cpu_growth_100k_vs_10k".into(),
+        growth(|r| r.controller_cpu),
+    );
 }
 
 /// One round of the sync benchmark on fresh emulators.
