@@ -1150,10 +1150,25 @@ async fn sync_round(bin: &Path, work: &Path, n: usize, round: usize) -> anyhow::
         *requests.entry(what).or_default() += 1;
     }
     let total: usize = requests.values().sum();
+    // Per ExternalSecret; lists and watches as counts: a watch that had to start again, or
+    // list everything again, is few requests but much work.
+    let count = |verb: &str| {
+        let prefix = format!("{verb} ");
+        requests
+            .iter()
+            .filter(|(what, _)| what.starts_with(&prefix))
+            .map(|(_, c)| c)
+            .sum::<usize>()
+    };
     let breakdown = requests
         .iter()
         .filter(|(_, c)| **c * 100 >= n)
         .map(|(what, c)| format!("{what} {:.2}", *c as f64 / n as f64))
+        .chain([format!(
+            "lists ×{}, watches ×{}",
+            count("list"),
+            count("watch")
+        )])
         .collect::<Vec<_>>()
         .join(", ");
 
