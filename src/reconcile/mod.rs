@@ -483,44 +483,57 @@ async fn run_controllers(
         }
     };
 
-    // Boxed: the controllers' futures are large, and nested inline they overflowed the stack
-    // of a debug build's test threads.
-    let all = Box::pin(async {
-        tokio::join!(
-            external_secret::run(
-                sh.clone(),
-                es_reader,
-                es_stream,
-                secrets,
-                ss_trigger,
-                css_trigger,
-                gen_streams,
-                soft.clone(),
-            ),
-            store::run(sh.clone(), ss_ctrl_reader, ss_ctrl_stream, soft.clone()),
-            store::run(sh.clone(), css_ctrl_reader, css_ctrl_stream, soft.clone()),
-            push_secret::run(
-                push_sh,
-                ps_reader,
-                ps_stream,
-                source_secrets,
-                cfg.concurrency,
-                soft.clone(),
-            ),
-            async {
-                if let Some(c) = cluster_push {
-                    c.await;
-                }
-            },
-            ces_controller,
-        );
-    });
+    // Each controller in a task of its own: joined in one task, a wake-up of any of them
+    // polled all of them (their watches, queues and shutdown signals). Dropped, the set
+    // aborts them.
+    let mut controllers = tokio::task::JoinSet::new();
+    controllers.spawn(external_secret::run(
+        sh.clone(),
+        es_reader,
+        es_stream,
+        secrets,
+        ss_trigger,
+        css_trigger,
+        gen_streams,
+        soft.clone(),
+    ));
+    controllers.spawn(store::run(
+        sh.clone(),
+        ss_ctrl_reader,
+        ss_ctrl_stream,
+        soft.clone(),
+    ));
+    controllers.spawn(store::run(
+        sh.clone(),
+        css_ctrl_reader,
+        css_ctrl_stream,
+        soft.clone(),
+    ));
+    controllers.spawn(push_secret::run(
+        push_sh,
+        ps_reader,
+        ps_stream,
+        source_secrets,
+        cfg.concurrency,
+        soft.clone(),
+    ));
+    if let Some(c) = cluster_push {
+        controllers.spawn(c);
+    }
+    controllers.spawn(ces_controller);
     // Events still queued when the controllers stop are written before returning.
     let controllers_done = CancellationToken::new();
     let all = async {
         tokio::join!(
             async {
-                all.await;
+                while let Some(done) = controllers.join_next().await {
+                    // A controller that panicked panics here, as when they shared one task.
+                    if let Err(e) = done
+                        && e.is_panic()
+                    {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
                 controllers_done.cancel();
             },
             events::deliver(&recorder, events_rx, controllers_done.clone()),
