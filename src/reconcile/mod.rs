@@ -258,7 +258,7 @@ where
     }
 }
 
-/// Runs the three controllers until `soft` is cancelled (then they finish what is in flight),
+/// Runs the controllers until `soft` is cancelled (then they finish what is in flight),
 /// or until `hard` is cancelled (then whatever still runs is abandoned).
 async fn run_controllers(
     kube: &kube::Client,
@@ -484,8 +484,7 @@ async fn run_controllers(
     };
 
     // Each controller in a task of its own: joined in one task, a wake-up of any of them
-    // polled all of them (their watches, queues and shutdown signals). Dropped, the set
-    // aborts them.
+    // polled all of them (their watches, queues and shutdown signals).
     let mut controllers = tokio::task::JoinSet::new();
     controllers.spawn(external_secret::run(
         sh.clone(),
@@ -543,6 +542,8 @@ async fn run_controllers(
         _ = all => {}
         _ = hard.cancelled() => tracing::warn!("abandoning in-flight reconciles: the lease may be held by another replica"),
     }
+    // Abandoned ones are gone, their reconciles with them, before another election.
+    controllers.shutdown().await;
 }
 
 #[cfg(test)]
