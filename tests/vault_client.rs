@@ -1180,6 +1180,23 @@ async fn cache_follows_store_versions_and_referent_namespaces() {
             assert!(Instant::now() < deadline, "old token not revoked");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The cached version again is the same client; the older version again (a reconcile
+        // that read an older cache) logs in anew and evicts the newer, and back.
+        let same = e.clients.client(&newer, "team-b").await.unwrap();
+        assert!(Arc::ptr_eq(&c2, &same));
+        let old = e.clients.client(&store, "team-a").await.unwrap();
+        assert!(!Arc::ptr_eq(&c1, &old) && !Arc::ptr_eq(&c2, &old));
+        let c2 = e.clients.client(&newer, "team-a").await.unwrap();
+        assert!(!Arc::ptr_eq(&same, &c2));
+        assert_eq!(e.clients.login_count(), 4);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while e.vault.live_tokens() != live + 1 {
+            assert!(
+                Instant::now() < deadline,
+                "evicted versions' tokens not revoked"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // A deleted store's clients are dropped and their tokens revoked.
         e.clients.forget(&store).await;
         assert_eq!(e.vault.live_tokens(), live);

@@ -143,17 +143,24 @@ impl VaultClients {
         };
         let (slot, evicted) = {
             let mut cache = self.cache.lock();
-            let stale: Vec<CacheKey> = cache
-                .keys()
-                .filter(|k| {
-                    k.same_store(&key)
-                        && (k.uid != key.uid || k.resource_version != key.resource_version)
-                })
-                .cloned()
-                .collect();
+            let added = !cache.contains_key(&key);
+            // Adding a version of a store evicts its others, so a store's entries share one
+            // version: only a key not yet cached can find stale ones. Looking for them on every
+            // call walked every store identity once per reconcile.
+            let stale: Vec<CacheKey> = if added {
+                cache
+                    .keys()
+                    .filter(|k| {
+                        k.same_store(&key)
+                            && (k.uid != key.uid || k.resource_version != key.resource_version)
+                    })
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let mut evicted: Vec<Slot> = stale.iter().filter_map(|k| cache.remove(k)).collect();
             let now = Instant::now();
-            let added = !cache.contains_key(&key);
             let slot = cache.entry(key).or_default().clone();
             *slot.last_used.lock() = now;
             // Only a lookup that adds an entry, or one a while after the last sweep, sweeps:
