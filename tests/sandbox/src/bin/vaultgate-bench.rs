@@ -95,6 +95,9 @@ async fn all() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     let work = tempdir(&out_dir.join("work"))?;
     let mut results: BTreeMap<String, f64> = BTreeMap::new();
+    // `BENCH_COMPARE=PATH`: another vaultgate build, measured beside this one in the same
+    // webhook rounds and again in each sync round, right after this one's.
+    let compare = std::env::var_os("BENCH_COMPARE").map(PathBuf::from);
 
     let sizes: Vec<usize> = std::env::var("BENCH_SYNC_SIZES")
         .unwrap_or_else(|_| "1000,5000,10000".into())
@@ -113,7 +116,7 @@ async fn all() -> anyhow::Result<()> {
     // `BENCH_WEBHOOK=0`: the sync figures only.
     if std::env::var("BENCH_WEBHOOK").as_deref() != Ok("0") {
         eprintln!("== start-up and webhook");
-        webhook_benchmarks(&bin, &oha, &work, seconds, &mut results).await?;
+        webhook_benchmarks(&bin, &oha, &work, seconds, compare.as_deref(), &mut results).await?;
     }
     // `BENCH_SYNC_ROUNDS`: rounds of each sync size (default 7; see `sync_figures`).
     let rounds: usize = std::env::var("BENCH_SYNC_ROUNDS")
@@ -123,9 +126,7 @@ async fn all() -> anyhow::Result<()> {
         .unwrap_or(7);
     // The sizes take turns, round by round (1k, 5k, 10k, 1k, …): a machine that slows down
     // mid-run weighs on every size alike, and growth compares rounds run next to each other.
-    // `BENCH_COMPARE=PATH` (as for the webhook): each sync round is run again with that build
-    // right after this one's, and its figures are given again with the prefix `compare_`.
-    let compare = std::env::var_os("BENCH_COMPARE").map(PathBuf::from);
+    // With `BENCH_COMPARE`, the other build's sync figures are given again prefixed `compare_`.
     let builds: Vec<(&Path, &str)> = std::iter::once((bin.as_path(), ""))
         .chain(compare.as_deref().map(|c| (c, "compare_")))
         .collect();
@@ -285,6 +286,7 @@ async fn webhook_benchmarks(
     oha: &Path,
     work: &Path,
     seconds: u64,
+    compare: Option<&Path>,
     results: &mut BTreeMap<String, f64>,
 ) -> anyhow::Result<()> {
     let env = Emulators::start(work, "webhook").await?;
@@ -363,12 +365,9 @@ spec:
             bundle.ca_cert_pem.as_bytes(),
         )?)
         .build()?;
-    // `BENCH_COMPARE=PATH`: another vaultgate binary, served the same way beside this one and
-    // measured in the same saturation rounds, for an A/B of two builds within one run.
-    let compare = std::env::var_os("BENCH_COMPARE").map(PathBuf::from);
     let servers = Servers {
         bin,
-        compare: compare.as_deref(),
+        compare,
         env: &env,
         cert: &cert,
         key: &key,
