@@ -14,7 +14,6 @@ mod push;
 mod reads;
 mod token;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
 
@@ -32,7 +31,7 @@ use crate::metrics::Metrics;
 pub use cache::VaultClients;
 pub use evict::Limits;
 pub use lease::{LeaseInfo, RenewOutcome, Renewed};
-use reads::ReadSlot;
+use reads::Reads;
 pub use reads::{MAX_READ_REUSE, READ_SHARE_WINDOW, ReadReuse, with_read_reuse};
 use token::TokenState;
 
@@ -59,7 +58,7 @@ pub struct StoreClient {
     state: RwLock<TokenState>,
     refresh: tokio::sync::Mutex<()>,
     retired: AtomicBool,
-    reads: Mutex<HashMap<String, Arc<ReadSlot>>>,
+    reads: Mutex<Reads>,
 }
 
 impl StoreClient {
@@ -117,7 +116,7 @@ impl StoreClient {
             state: RwLock::new(TokenState::from_login(token, 0)),
             refresh: tokio::sync::Mutex::new(()),
             retired: AtomicBool::new(false),
-            reads: Mutex::new(HashMap::new()),
+            reads: Mutex::new(Reads::default()),
             store,
         }))
     }

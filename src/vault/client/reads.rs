@@ -26,6 +26,10 @@ pub const MAX_READ_REUSE: Duration = Duration::from_secs(180);
 /// Values kept past [`READ_SHARE_WINDOW`] per store identity, estimated in bytes: reuse saves
 /// Vault reads, it must not turn into a cache of every secret.
 const READ_REUSE_BUDGET: usize = 4 << 20;
+/// A sweep is due at the latest this long after the last one...
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// ...or once the reads have doubled since it, and not below this many.
+const SWEEP_MIN_ENTRIES: usize = 64;
 
 /// Which earlier identical reads may answer a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +66,48 @@ fn read_reuse() -> ReadReuse {
 }
 
 pub(super) type ReadResult = Result<Option<Arc<Value>>, VaultError>;
+
+/// A store identity's reads, in flight or finished, by call, path and query.
+#[derive(Default)]
+pub(super) struct Reads {
+    slots: HashMap<String, Arc<ReadSlot>>,
+    sweep: SweepSchedule,
+}
+
+/// When to sweep the reads. A sweep walks them all, so one per new read made a sync of a store
+/// with many paths quadratic in them; sweeping when they have doubled, or a second on, costs a
+/// constant per read, and lets them run over the budget by at most that much in between.
+#[derive(Default)]
+struct SweepSchedule {
+    /// How many reads the last sweep left, and when it ran.
+    left: usize,
+    at: Option<Instant>,
+}
+
+impl SweepSchedule {
+    fn due(&self, len: usize, now: Instant) -> bool {
+        len >= (2 * self.left).max(SWEEP_MIN_ENTRIES)
+            || self
+                .at
+                .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY)
+    }
+}
+
+impl Reads {
+    /// Before inserting a read: sweeps when due. Returns how many reads it walked.
+    fn sweep_if_due(&mut self, now: Instant) -> usize {
+        let len = self.slots.len();
+        if !self.sweep.due(len, now) {
+            return 0;
+        }
+        sweep_reads(&mut self.slots, now);
+        self.sweep = SweepSchedule {
+            left: self.slots.len(),
+            at: Some(now),
+        };
+        len
+    }
+}
 
 pub(super) struct ReadSlot {
     started: Instant,
@@ -181,14 +227,13 @@ impl StoreClient {
         let slot = {
             let now = Instant::now();
             let mut reads = self.reads.lock();
-            match reads.get(&key) {
+            match reads.slots.get(&key) {
                 Some(s) if s.shareable(now, reuse) => s.clone(),
                 _ => {
-                    // Only an insert sweeps: a sweep walks every entry, and only an insert
-                    // can take memory over the budget.
-                    sweep_reads(&mut reads, now);
+                    // Only an insert sweeps: only an insert can take memory over the budget.
+                    reads.sweep_if_due(now);
                     let s = Arc::new(ReadSlot::new(now));
-                    reads.insert(key, s.clone());
+                    reads.slots.insert(key, s.clone());
                     s
                 }
             }
@@ -300,6 +345,47 @@ mod tests {
             keys.sort();
             assert_eq!(keys, left, "{entries:?}");
         }
+    }
+
+    #[test]
+    fn sweeps_are_due_when_the_reads_have_doubled_or_a_second_on() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let after = |left, ago| SweepSchedule {
+            left,
+            at: Some(now - ago),
+        };
+        // (schedule, reads now, due)
+        let cases = [
+            (SweepSchedule::default(), 0, true),
+            (after(0, ms(10)), 63, false),
+            (after(0, ms(10)), 64, true),
+            (after(100, ms(10)), 199, false),
+            (after(100, ms(10)), 200, true),
+            (after(100, ms(999)), 101, false),
+            (after(100, ms(1000)), 101, true),
+        ];
+        for (i, (schedule, len, due)) in cases.into_iter().enumerate() {
+            assert_eq!(schedule.due(len, now), due, "case {i}");
+        }
+    }
+
+    #[test]
+    fn sweeps_walk_a_constant_number_of_reads_per_insert() {
+        // 100,000 distinct reads within a second, none expired: sweeping on every insert walked
+        // five billion entries here.
+        let now = Instant::now();
+        let mut reads = Reads::default();
+        let mut walked = 0;
+        for i in 0..100_000 {
+            walked += reads.sweep_if_due(now);
+            let s = ReadSlot::new(now);
+            s.cell.set(Ok(Some(Arc::new(Value::Null)))).unwrap();
+            s.done.set(now).unwrap();
+            reads.slots.insert(format!("read {i}"), Arc::new(s));
+        }
+        assert_eq!(reads.slots.len(), 100_000);
+        assert!(walked <= 2 * 100_000, "{walked} entries walked");
     }
 
     #[test]
